@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set-up from nothing, idempotent: Debian packages, .venv, a Docker engine, images.
+# A second run only checks and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VAR="$PWD/var"
+mkdir -p "$VAR"
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Debian packages (only the missing ones).
+PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# 2. The virtual environment, reinstalled only when pyproject.toml changes.
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || { say "creating .venv"; "$PYTHON" -m venv .venv; }
+stamp=.venv/.tinymlaas-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the project into .venv"
+  # tflite-micro only has pre-releases; pyproject pins one exactly, which pip
+  # accepts without a global --pre (that would also pull other packages' betas).
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+# 3. A Docker engine: no default bridge and no iptables rules; containers use
+#    --network host (loopback only) or --network none.
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (log: var/dockerd.log)"
+  setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+    >"$VAR/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -n 20 "$VAR/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
+fi
+
+# 4. Images, built offline; rebuilt only when their inputs' hash changes.
+.venv/bin/tinymlaas images

@@ -1,0 +1,1 @@
+"""Built-in builder plugins: the board's builder run in its container, or locally."""

@@ -1,0 +1,106 @@
+"""What both builders share: the partner contract's arguments and the result check.
+
+A builder entry point is called as ``BUILDER MODEL --out DIR --board NAME
+--version V [--boards-dir DIR]``; it writes the OS image and ``manifest.json``
+into ``DIR`` and prints ``@progress <fraction> <step>`` lines as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tinymlaas.errors import BuildFailed
+from tinymlaas.models import Board, FirmwareManifest
+from tinymlaas.plugins.base import Builder, Progress, no_progress
+from tinymlaas.services.compile import read_module
+from tinymlaas.services.staging import staged_dir
+
+PROGRESS_PREFIX = "@progress "
+
+
+def follow_progress(lines: Iterable[str], progress: Progress, log: list[str]) -> None:
+    """Keep a builder's output and turn its ``@progress`` lines into progress calls."""
+    for line in lines:
+        log.append(line)
+        if line.startswith(PROGRESS_PREFIX):
+            frac, _, step = line[len(PROGRESS_PREFIX):].partition(" ")
+            try:
+                progress(step, float(frac))
+            except ValueError:
+                continue
+
+
+@contextmanager
+def watchdog(timeout_s: float, kill: Callable[[], object], what: str) -> Iterator[None]:
+    """Kill a builder that outlives its time, and say so instead of its exit code."""
+    fired = threading.Event()
+
+    def expire() -> None:
+        fired.set()
+        kill()
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if fired.is_set():
+            raise BuildFailed(f"{what} timed out after {timeout_s:.0f} s and was killed")
+
+
+def failure(what: str, code: int, log: list[str]) -> BuildFailed:
+    """A build error whose message is the builder's own last words."""
+    tail = [ln for ln in log if ln.strip() and not ln.startswith(PROGRESS_PREFIX)][-3:]
+    return BuildFailed(f"{what} failed (exit {code}): {' | '.join(tail) or 'no output'}",
+                       log="\n".join(log[-200:]))
+
+
+class ContractBuilder(Builder):
+    """Runs a builder entry point in a staging dir and checks what it wrote."""
+
+    def build(
+        self,
+        module_dir: Path,
+        board: Board,
+        out_dir: Path,
+        *,
+        version: str = "1.0.0",
+        progress: Progress = no_progress,
+    ) -> FirmwareManifest:
+        module = read_module(module_dir)
+        if module.kind != board.module_kind:
+            raise BuildFailed(
+                f"module kind '{module.kind}' cannot be built for board '{board.name}', "
+                f"which builds '{board.module_kind}' modules"
+            )
+        with staged_dir(out_dir) as tmp:
+            self.execute(module_dir.resolve(), board, tmp, version, progress)
+            manifest = self.check_output(tmp)
+            manifest.builder = self.name
+            (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
+        return manifest
+
+    @staticmethod
+    def check_output(out: Path) -> FirmwareManifest:
+        path = out / "manifest.json"
+        try:
+            manifest = FirmwareManifest.model_validate(json.loads(path.read_text()))
+        except (OSError, ValueError, ValidationError) as exc:
+            raise BuildFailed(f"the builder wrote no valid manifest.json: {exc}") from exc
+        if not (out / manifest.image).is_file():
+            raise BuildFailed(f"the builder's manifest names {manifest.image}, which it did not write")
+        return manifest
+
+    @abstractmethod
+    def execute(
+        self, module_dir: Path, board: Board, out: Path, version: str, progress: Progress
+    ) -> None:
+        """Run the builder with ``module_dir`` as input and ``out`` as output."""

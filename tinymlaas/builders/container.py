@@ -1,0 +1,73 @@
+"""Builds in the board's builder image, per the partner contract:
+``docker run --network none -v IN:/in:ro -v OUT:/out <builder> /in/model.tflite``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinymlaas.builders._common import ContractBuilder, failure, follow_progress, watchdog
+from tinymlaas.errors import BuildFailed
+from tinymlaas.images import docker_client
+from tinymlaas.models import Board
+from tinymlaas.plugins.base import Progress
+
+
+class DockerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(900.0, gt=0, description="kill the builder after this long")
+    mem_limit: str = Field("4g", description="memory limit of the builder container")
+
+
+class DockerBuilder(ContractBuilder):
+    """Runs the board's builder image with no network."""
+
+    name = "docker"
+    Options = DockerOptions
+
+    def execute(
+        self, module_dir: Path, board: Board, out: Path, version: str, progress: Progress
+    ) -> None:
+        import docker
+
+        assert isinstance(self.options, DockerOptions)
+        client = docker_client()
+        image = board.builder.image
+        try:
+            client.images.get(image)  # never let the engine try a pull
+        except docker.errors.ImageNotFound as exc:
+            raise BuildFailed(f"builder image {image} is not built; run 'tinymlaas images'") from exc
+        container = client.containers.run(
+            image,
+            ["/in/model.tflite", "--out", "/out", "--board", board.name, "--version", version],
+            volumes={str(module_dir): {"bind": "/in", "mode": "ro"},
+                     str(out): {"bind": "/out", "mode": "rw"}},
+            network_mode="none",
+            mem_limit=self.options.mem_limit,
+            labels={"org.tinymlaas.role": "builder", "org.tinymlaas.board": board.name},
+            detach=True,
+        )
+        log: list[str] = []
+        try:
+            with watchdog(self.options.timeout_s, container.kill, f"builder {image}"):
+                stream = container.logs(stream=True, follow=True)
+                follow_progress((b.decode(errors="replace") for b in _lines(stream)), progress, log)
+                code = container.wait()["StatusCode"]
+        finally:
+            container.remove(force=True)
+        if code != 0:
+            raise failure(f"builder {image}", code, log)
+
+
+def _lines(chunks):  # noqa: ANN001, ANN202 - docker yields arbitrary byte chunks
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line
+    if buf:
+        yield buf

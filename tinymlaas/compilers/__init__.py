@@ -1,0 +1,1 @@
+"""Built-in compiler plugins (registered through entry points like any other)."""

@@ -1,0 +1,1 @@
+"""Device-side code: what runs on (emulated) boards, not in the service."""

@@ -1,0 +1,275 @@
+"""Container images, built offline from local inputs only; nothing is ever pulled.
+
+``tinymlaas/base`` is a Debian rootfs made by ``mmdebstrap`` from the machine's
+own apt sources and ``docker import``-ed. Every other image is a folder under
+``targets/`` built ``FROM tinymlaas/base`` with ``--network none``; what it
+needs from outside is downloaded on the host first and copied into the build
+context:
+
+* ``wheels.txt`` -- pip requirements, downloaded as wheels into ``wheels/``;
+* ``debs.txt``   -- Debian packages missing from the base, into ``debs/``;
+* ``package.txt`` (any content) -- a copy of the ``tinymlaas`` package into ``src/``.
+
+An image is rebuilt only when the SHA-256 of its assembled context (plus the
+base image id) differs from the label stored on the existing image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinymlaas.config import REPO_ROOT, Settings
+from tinymlaas.errors import BuildFailed, InvalidInput
+from tinymlaas.plugins.base import Progress, no_progress
+from tinymlaas.targets import load_boards
+
+BASE_TAG = "tinymlaas/base"
+HASH_LABEL = "org.tinymlaas.context-sha256"
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+_BASE_RECIPE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    tag: str
+    context: Path
+    boards: tuple[str, ...] = ()
+
+
+def docker_client():  # noqa: ANN201 - docker.DockerClient, imported lazily
+    """A client for the local engine, or a one-line reason why there is none."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise BuildFailed(f"no Docker engine answers ({exc}); run 'make setup' to start one") from exc
+    return client
+
+
+def image_label(client, tag: str) -> str | None:  # noqa: ANN001
+    import docker
+
+    try:
+        img = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    return (img.labels or {}).get(HASH_LABEL)
+
+
+def image_id(client, tag: str) -> str:  # noqa: ANN001
+    return client.images.get(tag).id
+
+
+def apt_sources() -> list[Path]:
+    """The machine's enabled Debian apt sources, handed to mmdebstrap as-is."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    found = [
+        p
+        for p in candidates
+        if p.is_file() and p.suffix in (".list", ".sources") and "/debian" in p.read_text()
+    ]
+    if not found:
+        raise BuildFailed("no Debian apt sources found under /etc/apt")
+    return found
+
+
+def base_inputs_hash() -> str:
+    h = hashlib.sha256(f"{_BASE_RECIPE_VERSION}|{BASE_SUITE}|{','.join(BASE_PACKAGES)}".encode())
+    for p in apt_sources():
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def ensure_base(settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001
+    """Build ``tinymlaas/base`` if its inputs changed; True when it was (re)built."""
+    want = base_inputs_hash()
+    status_file = settings.data_dir / "images" / "base.dpkg-status"
+    if image_label(client, BASE_TAG) == want:
+        if not status_file.exists():
+            _save_base_status(client, status_file)
+        return False
+    work = settings.data_dir / "images"
+    work.mkdir(parents=True, exist_ok=True)
+    tar = work / "base-rootfs.tar"
+    progress("mmdebstrap base rootfs", 0.0)
+    cmd = [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--include=" + ",".join(BASE_PACKAGES),
+        "--aptopt=Acquire::Languages \"none\"",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        BASE_SUITE,
+        str(tar),
+        *[str(p) for p in apt_sources()],
+    ]
+    _run(cmd, settings.data_dir / "images" / "mmdebstrap.log")
+    progress("docker import base", 0.8)
+    with tarfile.open(tar) as tf:
+        member = tf.extractfile("./var/lib/dpkg/status")
+        assert member is not None
+        status_file.write_bytes(member.read())
+    client.api.import_image_from_file(
+        str(tar),
+        repository=BASE_TAG,
+        tag="latest",
+        changes=[f"LABEL {HASH_LABEL}={want}", 'CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"],
+    )
+    tar.unlink()
+    progress("base ready", 1.0)
+    return True
+
+
+def _save_base_status(client, dest: Path) -> None:  # noqa: ANN001
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    out = client.containers.run(
+        BASE_TAG, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True
+    )
+    dest.write_bytes(out)
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise BuildFailed(f"{cmd[0]} failed (exit {proc.returncode}), see {log}: {' | '.join(tail)}")
+
+
+def image_sources(settings: Settings) -> list[ImageSource]:
+    """Every image the boards under targets/ declare (builders and devices)."""
+    seen: dict[str, ImageSource] = {}
+    for board in load_boards(settings.targets_dir).values():
+        for spec in (board.builder, board.device):
+            if spec is None:
+                continue
+            ctx = (settings.targets_dir / board.name / spec.context).resolve()
+            prev = seen.get(spec.image)
+            if prev is not None and prev.context != ctx:
+                raise InvalidInput(f"image {spec.image} is declared with two different contexts")
+            boards = (prev.boards if prev else ()) + (board.name,)
+            seen[spec.image] = ImageSource(spec.image, ctx, boards)
+    return list(seen.values())
+
+
+def _download_wheels(req: Path, cache: Path) -> Path:
+    key = hashlib.sha256(req.read_bytes()).hexdigest()[:16]
+    dest = cache / "wheels" / key
+    if not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        _run(
+            [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
+             "--dest", str(dest), "-r", str(req)],
+            cache / "wheels" / f"{key}.log",
+        )
+        (dest / ".complete").touch()
+    return dest
+
+
+def _download_debs(pkgs: Path, settings: Settings) -> Path:
+    status = settings.data_dir / "images" / "base.dpkg-status"
+    names = [ln.strip() for ln in pkgs.read_text().splitlines() if ln.strip() and ln[0] != "#"]
+    key = hashlib.sha256(("|".join(names)).encode() + status.read_bytes()).hexdigest()[:16]
+    dest = settings.data_dir / "images" / "debs" / key
+    if (dest / ".complete").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "partial").mkdir(parents=True)
+    cmd = [
+        "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends",
+        "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache::archives={dest}",
+        "-o", "Debug::NoLocking=1", *names,
+    ]
+    log = dest.parent / f"{key}.log"
+    try:
+        _run(cmd, log)
+    except BuildFailed:  # package lists may be missing on a fresh machine
+        _run(["apt-get", "update", "-qq"], dest.parent / "apt-update.log")
+        _run(cmd, log)
+    shutil.rmtree(dest / "partial")
+    (dest / ".complete").touch()
+    return dest
+
+
+def assemble_context(src: ImageSource, settings: Settings) -> Path:
+    """Copy the folder plus its downloaded inputs into a fresh build context."""
+    ctx = settings.data_dir / "images" / "contexts" / src.tag.replace("/", "_")
+    shutil.rmtree(ctx, ignore_errors=True)
+    shutil.copytree(src.context, ctx, ignore=shutil.ignore_patterns("__pycache__"))
+    cache = settings.data_dir / "images"
+    for name in src.boards:  # builders read their boards' files at /builder/boards
+        (ctx / "boards").mkdir(exist_ok=True)
+        shutil.copy2(settings.targets_dir / name / "board.toml", ctx / "boards" / f"{name}.toml")
+    if (ctx / "wheels.txt").exists():
+        shutil.copytree(_download_wheels(ctx / "wheels.txt", cache), ctx / "wheels",
+                        ignore=shutil.ignore_patterns(".complete"))
+    if (ctx / "debs.txt").exists():
+        shutil.copytree(_download_debs(ctx / "debs.txt", settings), ctx / "debs",
+                        ignore=shutil.ignore_patterns(".complete", "lock"))
+    if (ctx / "package.txt").exists():
+        shutil.copytree(REPO_ROOT / "tinymlaas", ctx / "src" / "tinymlaas",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(REPO_ROOT / name, ctx / "src" / name)
+    return ctx
+
+
+def _files(root: Path) -> Iterator[Path]:
+    yield from sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def context_hash(ctx: Path, base_id: str) -> str:
+    h = hashlib.sha256(base_id.encode())
+    for p in _files(ctx):
+        h.update(str(p.relative_to(ctx)).encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def ensure_image(src: ImageSource, settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001, E501
+    """Build one image if its context changed; True when it was (re)built."""
+    ctx = assemble_context(src, settings)
+    want = context_hash(ctx, image_id(client, BASE_TAG))
+    if image_label(client, src.tag) == want:
+        return False
+    log = settings.data_dir / "images" / f"{src.tag.replace('/', '_')}.log"
+    lines: list[str] = []
+    try:
+        for chunk in client.api.build(
+            path=str(ctx), tag=src.tag, network_mode="none", labels={HASH_LABEL: want},
+            rm=True, forcerm=True, pull=False, decode=True,
+        ):
+            if "stream" in chunk:
+                line = chunk["stream"].rstrip()
+                lines.append(line)
+                if line.startswith("Step "):
+                    n, _, total = line.split()[1].partition("/")
+                    progress(line, int(n) / max(int(total or 1), 1))
+            if "error" in chunk:
+                lines.append(chunk["error"])
+                raise BuildFailed(f"building image {src.tag} failed: {chunk['error'].strip()}")
+    finally:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("\n".join(lines) + "\n")
+    return True
+
+
+def ensure_all(settings: Settings, progress: Progress = no_progress) -> dict[str, bool]:
+    """Make sure the base and every declared image are current."""
+    client = docker_client()
+    built = {BASE_TAG: ensure_base(settings, client, progress)}
+    for src in image_sources(settings):
+        built[src.tag] = ensure_image(src, settings, client, progress)
+    return built

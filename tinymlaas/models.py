@@ -1,0 +1,155 @@
+"""Typed records shared by the services, the API and the CLI."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODULE_FORMAT = "tinymlaas.inference-module/1"
+
+
+class TensorSpec(BaseModel):
+    """An input or output tensor with its (per-tensor) quantization."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= max(d, 1)
+        return n
+
+
+class ModelInfo(BaseModel):
+    """What a .tflite file contains, read from its flatbuffer."""
+
+    sha256: str
+    bytes: int
+    ops: list[str]
+    operators: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    description: str = ""
+
+
+class MemoryRegion(BaseModel):
+    name: str
+    origin: int = 0
+    length: int = Field(gt=0)
+    kind: Literal["flash", "ram", "ccm"] = "ram"
+
+
+class ImageSpec(BaseModel):
+    """A container image the project builds itself from a folder under targets/.
+
+    ``local`` is the same entry point run without Docker, from that folder
+    (``{python}`` stands for the service's interpreter).
+    """
+
+    image: str
+    context: str
+    local: list[str] = []
+
+
+class Board(BaseModel):
+    """A target board, read from ``targets/<name>/board.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    description: str
+    arch: str
+    cpu: str
+    family: str
+    module_kind: str
+    compilers: list[str] = Field(min_length=1)
+    clock_hz: int = Field(0, ge=0)
+    fpu: bool = False
+    accelerators: list[str] = []
+    flash_bytes: int = Field(gt=0)
+    ram_bytes: int = Field(gt=0)
+    regions: list[MemoryRegion] = []
+    builder: ImageSpec
+    device: ImageSpec | None = None
+    emulator: dict[str, Any] = {}
+    board_support: dict[str, Any] = {}
+
+    @property
+    def default_compiler(self) -> str:
+        return self.compilers[0]
+
+
+class CompilerInfo(BaseModel):
+    name: str
+    version: str
+    options: dict[str, Any] = {}
+
+
+class ModuleMemory(BaseModel):
+    weights_bytes: int = 0
+    arena_bytes: int = 0
+    code_bytes: int | None = None
+
+
+class ModuleManifest(BaseModel):
+    """The standard inference-module format: what any builder or device reads."""
+
+    format: Literal["tinymlaas.inference-module/1"] = MODULE_FORMAT
+    name: str
+    kind: str
+    target: str
+    model_sha256: str
+    model_file: str = "model.tflite"
+    ops: list[str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    compiler: CompilerInfo
+    memory: ModuleMemory
+    files: dict[str, str] = {}
+
+
+FIRMWARE_FORMAT = "tinymlaas.firmware/1"
+
+
+class FirmwareManifest(BaseModel):
+    """What a builder writes next to the OS image it built."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["tinymlaas.firmware/1"] = FIRMWARE_FORMAT
+    board: str
+    version: str
+    model_sha256: str
+    image: str
+    image_sha256: str
+    files: dict[str, str]
+    sizes: dict[str, int]
+    headroom: dict[str, int]
+    builder: str = ""
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Job(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    progress: float = 0.0
+    step: str = ""
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime

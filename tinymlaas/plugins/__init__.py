@@ -1,0 +1,1 @@
+"""Plugin contracts (base) and their discovery through entry points (registry)."""

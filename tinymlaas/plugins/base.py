@@ -1,0 +1,160 @@
+"""The plugin contracts: one small abstract base per role.
+
+Every plugin has a unique ``name``, a ``version`` and a pydantic ``Options``
+model; the API schema and the CLI flags are both generated from ``Options``.
+Plugins are registered under the entry-point groups ``tinymlaas.compilers``,
+``tinymlaas.builders``, ``tinymlaas.emulators`` and ``tinymlaas.orchestrators``
+(built-ins too), see :mod:`tinymlaas.plugins.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from tinymlaas.errors import UnsupportedModel
+from tinymlaas.models import Board, FirmwareManifest, ModelInfo, ModuleManifest
+
+#: Reports a step name and the fraction of the whole job done (0..1).
+Progress = Callable[[str, float], None]
+
+
+def no_progress(step: str, fraction: float) -> None:
+    """Default progress sink for callers that do not show progress."""
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Plugin(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def describe(cls) -> dict[str, object]:
+        """What the API and the CLI show about a plugin, options schema included."""
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+            "options": cls.Options.model_json_schema(),
+        }
+
+
+class Compiler(Plugin):
+    """Turns (model, board, options) into an inference module in a directory."""
+
+    #: The module kind written (a board's ``module_kind`` must match).
+    output_kind: ClassVar[str]
+    supported_ops: ClassVar[frozenset[str]]
+    supported_dtypes: ClassVar[frozenset[str]]
+    #: Board architectures whose builders can take this compiler's output.
+    target_arches: ClassVar[frozenset[str]]
+
+    @classmethod
+    def describe(cls) -> dict[str, object]:
+        return {
+            **super().describe(),
+            "output_kind": cls.output_kind,
+            "ops": sorted(cls.supported_ops),
+            "dtypes": sorted(cls.supported_dtypes),
+            "arches": sorted(cls.target_arches),
+        }
+
+    def check(self, model: ModelInfo, board: Board) -> None:
+        """Refuse, before any work, what this compiler cannot handle."""
+        if board.arch not in self.target_arches:
+            raise UnsupportedModel(
+                f"compiler '{self.name}' does not generate code for {board.arch} "
+                f"(board '{board.name}'); it supports {', '.join(sorted(self.target_arches))}"
+            )
+        missing = [op for op in model.ops if op not in self.supported_ops]
+        if missing:
+            raise UnsupportedModel(
+                f"compiler '{self.name}' does not support op(s) {', '.join(missing)}; "
+                f"supported: {', '.join(sorted(self.supported_ops))}",
+                unsupported_ops=missing,
+            )
+        for t in [*model.inputs, *model.outputs]:
+            if t.dtype not in self.supported_dtypes:
+                raise UnsupportedModel(
+                    f"compiler '{self.name}' does not support dtype {t.dtype} of tensor "
+                    f"'{t.name}'; supported: {', '.join(sorted(self.supported_dtypes))}"
+                )
+
+    @abstractmethod
+    def compile(
+        self,
+        model: bytes,
+        info: ModelInfo,
+        board: Board,
+        out_dir: Path,
+        *,
+        name: str = "model",
+        progress: Progress = no_progress,
+    ) -> ModuleManifest:
+        """Write the module's files and ``manifest.json`` into ``out_dir``."""
+
+
+class Builder(Plugin):
+    """Turns an inference module into a device OS image for one board."""
+
+    @abstractmethod
+    def build(
+        self,
+        module_dir: Path,
+        board: Board,
+        out_dir: Path,
+        *,
+        version: str = "1.0.0",
+        progress: Progress = no_progress,
+    ) -> FirmwareManifest:
+        """Build into ``out_dir`` (replaced only on success) and describe the result."""
+
+
+class EmulatorSession(ABC):
+    """A running emulated board: its UART as a byte stream, and a stop."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read_until(self, terminator: bytes, timeout: float) -> bytes: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> EmulatorSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Emulator(Plugin):
+    """Runs a board's firmware image without the board."""
+
+    @abstractmethod
+    def supports(self, board: Board) -> bool: ...
+
+    @abstractmethod
+    def start(self, firmware: Path, board: Board) -> EmulatorSession: ...
+
+
+class Orchestrator(Plugin):
+    """Talks to deployed devices: inventory, capabilities, FOTA and SOTA."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...

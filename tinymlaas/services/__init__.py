@@ -1,0 +1,1 @@
+"""Use cases: plain synchronous functions, no FastAPI and no CLI in here."""

@@ -1,0 +1,111 @@
+"""An x86 device: the board's device image booting an OS image, on the host network.
+
+The container gets the firmware folder as its read-only ``/flash`` and serves
+on 127.0.0.1 (``--network host``); nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tinymlaas.errors import BuildFailed, DeviceUnreachable
+from tinymlaas.images import docker_client
+from tinymlaas.models import Board
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DeviceClient:
+    """Talks to a booted x86 device's inference endpoint."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.base = f"http://{host}:{port}"
+        self.timeout = timeout
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise DeviceUnreachable(f"device refused {path}: {exc.read().decode()}") from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise DeviceUnreachable(f"device at {self.base} does not answer: {exc}") from exc
+
+    def info(self) -> dict[str, Any]:
+        return self._call("/info")
+
+    def infer_raw(self, tensor: list[int]) -> dict[str, Any]:
+        return self._call("/infer", {"input": tensor})
+
+    def infer(self, values: list[float]) -> dict[str, Any]:
+        return self._call("/infer", {"values": values})
+
+
+class X86Device:
+    """A device container started and stopped by the service (``with`` closes it)."""
+
+    def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0) -> None:
+        if board.device is None:
+            raise BuildFailed(f"board '{board.name}' has no device image")
+        import docker
+
+        self.client = docker_client()
+        try:
+            self.client.images.get(board.device.image)
+        except docker.errors.ImageNotFound as exc:
+            raise BuildFailed(f"device image {board.device.image} is not built; "
+                              "run 'tinymlaas images'") from exc
+        self.port = free_port()
+        self.container = self.client.containers.run(
+            board.device.image,
+            ["--port", str(self.port)],
+            volumes={str(firmware_dir.resolve()): {"bind": "/flash", "mode": "ro"}},
+            network_mode="host",
+            init=True,
+            labels={"org.tinymlaas.role": "device", "org.tinymlaas.board": board.name},
+            detach=True,
+        )
+        try:
+            self.banner = self._wait_ready(boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        self.device = DeviceClient(self.port)
+
+    def _wait_ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.container.logs().decode(errors="replace")
+            for line in logs.splitlines():
+                if " READY " in line:
+                    return line
+            self.container.reload()
+            if self.container.status == "exited":
+                raise DeviceUnreachable(f"device exited while booting: {logs.strip()[-300:]}")
+            time.sleep(0.1)
+        raise DeviceUnreachable(f"device did not print READY within {timeout:.0f} s")
+
+    def close(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except Exception:  # already gone is fine: closing must not mask the real error
+            pass
+
+    def __enter__(self) -> X86Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

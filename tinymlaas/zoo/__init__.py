@@ -1,0 +1,69 @@
+"""The model zoo: seeded TensorFlow recipes that train and int8-quantize models.
+
+Nothing is downloaded: recipes train on data they generate or that a package
+ships. A trained model is cached by (recipe source, seed, TensorFlow version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect as pyinspect
+from abc import ABC, abstractmethod
+from functools import cache
+from importlib.metadata import entry_points, version
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from tinymlaas.errors import NotFound, PluginError
+
+
+class Recipe(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    default_seed: ClassVar[int] = 1
+
+    @abstractmethod
+    def build(self, seed: int) -> bytes:
+        """Train, convert and quantize; return the .tflite bytes."""
+
+    @abstractmethod
+    def sample_inputs(self) -> np.ndarray:
+        """Float inputs, one row per sample, that demos and tests run."""
+
+    def cache_key(self, seed: int) -> str:
+        src = pyinspect.getsource(type(self))
+        tf = version("tensorflow-cpu")
+        return hashlib.sha256(f"{src}|{seed}|{tf}".encode()).hexdigest()[:16]
+
+    def load(self, cache_dir: Path, seed: int | None = None) -> bytes:
+        """The model bytes, trained once per cache key."""
+        seed = self.default_seed if seed is None else seed
+        path = cache_dir / f"{self.name}-{seed}-{self.cache_key(seed)}.tflite"
+        if path.exists():
+            return path.read_bytes()
+        data = self.build(seed)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return data
+
+
+@cache
+def recipes() -> dict[str, type[Recipe]]:
+    found: dict[str, type[Recipe]] = {}
+    for ep in entry_points(group="tinymlaas.zoo"):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Recipe)) or cls.name != ep.name:
+            raise PluginError(f"zoo entry '{ep.name}' is not a Recipe named '{ep.name}'")
+        found[ep.name] = cls
+    return found
+
+
+def get_recipe(name: str) -> Recipe:
+    available = recipes()
+    if name not in available:
+        raise NotFound(f"no zoo model '{name}'; available: {', '.join(sorted(available))}")
+    return available[name]()

@@ -44,7 +44,7 @@ class ImageSource:
     boards: tuple[str, ...] = ()
 
 
-def docker_client():  # noqa: ANN201 - docker.DockerClient, imported lazily
+def docker_client():
     """A client for the local engine, or a one-line reason why there is none."""
     import docker
 
@@ -56,7 +56,7 @@ def docker_client():  # noqa: ANN201 - docker.DockerClient, imported lazily
     return client
 
 
-def image_label(client, tag: str) -> str | None:  # noqa: ANN001
+def image_label(client, tag: str) -> str | None:
     import docker
 
     try:
@@ -66,7 +66,7 @@ def image_label(client, tag: str) -> str | None:  # noqa: ANN001
     return (img.labels or {}).get(HASH_LABEL)
 
 
-def image_id(client, tag: str) -> str:  # noqa: ANN001
+def image_id(client, tag: str) -> str:
     return client.images.get(tag).id
 
 
@@ -90,7 +90,7 @@ def base_inputs_hash() -> str:
     return h.hexdigest()
 
 
-def ensure_base(settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001
+def ensure_base(settings: Settings, client, progress: Progress = no_progress) -> bool:
     """Build ``tinymlaas/base`` if its inputs changed; True when it was (re)built."""
     want = base_inputs_hash()
     status_file = settings.data_dir / "images" / "base.dpkg-status"
@@ -130,7 +130,7 @@ def ensure_base(settings: Settings, client, progress: Progress = no_progress) ->
     return True
 
 
-def _save_base_status(client, dest: Path) -> None:  # noqa: ANN001
+def _save_base_status(client, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     out = client.containers.run(
         BASE_TAG, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True
@@ -238,7 +238,7 @@ def context_hash(ctx: Path, base_id: str) -> str:
     return h.hexdigest()
 
 
-def ensure_image(src: ImageSource, settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001, E501
+def ensure_image(src: ImageSource, settings: Settings, client, progress: Progress = no_progress) -> bool:
     """Build one image if its context changed; True when it was (re)built."""
     ctx = assemble_context(src, settings)
     want = context_hash(ctx, image_id(client, BASE_TAG))

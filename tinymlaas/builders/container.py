@@ -62,7 +62,7 @@ class DockerBuilder(ContractBuilder):
             raise failure(f"builder {image}", code, log)
 
 
-def _lines(chunks):  # noqa: ANN001, ANN202 - docker yields arbitrary byte chunks
+def _lines(chunks):
     buf = b""
     for chunk in chunks:
         buf += chunk

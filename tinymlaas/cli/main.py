@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tinymlaas.config import get_settings
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
+from tinymlaas.plugins.base import no_progress
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 zoo_app = typer.Typer(no_args_is_help=True, help="Models the zoo can train.")
@@ -28,17 +29,28 @@ err = Console(stderr=True)
 
 @contextmanager
 def progress_bar(title: str) -> Iterator[Any]:
-    """A Rich bar fed by a service's ``progress(step, fraction)`` callback."""
+    """A Rich bar fed by a service's ``progress(step, fraction)`` callback.
+
+    Only on a terminal, and removed when the step fails, so that a failure
+    reads as exactly one line on stderr.
+    """
+    if not err.is_terminal:
+        yield no_progress
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err, transient=False,
+        TimeElapsedColumn(), console=err,
     ) as bar:
         task = bar.add_task(title, total=1.0)
 
         def report(step: str, fraction: float) -> None:
             bar.update(task, completed=min(max(fraction, 0.0), 1.0), description=f"{title}: {step}")
 
-        yield report
+        try:
+            yield report
+        except BaseException:
+            bar.update(task, visible=False)
+            raise
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -192,7 +204,7 @@ def demo(
         ensure_all(settings, progress=report)
     with tempfile.TemporaryDirectory(prefix="tinymlaas-demo-") as tmp, progress_bar("demo") as report:
         result = hello_world_loop(settings, Path(tmp), builder=builder, progress=report)
-    out.print(result.banner)
+    out.print(result.banner, soft_wrap=True)
     table = Table("x", "sin(x)", "device int8", "device value", "TFLM int8", "|error|", "bit-exact",
                   title="hello_world on x86-tflm (device container vs in-process TFLM)")
     for r in result.results:
@@ -210,7 +222,7 @@ def main() -> None:
     try:
         typer.main.get_command(app).main(standalone_mode=False)
     except TinyMLaaSError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -1,0 +1,53 @@
+"""Fixtures and steps shared by every domain's scenarios."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pytest_bdd import given, parsers
+
+from tinymlaas.config import Settings
+from tinymlaas.models import Board
+from tinymlaas.targets import get_board
+from tinymlaas.zoo import get_recipe
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The repository's settings; the zoo cache in var/ is shared with the demo."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def images(settings: Settings) -> dict[str, bool]:
+    """Every declared image, current (only rebuilt when its context changed)."""
+    from tinymlaas.images import ensure_all
+
+    return ensure_all(settings)
+
+
+@pytest.fixture
+def board_named(settings: Settings):
+    def get(name: str) -> Board:
+        return get_board(settings.targets_dir, name)
+
+    return get
+
+
+@given("the hello_world int8 model from the zoo", target_fixture="model_bytes")
+def hello_world_model(settings: Settings) -> bytes:
+    return get_recipe("hello_world").load(settings.data_dir / "zoo")
+
+
+@given(parsers.parse("the {name} zoo model"), target_fixture="model_bytes")
+def zoo_model(settings: Settings, name: str) -> bytes:
+    return get_recipe(name).load(settings.data_dir / "zoo")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

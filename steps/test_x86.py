@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
-from tinymlaas.models import FirmwareManifest, ModuleManifest
+from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.x86_device import DeviceClient, free_port
 from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 scenarios("x86")
+
+BoardNamed = Callable[[str], Board]
 
 
 @pytest.fixture
@@ -34,17 +37,20 @@ def ctx() -> dict[str, Any]:
 
 
 @when(parsers.parse('it is compiled for "{target}"'), target_fixture="module")
-def compiled(model_bytes: bytes, board_named, workdir: Path, target: str) -> ModuleManifest:
+def compiled(model_bytes: bytes, board_named: BoardNamed, workdir: Path, target: str) -> ModuleManifest:
     return compile_model(model_bytes, board_named(target), workdir / "module", name="hello_world")
 
 
 @when("it is built by the builder container", target_fixture="firmware")
-def built(module: ModuleManifest, board_named, workdir: Path, images: dict) -> FirmwareManifest:
+def built(module: ModuleManifest, board_named: BoardNamed, workdir: Path, images: dict) -> FirmwareManifest:
     return DockerBuilder().build(workdir / "module", board_named(module.target), workdir / "fw")
 
 
 @when("the OS image is booted in a device container", target_fixture="device")
-def booted(firmware: FirmwareManifest, board_named, workdir: Path, request, ctx) -> DeviceClient:
+def booted(
+    firmware: FirmwareManifest, board_named: BoardNamed, workdir: Path, request: pytest.FixtureRequest,
+    ctx: dict[str, Any],
+) -> DeviceClient:
     board = board_named(firmware.board)
     port = free_port()
     container = (
@@ -102,7 +108,7 @@ def _run_contract(image: str, model: bytes, root: Path) -> Path:
 
 
 @when("the builder container is run on the bare model with no network", target_fixture="contract_out")
-def contract_run(model_bytes: bytes, board_named, workdir: Path, images: dict) -> Path:
+def contract_run(model_bytes: bytes, board_named: BoardNamed, workdir: Path, images: dict) -> Path:
     return _run_contract(board_named("x86-tflm").builder.image, model_bytes, workdir / "a")
 
 
@@ -117,14 +123,14 @@ def contract_output(contract_out: Path, model_bytes: bytes, board: str) -> None:
 
 
 @then("building the same model twice gives the same image bytes")
-def reproducible(contract_out: Path, model_bytes: bytes, board_named, workdir: Path) -> None:
+def reproducible(contract_out: Path, model_bytes: bytes, board_named: BoardNamed, workdir: Path) -> None:
     again = _run_contract(board_named("x86-tflm").builder.image, model_bytes, workdir / "b")
     assert (again / "firmware.pyz").read_bytes() == (contract_out / "firmware.pyz").read_bytes()
 
 
 @given(parsers.parse("a model file that is {kind}"), target_fixture="model_bytes")
 def bad_model(settings: Settings, kind: str) -> bytes:
-    good = get_recipe("hello_world").load(settings.data_dir / "zoo")
+    good = get_recipe("hello_world").load(settings.zoo_dir)
     return {
         "empty": b"",
         "not TFLite": json.dumps({"this": "is json"}).encode(),

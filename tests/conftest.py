@@ -15,4 +15,4 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def hello_world(settings: Settings) -> bytes:
-    return get_recipe("hello_world").load(settings.data_dir / "zoo")
+    return get_recipe("hello_world").load(settings.zoo_dir)

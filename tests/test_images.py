@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinymlaas.config import Settings
 from tinymlaas.images import context_hash, image_sources
 
 
@@ -18,7 +19,7 @@ def test_context_hash_tracks_content_and_base(tmp_path: Path) -> None:
     assert h != context_hash(tmp_path, "sha256:base1")
 
 
-def test_every_board_image_has_a_dockerfile_from_base(settings) -> None:
+def test_every_board_image_has_a_dockerfile_from_base(settings: Settings) -> None:
     for src in image_sources(settings):
         text = (src.context / "Dockerfile").read_text()
         froms = [ln.split()[1] for ln in text.splitlines() if ln.startswith("FROM ")]

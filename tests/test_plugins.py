@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.compilers.tflm import TflmCompiler
+from tinymlaas.config import Settings
 from tinymlaas.errors import NotFound, PluginError, UnsupportedModel
 from tinymlaas.models import Board, ImageSpec, ModelInfo, TensorSpec
 from tinymlaas.plugins.base import Builder, Compiler
@@ -66,7 +67,7 @@ def test_check_names_unsupported_op_and_dtype() -> None:
         TflmCompiler().check(odd, _board())
 
 
-def test_board_files_are_valid(settings) -> None:
+def test_board_files_are_valid(settings: Settings) -> None:
     from tinymlaas.targets import load_boards
 
     boards = load_boards(settings.targets_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tinymlaas.config import Settings
 from tinymlaas.errors import DoesNotFit, InvalidInput
 from tinymlaas.services.compile import compile_model, read_module
 from tinymlaas.services.staging import staged_dir
@@ -25,7 +26,7 @@ def test_staged_dir_replaces_only_on_success(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_compile_writes_module(hello_world: bytes, settings, tmp_path: Path) -> None:
+def test_compile_writes_module(hello_world: bytes, settings: Settings, tmp_path: Path) -> None:
     board = get_board(settings.targets_dir, "x86-tflm")
     manifest = compile_model(hello_world, board, tmp_path / "m")
     assert read_module(tmp_path / "m") == manifest
@@ -34,7 +35,7 @@ def test_compile_writes_module(hello_world: bytes, settings, tmp_path: Path) -> 
     assert manifest.compiler.name == "tflm"
 
 
-def test_bad_option_is_named(hello_world: bytes, settings, tmp_path: Path) -> None:
+def test_bad_option_is_named(hello_world: bytes, settings: Settings, tmp_path: Path) -> None:
     board = get_board(settings.targets_dir, "x86-tflm")
     with pytest.raises(InvalidInput, match="arena_margin_bytes"):
         compile_model(hello_world, board, tmp_path / "m", options={"arena_margin_bytes": -1})
@@ -43,7 +44,7 @@ def test_bad_option_is_named(hello_world: bytes, settings, tmp_path: Path) -> No
     assert not (tmp_path / "m").exists()
 
 
-def test_does_not_fit_names_region(hello_world: bytes, settings, tmp_path: Path) -> None:
+def test_does_not_fit_names_region(hello_world: bytes, settings: Settings, tmp_path: Path) -> None:
     board = get_board(settings.targets_dir, "x86-tflm").model_copy(update={"ram_bytes": 1024})
     with pytest.raises(DoesNotFit, match=r"RAM \(\d+ B missing\)"):
         compile_model(hello_world, board, tmp_path / "m")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinymlaas.config import Settings
 from tinymlaas.errors import NotFound
 from tinymlaas.tflm import Tflm
 from tinymlaas.zoo import get_recipe, recipes
@@ -19,9 +20,9 @@ def test_recipes_are_registered() -> None:
         get_recipe("nope")
 
 
-def test_cache_is_keyed_and_reused(hello_world: bytes, settings, tmp_path: Path) -> None:
+def test_cache_is_keyed_and_reused(hello_world: bytes, settings: Settings, tmp_path: Path) -> None:
     recipe = get_recipe("hello_world")
-    cached = settings.data_dir / "zoo" / f"hello_world-1-{recipe.cache_key(1)}.tflite"
+    cached = settings.zoo_dir / f"hello_world-1-{recipe.cache_key(1)}.tflite"
     assert cached.read_bytes() == hello_world
     assert recipe.cache_key(1) != recipe.cache_key(2)
 

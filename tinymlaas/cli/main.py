@@ -185,7 +185,7 @@ def zoo_get(
     recipe = get_recipe(name)
     with progress_bar(f"zoo {name}") as report:
         report("training (cached after the first time)", 0.1)
-        data = recipe.load(get_settings().data_dir / "zoo", seed)
+        data = recipe.load(get_settings().zoo_dir, seed)
         report("done", 1.0)
     output.write_bytes(data)
     out.print(f"wrote {output} ({len(data)} bytes)")
@@ -216,6 +216,20 @@ def demo(
               f"model {fw.model_sha256[:12]}")
     if not all(r.bit_exact and r.error < 0.15 for r in result.results):
         raise TinyMLaaSError("the device's outputs differ from TFLM's or from sin(x)")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from tinymlaas.api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
 
 
 def main() -> None:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = REPO_ROOT / "var"
     targets_dir: Path = REPO_ROOT / "targets"
+    #: Trained zoo models, cached by recipe hash; shared so tests need not retrain.
+    zoo_dir: Path = REPO_ROOT / "var" / "zoo"
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     build: BuildSettings = BuildSettings()

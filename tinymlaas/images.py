@@ -24,11 +24,15 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tinymlaas.config import REPO_ROOT, Settings
 from tinymlaas.errors import BuildFailed, InvalidInput
 from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.targets import load_boards
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 BASE_TAG = "tinymlaas/base"
 HASH_LABEL = "org.tinymlaas.context-sha256"
@@ -44,7 +48,7 @@ class ImageSource:
     boards: tuple[str, ...] = ()
 
 
-def docker_client():  # noqa: ANN201 - docker.DockerClient, imported lazily
+def docker_client() -> DockerClient:
     """A client for the local engine, or a one-line reason why there is none."""
     import docker
 
@@ -56,7 +60,7 @@ def docker_client():  # noqa: ANN201 - docker.DockerClient, imported lazily
     return client
 
 
-def image_label(client, tag: str) -> str | None:  # noqa: ANN001
+def image_label(client: DockerClient, tag: str) -> str | None:
     import docker
 
     try:
@@ -66,7 +70,7 @@ def image_label(client, tag: str) -> str | None:  # noqa: ANN001
     return (img.labels or {}).get(HASH_LABEL)
 
 
-def image_id(client, tag: str) -> str:  # noqa: ANN001
+def image_id(client: DockerClient, tag: str) -> str:
     return client.images.get(tag).id
 
 
@@ -90,7 +94,7 @@ def base_inputs_hash() -> str:
     return h.hexdigest()
 
 
-def ensure_base(settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001
+def ensure_base(settings: Settings, client: DockerClient, progress: Progress = no_progress) -> bool:
     """Build ``tinymlaas/base`` if its inputs changed; True when it was (re)built."""
     want = base_inputs_hash()
     status_file = settings.data_dir / "images" / "base.dpkg-status"
@@ -130,7 +134,7 @@ def ensure_base(settings: Settings, client, progress: Progress = no_progress) ->
     return True
 
 
-def _save_base_status(client, dest: Path) -> None:  # noqa: ANN001
+def _save_base_status(client: DockerClient, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     out = client.containers.run(
         BASE_TAG, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True
@@ -238,7 +242,9 @@ def context_hash(ctx: Path, base_id: str) -> str:
     return h.hexdigest()
 
 
-def ensure_image(src: ImageSource, settings: Settings, client, progress: Progress = no_progress) -> bool:  # noqa: ANN001, E501
+def ensure_image(
+    src: ImageSource, settings: Settings, client: DockerClient, progress: Progress = no_progress
+) -> bool:
     """Build one image if its context changed; True when it was (re)built."""
     ctx = assemble_context(src, settings)
     want = context_hash(ctx, image_id(client, BASE_TAG))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,7 +63,7 @@ class DockerBuilder(ContractBuilder):
             raise failure(f"builder {image}", code, log)
 
 
-def _lines(chunks):  # noqa: ANN001, ANN202 - docker yields arbitrary byte chunks
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     buf = b""
     for chunk in chunks:
         buf += chunk

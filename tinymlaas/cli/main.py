@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tinymlaas.config import get_settings
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
+from tinymlaas.plugins.base import no_progress
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 zoo_app = typer.Typer(no_args_is_help=True, help="Models the zoo can train.")
@@ -28,17 +29,28 @@ err = Console(stderr=True)
 
 @contextmanager
 def progress_bar(title: str) -> Iterator[Any]:
-    """A Rich bar fed by a service's ``progress(step, fraction)`` callback."""
+    """A Rich bar fed by a service's ``progress(step, fraction)`` callback.
+
+    Only on a terminal, and removed when the step fails, so that a failure
+    reads as exactly one line on stderr.
+    """
+    if not err.is_terminal:
+        yield no_progress
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err, transient=False,
+        TimeElapsedColumn(), console=err,
     ) as bar:
         task = bar.add_task(title, total=1.0)
 
         def report(step: str, fraction: float) -> None:
             bar.update(task, completed=min(max(fraction, 0.0), 1.0), description=f"{title}: {step}")
 
-        yield report
+        try:
+            yield report
+        except BaseException:
+            bar.update(task, visible=False)
+            raise
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -173,7 +185,7 @@ def zoo_get(
     recipe = get_recipe(name)
     with progress_bar(f"zoo {name}") as report:
         report("training (cached after the first time)", 0.1)
-        data = recipe.load(get_settings().data_dir / "zoo", seed)
+        data = recipe.load(get_settings().zoo_dir, seed)
         report("done", 1.0)
     output.write_bytes(data)
     out.print(f"wrote {output} ({len(data)} bytes)")
@@ -192,7 +204,7 @@ def demo(
         ensure_all(settings, progress=report)
     with tempfile.TemporaryDirectory(prefix="tinymlaas-demo-") as tmp, progress_bar("demo") as report:
         result = hello_world_loop(settings, Path(tmp), builder=builder, progress=report)
-    out.print(result.banner)
+    out.print(result.banner, soft_wrap=True)
     table = Table("x", "sin(x)", "device int8", "device value", "TFLM int8", "|error|", "bit-exact",
                   title="hello_world on x86-tflm (device container vs in-process TFLM)")
     for r in result.results:
@@ -206,11 +218,25 @@ def demo(
         raise TinyMLaaSError("the device's outputs differ from TFLM's or from sin(x)")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from tinymlaas.api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+
+
 def main() -> None:
     try:
         typer.main.get_command(app).main(standalone_mode=False)
     except TinyMLaaSError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

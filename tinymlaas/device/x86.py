@@ -129,7 +129,7 @@ def make_handler(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
             except (ValueError, TypeError) as exc:
                 self._reply(400, {"error": str(exc)})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the device log is for state changes, not requests."""
 
     return Handler

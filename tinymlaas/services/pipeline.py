@@ -60,7 +60,7 @@ def hello_world_loop(
     board = get_board(settings.targets_dir, target)
     progress("model: hello_world int8 from the zoo", 0.0)
     recipe = get_recipe("hello_world")
-    model = recipe.load(settings.data_dir / "zoo")
+    model = recipe.load(settings.zoo_dir)
     progress("compile for " + board.name, 0.2)
     module = compile_model(model, board, work / "module", name="hello_world")
     progress("build in the builder container", 0.4)

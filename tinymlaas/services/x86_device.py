@@ -6,6 +6,7 @@ on 127.0.0.1 (``--network host``); nothing leaves loopback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -99,10 +100,9 @@ class X86Device:
         raise DeviceUnreachable(f"device did not print READY within {timeout:.0f} s")
 
     def close(self) -> None:
-        try:
+        # Already gone is fine: closing must not mask the error that led here.
+        with contextlib.suppress(Exception):
             self.container.remove(force=True)
-        except Exception:  # already gone is fine: closing must not mask the real error
-            pass
 
     def __enter__(self) -> X86Device:
         return self

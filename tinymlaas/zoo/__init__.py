@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect as pyinspect
+import os
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib.metadata import entry_points, version
 from pathlib import Path
@@ -33,7 +37,10 @@ class Recipe(ABC):
         """Float inputs, one row per sample, that demos and tests run."""
 
     def cache_key(self, seed: int) -> str:
-        src = pyinspect.getsource(type(self))
+        """Changes with the recipe's module, the shared conversion code and TensorFlow."""
+        from tinymlaas.zoo import _convert
+
+        src = pyinspect.getsource(sys.modules[type(self).__module__]) + pyinspect.getsource(_convert)
         tf = version("tensorflow-cpu")
         return hashlib.sha256(f"{src}|{seed}|{tf}".encode()).hexdigest()[:16]
 
@@ -43,12 +50,33 @@ class Recipe(ABC):
         path = cache_dir / f"{self.name}-{seed}-{self.cache_key(seed)}.tflite"
         if path.exists():
             return path.read_bytes()
-        data = self.build(seed)
         cache_dir.mkdir(parents=True, exist_ok=True)
+        with _output_to(path.with_suffix(".log")):
+            data = self.build(seed)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
         return data
+
+
+@contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Send TensorFlow's chatter (Python and C++ alike) to a log file, not the user."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("wb") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from tinymlaas.zoo import Recipe
 from tinymlaas.zoo._convert import seed_everything, to_float_tflite, to_int8_tflite
 
 
-def _train(seed: int):  # noqa: ANN202 - returns a Keras model; TF stays a lazy import
+def _train(seed: int) -> tuple[Any, np.ndarray]:
     tf = seed_everything(seed)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 2 * math.pi, 1000).astype(np.float32)

@@ -1,0 +1,1 @@
+"""The REST API: an app factory, thin routers, one error handler."""

@@ -1,0 +1,1 @@
+"""One router per resource; mounted once by tinymlaas.api.main."""

@@ -1,0 +1,20 @@
+"""Job status: state, current step and progress of long work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tinymlaas.api.deps import StoreDep
+from tinymlaas.models import Job
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.get("")
+def list_jobs(store: StoreDep) -> list[Job]:
+    return store.jobs()
+
+
+@router.get("/{job_id}")
+def read_job(job_id: str, store: StoreDep) -> Job:
+    return store.job(job_id)

@@ -1,0 +1,49 @@
+"""The API served by uvicorn in a background thread of this process.
+
+For callers that need the real HTTP service next to their own work: the
+lifecycle dry-run, benchmarks and the acceptance tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from tinymlaas.api.main import create_app
+from tinymlaas.config import Settings
+from tinymlaas.errors import TinyMLaaSError
+
+
+class BackgroundServer:
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
+                 start_timeout_s: float = 20.0) -> None:
+        import socket
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.settings = settings
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + start_timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise TinyMLaaSError(f"the API did not start on {self.url}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

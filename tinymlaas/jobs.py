@@ -1,0 +1,65 @@
+"""Long work off the event loop: each job runs its service in a thread.
+
+``submit`` records the job and returns at once (the API answers 202 with the
+job id); the job's state, step and progress are kept in the store, so
+``GET /jobs/{id}`` shows them while it runs and after the process restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tinymlaas.errors import TinyMLaaSError
+from tinymlaas.models import Job, JobState
+from tinymlaas.plugins.base import Progress
+from tinymlaas.store import Store
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[Progress], dict[str, Any]]
+_PROGRESS_EVERY_S = 0.25
+
+
+class JobRunner:
+    def __init__(self, store: Store, concurrency: int = 1) -> None:
+        self.store = store
+        self._sem = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: Job, fn: JobFn) -> Job:
+        task = asyncio.get_running_loop().create_task(self._run(job.id, fn), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _run(self, job_id: str, fn: JobFn) -> None:
+        async with self._sem:
+            self.store.update_job(job_id, state=JobState.running)
+            last = 0.0
+
+            def progress(step: str, fraction: float) -> None:
+                nonlocal last
+                if time.monotonic() - last >= _PROGRESS_EVERY_S:
+                    last = time.monotonic()
+                    self.store.update_job(job_id, step=step, progress=min(max(fraction, 0.0), 1.0))
+
+            try:
+                result = await asyncio.to_thread(fn, progress)
+            except TinyMLaaSError as exc:
+                self.store.update_job(job_id, state=JobState.failed, error=exc.message)
+            except Exception as exc:  # a bug must still end the job, visibly
+                log.exception("job %s crashed", job_id)
+                self.store.update_job(job_id, state=JobState.failed,
+                                      error=f"internal error: {type(exc).__name__}: {exc}")
+            else:
+                self.store.update_job(job_id, state=JobState.succeeded, progress=1.0, step="done",
+                                      result=result)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Let running jobs finish (threads cannot be cancelled) before shutdown."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)

@@ -28,8 +28,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tinymlaas import tflite
 from tinymlaas.errors import BuildFailed, DoesNotFit, InvalidInput, TinyMLaaSError
-from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
+from tinymlaas.models import Board, FirmwareManifest, ModuleManifest, TensorSpec
 from tinymlaas.services.compile import MANIFEST, compile_model, read_module
 from tinymlaas.targets import load_board_from
 
@@ -106,10 +107,10 @@ def region(board: Board, kind: str) -> tuple[int, int]:
     return found[0].origin, found[0].length
 
 
-def frame_buffers(module: ModuleManifest) -> int:
+def frame_buffers(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> int:
     """RX and TX frame buffers, sized as app.c sizes them."""
-    inp = module.inputs[0].size * _itemsize(module.inputs[0].dtype)
-    out = module.outputs[0].size * _itemsize(module.outputs[0].dtype)
+    inp = inputs[0].size * _itemsize(inputs[0].dtype)
+    out = outputs[0].size * _itemsize(outputs[0].dtype)
     rx_payload = max(inp, 4 + 256)
     rx = 4 + rx_payload + 2
     rx += rx // 254 + 2
@@ -130,7 +131,7 @@ def plan(module: ModuleManifest, board: Board, options: Options) -> Plan:
     ram_parts = {
         "arena": module.memory.arena_bytes,
         "stack": support.stack_bytes,
-        "frame buffers": frame_buffers(module),
+        "frame buffers": frame_buffers(module.inputs, module.outputs),
         "firmware statics": FIRMWARE_STATIC_RAM_BYTES,
     }
     if options.model_update:
@@ -320,20 +321,33 @@ def _sections(elf: Path) -> list[tuple[str, int, int, int, str]]:
 
 
 def module_for(model_path: Path, board: Board, work: Path) -> tuple[Path, ModuleManifest]:
-    """The inference module next to the model, or one compiled here with ``aot``."""
+    """The inference module in the model's folder, or one compiled here with ``aot``.
+
+    A module folder need not hold the .tflite (the C files are the model); what it
+    holds must match the hashes its manifest lists.
+    """
+    folder = model_path.parent
+    if (folder / MANIFEST).is_file():
+        module = read_module(folder)
+        if model_path.is_file() and module.model_sha256 != _sha256(model_path):
+            raise InvalidInput(f"{model_path.name} does not match its inference module's hash")
+        for name, digest in module.files.items():
+            if not (folder / name).is_file() or _sha256(folder / name) != digest:
+                raise InvalidInput(f"inference module file {name} is missing or altered")
+        return folder, module
     model = model_path.read_bytes()
-    if (model_path.parent / MANIFEST).is_file():
-        module = read_module(model_path.parent)
-        if module.model_sha256 != hashlib.sha256(model).hexdigest():
-            raise InvalidInput("model.tflite does not match its inference module's hash")
-        return model_path.parent, module
-    support = board_support(board)
-    reserve = support.stack_bytes + FIRMWARE_STATIC_RAM_BYTES + 1024
-    module = compile_model(model, board, work / "module", compiler="aot", name="model",
-                           options={"reserve_ram_bytes": reserve,
-                                    "reserve_flash_bytes": FIRMWARE_FLASH_BYTES},
+    info = tflite.inspect(model)
+    reserve = (board_support(board).stack_bytes + FIRMWARE_STATIC_RAM_BYTES
+               + frame_buffers(info.inputs, info.outputs))
+    module = compile_model(model, board, work / "module", compiler="aot",
+                           name="model", options={"reserve_ram_bytes": reserve,
+                                                  "reserve_flash_bytes": FIRMWARE_FLASH_BYTES},
                            progress=lambda s, f: progress(f"aot: {s}", 0.05 + 0.25 * f))
     return work / "module", module
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build(model_path: Path, board: Board, out: Path, version: str, options: Options) -> None:

@@ -8,6 +8,7 @@ framed UART protocol (:mod:`tinymlaas.uart_protocol`).
 from __future__ import annotations
 
 import json
+import struct
 import time
 from pathlib import Path
 
@@ -45,6 +46,38 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
             return emu
         reasons.append(f"{cand}: {why or 'does not model this board'}")
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
+
+
+def _scale(info: dict[str, str], which: str) -> tuple[float, int]:
+    bits = int(info[f"{which}_scale_bits"], 16)
+    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
+
+
+def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
+    """Raw input tensors for the device: int8 arrays as they are, float arrays quantized
+    with the device's own input scale; one tensor per row when several fit."""
+    size = int(info["input_bytes"])
+    arr = np.asarray(values)
+    if arr.dtype == np.int8:
+        flat = arr.reshape(-1)
+    elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
+        scale, zp = _scale(info, "input")
+        if scale == 0:
+            raise InvalidInput("the device's model takes a float input; pass raw int8 bytes")
+        flat = np.clip(np.round(arr.astype(np.float64).reshape(-1) / scale) + zp, -128, 127)
+        flat = flat.astype(np.int8)
+    else:
+        raise InvalidInput(f"input of dtype {arr.dtype} is neither int8 nor numeric")
+    if flat.size == 0 or flat.size % size:
+        raise InvalidInput(f"the model takes {size} input values per inference; "
+                           f"the input holds {flat.size}")
+    return [flat[i : i + size].tobytes() for i in range(0, flat.size, size)]
+
+
+def output_values(result: Inference, info: dict[str, str]) -> np.ndarray:
+    """The int8 output dequantized with the device's own output scale."""
+    scale, zp = _scale(info, "output")
+    return (result.values().astype(np.float64) - zp) * scale
 
 
 class McuDevice:

@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 
 from tinymlaas.compilers.aot.graph import Graph
-from tinymlaas.compilers.aot.lower import CTYPES, Buf, Lowered, Struct
+from tinymlaas.compilers.aot.lower import CTYPES, Buf, Lowered, PtrList, Struct
 
 _REQUIRES = re.compile(r"/\* aot:requires ([a-z0-9_ ]+) \*/\n")
 DATA_ELIDED = "/* model data */"
@@ -110,6 +110,9 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
         for a in s.args:
             if isinstance(a, Buf):
                 args.append(ptr(a))
+            elif isinstance(a, PtrList):
+                items = [ptr(i) if isinstance(i, Buf) else i for i in a.items]
+                args.append(f"(const void *const[]){{{', '.join(items)}}}")
             elif isinstance(a, Struct):
                 args.append(f"{p}_{a.name}")
             else:

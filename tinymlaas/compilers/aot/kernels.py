@@ -143,6 +143,17 @@ def _overlap(step: Step, out: Tensor, x_index: int, x: Tensor, minread: np.ndarr
     return step
 
 
+def _skipped_tap_value(op: Op, x: Tensor) -> int:
+    """The raw input value a filter tap outside the image stands for: the zero point.
+
+    A dilated conv fused from SPACE_TO_BATCH_ND gets TFLite's meaning of that
+    padding (a real zero). TFLM's own int8 SPACE_TO_BATCH_ND pads with an
+    output offset it never initialises, so for SAME-padded dilated convs its
+    border outputs vary from run to run; inside the image both agree exactly.
+    """
+    return x.zp
+
+
 def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -184,7 +195,7 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
         d.add("w", "int8_t", w.data), d.add("b", "int32_t", bias),
         d.add("m", "int32_t", mults), d.add("s", "int8_t", shifts),
-        d.add("q", "int32_t", [x.zp, y.zp, lo, hi]), geom,
+        d.add("q", "int32_t", [_skipped_tap_value(op, x), y.zp, lo, hi]), geom,
     ]
     step = Step("dwconv_s8" if depthwise else "conv_s8", args, [op.inputs[0]], [op.outputs[0]],
                 op.describe())
@@ -262,3 +273,283 @@ def softmax(ctx: Ctx, op: Op) -> list[Step]:
     step = Step("softmax_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
     step.overlap[(op.outputs[0], op.inputs[0])] = 0  # each row is read before it is written
     return [step]
+
+
+# --- elementwise ------------------------------------------------------------
+
+_INT8 = np.arange(-128, 128, dtype=np.int64)
+
+
+def _lut_order(values: list[int] | np.ndarray) -> np.ndarray:
+    """Table indexed by the input byte: entries for 0..127, then -128..-1."""
+    v = np.asarray(values)
+    return np.concatenate([v[128:], v[:128]])
+
+
+def _unary(ctx: Ctx, op: Op, kernel: str, table: np.ndarray, ctype: str) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require(x.size == y.size, op, f"{x.describe()} and {y.describe()} differ in size")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("t", ctype, _lut_order(table)), x.size]
+    step = Step(kernel, args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    if x.itemsize == y.itemsize:
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+    return [step]
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's logistic/tanh Prepare: frexp and a rounded Q31 mantissa (no renormalising)."""
+    import math
+
+    q, shift = math.frexp(real)
+    return quant.wrap32(quant.round_away(q * (1 << 31))), shift
+
+
+@lowers("LOGISTIC", "TANH")
+def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    if op.kind == "LOGISTIC":
+        require(y.zp == -128, op, f"{y.describe()} must have zero point -128 (TFLM)")
+    mult, shift = _frexp_multiplier(x.scale * float(1 << (31 - 4)))
+    radius = quant.calculate_input_radius(4, shift, 31)
+    table = []
+    for v in _INT8.tolist():
+        d = v - x.zp
+        if d <= -radius:
+            table.append(-128)
+        elif d >= radius:
+            table.append(127)
+        else:
+            q4 = quant.mbqm(d, mult, shift)
+            if op.kind == "LOGISTIC":
+                r = quant.rdbpot(quant.logistic(q4, 4), 31 - 8) - 128
+            else:
+                r = quant.rdbpot(quant.tanh(q4, 4), 31 - 7)
+            table.append(max(-128, min(127, r)))
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("RELU", "RELU6")
+def relu(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    if op.kind == "RELU6":  # TFLM clamps the raw values in the input's quantization
+        six = max(-128, min(127, quant.round_away(
+            float(np.float32(6.0) / np.float32(x.scale))) + x.zp))
+        table = [six if v > six else x.zp if v < x.zp else v for v in _INT8.tolist()]
+    else:
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        lo = max(-128, y.zp)
+        table = [max(lo, min(127, y.zp + quant.mbqm(v - x.zp, mult, shift)))
+                 for v in _INT8.tolist()]
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("QUANTIZE")
+def quantize(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, y, "int8")
+    require_dtype(op, x, "int8", "float32")
+    if x.dtype == "float32":
+        args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size]
+        return [Step("quantize_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    table = [max(-128, min(127, quant.mbqm(v - x.zp, mult, shift) + y.zp))
+             for v in _INT8.tolist()]
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("DEQUANTIZE")
+def dequantize(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, x, "int8")
+    require_dtype(op, y, "float32")
+    table = (np.float64(x.scale) * (_INT8 - x.zp)).astype(np.float32)
+    return _unary(ctx, op, "lut_f32", table, "float")
+
+
+def _operand(ctx: Ctx, index: int) -> Arg:
+    """A run-time tensor, or a constant operand placed in the model data."""
+    t = ctx.g.t(index)
+    if t.is_const:
+        assert t.data is not None
+        return ctx.data.add("c", "int8_t", t.data)
+    return Buf(index, const=True)
+
+
+def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
+    """Loop sizes and element strides (0 where broadcast) for a 4-D walk of ``y``."""
+    require(len(y.shape) <= 4, op, f"{y.describe()} has more than 4 dimensions")
+    out = [1] * (4 - len(y.shape)) + list(y.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        require(len(t.shape) <= 4, op, f"{t.describe()} has more than 4 dimensions")
+        shape = [1] * (4 - len(t.shape)) + list(t.shape)
+        st, acc = [0] * 4, 1
+        for d in range(3, -1, -1):
+            require(shape[d] in (1, out[d]), op, f"{t.describe()} does not broadcast to "
+                    f"{y.describe()}")
+            st[d] = acc if shape[d] == out[d] and out[d] > 1 else 0
+            acc *= shape[d]
+        return st
+    return out + strides(a) + strides(b)
+
+
+@lowers("ADD", "MUL")
+def add_mul(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    for t in (a, b, y):
+        require_dtype(op, t, "int8")
+    lo, hi = _act(op, y)
+    if op.kind == "ADD":
+        twice = 2 * float(max(np.float32(a.scale), np.float32(b.scale)))
+        ma, sa = quant.quantize_multiplier(float(a.scale) / twice)
+        mb, sb = quant.quantize_multiplier(float(b.scale) / twice)
+        mo, so = quant.quantize_multiplier(twice / ((1 << 20) * float(y.scale)))
+        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi]
+    else:
+        mo, so = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
+        q = [-a.zp, -b.zp, mo, so, y.zp, lo, hi]
+    geom = ctx.struct(_broadcast(op, a, b, y), "int32_t")
+    args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
+                       Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q), geom]
+    reads = [i for i in op.inputs[:2] if not g.t(i).is_const]
+    step = Step("add_s8" if op.kind == "ADD" else "mul_s8", args, reads, [op.outputs[0]],
+                op.describe())
+    for i in reads:
+        if g.t(i).size == y.size:
+            step.overlap[(op.outputs[0], i)] = 0
+    return [step]
+
+
+# --- data movement ----------------------------------------------------------
+
+def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Arg]:
+    return [_operand(ctx, i) if ctx.g.t(i).is_const else Buf(i, const=True) for i in indices]
+
+
+@lowers("CONCATENATION", "PACK")
+def concatenation(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    y = g.t(op.outputs[0])
+    xs = [g.t(i) for i in op.inputs]
+    for t in [*xs, y]:
+        require_dtype(op, t, "int8")
+        require(t.zp == y.zp and t.scale == y.scale, op,
+                f"{t.describe()} is quantized differently from the output "
+                "(TFLM's int8 concatenation copies raw values)")
+    axis = int(op.options.get("axis", 0))
+    rank = len(y.shape)
+    axis = axis + rank if axis < 0 else axis
+    if op.kind == "CONCATENATION":
+        act = int(op.options.get("fusedActivationFunction", 0))
+        require(act == 0, op, "a fused activation on CONCATENATION is not supported")
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    chunks = [t.size // outer for t in xs]
+    require(sum(chunks) * outer == y.size, op, "input sizes do not add up to the output")
+    from tinymlaas.compilers.aot.lower import PtrList
+    args: list[Arg] = [Buf(op.outputs[0]), PtrList(_pointer_list(ctx, op.inputs)),
+                       ctx.struct(chunks, "int32_t"), len(xs), outer]
+    reads = [i for i in op.inputs if not g.t(i).is_const]
+    return [Step("concat", args, reads, [op.outputs[0]], op.describe())]
+
+
+@lowers("STRIDED_SLICE")
+def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
+    from tinymlaas.compilers.aot.graph import _strided_slice
+
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    require_dtype(op, x, "int8", "float32")
+    consts = [g.t(i).data for i in op.inputs[1:]]
+    require(all(c is not None for c in consts), op, "begin, end and strides must be constant")
+    begin, end = consts[0], consts[1]
+    assert begin is not None and end is not None
+    strides = consts[2] if len(consts) > 2 and consts[2] is not None else np.ones_like(begin)
+    index = np.arange(x.size, dtype=np.int64).reshape(x.shape)
+    picked = _strided_slice(index, begin, end, strides, op.options).reshape(y.shape)
+    require(picked.ndim <= 4, op, f"{y.describe()} has more than 4 dimensions")
+    shape = [1] * (4 - picked.ndim) + list(picked.shape)
+    picked = picked.reshape(shape)
+    start = int(picked.ravel()[0]) if picked.size else 0
+    st = []
+    for d in range(4):
+        if shape[d] > 1:
+            sl = [0] * 4
+            sl[d] = 1
+            st.append(int(picked[tuple(sl)] - start) * x.itemsize)
+        else:
+            st.append(0)
+    geom = ctx.struct([x.itemsize, start * x.itemsize, *shape, *st], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), geom]
+    return [Step("gather", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+@lowers("PAD", "PADV2")
+def pad(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    require(x.zp == y.zp and x.scale == y.scale, op, "input and output quantization must be equal")
+    pads = g.t(op.inputs[1]).data
+    require(pads is not None, op, "the paddings must be constant")
+    assert pads is not None
+    pads = np.asarray(pads).reshape(-1, 2)
+    require(len(x.shape) <= 4, op, f"{x.describe()} has more than 4 dimensions")
+    value = y.zp
+    if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = g.t(op.inputs[2]).data
+        require(cv is not None, op, "the constant value must be constant")
+        assert cv is not None
+        value = int(np.asarray(cv).ravel()[0])
+    lead = 4 - len(x.shape)
+    ins = [1] * lead + list(x.shape)
+    outs = [1] * lead + list(y.shape)
+    before = [0] * lead + [int(p[0]) for p in pads]
+    geom = ctx.struct([*outs, *ins, *before], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [value]), geom]
+    return [Step("pad_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+@lowers("MEAN")
+def mean(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    axes = g.t(op.inputs[1]).data
+    require(axes is not None, op, "the axes must be constant")
+    assert axes is not None
+    rank = len(x.shape)
+    axes_set = sorted({int(a) + rank if int(a) < 0 else int(a) for a in np.ravel(axes)})
+    nonunit = [d for d in range(rank) if x.shape[d] > 1]
+    reduced = [d for d in nonunit if d in axes_set]
+    if reduced:
+        pos = [nonunit.index(d) for d in reduced]
+        require(pos == list(range(pos[0], pos[0] + len(pos))), op,
+                "only a contiguous block of reduced axes is supported")
+        first, last = reduced[0], reduced[-1]
+    else:
+        first, last = 0, -1
+    outer = int(np.prod(x.shape[:first], dtype=np.int64)) if reduced else x.size
+    n = int(np.prod([x.shape[d] for d in axes_set], dtype=np.int64)) if axes_set else 1
+    inner = int(np.prod(x.shape[last + 1:], dtype=np.int64)) if reduced else 1
+    require(outer * inner == y.size, op, f"{y.describe()} does not match the reduction")
+    if x.zp == y.zp and np.float32(x.scale) == np.float32(y.scale):
+        q = [0, 0, 0, 0, 0]
+    else:
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        s = min(n.bit_length() - 1, 32, 31 + shift)
+        mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
+        q = [1, quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
+    geom = ctx.struct([outer, n, inner], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", q), geom]
+    return [Step("mean_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]

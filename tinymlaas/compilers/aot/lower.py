@@ -85,7 +85,14 @@ class Struct:
     name: str
 
 
-Arg = Buf | Struct | str | int
+@dataclass
+class PtrList:
+    """An array of input pointers (CONCATENATION), written as a compound literal."""
+
+    items: list[Buf | str]
+
+
+Arg = Buf | Struct | PtrList | str | int
 
 
 @dataclass
@@ -141,8 +148,8 @@ def supported_ops() -> frozenset[str]:
 
 
 #: Ops that only ever survive as compile-time constants or aliases.
-FOLDED_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
-                        "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"})
+FOLDED_OPS = frozenset({"SHAPE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SPACE_TO_BATCH_ND",
+                        "BATCH_TO_SPACE_ND"})
 
 
 def require(cond: bool, op: Op, what: str) -> None:

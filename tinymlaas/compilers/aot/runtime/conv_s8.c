@@ -3,7 +3,8 @@
  * in; taps outside the image (which TFLM skips) give back zp*sum(w) of those
  * taps, so only border pixels pay for the correction.
  * g: in_h in_w in_c out_h out_w out_c k_h k_w s_h s_w d_h d_w pad_t pad_l batches per_channel
- * q: input zero point, output zero point, activation min, max */
+ * q: raw value of a tap outside the image (the input zero point, or the pad value
+ *    of a fused SPACE_TO_BATCH_ND), output zero point, activation min, max */
 static void aot_conv_s8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *bias,
                         const int32_t *mult, const int8_t *shift, const int32_t *q,
                         const int16_t *g)

@@ -1,7 +1,7 @@
 /* aot:requires mbqm */
 /* DEPTHWISE_CONV_2D int8, NHWC, weights [1][kh][kw][in*mult]; bias folding as in conv.
  * g: in_h in_w in_c out_h out_w mult k_h k_w s_h s_w d_h d_w pad_t pad_l batches per_channel
- * q: input zero point, output zero point, activation min, max */
+ * q: raw value of a tap outside the image (see conv), output zero point, min, max */
 static void aot_dwconv_s8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *bias,
                           const int32_t *mult, const int8_t *shift, const int32_t *q,
                           const int16_t *g)

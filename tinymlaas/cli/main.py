@@ -85,7 +85,7 @@ def targets() -> None:
     for b in load_boards(get_settings().targets_dir).values():
         table.add_row(b.name, b.cpu, b.arch, f"{b.flash_bytes:,}", f"{b.ram_bytes:,}",
                       ",".join(b.compilers), str(b.emulator.get("qemu_machine", "container")))
-    out.print(table)
+    Console(width=max(out.width, 110)).print(table)  # seven columns: never cut a size short
 
 
 @app.command()

@@ -9,6 +9,7 @@
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
+    │   └── FirmwareCrashed    the emulated firmware faulted or stopped
     └── DeviceUnreachable (504, exit 8)
 
 Each class carries its HTTP status, CLI exit code and a stable machine code, so
@@ -82,6 +83,10 @@ class BuildFailed(TinyMLaaSError):
 class EmulatorError(TinyMLaaSError):
     exit_code = 7
     code = "emulator_error"
+
+
+class FirmwareCrashed(EmulatorError):
+    code = "firmware_crashed"
 
 
 class DeviceUnreachable(TinyMLaaSError):

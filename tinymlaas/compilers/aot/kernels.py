@@ -44,6 +44,14 @@ def _act(op: Op, y: Tensor) -> tuple[int, int]:
     return quant.activation_range(act, y.scale, y.zp)
 
 
+def _act_bounds(op: Op) -> int:
+    """Which clamp bounds can be tighter than int8's: structure, from the activation code.
+
+    0: none (NONE), 1: the lower one (RELU), 2: both (RELU_N1_TO_1, RELU6).
+    """
+    return {0: 0, 1: 1}.get(int(op.options.get("fusedActivationFunction", 0)), 2)
+
+
 @lowers("FULLY_CONNECTED")
 def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
@@ -65,19 +73,40 @@ def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
         require(b.is_const, op, f"{b.describe()} must be constant")
     mults, shifts, per_channel = _per_channel(op, x, w, y, units)
     assert w.data is not None
-    wsum = w.data.astype(np.int64).reshape(units, depth).sum(axis=1)
+    return [_fc_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(units, depth), b,
+                     mults, shifts, per_channel, rows)]
+
+
+def _requant_data(ctx: Ctx, mults: list[int], shifts: list[int]) -> list[Arg]:
+    """Multipliers, then TFLite's signed shifts split into left and right shifts."""
+    d = ctx.data
+    return [d.add("m", "int32_t", mults), d.add("l", "int8_t", [max(s, 0) for s in shifts]),
+            d.add("r", "int8_t", [max(-s, 0) for s in shifts])]
+
+
+def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Tensor | None,
+             mults: list[int], shifts: list[int], per_channel: bool, rows: int) -> Step:
+    """One fc_s8 call: ``rows`` inputs of ``depth`` values times ``w`` [units, depth]."""
+    g = ctx.g
+    x, y = g.t(x_index), g.t(y_index)
+    units, depth = w.shape
+    wsum = w.astype(np.int64).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)  # input offset folded: Σw(x-zp) = Σwx - zp·Σw
     lo, hi = _act(op, y)
     d = ctx.data
     args: list[Arg] = [
-        Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-        d.add("w", "int8_t", w.data), d.add("b", "int32_t", bias),
-        d.add("m", "int32_t", mults), d.add("s", "int8_t", shifts),
-        d.add("q", "int32_t", [y.zp, lo, hi]),
-        rows, depth, units, int(per_channel),
+        Buf(x_index, const=True), Buf(y_index),
+        d.add("w", "int8_t", w), d.add("b", "int32_t", bias),
+        *_requant_data(ctx, mults, shifts), d.add("q", "int32_t", [y.zp, lo, hi]),
+        rows, depth, units, int(per_channel), _act_bounds(op),
     ]
-    return [Step("fc_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+    step = Step("fc_s8", args, [x_index], [y_index], op.describe())
+    # The kernel takes rows in pairs (the last odd one alone) and reads a pair's
+    # inputs for every unit: an output may overwrite rows before its pair.
+    first = np.arange(rows, dtype=np.int64)
+    first -= np.where(first < rows - rows % 2, first % 2, 0)
+    return _overlap(step, y, x_index, x, np.repeat(first * depth, units))
 
 
 def _fully_connected_f32(ctx: Ctx, op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor,
@@ -183,6 +212,10 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
         require(b.is_const, op, f"{b.describe()} must be constant")
     mults, shifts, per_channel = _per_channel(op, x, w, y, oc)
     assert w.data is not None
+    if not depthwise and kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (ih, iw):
+        # A pointwise conv is a fully connected layer over the pixels.
+        return [_fc_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, ic), b,
+                         mults, shifts, per_channel, nb * oh * ow)]
     wd = w.data.astype(np.int64)
     wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
@@ -190,11 +223,11 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     lo, hi = _act(op, y)
     d = ctx.data
     geom = ctx.struct([ih, iw, ic, oh, ow, dm if depthwise else oc, kh, kw, sh, sw, dh, dw,
-                       pt, pl, nb, int(per_channel)])
+                       pt, pl, nb, int(per_channel), _act_bounds(op)])
     args: list[Arg] = [
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
         d.add("w", "int8_t", w.data), d.add("b", "int32_t", bias),
-        d.add("m", "int32_t", mults), d.add("s", "int8_t", shifts),
+        *_requant_data(ctx, mults, shifts),
         d.add("q", "int32_t", [_skipped_tap_value(op, x), y.zp, lo, hi]), geom,
     ]
     step = Step("dwconv_s8" if depthwise else "conv_s8", args, [op.inputs[0]], [op.outputs[0]],

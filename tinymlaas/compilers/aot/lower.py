@@ -52,7 +52,7 @@ class DataSection:
             assert arr.min() >= info.min and arr.max() <= info.max, (stem, ctype)
         name = f"{stem}{len(self.members)}"
         self.members.append(DataMember(name, ctype, arr.astype(_NP_OF_C[ctype])))
-        return f"D.{name}"
+        return f"d->{name}"
 
     def ordered(self) -> list[DataMember]:
         """Widest types first: no padding inside the struct on any 32/64-bit ABI."""

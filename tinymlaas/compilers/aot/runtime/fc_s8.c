@@ -1,24 +1,67 @@
 /* aot:requires mbqm */
-/* FULLY_CONNECTED int8: the bias has the input zero point folded in, so the
- * inner loop is a plain multiply-accumulate. */
-static void aot_fc_s8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, const int32_t *q,
-                      int32_t rows, int32_t depth, int32_t units, int32_t per_channel)
+/* aot:specialise */
+/* FULLY_CONNECTED int8 (and 1x1 convolutions): the bias has the input zero
+ * point folded in, so the inner loop is a plain multiply-accumulate.
+ * Instantiated per layer shape: rows, depth, units, per_channel and act are
+ * constants there. Blocks of up to 2 rows x 2 units share their loads; a
+ * block reads all its inputs before it writes (the planner's overlap model
+ * for in-place outputs relies on this order). q: output zero point,
+ * activation min, max. */
+AOT_SPECIALISE void aot_fc_block(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *bias,
+                                 const struct aot_rq *rq, int32_t depth, int32_t units, int32_t u,
+                                 int32_t nr, int32_t nu, int32_t per_channel, int32_t act)
 {
-    const int32_t zp = q[0], lo = q[1], hi = q[2];
-    int32_t r, u, d;
-    for (r = 0; r < rows; r++, x += depth) {
-        const int8_t *wr = w;
-        for (u = 0; u < units; u++, wr += depth) {
-            const int32_t c = per_channel ? u : 0;
-            int32_t acc = bias[u];
-            for (d = 0; d < depth; d++) {
-                acc += (int32_t)wr[d] * x[d];
+    const int8_t *w0 = w + u * depth, *w1 = w0 + depth, *x1 = x + depth;
+    int32_t a00 = bias[u], a01 = nu > 1 ? bias[u + 1] : 0, a10 = a00, a11 = a01, d;
+    AOT_UNROLL
+    for (d = 0; d < depth; d++) {
+        const int32_t xv = x[d], wv = w0[d];
+        a00 += xv * wv;
+        if (nu > 1) {
+            a01 += xv * w1[d];
+        }
+        if (nr > 1) {
+            const int32_t xv1 = x1[d];
+            a10 += xv1 * wv;
+            if (nu > 1) {
+                a11 += xv1 * w1[d];
             }
-            acc = aot_mbqm(acc, mult[c], shift[c]) + zp;
-            acc = acc < lo ? lo : acc;
-            acc = acc > hi ? hi : acc;
-            *y++ = (int8_t)acc;
+        }
+    }
+    y[u] = aot_requant(a00, rq, u, per_channel, act);
+    if (nu > 1) {
+        y[u + 1] = aot_requant(a01, rq, u + 1, per_channel, act);
+    }
+    if (nr > 1) {
+        y[units + u] = aot_requant(a10, rq, u, per_channel, act);
+        if (nu > 1) {
+            y[units + u + 1] = aot_requant(a11, rq, u + 1, per_channel, act);
+        }
+    }
+}
+
+AOT_SPECIALISE void aot_fc_s8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *bias,
+                              const int32_t *mult, const int8_t *left, const int8_t *right,
+                              const int32_t *q,
+                              int32_t rows, int32_t depth, int32_t units, int32_t per_channel,
+                              int32_t act)
+{
+    const struct aot_rq rq = aot_rq_load(mult, left, right, q);
+    int32_t r, u;
+    for (r = 0; r + 1 < rows; r += 2, x += 2 * depth, y += 2 * units) {
+        for (u = 0; u + 1 < units; u += 2) {
+            aot_fc_block(x, y, w, bias, &rq, depth, units, u, 2, 2, per_channel, act);
+        }
+        if (units & 1) {
+            aot_fc_block(x, y, w, bias, &rq, depth, units, u, 2, 1, per_channel, act);
+        }
+    }
+    if (rows & 1) {
+        for (u = 0; u + 1 < units; u += 2) {
+            aot_fc_block(x, y, w, bias, &rq, depth, units, u, 1, 2, per_channel, act);
+        }
+        if (units & 1) {
+            aot_fc_block(x, y, w, bias, &rq, depth, units, u, 1, 1, per_channel, act);
         }
     }
 }

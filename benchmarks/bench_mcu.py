@@ -75,7 +75,7 @@ def _measure(board: Board, model_name: str, model: bytes, module: ModuleManifest
             counts.append(r.instructions)
             exact &= r.output == oracle.invoke(x).ravel().tobytes()
         boot = dev.boot_seconds
-    stack = int(board.board_support.get("stack_bytes", 0))
+    stack = board.firmware.stack_bytes
     return {
         "board": board.name, "cpu": board.cpu, "model": model_name, "opt": opt,
         "flash": fw.sizes["flash"], "ram": fw.sizes["ram"],

@@ -27,6 +27,14 @@ class TensorSpec(BaseModel):
             n *= max(d, 1)
         return n
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one tensor (unknown dtypes count as 4 bytes per element)."""
+        return self.size * _ITEMSIZE.get(self.dtype, 4)
+
+
+_ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}
+
 
 class ModelInfo(BaseModel):
     """What a .tflite file contains, read from its flatbuffer."""
@@ -59,6 +67,23 @@ class ImageSpec(BaseModel):
     local: list[str] = []
 
 
+class FirmwareNeeds(BaseModel):
+    """What a board's firmware needs besides the inference module (``[firmware]``).
+
+    Compilers and builders add it to the module's own sizes in their fit checks,
+    so both refuse the same models.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flash_bytes: int = Field(0, ge=0, description="the firmware's own code and constants")
+    static_ram_bytes: int = Field(0, ge=0, description="its statics (drivers, ring buffers)")
+    stack_bytes: int = Field(0, ge=0, description="the stack it reserves")
+    uart_frames: bool = Field(
+        False, description="it also holds one request and one reply frame of the framed UART "
+                           "protocol, sized by the model's tensors")
+
+
 class Board(BaseModel):
     """A target board, read from ``targets/<name>/board.toml``."""
 
@@ -81,6 +106,7 @@ class Board(BaseModel):
     device: ImageSpec | None = None
     emulator: dict[str, Any] = {}
     board_support: dict[str, Any] = {}
+    firmware: FirmwareNeeds = FirmwareNeeds()
 
     @property
     def default_compiler(self) -> str:

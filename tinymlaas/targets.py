@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from tinymlaas.errors import NotFound, PluginError
 from tinymlaas.models import Board
+from tinymlaas.uart_protocol import frame_buffer_bytes
 
 
 def load_board(path: Path) -> Board:
@@ -52,3 +53,10 @@ def load_board_from(boards_dir: Path, name: str) -> Board:
                 raise PluginError(f"{path}: board name '{board.name}' must be '{name}'")
             return board
     raise NotFound(f"no board '{name}' under {boards_dir}")
+
+
+def firmware_ram_bytes(board: Board, input_bytes: int, output_bytes: int) -> int:
+    """RAM the board's firmware needs besides the module's arena, for a model's tensors."""
+    fw = board.firmware
+    frames = frame_buffer_bytes(input_bytes, output_bytes) if fw.uart_frames else 0
+    return fw.stack_bytes + fw.static_ram_bytes + frames

@@ -29,6 +29,9 @@ from tinymlaas.errors import DeviceUnreachable, InvalidInput
 READY = "TINYMLAAS READY"
 PROTO_VERSION = 1
 MAX_MODEL_CHUNK = 256
+#: Largest INFO reply payload the firmware builds.
+INFO_MAX = 512
+HEADER, TRAILER = 4, 2
 
 
 class Command(enum.IntEnum):
@@ -64,6 +67,18 @@ class ByteLink(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def read_until(self, terminator: bytes, timeout: float) -> bytes: ...
+
+
+def frame_buffer_bytes(input_bytes: int, output_bytes: int) -> int:
+    """RAM of the firmware's RX and TX frame buffers for a model (app.c sizes them so).
+
+    RX holds the largest request (an input tensor or a model-write chunk with its
+    offset) in COBS form; TX the largest reply (instruction count + output, or INFO).
+    """
+    rx = HEADER + max(input_bytes, 4 + MAX_MODEL_CHUNK) + TRAILER
+    rx += rx // 254 + 2
+    tx = HEADER + max(4 + output_bytes, INFO_MAX) + TRAILER
+    return rx + tx
 
 
 # -- codec ----------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from mcu_helpers import MCU_BOARDS, TARGETS, write_echo_module
+from mcu_helpers import MCU_BOARDS, TARGETS, EchoFirmware, write_echo_module
 
-from tinymlaas.errors import DoesNotFit
-from tinymlaas.models import ModuleManifest
+from tinymlaas.errors import DoesNotFit, InvalidInput
+from tinymlaas.models import FirmwareNeeds, ModuleManifest
+from tinymlaas.services.compile import compile_model
 from tinymlaas.targets import get_board
 
 
@@ -21,7 +22,7 @@ def test_linker_script_uses_the_real_memory_map(cortex_m_builder: ModuleType, na
     ram = next(r for r in board.regions if r.kind == "ram")
     assert f"ORIGIN = 0x{flash.origin:08x}, LENGTH = {board.flash_bytes}" in script
     assert f"ORIGIN = 0x{ram.origin:08x}, LENGTH = {board.ram_bytes}" in script
-    assert f"STACK_BYTES = {board.board_support['stack_bytes']}" in script
+    assert f"STACK_BYTES = {board.firmware.stack_bytes}" in script
     assert "} > FLASH\n" in script.split("_emodel = .;")[1]
 
 
@@ -68,3 +69,42 @@ def test_linker_overflow_becomes_does_not_fit(cortex_m_builder: ModuleType, tmp_
         cortex_m_builder.compile_and_link(module_dir, module, board, work, "1.0.0",
                                           cortex_m_builder.Options())
     assert exc.value.details["region"] == "ram" and exc.value.details["missing_bytes"] > 0
+
+
+@pytest.mark.parametrize("name", MCU_BOARDS)
+def test_compiler_and_builder_refuse_exactly_the_same(cortex_m_builder: ModuleType,
+                                                      hello_world: bytes, tmp_path: Path,
+                                                      name: str) -> None:
+    """The aot compiler reserves the board's declared firmware needs by default, so on a
+    board one byte short of what the builder plans both refuse, by that one byte."""
+    board = get_board(TARGETS, name)
+    module = compile_model(hello_world, board, tmp_path / "module", compiler="aot")
+    need = cortex_m_builder.plan(module, board, cortex_m_builder.Options())
+    for region, total in (("ram", need.ram), ("flash", need.flash)):
+        exact = board.model_copy(update={f"{region}_bytes": total})
+        compile_model(hello_world, exact, tmp_path / f"{region}-ok", compiler="aot")
+        cortex_m_builder.check_fit(module, exact, cortex_m_builder.Options())
+        short = board.model_copy(update={f"{region}_bytes": total - 1})
+        with pytest.raises(DoesNotFit) as by_compiler:
+            compile_model(hello_world, short, tmp_path / f"{region}-short", compiler="aot")
+        with pytest.raises(DoesNotFit) as by_builder:
+            cortex_m_builder.check_fit(module, short, cortex_m_builder.Options())
+        for exc in (by_compiler.value, by_builder.value):
+            assert (exc.details["region"], exc.details["missing_bytes"]) == (region, 1)
+
+
+def test_a_cortex_m_board_must_declare_its_firmware_needs(cortex_m_builder: ModuleType,
+                                                          tmp_path: Path) -> None:
+    board = get_board(TARGETS, "microbit").model_copy(update={"firmware": FirmwareNeeds()})
+    with pytest.raises(InvalidInput, match=r"board 'microbit' must declare \[firmware\]"):
+        cortex_m_builder.check_fit(write_echo_module(tmp_path), board, cortex_m_builder.Options())
+
+
+@pytest.mark.parametrize("name", MCU_BOARDS)
+def test_declared_firmware_needs_cover_the_linked_firmware(echo_firmware: EchoFirmware,
+                                                           name: str) -> None:
+    """What the fit check planned from the board's [firmware] is at least what the linker
+    placed (the stand-in module's few bytes of code included)."""
+    _, _, fw = echo_firmware(name)
+    assert fw.sizes["ram"] <= fw.planned["ram"]
+    assert fw.sizes["flash"] <= fw.planned["flash"]

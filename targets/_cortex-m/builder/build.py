@@ -28,23 +28,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tinymlaas import tflite
 from tinymlaas.errors import BuildFailed, DoesNotFit, InvalidInput, TinyMLaaSError
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest, TensorSpec
 from tinymlaas.services.compile import MANIFEST, compile_model, read_module
 from tinymlaas.targets import load_board_from
+from tinymlaas.uart_protocol import frame_buffer_bytes
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE_SRC = HERE / "firmware"
 ELF, BIN, MAP = "firmware.elf", "firmware.bin", "firmware.map"
 MODULE_KIND = "c-source"
 MODEL_SECTION = ".tinymlaas_model"
-#: Flash of the firmware without the model (startup, protocol, UART, libgcc
-#: division), measured with arm-none-eabi-size on every board and rounded up.
-FIRMWARE_FLASH_BYTES = 4096
-#: RAM of the firmware besides its stack and frame buffers (ring buffer, statics).
-FIRMWARE_STATIC_RAM_BYTES = 256 + 64
-INFO_MAX = 512
 
 
 class Uart(BaseModel):
@@ -66,7 +60,6 @@ class BoardSupport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uart: Uart
-    stack_bytes: int = Field(2048, ge=256)
 
 
 @dataclass(frozen=True)
@@ -89,6 +82,12 @@ def progress(step: str, fraction: float) -> None:
 
 
 def board_support(board: Board) -> BoardSupport:
+    """The board's UART, checked; and its declared firmware needs, which the fit check and
+    the linker script (the stack) cannot do without."""
+    fw = board.firmware
+    if fw.flash_bytes == 0 or fw.stack_bytes < 256 or not fw.uart_frames:
+        raise InvalidInput(f"board '{board.name}' must declare [firmware] flash_bytes, "
+                           "static_ram_bytes, stack_bytes (>= 256) and uart_frames = true")
     try:
         return BoardSupport.model_validate(board.board_support)
     except ValidationError as exc:
@@ -109,34 +108,26 @@ def region(board: Board, kind: str) -> tuple[int, int]:
 
 def frame_buffers(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> int:
     """RX and TX frame buffers, sized as app.c sizes them."""
-    inp = inputs[0].size * _itemsize(inputs[0].dtype)
-    out = outputs[0].size * _itemsize(outputs[0].dtype)
-    rx_payload = max(inp, 4 + 256)
-    rx = 4 + rx_payload + 2
-    rx += rx // 254 + 2
-    tx = 4 + max(4 + out, INFO_MAX) + 2
-    return rx + tx
-
-
-def _itemsize(dtype: str) -> int:
-    return {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}.get(dtype, 4)
+    return frame_buffer_bytes(inputs[0].nbytes, outputs[0].nbytes)
 
 
 def plan(module: ModuleManifest, board: Board, options: Options) -> Plan:
-    """Planned flash and RAM from the module's manifest plus the firmware's own needs."""
-    support = board_support(board)
+    """Planned flash and RAM from the module's manifest plus the board's declared firmware
+    needs (the aot compiler's fit check adds the same)."""
+    board_support(board)
+    fw = board.firmware
     # data_bytes (the model-data section) is newer than weights_bytes; either sizes it.
     data = getattr(module.memory, "data_bytes", None) or module.memory.weights_bytes
     code = module.memory.code_bytes or 0
     ram_parts = {
         "arena": module.memory.arena_bytes,
-        "stack": support.stack_bytes,
+        "stack": fw.stack_bytes,
         "frame buffers": frame_buffers(module.inputs, module.outputs),
-        "firmware statics": FIRMWARE_STATIC_RAM_BYTES,
+        "firmware statics": fw.static_ram_bytes,
     }
     if options.model_update:
         ram_parts["model data (updatable)"] = data
-    flash_parts = {"model data": data, "model code": code, "firmware": FIRMWARE_FLASH_BYTES}
+    flash_parts = {"model data": data, "model code": code, "firmware": fw.flash_bytes}
     return Plan(flash=sum(flash_parts.values()), ram=sum(ram_parts.values()),
                 parts={**{f"flash {k}": v for k, v in flash_parts.items()},
                        **{f"ram {k}": v for k, v in ram_parts.items()}})
@@ -160,7 +151,7 @@ def check_fit(module: ModuleManifest, board: Board, options: Options) -> Plan:
 
 def linker_script(board: Board, options: Options) -> str:
     """The board's memory map as a GNU ld script: real sizes, stack reserved in RAM."""
-    support = board_support(board)
+    board_support(board)
     flash_origin, flash_len = region(board, "flash")
     ram_origin, ram_len = region(board, "ram")
     others = [r for r in board.regions if r.kind not in ("flash", "ram")]
@@ -177,7 +168,7 @@ MEMORY
 
 ENTRY(Reset_Handler)
 _estack = ORIGIN(RAM) + LENGTH(RAM);
-STACK_BYTES = {support.stack_bytes};
+STACK_BYTES = {board.firmware.stack_bytes};
 
 SECTIONS
 {{
@@ -336,12 +327,8 @@ def module_for(model_path: Path, board: Board, work: Path) -> tuple[Path, Module
                 raise InvalidInput(f"inference module file {name} is missing or altered")
         return folder, module
     model = model_path.read_bytes()
-    info = tflite.inspect(model)
-    reserve = (board_support(board).stack_bytes + FIRMWARE_STATIC_RAM_BYTES
-               + frame_buffers(info.inputs, info.outputs))
-    module = compile_model(model, board, work / "module", compiler="aot",
-                           name="model", options={"reserve_ram_bytes": reserve,
-                                                  "reserve_flash_bytes": FIRMWARE_FLASH_BYTES},
+    # The compiler's fit check reserves the board's declared firmware needs by default.
+    module = compile_model(model, board, work / "module", compiler="aot", name="model",
                            progress=lambda s, f: progress(f"aot: {s}", 0.05 + 0.25 * f))
     return work / "module", module
 

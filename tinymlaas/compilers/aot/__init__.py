@@ -23,6 +23,7 @@ from tinymlaas.compilers.aot.planner import Buffer, plan
 from tinymlaas.errors import DoesNotFit, InvalidInput, UnsupportedModel
 from tinymlaas.models import Board, CompilerInfo, ModelInfo, ModuleManifest, ModuleMemory
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
+from tinymlaas.targets import firmware_ram_bytes
 
 __all__ = ["AotCompiler", "AotOptions", "Compiled", "compile_source"]
 
@@ -34,11 +35,14 @@ class AotOptions(BaseModel):
 
     in_place: bool = Field(
         True, description="let an output overwrite input bytes no longer needed (smaller arena)")
-    reserve_ram_bytes: int = Field(
-        0, ge=0, le=1 << 24, description="RAM the firmware needs besides the arena (fit check)")
-    reserve_flash_bytes: int = Field(
-        0, ge=0, le=1 << 26,
-        description="flash the firmware needs besides the model data (fit check)")
+    reserve_ram_bytes: int | None = Field(
+        None, ge=0, le=1 << 24,
+        description="RAM the firmware needs besides the arena (fit check); default: the "
+                    "board's declared [firmware] needs for this model's tensors")
+    reserve_flash_bytes: int | None = Field(
+        None, ge=0, le=1 << 26,
+        description="flash the firmware needs besides the model data (fit check); default: "
+                    "the board's declared [firmware] flash")
 
 
 @dataclass
@@ -128,7 +132,7 @@ class AotCompiler(Compiler):
         assert isinstance(self.options, AotOptions)
         progress("lowering the graph", 0.1)
         out = compile_source(model, name=name, in_place=self.options.in_place)
-        self.fit(out, board)
+        self.fit(out, board, info)
         progress("writing the module", 0.9)
         files = {f"{name}.c": out.source.c, f"{name}.h": out.source.h}
         for fname, text in files.items():
@@ -152,20 +156,28 @@ class AotCompiler(Compiler):
             data_sha256=hashlib.sha256(out.lowered.data.blob()).hexdigest(),
         )
 
-    def fit(self, out: Compiled, board: Board) -> None:
-        """Refuse a module whose planned RAM or flash exceeds the board's."""
+    def fit(self, out: Compiled, board: Board, info: ModelInfo) -> None:
+        """Refuse a module whose planned RAM or flash, plus what the board's firmware needs,
+        exceeds the board's (the same sums as the board's builder checks)."""
         assert isinstance(self.options, AotOptions)
-        ram = out.placement.arena_bytes + self.options.reserve_ram_bytes
+        reserve_ram = self.options.reserve_ram_bytes
+        if reserve_ram is None:
+            reserve_ram = firmware_ram_bytes(board, info.inputs[0].nbytes,
+                                             info.outputs[0].nbytes)
+        reserve_flash = self.options.reserve_flash_bytes
+        if reserve_flash is None:
+            reserve_flash = board.firmware.flash_bytes
+        ram = out.placement.arena_bytes + reserve_ram
         if ram > board.ram_bytes:
             raise DoesNotFit(
                 f"model needs {out.placement.arena_bytes} B of arena"
-                f" (+{self.options.reserve_ram_bytes} B reserved) but board '{board.name}' has "
+                f" (+{reserve_ram} B for the firmware) but board '{board.name}' has "
                 f"{board.ram_bytes} B of RAM: {ram - board.ram_bytes} B missing",
                 region="ram", missing_bytes=ram - board.ram_bytes)
-        flash = out.lowered.data.nbytes + self.options.reserve_flash_bytes
+        flash = out.lowered.data.nbytes + reserve_flash
         if flash > board.flash_bytes:
             raise DoesNotFit(
                 f"model data is {out.lowered.data.nbytes} B"
-                f" (+{self.options.reserve_flash_bytes} B reserved) but board '{board.name}' has "
+                f" (+{reserve_flash} B for the firmware) but board '{board.name}' has "
                 f"{board.flash_bytes} B of flash: {flash - board.flash_bytes} B missing",
                 region="flash", missing_bytes=flash - board.flash_bytes)

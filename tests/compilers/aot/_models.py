@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tinymlaas.compilers.aot import compile_source
-from tinymlaas.compilers.aot.hostrun import HostModule
+from tinymlaas.compilers.aot.hostrun import HOST_CFLAGS, HostModule
 from tinymlaas.config import Settings
 from tinymlaas.tflm import Tflm
 
@@ -84,8 +84,13 @@ class _TfliteReference:
         return self._it.get_tensor(self._it.get_output_details()[0]["index"]).copy()
 
 
+#: The host build, and the same source with the ARMv7E-M dual-MAC data flow in portable C.
+HOST_VARIANTS = (HOST_CFLAGS, (*HOST_CFLAGS, "-DAOT_EMULATE_DSP"))
+
+
 def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0) -> Any:
-    """Compile with aot, build on the host, compare every output byte with TFLM."""
+    """Compile with aot, build on the host (both variants), compare every output byte
+    with TFLM."""
     out = compile_source(model)
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "model.c").write_text(out.source.c)
@@ -95,20 +100,22 @@ def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0) -
     oracle: Any = (_TfliteReference(model) if "SPACE_TO_BATCH_ND" in tflite.inspect(model).ops
                    else Tflm(model))
     shape, dtype = oracle.input["shape"], oracle.input["dtype"]
-    rng = np.random.default_rng(seed)
-    with HostModule(tmp) as mod:
-        for i in range(samples):
-            if np.issubdtype(dtype, np.floating):
-                x = rng.normal(0.0, 1.5, shape).astype(np.float32)
-            elif i == 0:
-                x = np.full(shape, -128, dtype=np.int8)
-            elif i == 1:
-                x = np.full(shape, 127, dtype=np.int8)
-            else:
-                x = rng.integers(-128, 128, shape).astype(np.int8)
-            ours = mod.invoke(x)
-            theirs = oracle.invoke(x).ravel()
-            assert ours.tobytes() == theirs.tobytes(), (
-                f"sample {i}: {np.flatnonzero(ours.view(np.uint8) != theirs.view(np.uint8))[:8]}"
-                f" ours {ours[:8]} tflm {theirs[:8]}")
+    for cflags in HOST_VARIANTS:
+        rng = np.random.default_rng(seed)
+        with HostModule(tmp, cflags=cflags) as mod:
+            for i in range(samples):
+                if np.issubdtype(dtype, np.floating):
+                    x = rng.normal(0.0, 1.5, shape).astype(np.float32)
+                elif i == 0:
+                    x = np.full(shape, -128, dtype=np.int8)
+                elif i == 1:
+                    x = np.full(shape, 127, dtype=np.int8)
+                else:
+                    x = rng.integers(-128, 128, shape).astype(np.int8)
+                ours = mod.invoke(x)
+                theirs = oracle.invoke(x).ravel()
+                assert ours.tobytes() == theirs.tobytes(), (
+                    f"{cflags[-1]} sample {i}: "
+                    f"{np.flatnonzero(ours.view(np.uint8) != theirs.view(np.uint8))[:8]}"
+                    f" ours {ours[:8]} tflm {theirs[:8]}")
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _models import HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import HostModule, cross_compile
 from tinymlaas.config import Settings
@@ -21,8 +22,9 @@ def digits(settings: Settings) -> bytes:
     return get_recipe("digits_cnn").load(settings.zoo_dir)
 
 
-def test_digits_match_tflm_and_classify(digits: bytes, microbit_board: Board,
-                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])
+def test_digits_match_tflm_and_classify(digits: bytes, microbit_board: Board, tmp_path: Path,
+                                        cflags: tuple[str, ...]) -> None:
     manifest = compile_model(digits, microbit_board, tmp_path / "mod", compiler="aot")
     recipe = get_recipe("digits_cnn")
     spec = manifest.inputs[0]
@@ -30,7 +32,7 @@ def test_digits_match_tflm_and_classify(digits: bytes, microbit_board: Board,
     rng = np.random.default_rng(7)
     samples += [rng.integers(-128, 128, (8, 8, 1), dtype=np.int8) for _ in range(20)]
     tflm = Tflm(digits)
-    with HostModule(tmp_path / "mod") as mod:
+    with HostModule(tmp_path / "mod", cflags=cflags) as mod:
         ours = np.stack([mod.invoke(s) for s in samples])
     theirs = np.stack([tflm.invoke(s[np.newaxis]).ravel() for s in samples])
     assert np.array_equal(ours, theirs), np.argwhere(ours != theirs)[:5]

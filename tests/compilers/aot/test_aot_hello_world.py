@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _models import HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile, header_macros
 from tinymlaas.errors import DoesNotFit
@@ -18,11 +19,13 @@ from tinymlaas.services.compile import compile_model, read_module
 from tinymlaas.tflm import Tflm
 
 
-def test_every_int8_input_matches_tflm(hello_world: bytes, m3_board: Board, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])
+def test_every_int8_input_matches_tflm(hello_world: bytes, m3_board: Board, tmp_path: Path,
+                                       cflags: tuple[str, ...]) -> None:
     manifest = compile_model(hello_world, m3_board, tmp_path / "mod", compiler="aot")
     tflm = Tflm(hello_world)
     inputs = np.arange(-128, 128, dtype=np.int8)
-    with HostModule(tmp_path / "mod") as mod:
+    with HostModule(tmp_path / "mod", cflags=cflags) as mod:
         ours = np.concatenate([mod.invoke(v[None]) for v in inputs])
     theirs = np.concatenate([tflm.invoke(np.array([[v]], np.int8)).ravel() for v in inputs])
     assert np.array_equal(ours, theirs), np.flatnonzero(ours != theirs)

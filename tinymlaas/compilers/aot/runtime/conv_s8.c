@@ -17,9 +17,21 @@
 AOT_SPECIALISE void aot_conv_run(const int8_t *xp, const int8_t *wp, int32_t wstride, int32_t n,
                                  int32_t pair, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], c;
+    int32_t a0 = acc[0], a1 = acc[1], c = 0;
+#if defined(AOT_DSP)
     AOT_UNROLL
-    for (c = 0; c < n; c++) {
+    for (; c + 4 <= n; c += 4) {
+        const uint32_t xv = aot_load4(xp + c), wv = aot_load4(wp + c);
+        const uint32_t xe = aot_even(xv), xo = aot_odd(xv);
+        a0 = aot_smlad(xo, aot_odd(wv), aot_smlad(xe, aot_even(wv), a0));
+        if (pair) {
+            const uint32_t v = aot_load4(wp + wstride + c);
+            a1 = aot_smlad(xo, aot_odd(v), aot_smlad(xe, aot_even(v), a1));
+        }
+    }
+#endif
+    AOT_UNROLL
+    for (; c < n; c++) {
         const int32_t xv = xp[c];
         a0 += xv * wp[c];
         if (pair) {

@@ -12,9 +12,29 @@ AOT_SPECIALISE void aot_fc_block(const int8_t *x, int8_t *y, const int8_t *w, co
                                  int32_t nr, int32_t nu, int32_t per_channel, int32_t act)
 {
     const int8_t *w0 = w + u * depth, *w1 = w0 + depth, *x1 = x + depth;
-    int32_t a00 = bias[u], a01 = nu > 1 ? bias[u + 1] : 0, a10 = a00, a11 = a01, d;
+    int32_t a00 = bias[u], a01 = nu > 1 ? bias[u + 1] : 0, a10 = a00, a11 = a01, d = 0;
+#if defined(AOT_DSP)
     AOT_UNROLL
-    for (d = 0; d < depth; d++) {
+    for (; d + 4 <= depth; d += 4) {
+        const uint32_t xv = aot_load4(x + d), wv = aot_load4(w0 + d);
+        const uint32_t xe = aot_even(xv), xo = aot_odd(xv), we = aot_even(wv), wo = aot_odd(wv);
+        a00 = aot_smlad(xo, wo, aot_smlad(xe, we, a00));
+        if (nu > 1) {
+            const uint32_t v = aot_load4(w1 + d), ve = aot_even(v), vo = aot_odd(v);
+            a01 = aot_smlad(xo, vo, aot_smlad(xe, ve, a01));
+            if (nr > 1) {
+                const uint32_t z = aot_load4(x1 + d), ze = aot_even(z), zo = aot_odd(z);
+                a10 = aot_smlad(zo, wo, aot_smlad(ze, we, a10));
+                a11 = aot_smlad(zo, vo, aot_smlad(ze, ve, a11));
+            }
+        } else if (nr > 1) {
+            const uint32_t z = aot_load4(x1 + d), ze = aot_even(z), zo = aot_odd(z);
+            a10 = aot_smlad(zo, wo, aot_smlad(ze, we, a10));
+        }
+    }
+#endif
+    AOT_UNROLL
+    for (; d < depth; d++) {
         const int32_t xv = x[d], wv = w0[d];
         a00 += xv * wv;
         if (nu > 1) {

@@ -5,7 +5,7 @@ real path (aot compiler, the board's builder container, -Os) and booted in QEMU:
 flash and RAM from arm-none-eabi-size, instructions per inference from the
 firmware's SysTick counter (exact against a single-step trace, see
 firmware/icount.h), boot-to-ready and boot-to-first-inference wall time, and the
-whole warm scenario (compile + build + boot + 7 inferences). hello_world is also
+whole warm scenario (compile + build + boot + 7 inferences). Every model is also
 built at -O2 with the same builder script. TFLM's figures for hello_world on a
 Cortex-M3 are the reference (shared/anchors/tflm-cortex-m3.md).
 """
@@ -120,10 +120,9 @@ def run(json_path: Path | None, plots: Path) -> None:
                     scenario[board.name] = round(time.monotonic() - t0, 2)
                     row["scenario_s"] = scenario[board.name]
                 rows.append(row)
-                if model_name == "hello_world":
-                    fw2 = _build_o2(work / "module", board, work / "fw-o2", settings)
-                    rows.append(_measure(board, model_name, model, module, work / "fw-o2", fw2,
-                                         recipe.sample_inputs()[:n], "O2", 0.0))
+                fw2 = _build_o2(work / "module", board, work / "fw-o2", settings)
+                rows.append(_measure(board, model_name, model, module, work / "fw-o2", fw2,
+                                     recipe.sample_inputs()[:n], "O2", 0.0))
     for r in rows:
         if r["model"] == "hello_world":
             ref = TFLM[r["opt"]]

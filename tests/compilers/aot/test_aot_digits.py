@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from _models import HOST_VARIANTS
 
-from tinymlaas.compilers.aot.hostrun import HostModule, cross_compile
+from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile
 from tinymlaas.config import Settings
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.models import Board
@@ -51,7 +51,12 @@ def test_digits_arena_fits_16k_but_not_8k(digits: bytes, microbit_board: Board,
     assert exc.value.details["missing_bytes"] == manifest.memory.arena_bytes - 8 * 1024
 
 
-def test_digits_cortex_m0_compile_is_warning_free(digits: bytes, microbit_board: Board,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpu", sorted(CORTEX_M_CPUS.values()))
+@pytest.mark.parametrize("opt", ["-Os", "-O2"])
+def test_digits_cortex_m_compile_is_warning_free(digits: bytes, microbit_board: Board,
+                                                 tmp_path: Path, cpu: str, opt: str) -> None:
+    """Every kernel, on every core's code path (ARMv6-M: no 64-bit multiply; ARMv7E-M:
+    dual MACs), freestanding as the firmware builds it."""
     compile_model(digits, microbit_board, tmp_path / "mod", compiler="aot")
-    cross_compile(tmp_path / "mod" / "model.c", tmp_path / "model.o", "cortex-m0")
+    cross_compile(tmp_path / "mod" / "model.c", tmp_path / "model.o", cpu, opt,
+                  extra=("-ffreestanding",))

@@ -112,7 +112,7 @@ def test_fully_connected(n_in: int, units: int, act: str | None, bias: bool, see
 
 ELEMENTWISE = ["sigmoid", "tanh", "relu_after_mean", "relu6_after_mean", "softmax", "add", "mul",
                "add_broadcast", "mul_const", "concat", "mean", "mean_keep", "pad", "slice",
-               "flatten_dense"]
+               "flatten_dense", "pointwise_chain"]
 
 
 @pytest.mark.parametrize("kind", ELEMENTWISE)
@@ -152,6 +152,9 @@ def test_elementwise_and_data_movement(kind: str, h: int, w: int, c: int, seed: 
             return L.ZeroPadding2D(((1, 0), (2, 1)))(a)
         if k == "slice":
             return L.Lambda(lambda t: t[:, :, 1::2, :])(a)
+        if k == "pointwise_chain":  # 1x1 convs run as FC over pixels, partly in place
+            return L.Conv2D(c + 3, 1, activation="relu")(
+                L.Conv2D(c, 1)(L.Conv2D(2 * c + 4, 1)(a)))
         return L.Dense(3)(L.Flatten()(a))
     model = convert(settings, "elementwise", {**p, "h": h, "w": w, "c": c}, build, (h, w, c))
     assert_bit_exact(model, tmp_path / "m")

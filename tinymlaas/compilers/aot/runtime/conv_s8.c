@@ -67,7 +67,7 @@ AOT_SPECIALISE void aot_conv_s8(const int8_t *x, int8_t *y, const int8_t *w, con
                     int32_t acc[2];
                     acc[0] = bias[o];
                     acc[1] = pair ? bias[o + 1] : 0;
-                    for (ky = ky0; ky < ky1; ky++) {
+                    for (ky = ky0; ky < ky1 && kx0 < kx1; ky++) {
                         const int8_t *xp = x + ((y0 + ky * dh) * iw + x0 + kx0 * dw) * ic;
                         const int8_t *wp = wo + (ky * kw + kx0) * ic;
                         if (dw == 1 && full) {

@@ -9,7 +9,8 @@
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
-    └── DeviceUnreachable (504, exit 8)
+    ├── DeviceUnreachable (504, exit 8)   no answer (CoAP retransmissions/timeouts)
+    └── DeviceError (502, exit 9)         the device answered, with an error code
 
 Each class carries its HTTP status, CLI exit code and a stable machine code, so
 the API has one handler and the CLI one `except` for the whole family.
@@ -88,3 +89,11 @@ class DeviceUnreachable(TinyMLaaSError):
     status = 504
     exit_code = 8
     code = "device_unreachable"
+
+
+class DeviceError(TinyMLaaSError):
+    """A device answered, but with an error (a CoAP 4.xx/5.xx, or a failed update)."""
+
+    status = 502
+    exit_code = 9
+    code = "device_error"

@@ -6,6 +6,7 @@
     │   └── DoesNotFit         model does not fit the board's flash or RAM
     ├── NotFound (404, exit 3)
     ├── Conflict (409, exit 4)
+    ├── Forbidden (403, exit 10)         no (valid) credentials or grant
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
@@ -68,6 +69,14 @@ class Conflict(TinyMLaaSError):
     status = 409
     exit_code = 4
     code = "conflict"
+
+
+class Forbidden(TinyMLaaSError):
+    """No (valid) credentials or download grant for what was asked."""
+
+    status = 403
+    exit_code = 10
+    code = "forbidden"
 
 
 class PluginError(TinyMLaaSError):

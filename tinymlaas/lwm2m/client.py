@@ -276,7 +276,15 @@ def bound_port(ctx: aiocoap.Context) -> int:
 async def _response(request: Any) -> aiocoap.Message:
     """Await a response without cancelling aiocoap's future when *we* are cancelled
     (aiocoap would later fail setting a result on it)."""
-    return await asyncio.shield(request.response)
+    fut = request.response
+    fut.add_done_callback(_retrieve)
+    return await asyncio.shield(fut)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a shielded future's late exception as seen (no "never retrieved" noise)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class RegistrationError(RuntimeError):

@@ -31,7 +31,7 @@ from aiocoap.optiontypes import BlockOption
 from tinymlaas.config import LwM2MSettings
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound, TinyMLaaSError
 from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.client import bound_port
+from tinymlaas.lwm2m.client import _retrieve, bound_port
 from tinymlaas.lwm2m.codec import Content, Path, parse_path, path_str
 from tinymlaas.lwm2m.links import Link, LinkFormatError, parse_links
 
@@ -505,6 +505,7 @@ class LwM2MServer:
     async def _await(self, reg: Registration, fut: Any, what: str) -> aiocoap.Message:
         try:
             # shield: a timeout must not cancel aiocoap's own future (it sets it later)
+            fut.add_done_callback(_retrieve)
             return await asyncio.wait_for(asyncio.shield(fut), self.settings.request_timeout_s)
         except TimeoutError:
             raise DeviceUnreachable(f"device '{reg.endpoint}' did not answer {what} within "

@@ -661,7 +661,10 @@ class LwM2MClient:
                 if self.location is not None:
                     await self.update()
             except (coap_error.Error, RegistrationError, OSError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
+                plain = getattr(exc, "plain_message", None)  # an unprotected answer to OSCORE
+                self.last_error = (f"the server refused our OSCORE request: {plain.code} "
+                                   f"{plain.payload.decode(errors='replace')}" if plain is not None
+                                   else str(exc) or type(exc).__name__)
                 log.warning("%s: %s; retrying in %.0f s", self.endpoint, self.last_error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)

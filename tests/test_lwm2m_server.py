@@ -172,3 +172,15 @@ async def test_discover_create_delete(server: LwM2MServer) -> None:
     with pytest.raises(NotFound):
         await server.read("dev-1", f"/9/{iid}")
     await client.stop()
+
+
+async def test_a_forgotten_client_registers_again_on_its_next_update(server: LwM2MServer) -> None:
+    client = await connect(server, "phoenix", lifetime=60)
+    first = server.registry.online("phoenix")
+    server.registry.remove(first, "lifetime expired")  # as if it had been silent too long
+    client.trigger_update()
+    await server.registry.wait_for(lambda: server.registry.devices["phoenix"].online, 5)
+    assert server.registry.online("phoenix").id != first.id
+    await asyncio.wait_for(client.registered.wait(), 5)
+    assert client.registrations == 2
+    await client.stop()

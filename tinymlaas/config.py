@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=0, le=65535)
     build: BuildSettings = BuildSettings()
     emulator: EmulatorSettings = EmulatorSettings()
+    #: The orchestrator plugin that talks to devices (entry-point group tinymlaas.orchestrators).
+    orchestrator: str = "lwm2m"
     lwm2m: LwM2MSettings = LwM2MSettings()
 
     @property

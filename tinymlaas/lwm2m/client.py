@@ -641,7 +641,7 @@ class LwM2MClient:
         if response.code == Code.CHANGED:
             self._objects_changed = False
             return True
-        if response.code.is_client_error():
+        if response.code.class_ == 4:
             self.registered.clear()
             self.location = None
             return False
@@ -660,11 +660,13 @@ class LwM2MClient:
                     await asyncio.wait_for(self._update_now.wait(), max(self.lifetime * 0.5, 0.5))
                 if self.location is not None:
                     await self.update()
-            except (coap_error.Error, RegistrationError, OSError) as exc:
+            except Exception as exc:  # the registration loop must outlive any failure
                 plain = getattr(exc, "plain_message", None)  # an unprotected answer to OSCORE
                 self.last_error = (f"the server refused our OSCORE request: {plain.code} "
                                    f"{plain.payload.decode(errors='replace')}" if plain is not None
                                    else str(exc) or type(exc).__name__)
+                if not isinstance(exc, coap_error.Error | RegistrationError | OSError):
+                    log.exception("unexpected failure in the registration loop")
                 log.warning("%s: %s; retrying in %.0f s", self.endpoint, self.last_error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)

@@ -222,6 +222,19 @@ class Registry:
                 reg.expiry.cancel()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """aiocoap binds with SO_REUSEPORT, so a second server on a port would silently
+    share its traffic; refuse instead."""
+    import socket
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise TinyMLaaSError(f"UDP {host}:{port} is in use (another LwM2M server?): {exc}") from exc
+
+
 def _query(request: aiocoap.Message) -> dict[str, str]:
     out: dict[str, str] = {}
     for q in request.opt.uri_query:
@@ -441,6 +454,8 @@ class LwM2MServer:
 
             root = OscoreSiteWrapper(site, self.credentials.credentials_map())
             transports = ["oscore", "udp6"]
+        if self.settings.port:
+            _check_port_free(self.settings.host, self.settings.port)
         try:
             self.ctx = await aiocoap.Context.create_server_context(
                 root, bind=(self.settings.host, self.settings.port), transports=transports)

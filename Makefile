@@ -14,6 +14,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/pytest
+	$(BIN)/robot --outputdir var/robot tests/robot
+
+robot: setup
+	$(BIN)/robot --outputdir var/robot tests/robot
 
 lint:
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
+    │   └── FirmwareCrashed    the emulated firmware faulted or stopped
     ├── DeviceUnreachable (504, exit 8)   no answer (CoAP retransmissions/timeouts)
     └── DeviceError (502, exit 9)         the device answered, with an error code
 
@@ -92,6 +93,10 @@ class BuildFailed(TinyMLaaSError):
 class EmulatorError(TinyMLaaSError):
     exit_code = 7
     code = "emulator_error"
+
+
+class FirmwareCrashed(EmulatorError):
+    code = "firmware_crashed"
 
 
 class DeviceUnreachable(TinyMLaaSError):

@@ -97,6 +97,9 @@ class ModuleMemory(BaseModel):
     weights_bytes: int = 0
     arena_bytes: int = 0
     code_bytes: int | None = None
+    #: Bytes of the model-data section (weights and every other per-model number)
+    #: of modules that keep it apart from the code; a model-only update replaces it.
+    data_bytes: int | None = None
 
 
 class ModuleManifest(BaseModel):
@@ -114,6 +117,11 @@ class ModuleManifest(BaseModel):
     compiler: CompilerInfo
     memory: ModuleMemory
     files: dict[str, str] = {}
+    #: Hash of what the generated code depends on (ops, shapes, options, memory
+    #: plan), not of the model data: equal values mean a model-only update fits.
+    graph_sha256: str | None = None
+    #: Hash of the model-data section as the target stores it.
+    data_sha256: str | None = None
 
 
 FIRMWARE_FORMAT = "tinymlaas.firmware/1"

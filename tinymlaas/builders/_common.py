@@ -2,7 +2,10 @@
 
 A builder entry point is called as ``BUILDER MODEL --out DIR --board NAME
 --version V [--boards-dir DIR]``; it writes the OS image and ``manifest.json``
-into ``DIR`` and prints ``@progress <fraction> <step>`` lines as it goes.
+into ``DIR`` and prints ``@progress <fraction> <step>`` lines as it goes. A
+refusal that is the caller's problem (e.g. the model does not fit) is one
+``@error {"code": .., "message": .., "details": {..}}`` line, re-raised here as
+the error class with that code.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tinymlaas.errors import BuildFailed
+from tinymlaas import errors
+from tinymlaas.errors import BuildFailed, InvalidInput, TinyMLaaSError
 from tinymlaas.models import Board, FirmwareManifest
 from tinymlaas.plugins.base import Builder, Progress, no_progress
 from tinymlaas.services.compile import read_module
 from tinymlaas.services.staging import staged_dir
 
 PROGRESS_PREFIX = "@progress "
+ERROR_PREFIX = "@error "
 
 
 def follow_progress(lines: Iterable[str], progress: Progress, log: list[str]) -> None:
@@ -56,11 +61,41 @@ def watchdog(timeout_s: float, kill: Callable[[], object], what: str) -> Iterato
             raise BuildFailed(f"{what} timed out after {timeout_s:.0f} s and was killed")
 
 
-def failure(what: str, code: int, log: list[str]) -> BuildFailed:
-    """A build error whose message is the builder's own last words."""
+def failure(what: str, code: int, log: list[str]) -> TinyMLaaSError:
+    """The builder's own ``@error``, or a build error whose message is its last words."""
+    for line in reversed(log):
+        if line.startswith(ERROR_PREFIX):
+            reported = reported_error(line[len(ERROR_PREFIX):])
+            if reported is not None:
+                return reported
     tail = [ln for ln in log if ln.strip() and not ln.startswith(PROGRESS_PREFIX)][-3:]
     return BuildFailed(f"{what} failed (exit {code}): {' | '.join(tail) or 'no output'}",
                        log="\n".join(log[-200:]))
+
+
+def _family() -> dict[str, type[TinyMLaaSError]]:
+    found: dict[str, type[TinyMLaaSError]] = {}
+    todo: list[type[TinyMLaaSError]] = [errors.TinyMLaaSError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def reported_error(text: str) -> TinyMLaaSError | None:
+    """An ``@error`` line's JSON as the error class with its code; the caller's mistakes
+    (InvalidInput and below) cross the boundary as themselves, the rest as BuildFailed."""
+    try:
+        data = json.loads(text)
+        code, message = str(data["code"]), str(data["message"])
+        details = data.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        return None
+    cls = _family().get(code, BuildFailed)
+    if not issubclass(cls, InvalidInput):
+        cls = BuildFailed
+    return cls(message, **details)
 
 
 class ContractBuilder(Builder):

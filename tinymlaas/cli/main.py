@@ -85,7 +85,7 @@ def targets() -> None:
     for b in load_boards(get_settings().targets_dir).values():
         table.add_row(b.name, b.cpu, b.arch, f"{b.flash_bytes:,}", f"{b.ram_bytes:,}",
                       ",".join(b.compilers), str(b.emulator.get("qemu_machine", "container")))
-    out.print(table)
+    Console(width=max(out.width, 110)).print(table)  # seven columns: never cut a size short
 
 
 @app.command()
@@ -230,6 +230,37 @@ def serve(
 
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+
+
+@app.command()
+def run(
+    firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
+    target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
+    input: Annotated[Path, typer.Option("--input", "-i", help=".npy: int8 = raw, float = quantized")],
+    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+) -> None:
+    """Boot FIRMWARE in an emulator, run the input through it, print outputs and instruction counts."""
+    import numpy as np
+
+    from tinymlaas.services.mcu_device import McuDevice, input_tensors, output_values
+    from tinymlaas.targets import get_board
+
+    board = get_board(get_settings().targets_dir, target)
+    try:
+        values = np.load(input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read {input} as a .npy array: {exc}") from exc
+    with McuDevice(board, firmware, emulator=emulator) as device:
+        info = device.info()
+        tensors = input_tensors(values, info)
+        out.print(f"{device.banner.line} (ready {device.boot_seconds:.2f} s after start)")
+        table = Table("#", "output int8", "output values", "instructions")
+        for i, tensor in enumerate(tensors):
+            result = device.infer(tensor)
+            vals = output_values(result, info)
+            table.add_row(str(i), " ".join(str(v) for v in result.values()),
+                          " ".join(f"{v:.6g}" for v in vals), f"{result.instructions:,}")
+        out.print(table)
 
 
 def main() -> None:

@@ -131,16 +131,32 @@ class Builder(Plugin):
 
 
 class EmulatorSession(ABC):
-    """A running emulated board: its UART as a byte stream, and a stop."""
+    """A running emulated board: its UART as a byte stream, and a stop.
+
+    Reads raise :class:`~tinymlaas.errors.FirmwareCrashed` (with the last UART
+    output) when the emulated board stops, and EmulatorError on a timeout; a
+    session never blocks past the timeout it is given.
+    """
+
+    board: Board
 
     @abstractmethod
     def write(self, data: bytes) -> None: ...
 
     @abstractmethod
-    def read_until(self, terminator: bytes, timeout: float) -> bytes: ...
+    def read_until(self, terminator: bytes, timeout: float) -> bytes:
+        """Bytes up to and including ``terminator``."""
+
+    def read_line(self, timeout: float) -> str:
+        return self.read_until(b"\n", timeout).decode(errors="replace").rstrip("\r\n")
+
+    @property
+    @abstractmethod
+    def running(self) -> bool: ...
 
     @abstractmethod
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """End the emulation; idempotent."""
 
     def __enter__(self) -> EmulatorSession:
         return self
@@ -152,11 +168,17 @@ class EmulatorSession(ABC):
 class Emulator(Plugin):
     """Runs a board's firmware image without the board."""
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this emulator cannot run on this machine (e.g. not installed), or None."""
+        return None
+
     @abstractmethod
     def supports(self, board: Board) -> bool: ...
 
     @abstractmethod
-    def start(self, firmware: Path, board: Board) -> EmulatorSession: ...
+    def start(self, firmware: Path, board: Board) -> EmulatorSession:
+        """Boot ``firmware`` (an ELF) with the board's UART connected; returns once it runs."""
 
 
 class Orchestrator(Plugin):

@@ -1,0 +1,23 @@
+/* A hand-written stand-in module for the firmware's own tests (not the AOT
+ * compiler's output): out[i] = in[i] + bias[i]; input[0] == 127 traps, -128 fails,
+ * 100 runs a loop of known length (see model.c). */
+#ifndef MODEL_H
+#define MODEL_H
+#include <stdint.h>
+
+#ifndef MODEL_SECTION
+#define MODEL_SECTION
+#endif
+
+#define MODEL_SHA256 "echo"
+#define MODEL_INPUT_BYTES 4
+#define MODEL_OUTPUT_BYTES 4
+#define MODEL_INPUT_SCALE 0.5f
+#define MODEL_INPUT_ZERO_POINT -3
+#define MODEL_OUTPUT_SCALE 0.25f
+#define MODEL_OUTPUT_ZERO_POINT 0
+#define MODEL_ARENA_BYTES 0
+
+int model_invoke(const int8_t *input, int8_t *output);
+
+#endif

@@ -1,0 +1,171 @@
+"""The ``aot`` compiler: an int8 .tflite becomes dependency-free C, bit-exact with TFLM.
+
+Pipeline: read the flatbuffer into a small graph IR (:mod:`.graph`), fold
+what is known at compile time, lower every op to a kernel call with its
+model data (:mod:`.kernels`), plan all activations into one static arena
+(:mod:`.planner`) and write ``NAME.c`` / ``NAME.h`` (:mod:`.emit`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinymlaas import __version__
+from tinymlaas.compilers.aot import graph as graph_mod
+from tinymlaas.compilers.aot.emit import Placement, Source, emit
+from tinymlaas.compilers.aot.lower import Lowered, Step, lower, supported_ops
+from tinymlaas.compilers.aot.planner import Buffer, plan
+from tinymlaas.errors import DoesNotFit, InvalidInput, UnsupportedModel
+from tinymlaas.models import Board, CompilerInfo, ModelInfo, ModuleManifest, ModuleMemory
+from tinymlaas.plugins.base import Compiler, Progress, no_progress
+
+__all__ = ["AotCompiler", "AotOptions", "Compiled", "compile_source"]
+
+_C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+
+
+class AotOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    in_place: bool = Field(
+        True, description="let an output overwrite input bytes no longer needed (smaller arena)")
+    reserve_ram_bytes: int = Field(
+        0, ge=0, le=1 << 24, description="RAM the firmware needs besides the arena (fit check)")
+    reserve_flash_bytes: int = Field(
+        0, ge=0, le=1 << 26,
+        description="flash the firmware needs besides the model data (fit check)")
+
+
+@dataclass
+class Compiled:
+    """Everything the compiler produced, before anything is written."""
+
+    source: Source
+    lowered: Lowered
+    placement: Placement
+    weights_bytes: int
+
+
+def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
+    input_root, output_root = g.root(g.inputs[0]), g.root(g.outputs[0])
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, s in enumerate(steps):
+        for t in s.reads:
+            last[g.root(t)] = i
+        for t in s.writes:
+            r = g.root(t)
+            assert r not in first, f"tensor {g.t(r).name} written twice"
+            first[r] = i
+            last.setdefault(r, i)
+    for r in last:
+        if r not in first and r != input_root and not g.t(r).is_const:
+            raise UnsupportedModel(f"{g.t(r).describe()} is read but never computed")
+    arena = [r for r in first if r not in (input_root, output_root)]
+    buffers = [Buffer(r, g.t(r).nbytes, 4, first[r], max(last[r], first[r])) for r in arena]
+    relax: dict[tuple[int, int], int] = {}
+    if in_place:
+        for i, s in enumerate(steps):
+            for (o, x), d in s.overlap.items():
+                ro, rx = g.root(o), g.root(x)
+                if ro in arena and rx in arena and last.get(rx) == i and first.get(ro) == i:
+                    relax[(ro, rx)] = d
+    p = plan(buffers, relax)
+    return Placement(arena_bytes=p.arena_bytes, offsets=p.offsets, input_root=input_root,
+                     output_root=output_root)
+
+
+def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) -> Compiled:
+    """Model bytes → generated C (in memory); raises UnsupportedModel before any output."""
+    if not _C_NAME.match(name):
+        raise InvalidInput(f"module name '{name}' is not a C identifier (letters, digits, _)")
+    g = graph_mod.simplify(graph_mod.read(model))
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise UnsupportedModel(
+            f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; the aot "
+            "compiler's API takes exactly one input and one output")
+    for idx in (g.inputs[0], g.outputs[0]):
+        t = g.t(idx)
+        if t.dtype not in ("int8", "float32"):
+            raise UnsupportedModel(f"{t.describe()}: model inputs and outputs must be int8 "
+                                   "(or float32)")
+    low = lower(g)
+    if g.root(g.outputs[0]) == g.root(g.inputs[0]) or not low.steps:
+        raise UnsupportedModel("the model computes nothing: its output is its input")
+    place = _place(g, low.steps, in_place)
+    digest = hashlib.sha256(model).hexdigest()
+    src = emit(g, low, place, name=name, model_sha256=digest)
+    weights = sum(m.nbytes for m in low.data.members if m.name[0] in "wb")
+    return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
+
+
+class AotCompiler(Compiler):
+    """Ahead-of-time compiles int8 models into dependency-free C with a static arena."""
+
+    name = "aot"
+    version = __version__
+    Options = AotOptions
+    output_kind = "c-source"
+    supported_ops = supported_ops()
+    supported_dtypes = frozenset({"int8", "float32"})
+    target_arches = frozenset({"armv6-m", "armv7-m", "armv7e-m", "x86_64"})
+
+    def compile(
+        self,
+        model: bytes,
+        info: ModelInfo,
+        board: Board,
+        out_dir: Path,
+        *,
+        name: str = "model",
+        progress: Progress = no_progress,
+    ) -> ModuleManifest:
+        assert isinstance(self.options, AotOptions)
+        progress("lowering the graph", 0.1)
+        out = compile_source(model, name=name, in_place=self.options.in_place)
+        self.fit(out, board)
+        progress("writing the module", 0.9)
+        files = {f"{name}.c": out.source.c, f"{name}.h": out.source.h}
+        for fname, text in files.items():
+            (out_dir / fname).write_text(text)
+        return ModuleManifest(
+            name=name,
+            kind=self.output_kind,
+            target=board.name,
+            model_sha256=info.sha256,
+            model_file=f"{name}.c",
+            ops=info.ops,
+            inputs=info.inputs,
+            outputs=info.outputs,
+            compiler=CompilerInfo(name=self.name, version=self.version,
+                                  options=self.options.model_dump()),
+            memory=ModuleMemory(weights_bytes=out.weights_bytes,
+                                arena_bytes=out.placement.arena_bytes,
+                                data_bytes=out.lowered.data.nbytes),
+            files={f: hashlib.sha256(t.encode()).hexdigest() for f, t in files.items()},
+            graph_sha256=out.source.graph_sha256,
+            data_sha256=hashlib.sha256(out.lowered.data.blob()).hexdigest(),
+        )
+
+    def fit(self, out: Compiled, board: Board) -> None:
+        """Refuse a module whose planned RAM or flash exceeds the board's."""
+        assert isinstance(self.options, AotOptions)
+        ram = out.placement.arena_bytes + self.options.reserve_ram_bytes
+        if ram > board.ram_bytes:
+            raise DoesNotFit(
+                f"model needs {out.placement.arena_bytes} B of arena"
+                f" (+{self.options.reserve_ram_bytes} B reserved) but board '{board.name}' has "
+                f"{board.ram_bytes} B of RAM: {ram - board.ram_bytes} B missing",
+                region="ram", missing_bytes=ram - board.ram_bytes)
+        flash = out.lowered.data.nbytes + self.options.reserve_flash_bytes
+        if flash > board.flash_bytes:
+            raise DoesNotFit(
+                f"model data is {out.lowered.data.nbytes} B"
+                f" (+{self.options.reserve_flash_bytes} B reserved) but board '{board.name}' has "
+                f"{board.flash_bytes} B of flash: {flash - board.flash_bytes} B missing",
+                region="flash", missing_bytes=flash - board.flash_bytes)

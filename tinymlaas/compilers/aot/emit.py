@@ -1,0 +1,194 @@
+"""Writing the planned, lowered model as one C99 source and its header.
+
+The source depends on <stdint.h> and <string.h> only; kernels come from the
+``runtime/`` fragments, each included once and only when a step uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from tinymlaas.compilers.aot.graph import Graph
+from tinymlaas.compilers.aot.lower import CTYPES, Buf, Lowered, PtrList, Struct
+
+_REQUIRES = re.compile(r"/\* aot:requires ([a-z0-9_ ]+) \*/\n")
+DATA_ELIDED = "/* model data */"
+
+
+@dataclass
+class Placement:
+    """Where each tensor's bytes live: the arena, the caller's input or output."""
+
+    arena_bytes: int
+    offsets: dict[int, int]        # alias root -> arena offset
+    input_root: int
+    output_root: int
+
+
+@dataclass
+class Source:
+    c: str
+    h: str
+    graph_sha256: str
+
+
+def _fragment(name: str) -> str:
+    return resources.files("tinymlaas.compilers.aot").joinpath(f"runtime/{name}.c").read_text()
+
+
+def _kernels(names: list[str]) -> str:
+    order: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in order:
+            return
+        m = _REQUIRES.search(_fragment(n))
+        for dep in (m.group(1).split() if m else []):
+            visit(dep)
+        order.append(n)
+
+    for n in names:
+        visit(n)
+    return "\n".join(_REQUIRES.sub("", _fragment(n)) for n in order)
+
+
+def _literal(v: float | int, ctype: str) -> str:
+    if ctype == "float":
+        f = float(np.float32(v))
+        if np.isinf(f):
+            return "-3.40282347e+38f" if f < 0 else "3.40282347e+38f"
+        return f"{f!r}f".replace("inf", "INFINITY")
+    return str(int(v))
+
+
+def _array(values: np.ndarray, ctype: str, indent: str = "        ") -> str:
+    items = [_literal(v, ctype) for v in values.tolist()]
+    lines, line = [], ""
+    for it in items:
+        if len(line) + len(it) + 2 > 92:
+            lines.append(line.rstrip())
+            line = ""
+        line += it + ", "
+    lines.append(line.rstrip().rstrip(","))
+    return "{\n" + "\n".join(indent + ln for ln in lines) + "\n" + indent[:-4] + "}"
+
+
+def _float_macro(v: float) -> str:
+    return f"{float(np.float32(v))!r}f"
+
+
+def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: str) -> Source:
+    p, P = name.lower(), name.upper()
+    x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
+
+    used: set[str] = set()
+
+    def ptr(b: Buf) -> str:
+        root = g.root(b.tensor)
+        t = g.t(b.tensor)
+        ctype = CTYPES[t.dtype]
+        if root == place.input_root:
+            used.add("input")
+            return "input" if ctype == "int8_t" else f"(const {ctype} *)(const void *)input"
+        if root == place.output_root:
+            used.add("output")
+            return "output" if ctype == "int8_t" else f"({ctype} *)(void *)output"
+        if g.t(root).is_const:
+            raise AssertionError(f"constant {t.name} used as an activation")
+        off = place.offsets[root]
+        base = f"A + {off}" if off else "A"
+        return f"({base})" if ctype == "int8_t" else f"({ctype} *)(void *)({base})"
+
+    calls = []
+    for s in low.steps:
+        args = []
+        for a in s.args:
+            if isinstance(a, Buf):
+                args.append(ptr(a))
+            elif isinstance(a, PtrList):
+                items = [ptr(i) if isinstance(i, Buf) else i for i in a.items]
+                args.append(f"(const void *const[]){{{', '.join(items)}}}")
+            elif isinstance(a, Struct):
+                args.append(f"{p}_{a.name}")
+            else:
+                args.append(str(a))
+        call = f"    aot_{s.kernel}({', '.join(args)});"
+        calls.append(f"    /* {s.comment} */\n{call}")
+
+    members = low.data.ordered()
+    struct_body = "\n".join(f"    {m.ctype} {m.name}[{m.values.size}];" for m in members)
+    init = ",\n".join(f"    /* {m.name} */ {_array(m.values, m.ctype)}" for m in members)
+    structs = "\n".join(
+        f"static const {ctype} {p}_{sname}[{len(vals)}] = "
+        f"{{{', '.join(str(v) for v in vals)}}};" for sname, ctype, vals in low.structs)
+    kernels = _kernels(sorted({s.kernel for s in low.steps}))
+    arena = ""
+    if place.arena_bytes:
+        arena = (f"/* The planned arena: every intermediate tensor at a fixed offset. */\n"
+                 f"static int32_t {p}_arena[{P}_ARENA_BYTES / 4];\n")
+    prologue = f"    int8_t *const A = (int8_t *){p}_arena;\n" if place.arena_bytes else ""
+    io_cast = "".join(f"    (void){v};\n" for v in ("input", "output") if v not in used)
+    has_data = bool(members)
+    data_decl = ""
+    if has_data:
+        data_decl = (
+            "/* All per-model numbers, in one object of the model-data section. */\n"
+            f"struct {p}_data {{\n{struct_body}\n}};\n"
+            f"typedef char {p}_data_size_check[sizeof(struct {p}_data) == {low.data.nbytes}"
+            " ? 1 : -1];\n"
+            f"static const struct {p}_data D {P}_SECTION = {{\n{{INIT}}\n}};\n")
+    body = (
+        f"/* Generated by the TinyMLaaS aot compiler from model sha256 {model_sha256}.\n"
+        f" * Bit-exact with TFLM's reference kernels. C99; no malloc; not reentrant. */\n"
+        f'#include <stdint.h>\n#include <string.h>\n#include "{p}.h"\n\n'
+        f"{data_decl}\n{structs}\n\n{arena}\n{kernels}\n"
+        f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
+        f"{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n")
+    graph_sha = hashlib.sha256(body.replace("{INIT}", DATA_ELIDED).encode()).hexdigest()
+    c = body.replace("{INIT}", init)
+    if "memcpy" not in c:
+        c = c.replace("#include <string.h>\n", "")
+
+    in_scale = x.scale if x.quantized else 0.0
+    out_scale = y.scale if y.quantized else 0.0
+    h = f"""/* Generated by the TinyMLaaS aot compiler. Model sha256 {model_sha256}. */
+#ifndef {P}_H
+#define {P}_H
+
+#include <stdint.h>
+
+/* Per-model data (weights, biases, requantization, lookup tables) lives in
+ * one const object placed with this attribute; firmware may define it, e.g.
+ * __attribute__((section(".tinymlaas_model"))), for model-only updates. */
+#ifndef {P}_SECTION
+#define {P}_SECTION
+#endif
+
+#define {P}_SHA256 "{model_sha256}"
+#define {P}_GRAPH_SHA256 "{graph_sha}"
+#define {P}_INPUT_BYTES {x.nbytes}
+#define {P}_OUTPUT_BYTES {y.nbytes}
+#define {P}_INPUT_ELEMENTS {x.size}
+#define {P}_OUTPUT_ELEMENTS {y.size}
+#define {P}_INPUT_IS_FLOAT {int(x.dtype == "float32")}
+#define {P}_OUTPUT_IS_FLOAT {int(y.dtype == "float32")}
+#define {P}_INPUT_SCALE {_float_macro(in_scale)}
+#define {P}_INPUT_ZERO_POINT {x.zp}
+#define {P}_OUTPUT_SCALE {_float_macro(out_scale)}
+#define {P}_OUTPUT_ZERO_POINT {y.zp}
+#define {P}_ARENA_BYTES {place.arena_bytes}
+#define {P}_DATA_BYTES {low.data.nbytes}
+
+/* Runs one inference: reads {P}_INPUT_BYTES from input, writes
+ * {P}_OUTPUT_BYTES to output (float tensors travel as their bytes).
+ * Returns 0 on success. Uses a static arena: not reentrant. */
+int {p}_invoke(const int8_t *input, int8_t *output);
+
+#endif /* {P}_H */
+"""
+    return Source(c=c, h=h, graph_sha256=graph_sha)

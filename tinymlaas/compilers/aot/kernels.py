@@ -1,0 +1,555 @@
+"""Per-op lowerings: TFLM's Prepare arithmetic, done once at compile time.
+
+Each function checks what it supports (dtype, quantization, shape) and
+raises UnsupportedModel naming the op and tensor otherwise; it then returns
+the kernel call(s) with their model data. The C side lives in ``runtime/``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinymlaas.compilers.aot import quant
+from tinymlaas.compilers.aot.graph import Op, Tensor
+from tinymlaas.compilers.aot.lower import Arg, Buf, Ctx, Step, lowers, require, require_dtype
+
+
+def _wrap32(a: np.ndarray) -> np.ndarray:
+    return ((a.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int64)
+
+
+def _per_channel(op: Op, x: Tensor, w: Tensor, y: Tensor, channels: int,
+                 ) -> tuple[list[int], list[int], bool]:
+    """Multipliers/shifts as TFLM's PopulateConvolutionQuantizationParams makes them."""
+    require(w.quantized and x.quantized and y.quantized, op, "needs quantized tensors")
+    assert w.scales is not None and w.zero_points is not None
+    require(bool(np.all(w.zero_points == 0)), op,
+            f"{w.describe()} has a non-zero weight zero point (only symmetric int8 weights)")
+    scales = w.scales
+    per_channel = len(scales) > 1
+    require(not per_channel or len(scales) == channels, op,
+            f"{w.describe()} has {len(scales)} scales for {channels} channels")
+    mults, shifts = [], []
+    for s in scales:
+        m, sh = quant.quantize_multiplier(float(x.scale) * float(s) / float(y.scale))
+        mults.append(m)
+        shifts.append(sh)
+    return mults, shifts, per_channel
+
+
+def _act(op: Op, y: Tensor) -> tuple[int, int]:
+    act = int(op.options.get("fusedActivationFunction", 0))
+    require(act in (0, 1, 2, 3), op, f"fused activation code {act} is not supported "
+            "(NONE, RELU, RELU_N1_TO_1, RELU6 are)")
+    return quant.activation_range(act, y.scale, y.zp)
+
+
+@lowers("FULLY_CONNECTED")
+def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    b = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    require(w.is_const, op, f"{w.describe()} must be constant weights")
+    require(int(op.options.get("weightsFormat", 0)) == 0, op, "only the default weights format")
+    require(len(w.shape) == 2, op, f"{w.describe()} must be 2-D")
+    units, depth = w.shape
+    require(x.size % depth == 0, op, f"{x.describe()} is not a multiple of {depth}")
+    rows = x.size // depth
+    require(y.size == rows * units, op, f"{y.describe()} does not hold {rows}x{units} values")
+    if x.dtype == "float32":
+        return _fully_connected_f32(ctx, op, x, w, b, y, rows, depth, units)
+    for t in (x, w, y):
+        require_dtype(op, t, "int8")
+    if b is not None:
+        require_dtype(op, b, "int32")
+        require(b.is_const, op, f"{b.describe()} must be constant")
+    mults, shifts, per_channel = _per_channel(op, x, w, y, units)
+    assert w.data is not None
+    wsum = w.data.astype(np.int64).reshape(units, depth).sum(axis=1)
+    bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
+    bias = _wrap32(bias - x.zp * wsum)  # input offset folded: Σw(x-zp) = Σwx - zp·Σw
+    lo, hi = _act(op, y)
+    d = ctx.data
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+        d.add("w", "int8_t", w.data), d.add("b", "int32_t", bias),
+        d.add("m", "int32_t", mults), d.add("s", "int8_t", shifts),
+        d.add("q", "int32_t", [y.zp, lo, hi]),
+        rows, depth, units, int(per_channel),
+    ]
+    return [Step("fc_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+def _fully_connected_f32(ctx: Ctx, op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor,
+                         rows: int, depth: int, units: int) -> list[Step]:
+    for t in (x, w, y):
+        require_dtype(op, t, "float32")
+    act = int(op.options.get("fusedActivationFunction", 0))
+    lo, hi = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(
+        act, (None, None))
+    require(lo is not None, op, f"fused activation code {act} is not supported")
+    assert w.data is not None
+    bias = b.data if b is not None and b.data is not None else np.zeros(units, np.float32)
+    d = ctx.data
+    big = float(np.finfo(np.float32).max)
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+        d.add("w", "float", w.data), d.add("b", "float", bias),
+        d.add("q", "float", [max(float(lo), -big), min(float(hi), big)]),
+        rows, depth, units,
+    ]
+    return [Step("fc_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+# --- convolutions and pooling ---------------------------------------------
+
+_BIG = np.iinfo(np.int64).max
+
+
+def _padding(op: Op, in_size: int, k: int, stride: int, dil: int, out_size: int,
+             axis: int) -> int:
+    """TFLM's ComputePaddingHeightWidth for one axis (or the fused explicit pad)."""
+    if "explicit_pad" in op.options:
+        return int(op.options["explicit_pad"][axis])
+    eff = (k - 1) * dil + 1
+    same = int(op.options.get("padding", 0)) == 0
+    expect = (in_size + stride - 1) // stride if same else (in_size + stride - eff) // stride
+    require(expect == out_size, op, f"output size {out_size} does not match the padding "
+            f"(expected {expect})")
+    return max(0, (out_size - 1) * stride + eff - in_size) // 2
+
+
+def _window_minread(ih: int, iw: int, ic: int, oh: int, ow: int, kh: int, kw: int, sh: int,
+                    sw: int, dh: int, dw: int, pt: int, pl: int) -> np.ndarray:
+    """Lowest input element (pixel start) each output pixel's window reads, [oh, ow]."""
+    def lowest(o: int, s: int, p: int, k: int, d: int, n: int) -> int:
+        for t in range(k):
+            v = o * s - p + t * d
+            if 0 <= v < n:
+                return v
+        return -1
+    ys = np.array([lowest(o, sh, pt, kh, dh, ih) for o in range(oh)], dtype=np.int64)
+    xs = np.array([lowest(o, sw, pl, kw, dw, iw) for o in range(ow)], dtype=np.int64)
+    m = (ys[:, None] * iw + xs[None, :]) * ic
+    m[(ys[:, None] < 0) | (xs[None, :] < 0)] = _BIG
+    return m
+
+
+def _overlap(step: Step, out: Tensor, x_index: int, x: Tensor, minread: np.ndarray) -> Step:
+    from tinymlaas.compilers.aot.planner import overlap_distance
+
+    step.overlap[(step.writes[0], x_index)] = overlap_distance(
+        minread.ravel(), out.itemsize, x.itemsize)
+    return step
+
+
+def _skipped_tap_value(op: Op, x: Tensor) -> int:
+    """The raw input value a filter tap outside the image stands for: the zero point.
+
+    A dilated conv fused from SPACE_TO_BATCH_ND gets TFLite's meaning of that
+    padding (a real zero). TFLM's own int8 SPACE_TO_BATCH_ND pads with an
+    output offset it never initialises, so for SAME-padded dilated convs its
+    border outputs vary from run to run; inside the image both agree exactly.
+    """
+    return x.zp
+
+
+def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
+    g = ctx.g
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    b = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    for t in (x, w, y):
+        require_dtype(op, t, "int8")
+    require(w.is_const, op, f"{w.describe()} must be constant weights")
+    require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
+            "input, filter and output must be 4-D (NHWC)")
+    nb, ih, iw, ic = x.shape
+    _, oh, ow, oc = y.shape
+    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+    dh, dw = int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))
+    if depthwise:
+        _, kh, kw, wc = w.shape
+        require(wc == oc and oc % ic == 0, op, f"{w.describe()} does not match the channels")
+        dm = oc // ic
+    else:
+        wo, kh, kw, wi = w.shape
+        require(wo == oc and wi == ic, op,
+                f"{w.describe()} does not match {ic} input / {oc} output channels "
+                "(grouped convolutions are not supported)")
+    pt = _padding(op, ih, kh, sh, dh, oh, 0)
+    pl = _padding(op, iw, kw, sw, dw, ow, 1)
+    if b is not None:
+        require_dtype(op, b, "int32")
+        require(b.is_const, op, f"{b.describe()} must be constant")
+    mults, shifts, per_channel = _per_channel(op, x, w, y, oc)
+    assert w.data is not None
+    wd = w.data.astype(np.int64)
+    wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
+    bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
+    bias = _wrap32(bias - x.zp * wsum)
+    lo, hi = _act(op, y)
+    d = ctx.data
+    geom = ctx.struct([ih, iw, ic, oh, ow, dm if depthwise else oc, kh, kw, sh, sw, dh, dw,
+                       pt, pl, nb, int(per_channel)])
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+        d.add("w", "int8_t", w.data), d.add("b", "int32_t", bias),
+        d.add("m", "int32_t", mults), d.add("s", "int8_t", shifts),
+        d.add("q", "int32_t", [_skipped_tap_value(op, x), y.zp, lo, hi]), geom,
+    ]
+    step = Step("dwconv_s8" if depthwise else "conv_s8", args, [op.inputs[0]], [op.outputs[0]],
+                op.describe())
+    if nb == 1:
+        pix = _window_minread(ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+        if depthwise:
+            chans = np.repeat(np.arange(ic, dtype=np.int64), dm)
+            minread = np.where(pix[:, :, None] == _BIG, _BIG, pix[:, :, None] + chans)
+        else:
+            minread = np.repeat(pix[:, :, None], oc, axis=2)
+        _overlap(step, y, op.inputs[0], x, minread)
+    return [step]
+
+
+@lowers("CONV_2D")
+def conv_2d(ctx: Ctx, op: Op) -> list[Step]:
+    return _conv_common(ctx, op, depthwise=False)
+
+
+@lowers("DEPTHWISE_CONV_2D")
+def depthwise_conv_2d(ctx: Ctx, op: Op) -> list[Step]:
+    return _conv_common(ctx, op, depthwise=True)
+
+
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
+def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    require(len(x.shape) == 4 and len(y.shape) == 4, op, "input and output must be 4-D (NHWC)")
+    require(x.zp == y.zp and x.scale == y.scale, op,
+            "input and output quantization must be equal (TFLM's int8 pooling assumes it)")
+    nb, ih, iw, ch = x.shape
+    _, oh, ow, _ = y.shape
+    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+    kh, kw = int(op.options.get("filterHeight", 1)), int(op.options.get("filterWidth", 1))
+    pt = _padding(op, ih, kh, sh, 1, oh, 0)
+    pl = _padding(op, iw, kw, sw, 1, ow, 1)
+    for o in range(oh):
+        require(min(kh, ih - (o * sh - pt)) > max(0, pt - o * sh), op, "an empty pooling window")
+    for o in range(ow):
+        require(min(kw, iw - (o * sw - pl)) > max(0, pl - o * sw), op, "an empty pooling window")
+    lo, hi = _act(op, y)
+    is_max = op.kind == "MAX_POOL_2D"
+    geom = ctx.struct([ih, iw, ch, oh, ow, kh, kw, sh, sw, pt, pl, nb, int(is_max)])
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [lo, hi]), geom]
+    step = Step("pool_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    if nb == 1:
+        pix = _window_minread(ih, iw, ch, oh, ow, kh, kw, sh, sw, 1, 1, pt, pl)
+        chans = np.arange(ch, dtype=np.int64)
+        _overlap(step, y, op.inputs[0], x,
+                 np.where(pix[:, :, None] == _BIG, _BIG, pix[:, :, None] + chans))
+    return [step]
+
+
+@lowers("SOFTMAX")
+def softmax(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    require(y.zp == -128 and abs(y.scale - 1 / 256) <= 0.001 / 256, op,
+            f"{y.describe()} must have scale 1/256 and zero point -128 (TFLM's int8 softmax)")
+    depth = x.shape[-1] if x.shape else 1
+    rows = x.size // depth
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    real = min(beta * x.scale * (1 << (31 - 5)), (1 << 31) - 1.0)
+    require(real > 1.0, op, "input scale times beta is too small for TFLM's int8 softmax")
+    mult, ls = quant.quantize_multiplier(real)
+    diff_min = -quant.calculate_input_radius(5, ls)
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [mult, ls, diff_min]), rows, depth]
+    step = Step("softmax_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    step.overlap[(op.outputs[0], op.inputs[0])] = 0  # each row is read before it is written
+    return [step]
+
+
+# --- elementwise ------------------------------------------------------------
+
+_INT8 = np.arange(-128, 128, dtype=np.int64)
+
+
+def _lut_order(values: list[int] | np.ndarray) -> np.ndarray:
+    """Table indexed by the input byte: entries for 0..127, then -128..-1."""
+    v = np.asarray(values)
+    return np.concatenate([v[128:], v[:128]])
+
+
+def _unary(ctx: Ctx, op: Op, kernel: str, table: np.ndarray, ctype: str) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require(x.size == y.size, op, f"{x.describe()} and {y.describe()} differ in size")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("t", ctype, _lut_order(table)), x.size]
+    step = Step(kernel, args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    if x.itemsize == y.itemsize:
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+    return [step]
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's logistic/tanh Prepare: frexp and a rounded Q31 mantissa (no renormalising)."""
+    import math
+
+    q, shift = math.frexp(real)
+    return quant.wrap32(quant.round_away(q * (1 << 31))), shift
+
+
+@lowers("LOGISTIC", "TANH")
+def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    if op.kind == "LOGISTIC":
+        require(y.zp == -128, op, f"{y.describe()} must have zero point -128 (TFLM)")
+    mult, shift = _frexp_multiplier(x.scale * float(1 << (31 - 4)))
+    radius = quant.calculate_input_radius(4, shift, 31)
+    table = []
+    for v in _INT8.tolist():
+        d = v - x.zp
+        if d <= -radius:
+            table.append(-128)
+        elif d >= radius:
+            table.append(127)
+        else:
+            q4 = quant.mbqm(d, mult, shift)
+            if op.kind == "LOGISTIC":
+                r = quant.rdbpot(quant.logistic(q4, 4), 31 - 8) - 128
+            else:
+                r = quant.rdbpot(quant.tanh(q4, 4), 31 - 7)
+            table.append(max(-128, min(127, r)))
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("RELU", "RELU6")
+def relu(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    if op.kind == "RELU6":  # TFLM clamps the raw values in the input's quantization
+        six = max(-128, min(127, quant.round_away(
+            float(np.float32(6.0) / np.float32(x.scale))) + x.zp))
+        table = [six if v > six else x.zp if v < x.zp else v for v in _INT8.tolist()]
+    else:
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        lo = max(-128, y.zp)
+        table = [max(lo, min(127, y.zp + quant.mbqm(v - x.zp, mult, shift)))
+                 for v in _INT8.tolist()]
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("QUANTIZE")
+def quantize(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, y, "int8")
+    require_dtype(op, x, "int8", "float32")
+    if x.dtype == "float32":
+        args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size]
+        return [Step("quantize_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    table = [max(-128, min(127, quant.mbqm(v - x.zp, mult, shift) + y.zp))
+             for v in _INT8.tolist()]
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+@lowers("DEQUANTIZE")
+def dequantize(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, x, "int8")
+    require_dtype(op, y, "float32")
+    table = (np.float64(x.scale) * (_INT8 - x.zp)).astype(np.float32)
+    return _unary(ctx, op, "lut_f32", table, "float")
+
+
+def _operand(ctx: Ctx, index: int) -> Arg:
+    """A run-time tensor, or a constant operand placed in the model data."""
+    t = ctx.g.t(index)
+    if t.is_const:
+        assert t.data is not None
+        return ctx.data.add("c", "int8_t", t.data)
+    return Buf(index, const=True)
+
+
+def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
+    """Loop sizes and element strides (0 where broadcast) for a 4-D walk of ``y``."""
+    require(len(y.shape) <= 4, op, f"{y.describe()} has more than 4 dimensions")
+    out = [1] * (4 - len(y.shape)) + list(y.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        require(len(t.shape) <= 4, op, f"{t.describe()} has more than 4 dimensions")
+        shape = [1] * (4 - len(t.shape)) + list(t.shape)
+        st, acc = [0] * 4, 1
+        for d in range(3, -1, -1):
+            require(shape[d] in (1, out[d]), op, f"{t.describe()} does not broadcast to "
+                    f"{y.describe()}")
+            st[d] = acc if shape[d] == out[d] and out[d] > 1 else 0
+            acc *= shape[d]
+        return st
+    return out + strides(a) + strides(b)
+
+
+@lowers("ADD", "MUL")
+def add_mul(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    for t in (a, b, y):
+        require_dtype(op, t, "int8")
+    lo, hi = _act(op, y)
+    if op.kind == "ADD":
+        twice = 2 * float(max(np.float32(a.scale), np.float32(b.scale)))
+        ma, sa = quant.quantize_multiplier(float(a.scale) / twice)
+        mb, sb = quant.quantize_multiplier(float(b.scale) / twice)
+        mo, so = quant.quantize_multiplier(twice / ((1 << 20) * float(y.scale)))
+        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi]
+    else:
+        mo, so = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
+        q = [-a.zp, -b.zp, mo, so, y.zp, lo, hi]
+    geom = ctx.struct(_broadcast(op, a, b, y), "int32_t")
+    args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
+                       Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q), geom]
+    reads = [i for i in op.inputs[:2] if not g.t(i).is_const]
+    step = Step("add_s8" if op.kind == "ADD" else "mul_s8", args, reads, [op.outputs[0]],
+                op.describe())
+    for i in reads:
+        if g.t(i).size == y.size:
+            step.overlap[(op.outputs[0], i)] = 0
+    return [step]
+
+
+# --- data movement ----------------------------------------------------------
+
+def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Arg]:
+    return [_operand(ctx, i) if ctx.g.t(i).is_const else Buf(i, const=True) for i in indices]
+
+
+@lowers("CONCATENATION", "PACK")
+def concatenation(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    y = g.t(op.outputs[0])
+    xs = [g.t(i) for i in op.inputs]
+    for t in [*xs, y]:
+        require_dtype(op, t, "int8")
+        require(t.zp == y.zp and t.scale == y.scale, op,
+                f"{t.describe()} is quantized differently from the output "
+                "(TFLM's int8 concatenation copies raw values)")
+    axis = int(op.options.get("axis", 0))
+    rank = len(y.shape)
+    axis = axis + rank if axis < 0 else axis
+    if op.kind == "CONCATENATION":
+        act = int(op.options.get("fusedActivationFunction", 0))
+        require(act == 0, op, "a fused activation on CONCATENATION is not supported")
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    chunks = [t.size // outer for t in xs]
+    require(sum(chunks) * outer == y.size, op, "input sizes do not add up to the output")
+    from tinymlaas.compilers.aot.lower import PtrList
+    args: list[Arg] = [Buf(op.outputs[0]), PtrList(_pointer_list(ctx, op.inputs)),
+                       ctx.struct(chunks, "int32_t"), len(xs), outer]
+    reads = [i for i in op.inputs if not g.t(i).is_const]
+    return [Step("concat", args, reads, [op.outputs[0]], op.describe())]
+
+
+@lowers("STRIDED_SLICE")
+def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
+    from tinymlaas.compilers.aot.graph import _strided_slice
+
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    require_dtype(op, x, "int8", "float32")
+    consts = [g.t(i).data for i in op.inputs[1:]]
+    require(all(c is not None for c in consts), op, "begin, end and strides must be constant")
+    begin, end = consts[0], consts[1]
+    assert begin is not None and end is not None
+    strides = consts[2] if len(consts) > 2 and consts[2] is not None else np.ones_like(begin)
+    index = np.arange(x.size, dtype=np.int64).reshape(x.shape)
+    picked = _strided_slice(index, begin, end, strides, op.options).reshape(y.shape)
+    require(picked.ndim <= 4, op, f"{y.describe()} has more than 4 dimensions")
+    shape = [1] * (4 - picked.ndim) + list(picked.shape)
+    picked = picked.reshape(shape)
+    start = int(picked.ravel()[0]) if picked.size else 0
+    st = []
+    for d in range(4):
+        if shape[d] > 1:
+            sl = [0] * 4
+            sl[d] = 1
+            st.append(int(picked[tuple(sl)] - start) * x.itemsize)
+        else:
+            st.append(0)
+    geom = ctx.struct([x.itemsize, start * x.itemsize, *shape, *st], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), geom]
+    return [Step("gather", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+@lowers("PAD", "PADV2")
+def pad(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    require(x.zp == y.zp and x.scale == y.scale, op, "input and output quantization must be equal")
+    pads = g.t(op.inputs[1]).data
+    require(pads is not None, op, "the paddings must be constant")
+    assert pads is not None
+    pads = np.asarray(pads).reshape(-1, 2)
+    require(len(x.shape) <= 4, op, f"{x.describe()} has more than 4 dimensions")
+    value = y.zp
+    if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = g.t(op.inputs[2]).data
+        require(cv is not None, op, "the constant value must be constant")
+        assert cv is not None
+        value = int(np.asarray(cv).ravel()[0])
+    lead = 4 - len(x.shape)
+    ins = [1] * lead + list(x.shape)
+    outs = [1] * lead + list(y.shape)
+    before = [0] * lead + [int(p[0]) for p in pads]
+    geom = ctx.struct([*outs, *ins, *before], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [value]), geom]
+    return [Step("pad_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+@lowers("MEAN")
+def mean(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    for t in (x, y):
+        require_dtype(op, t, "int8")
+    axes = g.t(op.inputs[1]).data
+    require(axes is not None, op, "the axes must be constant")
+    assert axes is not None
+    rank = len(x.shape)
+    axes_set = sorted({int(a) + rank if int(a) < 0 else int(a) for a in np.ravel(axes)})
+    nonunit = [d for d in range(rank) if x.shape[d] > 1]
+    reduced = [d for d in nonunit if d in axes_set]
+    if reduced:
+        pos = [nonunit.index(d) for d in reduced]
+        require(pos == list(range(pos[0], pos[0] + len(pos))), op,
+                "only a contiguous block of reduced axes is supported")
+        first, last = reduced[0], reduced[-1]
+    else:
+        first, last = 0, -1
+    outer = int(np.prod(x.shape[:first], dtype=np.int64)) if reduced else x.size
+    n = int(np.prod([x.shape[d] for d in axes_set], dtype=np.int64)) if axes_set else 1
+    inner = int(np.prod(x.shape[last + 1:], dtype=np.int64)) if reduced else 1
+    require(outer * inner == y.size, op, f"{y.describe()} does not match the reduction")
+    if x.zp == y.zp and np.float32(x.scale) == np.float32(y.scale):
+        q = [0, 0, 0, 0, 0]
+    else:
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        s = min(n.bit_length() - 1, 32, 31 + shift)
+        mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
+        q = [1, quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
+    geom = ctx.struct([outer, n, inner], "int32_t")
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", q), geom]
+    return [Step("mean_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]

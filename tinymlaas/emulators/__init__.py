@@ -1,0 +1,1 @@
+"""Built-in emulator plugins: run board firmware without the board."""

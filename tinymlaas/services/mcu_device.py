@@ -1,0 +1,130 @@
+"""An emulated MCU device: a board's firmware booted in an emulator, spoken to over its UART.
+
+This is what the CLI's ``run``, the tests and the LwM2M bridge use: "flashing"
+is stopping the emulator and booting the new image; inferences go over the
+framed UART protocol (:mod:`tinymlaas.uart_protocol`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinymlaas.errors import InvalidInput, NotFound
+from tinymlaas.models import Board, FirmwareManifest
+from tinymlaas.plugins.base import Emulator, EmulatorSession
+from tinymlaas.plugins.registry import get
+from tinymlaas.uart_protocol import Banner, Inference, UartClient
+
+
+def firmware_image(path: Path) -> Path:
+    """The ELF to boot: ``path`` itself, or the image a firmware folder's manifest names."""
+    if path.is_dir():
+        manifest = path / "manifest.json"
+        if not manifest.is_file():
+            raise NotFound(f"{path} holds no firmware manifest.json")
+        return path / FirmwareManifest.model_validate(json.loads(manifest.read_text())).image
+    if not path.is_file():
+        raise NotFound(f"no firmware image at {path}")
+    return path
+
+
+def emulator_for(board: Board, name: str | None = None) -> Emulator:
+    """The named emulator, or the first installed one that models this board."""
+    from tinymlaas.plugins.registry import plugins
+
+    candidates = [name] if name else sorted(plugins("emulators"), key=lambda n: n != "qemu")
+    reasons = []
+    for cand in candidates:
+        emu = get("emulators", cand, Emulator)()
+        why = emu.unavailable()
+        if why is None and emu.supports(board):
+            return emu
+        reasons.append(f"{cand}: {why or 'does not model this board'}")
+    raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
+
+
+def _scale(info: dict[str, str], which: str) -> tuple[float, int]:
+    bits = int(info[f"{which}_scale_bits"], 16)
+    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
+
+
+def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
+    """Raw input tensors for the device: int8 arrays as they are, float arrays quantized
+    with the device's own input scale; one tensor per row when several fit."""
+    size = int(info["input_bytes"])
+    arr = np.asarray(values)
+    if arr.dtype == np.int8:
+        flat = arr.reshape(-1)
+    elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
+        scale, zp = _scale(info, "input")
+        if scale == 0:
+            raise InvalidInput("the device's model takes a float input; pass raw int8 bytes")
+        flat = np.clip(np.round(arr.astype(np.float64).reshape(-1) / scale) + zp, -128, 127)
+        flat = flat.astype(np.int8)
+    else:
+        raise InvalidInput(f"input of dtype {arr.dtype} is neither int8 nor numeric")
+    if flat.size == 0 or flat.size % size:
+        raise InvalidInput(f"the model takes {size} input values per inference; "
+                           f"the input holds {flat.size}")
+    return [flat[i : i + size].tobytes() for i in range(0, flat.size, size)]
+
+
+def output_values(result: Inference, info: dict[str, str]) -> np.ndarray:
+    """The int8 output dequantized with the device's own output scale."""
+    scale, zp = _scale(info, "output")
+    return (result.values().astype(np.float64) - zp) * scale
+
+
+class McuDevice:
+    """One booted emulated board; ``with`` stops it. ``restart`` boots another image."""
+
+    def __init__(self, board: Board, firmware: Path, *, emulator: str | None = None,
+                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0) -> None:
+        self.board = board
+        self.emulator = emulator_for(board, emulator)
+        self.boot_timeout_s = boot_timeout_s
+        self.timeout_s = timeout_s
+        self.session: EmulatorSession | None = None
+        self.boot(firmware)
+
+    def boot(self, firmware: Path) -> Banner:
+        """Start the emulator on ``firmware`` and wait for the ready banner."""
+        image = firmware_image(firmware)
+        start = time.monotonic()
+        self.session = self.emulator.start(image, self.board)
+        try:
+            self.client = UartClient(self.session, timeout=self.timeout_s)
+            self.banner = self.client.wait_ready(self.boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        #: Seconds from starting the emulator to the ready banner.
+        self.boot_seconds = time.monotonic() - start
+        self.firmware = image
+        return self.banner
+
+    def restart(self, firmware: Path) -> Banner:
+        """"Flash" a new image: stop the emulator and boot ``firmware``."""
+        self.close()
+        return self.boot(firmware)
+
+    def info(self) -> dict[str, str]:
+        return self.client.info()
+
+    def infer(self, tensor: bytes | np.ndarray) -> Inference:
+        return self.client.infer(tensor)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+    def __enter__(self) -> McuDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -103,6 +103,7 @@ class X86Firmware:
         shutil.rmtree(self.agent.modules.root, ignore_errors=True)  # the new firmware brings its model
         log.info("firmware written; rebooting into it")
         self.agent.reboot()
+        await asyncio.Event().wait()  # the reboot ends this process; the next boot reports
 
 
 class X86Modules:
@@ -116,7 +117,9 @@ class X86Modules:
         self.firmware_model = agent.runtime.model
 
     def check(self, package: Path) -> tuple[str, str]:
-        manifest, _ = unpack(package)
+        manifest, model = unpack(package)
+        if hashlib.sha256(model).hexdigest() != manifest.get("model_sha256"):
+            raise ValueError("the package's payload is not the module's .tflite model")
         want = self.agent.module_kind
         if want and manifest.get("kind") != want:
             raise ValueError(f"module kind {manifest.get('kind')!r} does not run here (needs {want!r})")

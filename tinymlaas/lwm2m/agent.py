@@ -199,7 +199,9 @@ class FirmwareBackend(Protocol):
         """(package name, version) of a valid image for this device; ValueError if not."""
 
     async def install(self, image: Path) -> None:
-        """Flash the image and restart into it (normally does not return)."""
+        """Flash the image and run it. A device that reboots never returns (its next
+        boot reports the result); a device that updates in place returns when the new
+        image runs, or raises (Update Result 8) having kept the old one."""
 
 
 class ModuleBackend(Protocol):
@@ -372,6 +374,10 @@ class FirmwareUpdate(Instance):
         except Exception as exc:  # the device keeps running its old firmware
             log.error("installing the firmware failed: %s", exc)
             self._to(FwState.downloaded, FwResult.update_failed)
+            return
+        self.image.unlink(missing_ok=True)  # updated in place
+        self.set(1, "")
+        self._to(FwState.idle, FwResult.success)
 
 
 class SoftwareManagement(Instance):

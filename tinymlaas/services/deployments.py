@@ -7,6 +7,7 @@ hands the update to that loop and waits for it. No FastAPI here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from tinymlaas.device.package import pack
@@ -26,17 +27,37 @@ def firmware_package(store: Store, build: BuildRecord) -> Package:
 
 
 def module_package(store: Store, build: BuildRecord) -> Package:
-    """The build's inference module packed for SOTA (manifest + model), stored by its hash."""
+    """The build's inference module packed for SOTA, stored by its hash.
+
+    The payload is what the device swaps: the .tflite for an interpreter module,
+    the model-data blob (the firmware's model region) for compiled C.
+    """
     module = build.module
     if not module:
         raise InvalidInput(f"build '{build.id}' has not finished; there is no module to deploy")
     manifest = {k: v for k, v in module.items() if k != "artifacts"}
-    model_file = manifest.get("model_file", "model.tflite")
-    model = store.artifacts.get(module["artifacts"][model_file]).read_bytes()
-    data = pack(manifest, {model_file: model})
+    model = store.artifacts.get(store.model(build.model_id).sha256).read_bytes()
+    if manifest["kind"] == "c-source":
+        name, payload = "model_data.bin", _model_data(model, manifest)
+    else:
+        name, payload = "model.tflite", model
+    data = pack(manifest, name, payload)
     sha = store.artifacts.put_bytes(data)
     return Package(sha256=sha, size=len(data), kind="module", name=manifest["name"],
                    version=manifest["model_sha256"][:12], model_sha256=manifest["model_sha256"])
+
+
+def _model_data(model: bytes, manifest: dict[str, Any]) -> bytes:
+    """The compiled module's model-data section (weights, biases, requantization)."""
+    from tinymlaas.compilers.aot import compile_source
+
+    options = (manifest.get("compiler") or {}).get("options") or {}
+    out = compile_source(model, name=manifest["name"], in_place=options.get("in_place", True))
+    blob = out.lowered.data.blob()
+    if manifest.get("data_sha256") and hashlib.sha256(blob).hexdigest() != manifest["data_sha256"]:
+        raise InvalidInput("recompiling the model does not reproduce the module's model data; "
+                           "build it again with this service's compiler")
+    return blob
 
 
 def run_deployment(store: Store, orchestrator: Orchestrator, loop: asyncio.AbstractEventLoop,

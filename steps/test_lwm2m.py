@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,31 +84,47 @@ def service_up(lab: Lab) -> None:
     assert info["security"] == "oscore" and info["uri"].startswith("coap://127.0.0.1:")
 
 
-@given(parsers.parse('the service has built hello_world firmware "{v1}" and "{v2}" and hello_world_float '
-                     'for "{target}"'))
-def built(lab: Lab, v1: str, v2: str, target: str) -> None:
-    if lab.builds:
+def build_all(lab: Lab, wanted: dict[str, tuple[str, str, str]]) -> None:
+    """Train (zoo cache) and build what is missing; keys are "board:version"."""
+    wanted = {k: v for k, v in wanted.items() if k not in lab.builds}
+    if not wanted:
         return
-    for recipe in ("hello_world", "hello_world_float"):
+    for recipe in sorted({m for m, _, _ in wanted.values()}):
         job = lab.api.post("/models/train", json={"recipe": recipe}).json()
         assert wait_job(lab.api, job["id"])["state"] == "succeeded"
-    wanted = {v1: ("hello_world", v1), v2: ("hello_world", v2), "float": ("hello_world_float", "1.0.0")}
-    jobs = {}
-    for key, (model, version) in wanted.items():
+    replies = {}
+    for key, (model, target, version) in wanted.items():
         reply = lab.api.post("/builds", json={"model": model, "target": target, "version": version})
         assert reply.status_code == 202, reply.text
-        jobs[key] = reply.json()
-    for key, reply in jobs.items():
+        replies[key] = reply.json()
+    for key, reply in replies.items():
         job = wait_job(lab.api, reply["job"]["id"], timeout=600)
         assert job["state"] == "succeeded", job
         lab.builds[key] = lab.api.get(f"/builds/{reply['build']['id']}").json()
+
+
+@given(parsers.parse('the service has built hello_world firmware "{v1}" and "{v2}" for "{target}"'))
+def built(lab: Lab, v1: str, v2: str, target: str) -> None:
+    build_all(lab, {f"{target}:{v}": ("hello_world", target, v) for v in (v1, v2)})
+
+
+@given(parsers.parse('the service has built the hello_world_float model for "{target}"'))
+def built_float(lab: Lab, target: str) -> None:
+    build_all(lab, {f"{target}:float": ("hello_world_float", target, "1.0.0")})
+
+
+def build_of(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> dict[str, Any]:
+    return lab.builds[f"{devices[ep].board}:{version}"]
 
 
 # -- devices --------------------------------------------------------------------
 
 @dataclass
 class Booted:
+    """An x86 device container."""
+
     endpoint: str
+    board: str
     container: DockerContainer
     flash: Path
     port: int
@@ -130,6 +148,8 @@ def devices(request: pytest.FixtureRequest) -> dict[str, Any]:
         for dev in booted.values():
             if isinstance(dev, Booted):
                 dev.container.stop()
+            elif isinstance(dev, Bridge):
+                dev.stop()
 
     request.addfinalizer(cleanup)
     return booted
@@ -155,7 +175,7 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
          lifetime: int = 30, secure: bool = True) -> Booted:
     flash = tmp_path / ep
     flash.mkdir()
-    sha = lab.builds[version]["firmware"]["image_sha256"]
+    sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
     (flash / "firmware.pyz").write_bytes(lab.api.get(f"/artifacts/{sha}").content)
     port = free_port()
     args = ["--port", str(port), "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--lifetime", str(lifetime)]
@@ -169,7 +189,7 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
         .with_kwargs(network_mode="host", init=True, labels={"org.tinymlaas.role": "device"})
     )
     container.start()
-    dev = devices[ep] = Booted(ep, container, flash, port)
+    dev = devices[ep] = Booted(ep, "x86-tflm", container, flash, port)
     return dev
 
 
@@ -212,13 +232,15 @@ def listed(lab: Lab, ep: str) -> None:
 
 @then(parsers.parse('its capabilities say board "{board}", firmware "{version}", CPU "{cpu}", '
                     '{ram_kib:d} KiB of RAM and the hello_world model'))
-def capabilities(lab: Lab, ep_from_scenario: str, board: str, version: str, cpu: str, ram_kib: int) -> None:
+def capabilities(lab: Lab, devices: dict[str, Any], ep_from_scenario: str, board: str, version: str,
+                 cpu: str, ram_kib: int) -> None:
     caps = lab.api.get(f"/devices/{ep_from_scenario}").json()["capabilities"]
     assert caps["board"] == board and caps["model"] == board
     assert caps["firmware_version"] == version and caps["cpu"] == cpu
     assert caps["ram_bytes"] == ram_kib * 1024 and caps["manufacturer"] == "TinyMLaaS"
-    assert caps["model_sha256"] == lab.builds[version]["firmware"]["model_sha256"]
-    assert caps["runtime"].startswith("tflite-micro") and caps["fota"] and caps["sota"]
+    build = build_of(lab, devices, ep_from_scenario, version)
+    assert caps["model_sha256"] == build["firmware"]["model_sha256"]
+    assert caps["runtime"] and caps["fota"] and caps["sota"]
     assert caps["tensors"]["inputs"][0]["dtype"] == "int8"
 
 
@@ -231,7 +253,7 @@ def storage(lab: Lab, ep_from_scenario: str, total: int) -> None:
 
 @pytest.fixture
 def ep_from_scenario(devices: dict[str, Any]) -> str:
-    return next(k for k, v in devices.items() if isinstance(v, Booted))
+    return next(k for k, v in devices.items() if isinstance(v, Booted | Bridge))
 
 
 # -- FOTA ----------------------------------------------------------------------------
@@ -244,14 +266,20 @@ def deploy(lab: Lab, ep: str, kind: str, body: dict[str, Any]) -> dict[str, Any]
 
 
 @when(parsers.parse('the service deploys firmware "{version}" to "{ep}"'), target_fixture="deployment")
-def deploy_firmware(lab: Lab, version: str, ep: str) -> dict[str, Any]:
-    return deploy(lab, ep, "firmware", {"build": lab.builds[version]["id"]})
+def deploy_firmware(lab: Lab, devices: dict[str, Any], version: str, ep: str) -> dict[str, Any]:
+    return deploy(lab, ep, "firmware", {"build": build_of(lab, devices, ep, version)["id"]})
+
+
+@when(parsers.parse('the service deploys the model of build "{version}" to "{ep}"'),
+      target_fixture="deployment")
+def deploy_model_of(lab: Lab, devices: dict[str, Any], version: str, ep: str) -> dict[str, Any]:
+    return deploy(lab, ep, "model", {"build": build_of(lab, devices, ep, version)["id"]})
 
 
 @given(parsers.parse('a copy of firmware "{version}" whose stored bytes got corrupted'),
        target_fixture="corrupted")
 def corrupted_copy(lab: Lab, version: str) -> str:
-    good = lab.api.get(f"/artifacts/{lab.builds[version]['firmware']['image_sha256']}").content
+    good = lab.api.get(f"/artifacts/{lab.builds['x86-tflm:' + version]['firmware']['image_sha256']}").content
     copy = good + b"\0" * 16  # another artifact, so the good one stays intact
     sha = hashlib.sha256(copy).hexdigest()
     bad = bytearray(copy)
@@ -303,7 +331,7 @@ def old_firmware(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> No
 
 @then(parsers.parse("inferences through LwM2M for x = 0..6 are bit-exact with TFLM and within "
                     "{tol:f} of sin(x)"))
-def lwm2m_inferences(lab: Lab, ep_from_scenario: str, tol: float) -> None:
+def lwm2m_inferences(lab: Lab, ep_from_scenario: str, tol: float, devices: dict[str, Any]) -> None:
     model = get_recipe("hello_world").load(Settings().zoo_dir)
     oracle = Tflm(model)
     q = oracle.input["quantization_parameters"]
@@ -314,6 +342,13 @@ def lwm2m_inferences(lab: Lab, ep_from_scenario: str, tol: float) -> None:
         tensor = quantize(np.array([[float(x)]]), q["scales"][0], q["zero_points"][0], np.int8)
         assert body["output"] == oracle.invoke(tensor).ravel().tolist()
         assert abs(body["values"][0] - math.sin(x)) < tol
+        devices.setdefault("reports", []).append(body)
+
+
+@then("each of those inferences reports the MCU's instruction count")
+def instruction_counts(devices: dict[str, Any]) -> None:
+    counts = [r["instructions"] for r in devices["reports"]]
+    assert len(counts) == 7 and all(isinstance(c, int) and c > 100 for c in counts), counts
 
 
 # -- SOTA ----------------------------------------------------------------------------
@@ -350,7 +385,7 @@ def keep_inferring(devices: dict[str, Any], ep: str, request: pytest.FixtureRequ
 
 @when(parsers.parse('the service deploys the hello_world_float model to "{ep}"'), target_fixture="deployment")
 def deploy_model(lab: Lab, ep: str, load: Load) -> dict[str, Any]:
-    dep = deploy(lab, ep, "model", {"build": lab.builds["float"]["id"]})
+    dep = deploy(lab, ep, "model", {"build": lab.builds["x86-tflm:float"]["id"]})
     n = len(load.replies)
     wait_until(lambda: len(load.replies) >= n + 20, 10, "inferences after the swap")
     load.stop.set()
@@ -361,7 +396,7 @@ def deploy_model(lab: Lab, ep: str, load: Load) -> dict[str, Any]:
 
 @then(parsers.parse('"{ep}" serves the hello_world_float model without having rebooted'))
 def serves_new_model(lab: Lab, devices: dict[str, Any], ep: str, deployment: dict[str, Any]) -> None:
-    float_sha = lab.builds["float"]["firmware"]["model_sha256"]
+    float_sha = lab.builds["x86-tflm:float"]["firmware"]["model_sha256"]
     assert deployment["model_sha256"] == float_sha and not deployment["fell_back_to_firmware"]
     caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
     assert caps["model_sha256"] == float_sha and caps["firmware_version"] == "1.0.0"
@@ -372,8 +407,8 @@ def serves_new_model(lab: Lab, devices: dict[str, Any], ep: str, deployment: dic
 @then("every inference request was answered, by the old model and then by the new one")
 def none_lost(lab: Lab, load: Load) -> None:
     assert load.errors == []
-    old_sha = lab.builds["1.0.0"]["firmware"]["model_sha256"]
-    new_sha = lab.builds["float"]["firmware"]["model_sha256"]
+    old_sha = lab.builds["x86-tflm:1.0.0"]["firmware"]["model_sha256"]
+    new_sha = lab.builds["x86-tflm:float"]["firmware"]["model_sha256"]
     shas = [r["model_sha256"] for r in load.replies]
     switch = shas.index(new_sha)
     assert switch > 0 and set(shas[:switch]) == {old_sha} and set(shas[switch:]) == {new_sha}
@@ -441,7 +476,63 @@ def refused_in_logs(devices: dict[str, Any]) -> None:
 
 @then(parsers.parse('firmware "{version}" cannot be downloaded for "{ep}" without a grant'))
 def no_download(lab: Lab, version: str, ep: str) -> None:
-    sha = lab.builds[version]["firmware"]["image_sha256"]
+    sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
     for query in ("", "?grant=guessed"):
         r = lab.api.get(f"/devices/{ep}/packages/{sha}{query}")
         assert r.status_code == 403 and "grant" in r.json()["detail"], r.text
+
+
+# -- the MCU bridge ----------------------------------------------------------------------
+
+@dataclass
+class Bridge:
+    """The bridge process (the gateway) in front of QEMU."""
+
+    endpoint: str
+    board: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
+def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
+    fw = lab.builds[f"{board}:{version}"]["firmware"]
+    flash = tmp_path / ep / "flash"
+    flash.mkdir(parents=True)
+    for name, sha in fw["artifacts"].items():
+        (flash / name).write_bytes(lab.api.get(f"/artifacts/{sha}").content)
+    oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
+    log = tmp_path / ep / "bridge.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board, "--flash", str(flash),
+             "--emulator", "qemu", "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--oscore", str(oscore)],
+            stdout=out, stderr=subprocess.STDOUT)
+    devices[ep] = Bridge(ep, board, proc, log)
+    wait_until(lambda: online(lab, ep), 60, f"bridge {ep} registering")
+
+
+@then(parsers.parse('"{ep}" reports firmware "{version}" from an emulator restarted on the new image'))
+def restarted(lab: Lab, devices: dict[str, Any], ep: str, version: str, deployment: dict[str, Any]) -> None:
+    assert deployment["firmware_after"] == version
+    assert lab.api.get(f"/devices/{ep}").json()["capabilities"]["firmware_version"] == version
+    logs = devices[ep].logs()
+    assert f"MCU restarted: TINYMLAAS READY board={devices[ep].board} fw={version}" in logs, logs[-2000:]
+
+
+@then("the deployment succeeds by FOTA because the MCU firmware has no writable model region")
+def fell_back(deployment: dict[str, Any]) -> None:
+    assert deployment["succeeded"] is True and deployment["fell_back_to_firmware"] is True, deployment
+    assert "no writable model region" in deployment["detail"]
+    assert deployment["result"] == "firmware updated successfully"

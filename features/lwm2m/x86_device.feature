@@ -7,7 +7,8 @@ Feature: x86 devices are managed over LwM2M: registration, capabilities, FOTA, S
 
   Background:
     Given the LwM2M service is running with OSCORE security
-    And the service has built hello_world firmware "1.0.0" and "2.0.0" and hello_world_float for "x86-tflm"
+    And the service has built hello_world firmware "1.0.0" and "2.0.0" for "x86-tflm"
+    And the service has built the hello_world_float model for "x86-tflm"
 
   Scenario: a device registers and appears with its capabilities
     Given device "x86-caps" has credentials from the service

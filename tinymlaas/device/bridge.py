@@ -97,6 +97,7 @@ class Mcu:
                 raise
             self.info = self.device.info()
             self.version = banner.firmware_version
+            log.info("MCU restarted: %s", banner.line)
             if elf != self.image:
                 self.module = {}
 

@@ -184,3 +184,13 @@ async def test_a_forgotten_client_registers_again_on_its_next_update(server: LwM
     await asyncio.wait_for(client.registered.wait(), 5)
     assert client.registrations == 2
     await client.stop()
+
+
+async def test_a_lost_notification_is_made_up_for_by_a_read(server: LwM2MServer) -> None:
+    client = await connect(server)
+    obs = await server.observe("dev-1", "/3/0/13")
+    client.instance(3).values[13] = 99  # changed without a notification (as if it were lost)
+    value = await obs.wait_for(lambda v: v.get((3, 0, 13)) == 99, timeout=5, poll_s=0.2)
+    assert value[(3, 0, 13)] == 99
+    obs.cancel()
+    await client.stop()

@@ -222,6 +222,26 @@ class Registry:
                 reg.expiry.cancel()
 
 
+def _grow_receive_buffer(ctx: aiocoap.Context, size: int) -> None:
+    """A fleet answering at once sends bursts of small datagrams; the default UDP
+    buffer (about 200 of them) would drop notifications and ACKs."""
+    import socket
+
+    for ri in ctx.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        sock = mi.transport.get_extra_info("socket") if mi is not None else None
+        if sock is None:
+            continue
+        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if opt is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+                break
+            except OSError:  # SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by rmem_max
+                continue
+
+
 def _check_port_free(host: str, port: int) -> None:
     """aiocoap binds with SO_REUSEPORT, so a second server on a port would silently
     share its traffic; refuse instead."""
@@ -338,6 +358,8 @@ class Observation:
         self.value: Content = {}
         self.error: BaseException | None = None
         self.notifications = 0
+        #: When the latest notification arrived (time.time_ns()).
+        self.received_ns = 0
         self._cond = asyncio.Condition()
         self._request: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -375,6 +397,7 @@ class Observation:
         async with self._cond:
             self.value = {**self.value, **value} if len(self.path) >= 3 else value
             self.notifications += 1
+            self.received_ns = time.time_ns()
             for q in self._queues:
                 q.put_nowait(value)
             self._cond.notify_all()
@@ -383,19 +406,33 @@ class Observation:
     def active(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def wait_for(self, predicate: Callable[[Content], Any], timeout: float) -> Content:
-        """Until ``predicate(value)`` holds; DeviceUnreachable if the observation ends first."""
+    async def wait_for(self, predicate: Callable[[Content], Any], timeout: float,
+                       poll_s: float = 5.0) -> Content:
+        """Until ``predicate(value)`` holds; DeviceUnreachable if the observation ends first.
+
+        Notifications may be non-confirmable, and a lost one must not stall an
+        update: without news for ``poll_s`` seconds the path is read instead.
+        """
 
         def ready() -> bool:
             return bool(predicate(self.value)) or not self.active
 
-        async with self._cond:
-            try:
-                await asyncio.wait_for(self._cond.wait_for(ready), timeout)
-            except TimeoutError:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
                 raise DeviceUnreachable(
                     f"device '{self.reg.endpoint}' did not reach the expected "
-                    f"{path_str(self.path)} within {timeout:.0f} s (last: {self.value})") from None
+                    f"{path_str(self.path)} within {timeout:.0f} s (last: {self.value})")
+            async with self._cond:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._cond.wait_for(ready), min(left, poll_s))
+            if ready():
+                break
+            with contextlib.suppress(TinyMLaaSError):  # the poll is a fallback; timeouts decide
+                polled = await self.server.read(self.reg.endpoint, self.path, fmt=self.fmt)
+                async with self._cond:
+                    self.value = {**self.value, **polled} if len(self.path) >= 3 else polled
         if not predicate(self.value):
             raise DeviceUnreachable(f"observation of {path_str(self.path)} on "
                                     f"'{self.reg.endpoint}' ended: {self.error}")
@@ -463,6 +500,7 @@ class LwM2MServer:
             raise TinyMLaaSError(f"the LwM2M server cannot bind udp "
                                  f"{self.settings.host}:{self.settings.port}: {exc}") from exc
         self.port = bound_port(self.ctx)
+        _grow_receive_buffer(self.ctx, 4 << 20)
         log.info("LwM2M server on coap://%s:%d (security: %s)", self.settings.host, self.port,
                  self.settings.security)
 

@@ -149,7 +149,11 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
         f"{data_decl}\n{structs}\n\n{arena}\n{kernels}\n"
         f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
         f"{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n")
-    graph_sha = hashlib.sha256(body.replace("{INIT}", DATA_ELIDED).encode()).hexdigest()
+    # The code's identity: without the model data and without the model's hash in the
+    # header comment, so that a model with the same graph and new numbers (a SOTA into
+    # the model region) keeps it.
+    graph_sha = hashlib.sha256(body.replace("{INIT}", DATA_ELIDED).replace(model_sha256, "")
+                               .encode()).hexdigest()
     c = body.replace("{INIT}", init)
     if "memcpy" not in c:
         c = c.replace("#include <string.h>\n", "")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tinymlaas.config import LwM2MSettings
-from tinymlaas.errors import DeviceError
+from tinymlaas.errors import Conflict, DeviceError
 from tinymlaas.lwm2m.codec import Content
 from tinymlaas.lwm2m.deploy import Grants, Updater
 from tinymlaas.lwm2m.objects import TINYML_OBJECT
@@ -174,13 +174,13 @@ class LwM2MOrchestrator(Orchestrator):
     # -- credentials ---------------------------------------------------------------
     def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
         if self.credentials is None:
-            raise DeviceError("LwM2M security is off (settings lwm2m.security = 'off'); "
-                              "there are no credentials to provision")
+            raise Conflict("LwM2M security is off (settings lwm2m.security = 'off'); "
+                           "there are no credentials to provision")
         return self.credentials.provision(endpoint, replace=replace)
 
     def revoke(self, endpoint: str) -> None:
         if self.credentials is None:
-            raise DeviceError("LwM2M security is off; there are no credentials to revoke")
+            raise Conflict("LwM2M security is off; there are no credentials to revoke")
         self.credentials.revoke(endpoint)
         rec = self.srv.registry.devices.get(endpoint)
         if rec is not None and rec.registration is not None:

@@ -664,8 +664,12 @@ class LwM2MServer:
                     replace: bool = True, fmt: int | None = None) -> None:
         """Write one resource value, or a :data:`Content` under an instance/resource."""
         p = parse_path(path) if isinstance(path, str) else path
-        content: Content = value if isinstance(value, dict) and all(
-            isinstance(k, tuple) for k in value) and value else {p: value}
+        if isinstance(value, dict) and value and all(isinstance(k, tuple) for k in value):
+            content: Content = value
+        elif isinstance(value, dict) and len(p) == 3:  # a multiple resource: {riid: value}
+            content = {(*p, int(riid)): v for riid, v in value.items()}
+        else:
+            content = {p: value}
         reg = self.registry.online(endpoint)
         if fmt is None:
             single = len(content) == 1 and p in content and len(p) >= 3

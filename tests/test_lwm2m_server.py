@@ -194,3 +194,61 @@ async def test_a_lost_notification_is_made_up_for_by_a_read(server: LwM2MServer)
     assert value[(3, 0, 13)] == 99
     obs.cancel()
     await client.stop()
+
+
+class SmallBlocks(asyncio.DatagramProtocol):
+    """A raw device that answers Reads in 64-byte blocks and records the requests."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.requests: list[Any] = []
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        from aiocoap import Message
+        from aiocoap.numbers.codes import Code
+        from aiocoap.numbers.types import Type
+        from aiocoap.optiontypes import BlockOption
+
+        req = Message.decode(data)
+        if not req.code.is_request():
+            if req.code == Code.CREATED:
+                self.registered.set_result(req)
+            return
+        self.requests.append(req)
+        num = req.opt.block2.block_number if req.opt.block2 else 0
+        part = self.body[num * 64:(num + 1) * 64]
+        resp = Message(code=Code.CONTENT, content_format=codec.OPAQUE, payload=part)
+        resp.opt.block2 = BlockOption.BlockwiseTuple(num, (num + 1) * 64 < len(self.body), 2)
+        resp.mtype, resp.mid, resp.token = Type.ACK, req.mid, req.token
+        self.transport.sendto(resp.encode(), addr)
+
+
+async def test_block_wise_starts_at_the_block_size_the_device_showed(server: LwM2MServer) -> None:
+    from aiocoap import Message
+    from aiocoap.numbers.codes import Code
+    from aiocoap.numbers.types import Type
+
+    loop = asyncio.get_running_loop()
+    body = bytes(range(200))
+    dev = SmallBlocks(body)
+    dev.registered = loop.create_future()
+    transport, _ = await loop.create_datagram_endpoint(lambda: dev, local_addr=("127.0.0.1", 0))
+    try:
+        reg = Message(code=Code.POST, uri_path=("rd",), uri_query=("ep=small", "lt=60", "lwm2m=1.1"),
+                      payload=b"</33100/0>", content_format=codec.LINK_FORMAT)
+        reg.mtype, reg.mid, reg.token = Type.CON, 1, b"r1"
+        transport.sendto(reg.encode(), ("127.0.0.1", server.port))
+        await asyncio.wait_for(dev.registered, 5)
+        assert await server.read_value("small", "/33100/0/9") == body  # 4 blocks of 64
+        assert server.registry.online("small").block_szx == 2
+        dev.requests.clear()
+        assert await server.read_value("small", "/33100/0/9") == body
+        first = dev.requests[0].opt.block2  # the next transfer asks for 64-byte blocks at once
+        assert first is not None and first.size_exponent == 2 and first.block_number == 0
+        assert [r.opt.accept for r in dev.requests] == [codec.SENML_CBOR] * 4  # always an Accept
+    finally:
+        transport.close()

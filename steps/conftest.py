@@ -59,7 +59,9 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def service(tmp_path: Path, settings: Settings) -> Iterator[BackgroundServer]:
     """A fresh service: its own database file and artifacts, the shared zoo cache."""
-    with BackgroundServer(settings.model_copy(update={"data_dir": tmp_path / "service"})) as live:
+    fresh = settings.model_copy(update={"data_dir": tmp_path / "service",
+                                        "lwm2m": settings.lwm2m.model_copy(update={"port": 0})})
+    with BackgroundServer(fresh) as live:
         yield live
 
 

@@ -16,7 +16,7 @@ from tinymlaas.config import Settings
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
+    with TestClient(create_app(Settings(data_dir=tmp_path, lwm2m={"port": 0}))) as c:
         yield c
 
 

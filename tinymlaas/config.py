@@ -28,8 +28,30 @@ class EmulatorSettings(BaseModel):
 
 
 class LwM2MSettings(BaseModel):
+    """The LwM2M server (UDP, loopback by default) and how it updates devices."""
+
     host: str = "127.0.0.1"
     port: int = Field(5683, ge=0, le=65535)
+    #: "oscore": devices must register (and are managed) over OSCORE with
+    #: credentials provisioned per device; "off": plain CoAP.
+    security: Literal["off", "oscore"] = "off"
+    #: Base URL devices download packages from (the API); default: the API's address.
+    package_base_url: str | None = None
+    #: Preferred content format for reads and writes (LwM2M 1.0 clients get TLV).
+    content_format: Literal["senml-cbor", "senml-json", "tlv"] = "senml-cbor"
+    #: Block size for block-wise transfers until a device shows a smaller one.
+    block_size: Literal[16, 32, 64, 128, 256, 512, 1024] = 1024
+    #: CoAP confirmable-message retransmission (RFC 7252 ACK_TIMEOUT, MAX_RETRANSMIT).
+    ack_timeout_s: float = Field(2.0, gt=0)
+    max_retransmit: int = Field(4, ge=0, le=10)
+    #: Upper bound for one request, retransmissions and block-wise transfer included.
+    request_timeout_s: float = Field(30.0, gt=0)
+    download_timeout_s: float = Field(300.0, gt=0)
+    update_timeout_s: float = Field(120.0, gt=0)
+    #: Extra download attempts after "connection lost" or an unreachable device.
+    retries: int = Field(2, ge=0, le=10)
+    #: How long a package download grant stays valid.
+    grant_ttl_s: float = Field(3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -43,6 +65,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=0, le=65535)
     build: BuildSettings = BuildSettings()
     emulator: EmulatorSettings = EmulatorSettings()
+    #: The orchestrator plugin that talks to devices (entry-point group tinymlaas.orchestrators).
+    orchestrator: str = "lwm2m"
     lwm2m: LwM2MSettings = LwM2MSettings()
 
     @property

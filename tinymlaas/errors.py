@@ -6,11 +6,13 @@
     │   └── DoesNotFit         model does not fit the board's flash or RAM
     ├── NotFound (404, exit 3)
     ├── Conflict (409, exit 4)
+    ├── Forbidden (403, exit 10)         no (valid) credentials or grant
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
     │   └── FirmwareCrashed    the emulated firmware faulted or stopped
-    └── DeviceUnreachable (504, exit 8)
+    ├── DeviceUnreachable (504, exit 8)   no answer (CoAP retransmissions/timeouts)
+    └── DeviceError (502, exit 9)         the device answered, with an error code
 
 Each class carries its HTTP status, CLI exit code and a stable machine code, so
 the API has one handler and the CLI one `except` for the whole family.
@@ -70,6 +72,14 @@ class Conflict(TinyMLaaSError):
     code = "conflict"
 
 
+class Forbidden(TinyMLaaSError):
+    """No (valid) credentials or download grant for what was asked."""
+
+    status = 403
+    exit_code = 10
+    code = "forbidden"
+
+
 class PluginError(TinyMLaaSError):
     exit_code = 5
     code = "plugin_error"
@@ -93,3 +103,11 @@ class DeviceUnreachable(TinyMLaaSError):
     status = 504
     exit_code = 8
     code = "device_unreachable"
+
+
+class DeviceError(TinyMLaaSError):
+    """A device answered, but with an error (a CoAP 4.xx/5.xx, or a failed update)."""
+
+    status = 502
+    exit_code = 9
+    code = "device_error"

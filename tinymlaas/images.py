@@ -278,4 +278,7 @@ def ensure_all(settings: Settings, progress: Progress = no_progress) -> dict[str
     built = {BASE_TAG: ensure_base(settings, client, progress)}
     for src in image_sources(settings):
         built[src.tag] = ensure_image(src, settings, client, progress)
+    if any(built.values()):
+        # A rebuilt tag leaves its previous image untagged: drop ours, keep anyone else's.
+        client.images.prune(filters={"dangling": True, "label": HASH_LABEL})
     return built

@@ -187,3 +187,107 @@ class Job(BaseModel):
     result: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
+
+
+# -- devices and their updates (the orchestrator's records) -------------------------
+
+
+class Package(BaseModel):
+    """An artifact a device pulls: a whole OS image (FOTA) or an inference module (SOTA)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    kind: Literal["firmware", "module"]
+    name: str = ""
+    version: str = ""
+    #: The model the package makes the device run (checked after a SOTA).
+    model_sha256: str | None = None
+
+
+class Device(BaseModel):
+    """A device the orchestrator knows, online (registered) or not."""
+
+    endpoint: str
+    online: bool
+    lifetime: int | None = None
+    lwm2m: str | None = None
+    binding: str | None = None
+    address: str | None = None
+    registered_at: float | None = None
+    updated_at: float | None = None
+    objects: dict[int, list[int]] = {}
+    versions: dict[int, str] = {}
+    secure: bool = False
+    offline_since: float | None = None
+    offline_reason: str = ""
+
+
+class DeviceCapabilities(BaseModel):
+    """What a device says it is (LwM2M Device object 3 + TinyML object 33100).
+
+    ``storage_*_kb`` are the Device object's Memory Free/Total: storage, not RAM.
+    """
+
+    endpoint: str
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware_version: str | None = None
+    hardware_version: str | None = None
+    software_version: str | None = None
+    device_type: str | None = None
+    storage_free_kb: int | None = None
+    storage_total_kb: int | None = None
+    ram_bytes: int | None = None
+    flash_bytes: int | None = None
+    cpu: str | None = None
+    clock_hz: int | None = None
+    accelerators: list[str] = []
+    runtime: str | None = None
+    board: str | None = None
+    model_sha256: str | None = None
+    model_name: str | None = None
+    arena_bytes: int | None = None
+    inference_count: int | None = None
+    latency_us: int | None = None
+    instructions: int | None = None
+    tensors: dict[str, Any] | None = None
+    sota: bool = False
+    fota: bool = False
+
+
+class Deployment(BaseModel):
+    """One firmware (FOTA) or model (SOTA) update of one device, and how it ended."""
+
+    id: str
+    endpoint: str
+    kind: Literal["firmware", "model"]
+    package_sha256: str
+    job_id: str | None = None
+    build_id: str | None = None
+    succeeded: bool | None = None
+    result_code: int | None = None
+    result: str = ""
+    detail: str = ""
+    states: list[str] = []
+    firmware_before: str | None = None
+    firmware_after: str | None = None
+    model_sha256: str | None = None
+    fell_back_to_firmware: bool = False
+    attempts: int = 0
+    seconds: float = 0.0
+    created_at: datetime
+
+
+class InferenceReport(BaseModel):
+    """One inference a device ran, as its TinyML object reports it (raw tensors as bytes)."""
+
+    endpoint: str
+    count: int
+    #: Raw tensors, as values of their dtype (int8 codes, or floats for float models).
+    input: list[int | float]
+    output: list[int | float]
+    values: list[float] | None = None
+    latency_us: int | None = None
+    instructions: int | None = None
+    model_sha256: str | None = None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tinymlaas.errors import Conflict, InvalidInput, NotFound
-from tinymlaas.models import Job, JobState
+from tinymlaas.models import Deployment, Job, JobState
 
 MIGRATIONS: list[str] = [
     """
@@ -63,6 +63,19 @@ MIGRATIONS: list[str] = [
         firmware TEXT,
         created_at TEXT NOT NULL
     );
+    """,
+    """
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,
+        job_id TEXT REFERENCES jobs(id),
+        build_id TEXT,
+        endpoint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        package_sha256 TEXT NOT NULL,
+        outcome TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX deployments_endpoint ON deployments (endpoint, created_at);
     """,
 ]
 
@@ -306,6 +319,41 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT * FROM builds ORDER BY created_at DESC").fetchall()
         return [_build(r) for r in rows]
+
+    # -- deployments (FOTA/SOTA of one device) --------------------------------
+    def add_deployment(self, *, endpoint: str, kind: str, package_sha256: str, job_id: str | None,
+                       build_id: str | None) -> Deployment:
+        dep_id = uuid.uuid4().hex[:12]
+        with self.tx() as db:
+            db.execute("INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?)",
+                       (dep_id, job_id, build_id, endpoint, kind, package_sha256, None, now().isoformat()))
+        return self.deployment(dep_id)
+
+    def finish_deployment(self, dep_id: str, outcome: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE deployments SET outcome=? WHERE id=?", (json.dumps(outcome), dep_id))
+
+    def deployment(self, dep_id: str) -> Deployment:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no deployment '{dep_id}'")
+        return _deployment(row)
+
+    def deployments(self, endpoint: str | None = None, limit: int = 100) -> list[Deployment]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM deployments WHERE ?1 IS NULL OR endpoint=?1 ORDER BY created_at DESC LIMIT ?2",
+                (endpoint, limit)).fetchall()
+        return [_deployment(r) for r in rows]
+
+
+def _deployment(r: sqlite3.Row) -> Deployment:
+    outcome = json.loads(r["outcome"]) if r["outcome"] else {}
+    outcome = {k: v for k, v in outcome.items() if k not in ("endpoint", "kind", "package_sha256")}
+    return Deployment(id=r["id"], job_id=r["job_id"], build_id=r["build_id"], endpoint=r["endpoint"],
+                      kind=r["kind"], package_sha256=r["package_sha256"],
+                      created_at=datetime.fromisoformat(r["created_at"]), **outcome)
 
 
 def _model(r: sqlite3.Row) -> ModelRecord:

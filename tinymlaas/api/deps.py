@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
+from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.store import Store
 
 
@@ -23,6 +24,11 @@ def get_runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
+def get_orchestrator(request: Request) -> Orchestrator:
+    return request.app.state.orchestrator
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]

@@ -9,9 +9,20 @@ from fastapi import FastAPI
 
 from tinymlaas import __version__
 from tinymlaas.api import handlers
-from tinymlaas.api.routes import artifacts, builds, catalog, jobs, models
-from tinymlaas.config import Settings
+from tinymlaas.api.routes import (
+    artifacts,
+    builds,
+    catalog,
+    credentials,
+    deployments,
+    devices,
+    jobs,
+    models,
+)
+from tinymlaas.config import LwM2MSettings, Settings
 from tinymlaas.jobs import JobRunner
+from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.plugins.registry import get
 from tinymlaas.store import Store
 
 
@@ -21,17 +32,23 @@ def create_app(settings: Settings) -> FastAPI:
         store = Store(settings.db_path, settings.artifacts_dir)
         store.fail_unfinished_jobs("the service restarted while the job ran")
         runner = JobRunner(store, settings.build.concurrency)
+        cls = get("orchestrators", settings.orchestrator, Orchestrator)
+        orchestrator = cls(settings.lwm2m if cls.Options is LwM2MSettings else None)
+        await orchestrator.start(settings.data_dir)
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
+        app.state.orchestrator = orchestrator
         try:
             yield
         finally:
             await runner.drain()
+            await orchestrator.stop()
             store.close()
 
     app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app)
-    for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router):
+    for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
+              devices.server_router, devices.router, credentials.router, deployments.router):
         app.include_router(r)
 
     @app.get("/health", tags=["health"])

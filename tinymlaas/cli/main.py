@@ -23,7 +23,8 @@ from tinymlaas.plugins.base import no_progress
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 zoo_app = typer.Typer(no_args_is_help=True, help="Models the zoo can train.")
 app.add_typer(zoo_app, name="zoo")
-out = Console()
+# Tables are the output: never squeeze them into 80 columns when piped to a log.
+out = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
 
 
@@ -85,7 +86,7 @@ def targets() -> None:
     for b in load_boards(get_settings().targets_dir).values():
         table.add_row(b.name, b.cpu, b.arch, f"{b.flash_bytes:,}", f"{b.ram_bytes:,}",
                       ",".join(b.compilers), str(b.emulator.get("qemu_machine", "container")))
-    Console(width=max(out.width, 110)).print(table)  # seven columns: never cut a size short
+    out.print(table)
 
 
 @app.command()
@@ -193,29 +194,42 @@ def zoo_get(
 
 @app.command()
 def demo(
+    target: Annotated[list[str], typer.Option("--target", "-t", help="boards to run on")] = [  # noqa: B006
+        "x86-tflm", "mps2-an385"],
     builder: Annotated[str, typer.Option(help="docker or local")] = "docker",
 ) -> None:
-    """The whole loop on x86: hello_world -> compile -> build -> boot -> 7 inferences."""
+    """The whole loop: hello_world -> compile -> build -> boot -> 7 inferences, per board."""
     from tinymlaas.images import ensure_all
     from tinymlaas.services.pipeline import hello_world_loop
+    from tinymlaas.targets import get_board
 
     settings = get_settings()
+    boards = [get_board(settings.targets_dir, t) for t in target]  # unknown boards fail first
     with progress_bar("images") as report:
         ensure_all(settings, progress=report)
-    with tempfile.TemporaryDirectory(prefix="tinymlaas-demo-") as tmp, progress_bar("demo") as report:
-        result = hello_world_loop(settings, Path(tmp), builder=builder, progress=report)
-    out.print(result.banner, soft_wrap=True)
-    table = Table("x", "sin(x)", "device int8", "device value", "TFLM int8", "|error|", "bit-exact",
-                  title="hello_world on x86-tflm (device container vs in-process TFLM)")
-    for r in result.results:
-        table.add_row(f"{r.x:g}", f"{r.expected:+.4f}", str(r.device_raw), f"{r.device_value:+.4f}",
-                      str(r.tflm_raw), f"{r.error:.4f}", "yes" if r.bit_exact else "[red]NO[/]")
-    out.print(table)
-    fw = result.firmware
-    out.print(f"firmware {fw.version}: image {fw.sizes['flash']:,} B, arena {fw.sizes['ram']:,} B, "
-              f"model {fw.model_sha256[:12]}")
-    if not all(r.bit_exact and r.error < 0.15 for r in result.results):
-        raise TinyMLaaSError("the device's outputs differ from TFLM's or from sin(x)")
+    failed = []
+    for board in boards:
+        with tempfile.TemporaryDirectory(prefix="tinymlaas-demo-") as tmp, \
+                progress_bar(f"demo {board.name}") as report:
+            result = hello_world_loop(settings, Path(tmp), target=board.name, builder=builder,
+                                      progress=report)
+        out.print(result.banner, soft_wrap=True)
+        counted = any(r.instructions is not None for r in result.results)
+        table = Table("x", "sin(x)", "device int8", "device value", "TFLM int8", "|error|", "bit-exact",
+                      *(["instructions"] if counted else []),
+                      title=f"hello_world on {board.name} ({board.cpu}) vs in-process TFLM")
+        for r in result.results:
+            table.add_row(f"{r.x:g}", f"{r.expected:+.4f}", str(r.device_raw), f"{r.device_value:+.4f}",
+                          str(r.tflm_raw), f"{r.error:.4f}", "yes" if r.bit_exact else "[red]NO[/]",
+                          *([f"{r.instructions:,}"] if counted else []))
+        out.print(table)
+        fw = result.firmware
+        out.print(f"firmware {fw.version} for {fw.board}: flash {fw.sizes.get('flash', 0):,} B, "
+                  f"RAM {fw.sizes.get('ram', 0):,} B, model {fw.model_sha256[:12]}\n")
+        if not all(r.bit_exact and r.error < 0.15 for r in result.results):
+            failed.append(board.name)
+    if failed:
+        raise TinyMLaaSError(f"outputs differ from TFLM's or from sin(x) on: {', '.join(failed)}")
 
 
 @app.command()

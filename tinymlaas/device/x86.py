@@ -4,6 +4,10 @@ This module is packed (with :mod:`tinymlaas.tflm`) into ``firmware.pyz``, the
 OS image the x86 builder writes; the device container boots it. It needs only
 the standard library, numpy and the ``tflite_micro`` wheel.
 
+With ``--lwm2m URI`` it also runs an LwM2M client (:mod:`tinymlaas.device.x86_lwm2m`):
+registration, capabilities, FOTA (exit code 75 asks the boot ROM to reboot into
+the new image) and SOTA (the model is swapped between two inferences).
+
 HTTP on loopback:
     GET  /info   -> board, firmware version, model hash, tensors, inference count
     POST /infer  {"input": [int, ...]} (raw tensor) or {"values": [float, ...]}
@@ -19,6 +23,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,60 +49,119 @@ class FirmwareImage:
 
 
 @dataclass
+class Model:
+    """The model being served: its interpreter and tensor specs."""
+
+    tflm: Tflm
+    sha256: str
+    arena_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    name: str = ""
+
+    @classmethod
+    def load(cls, model: bytes, spec: dict[str, Any]) -> Model:
+        return cls(Tflm(model, spec["arena_bytes"]), spec["model_sha256"], spec["arena_bytes"],
+                   spec["inputs"], spec["outputs"], spec.get("name", ""))
+
+
+@dataclass
 class Runtime:
-    """The model in TFLM behind a lock (the HTTP server is threaded)."""
+    """The model in TFLM behind a lock (the HTTP server is threaded).
+
+    ``swap`` replaces the model between two inferences (SOTA): requests in
+    flight finish on the old model, the next one runs on the new one.
+    """
 
     image: FirmwareImage
     inferences: int = 0
+    listeners: list[Callable[[bytes, bytes, int], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.tflm = Tflm(self.image.model, self.image.manifest["arena_bytes"])
-        self.inp = self.image.manifest["inputs"][0]
-        self.out = self.image.manifest["outputs"][0]
+        m = self.image.manifest
+        self.model = Model.load(self.image.model, {**m, "name": m.get("module", {}).get("name", "")})
+
+    @property
+    def inp(self) -> dict[str, Any]:
+        return self.model.inputs[0]
+
+    @property
+    def out(self) -> dict[str, Any]:
+        return self.model.outputs[0]
+
+    @property
+    def tflm(self) -> Tflm:
+        return self.model.tflm
+
+    def swap(self, model: Model) -> Model:
+        """Serve ``model`` from the next inference on; returns the one it replaced."""
+        with self._lock:
+            old, self.model = self.model, model
+        return old
 
     def info(self) -> dict[str, Any]:
         m = self.image.manifest
         return {
             "board": m["board"],
             "version": m["version"],
-            "model_sha256": m["model_sha256"],
-            "arena_bytes": m["arena_bytes"],
-            "inputs": m["inputs"],
-            "outputs": m["outputs"],
+            "model_sha256": self.model.sha256,
+            "arena_bytes": self.model.arena_bytes,
+            "inputs": self.model.inputs,
+            "outputs": self.model.outputs,
             "inferences": self.inferences,
         }
 
-    def infer(self, request: dict[str, Any]) -> dict[str, Any]:
-        dtype = self.tflm.input["dtype"]
-        n = int(np.prod(self.inp["shape"]))
-        if "input" in request:
-            raw = np.asarray(request["input"], dtype=np.int64).ravel()
-            info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-            if info is not None and (raw.min(initial=0) < info.min or raw.max(initial=0) > info.max):
-                raise ValueError(f"input values must fit {np.dtype(dtype).name}")
-            tensor = raw.astype(dtype)
-        elif "values" in request:
-            vals = np.asarray(request["values"], dtype=np.float64).ravel()
-            tensor = (
-                quantize(vals, self.inp["scale"], self.inp["zero_point"], dtype)
-                if self.inp.get("scale") is not None else vals.astype(dtype)
-            )
-        else:
-            raise ValueError("body must have 'input' (raw tensor) or 'values' (floats)")
-        if tensor.size != n:
-            raise ValueError(f"input has {tensor.size} elements; the model takes {n}")
+    def infer(self, request: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
         with self._lock:
+            model = self.model
+            tensor = _tensor(model, request)
             t0 = time.perf_counter_ns()
-            out = self.tflm.invoke(tensor)
+            out = model.tflm.invoke(tensor)
             latency_us = (time.perf_counter_ns() - t0) // 1000
             self.inferences += 1
+        for listener in self.listeners if notify else ():
+            listener(tensor.tobytes(), out.tobytes(), int(latency_us))
+        spec = model.outputs[0]
         values = (
-            dequantize(out, self.out["scale"], self.out["zero_point"])
-            if self.out.get("scale") is not None else out.astype(np.float64)
+            dequantize(out, spec["scale"], spec["zero_point"])
+            if spec.get("scale") is not None else out.astype(np.float64)
         )
         return {"output": out.ravel().tolist(), "values": values.ravel().tolist(),
-                "latency_us": int(latency_us)}
+                "latency_us": int(latency_us), "model_sha256": model.sha256}
+
+    def infer_bytes(self, raw: bytes) -> tuple[bytes, int]:
+        """A raw input tensor (bytes, as LwM2M carries it) -> raw output and latency."""
+        with self._lock:
+            dtype = np.dtype(self.model.tflm.input["dtype"])
+        if len(raw) % dtype.itemsize:
+            raise ValueError(f"input of {len(raw)} bytes is not a whole number of {dtype.name}")
+        reply = self.infer({"input": np.frombuffer(raw, dtype=dtype).tolist()}, notify=False)
+        out = np.asarray(reply["output"], dtype=self.model.tflm.output["dtype"])
+        return out.tobytes(), reply["latency_us"]
+
+
+def _tensor(model: Model, request: dict[str, Any]) -> np.ndarray:
+    dtype = model.tflm.input["dtype"]
+    inp = model.inputs[0]
+    n = int(np.prod(inp["shape"]))
+    if "input" in request:
+        raw = np.asarray(request["input"], dtype=np.int64).ravel()
+        info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+        if info is not None and (raw.min(initial=0) < info.min or raw.max(initial=0) > info.max):
+            raise ValueError(f"input values must fit {np.dtype(dtype).name}")
+        tensor = raw.astype(dtype)
+    elif "values" in request:
+        vals = np.asarray(request["values"], dtype=np.float64).ravel()
+        tensor = (
+            quantize(vals, inp["scale"], inp["zero_point"], dtype)
+            if inp.get("scale") is not None else vals.astype(dtype)
+        )
+    else:
+        raise ValueError("body must have 'input' (raw tensor) or 'values' (floats)")
+    if tensor.size != n:
+        raise ValueError(f"input has {tensor.size} elements; the model takes {n}")
+    return tensor
 
 
 def make_handler(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
@@ -141,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--self-test", action="store_true", help="one inference, then exit")
+    lw = ap.add_argument_group("LwM2M (device management, FOTA, SOTA)")
+    lw.add_argument("--lwm2m", metavar="URI", help="register with this server, e.g. coap://127.0.0.1:5683")
+    lw.add_argument("--endpoint", help="endpoint client name (default: the host name)")
+    lw.add_argument("--lifetime", type=int, default=60, help="registration lifetime, s")
+    lw.add_argument("--oscore", type=Path, metavar="DIR",
+                    help="OSCORE security context directory (credentials from the service)")
     args = ap.parse_args(argv)
 
     image = FirmwareImage.open(args.image)
@@ -151,17 +221,29 @@ def main(argv: list[str] | None = None) -> int:
         out = runtime.infer({"input": zeros})
         print(json.dumps({"self_test": "ok", "output": out["output"]}))
         return 0
+    agent = None
+    if args.lwm2m:  # imported only here: the builder's self-test has no aiocoap
+        from tinymlaas.device.x86_lwm2m import Agent
+
+        agent = Agent(runtime, args)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(runtime))
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     host, port = server.server_address[:2]
     print(
-        f"TinyMLaaS board={m['board']} firmware={m['version']} model={m['model_sha256'][:12]} "
+        f"TinyMLaaS board={m['board']} firmware={m['version']} model={runtime.model.sha256[:12]} "
         f"READY http://{host}:{port}",
         flush=True,
     )
-    server.serve_forever()
-    server.server_close()
-    return 0
+    if agent is None:
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+        server.serve_forever()
+        server.server_close()
+        return 0
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    try:
+        return agent.run()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 if __name__ == "__main__":

@@ -10,14 +10,23 @@ Plugins are registered under the entry-point groups ``tinymlaas.compilers``,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from tinymlaas.errors import UnsupportedModel
-from tinymlaas.models import Board, FirmwareManifest, ModelInfo, ModuleManifest
+from tinymlaas.models import (
+    Board,
+    Device,
+    DeviceCapabilities,
+    FirmwareManifest,
+    InferenceReport,
+    ModelInfo,
+    ModuleManifest,
+    Package,
+)
 
 #: Reports a step name and the fraction of the whole job done (0..1).
 Progress = Callable[[str, float], None]
@@ -173,10 +182,51 @@ class Emulator(Plugin):
 
 
 class Orchestrator(Plugin):
-    """Talks to deployed devices: inventory, capabilities, FOTA and SOTA."""
+    """Talks to deployed devices: inventory, capabilities, FOTA, SOTA and results.
+
+    Runs on the API's event loop (``start``/``stop`` in its lifespan). Devices
+    pull packages from the API at ``{download_base}/devices/{endpoint}/packages/{sha256}``;
+    the API asks :meth:`authorize_download` before serving one.
+    """
 
     @abstractmethod
-    async def start(self) -> None: ...
+    async def start(self, data_dir: Path) -> None:
+        """Start serving devices; ``data_dir`` is for the plugin's own state (e.g. credentials)."""
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    @abstractmethod
+    def devices(self) -> list[Device]: ...
+
+    @abstractmethod
+    def device(self, endpoint: str) -> Device:
+        """NotFound for a device never seen."""
+
+    @abstractmethod
+    async def capabilities(self, endpoint: str) -> DeviceCapabilities:
+        """Read what the device is and runs (DeviceUnreachable when it is offline)."""
+
+    @abstractmethod
+    async def deploy_firmware(self, endpoint: str, package: Package, *, download_base: str,
+                              progress: Progress = no_progress) -> dict[str, Any]:
+        """FOTA: the device replaces its whole OS image (and may reboot). Returns the outcome."""
+
+    @abstractmethod
+    async def deploy_model(self, endpoint: str, module: Package, *, download_base: str,
+                           fallback_firmware: Package | None = None,
+                           progress: Progress = no_progress) -> dict[str, Any]:
+        """SOTA: the device swaps only its inference module without stopping; a device
+        that cannot gets ``fallback_firmware`` by FOTA when one is given."""
+
+    @abstractmethod
+    async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:
+        """Run one inference on the device through the orchestration channel."""
+
+    @abstractmethod
+    def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+        """The device's inferences as they happen (however they were triggered)."""
+
+    @abstractmethod
+    def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
+        """Raise Forbidden unless this device was sent this package (with this grant)."""

@@ -26,7 +26,14 @@ from tinymlaas.targets import load_board_from
 
 IMAGE = "firmware.pyz"
 #: The package modules the device firmware runs (see tinymlaas.device.x86).
-FIRMWARE_MODULES = ("__init__.py", "tflm.py", "device/__init__.py", "device/x86.py")
+FIRMWARE_MODULES = (
+    "__init__.py", "tflm.py", "device/__init__.py", "device/x86.py",
+    # the LwM2M agent (needs aiocoap from the device image)
+    "device/x86_lwm2m.py", "device/package.py", "lwm2m/__init__.py", "lwm2m/objects.py",
+    "lwm2m/codec.py", "lwm2m/links.py", "lwm2m/client.py", "lwm2m/agent.py",
+    "lwm2m/objects/1.xml", "lwm2m/objects/3.xml", "lwm2m/objects/5.xml", "lwm2m/objects/9.xml",
+    "lwm2m/objects/33100.xml",
+)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -87,6 +94,10 @@ def main() -> int:
         "inputs": [t.model_dump() for t in module.inputs],
         "outputs": [t.model_dump() for t in module.outputs],
         "module": module.model_dump(),
+        # what the device tells the service about itself (LwM2M object 33100)
+        "board_info": {"cpu": board.cpu, "arch": board.arch, "flash_bytes": board.flash_bytes,
+                       "ram_bytes": board.ram_bytes, "clock_hz": board.clock_hz,
+                       "accelerators": board.accelerators},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     image = args.out / IMAGE

@@ -193,8 +193,9 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
         f"{data_decl}\n{structs}\n\n{arena}\n{kernels}\n{''.join(instance_defs)}\n"
         f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
         f"{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n")
-    # The code without the model's numbers or hash: equal for two models of one
-    # structure, which is when a model-only update can replace the data section.
+    # The code's identity: without the model data and without the model's hash in the
+    # header comment, so two models of one structure (a model-only update into the model
+    # region) share it.
     graph_sha = hashlib.sha256(
         body.replace("{INIT}", DATA_ELIDED).replace("{MODEL}", "").encode()).hexdigest()
     c = body.replace("{INIT}", init).replace("{MODEL}", model_sha256)

@@ -1,0 +1,538 @@
+"""Steps for LwM2M device management: the live API, real UDP on loopback, OSCORE,
+x86 devices in their containers, firmware built by the service's builder container."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from pytest_bdd import given, parsers, scenarios, then, when
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+from tinymlaas.api.server import BackgroundServer
+from tinymlaas.config import Settings
+from tinymlaas.lwm2m.security import write_context
+from tinymlaas.services.x86_device import free_port
+from tinymlaas.store import ArtifactStore
+from tinymlaas.tflm import Tflm, quantize
+from tinymlaas.zoo import get_recipe
+
+scenarios("lwm2m")
+
+DEVICE_IMAGE = "tinymlaas/device-x86-tflm"
+
+
+def wait_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+
+
+def wait_until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+@dataclass
+class Lab:
+    """The session's service and what it built (builds are slow: once per session)."""
+
+    server: BackgroundServer
+    api: httpx.Client
+    lwm2m_uri: str
+    builds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) -> Iterator[Lab]:
+    base = Settings()
+    settings = base.model_copy(update={
+        "data_dir": tmp_path_factory.mktemp("lwm2m-service"),
+        "lwm2m": base.lwm2m.model_copy(update={"port": 0, "security": "oscore", "ack_timeout_s": 1.0,
+                                               "download_timeout_s": 60, "update_timeout_s": 60}),
+    })
+    with BackgroundServer(settings) as server:
+        api = httpx.Client(base_url=server.url, timeout=60)
+        yield Lab(server, api, api.get("/lwm2m").json()["uri"])
+        api.close()
+
+
+@given("the LwM2M service is running with OSCORE security")
+def service_up(lab: Lab) -> None:
+    info = lab.api.get("/lwm2m").json()
+    assert info["security"] == "oscore" and info["uri"].startswith("coap://127.0.0.1:")
+
+
+def build_all(lab: Lab, wanted: dict[str, tuple[str, str, str]]) -> None:
+    """Train (zoo cache) and build what is missing; keys are "board:version"."""
+    wanted = {k: v for k, v in wanted.items() if k not in lab.builds}
+    if not wanted:
+        return
+    for recipe in sorted({m for m, _, _ in wanted.values()}):
+        job = lab.api.post("/models/train", json={"recipe": recipe}).json()
+        assert wait_job(lab.api, job["id"])["state"] == "succeeded"
+    replies = {}
+    for key, (model, target, version) in wanted.items():
+        reply = lab.api.post("/builds", json={"model": model, "target": target, "version": version})
+        assert reply.status_code == 202, reply.text
+        replies[key] = reply.json()
+    for key, reply in replies.items():
+        job = wait_job(lab.api, reply["job"]["id"], timeout=600)
+        assert job["state"] == "succeeded", job
+        lab.builds[key] = lab.api.get(f"/builds/{reply['build']['id']}").json()
+
+
+@given(parsers.parse('the service has built hello_world firmware "{v1}" and "{v2}" for "{target}"'))
+def built(lab: Lab, v1: str, v2: str, target: str) -> None:
+    build_all(lab, {f"{target}:{v}": ("hello_world", target, v) for v in (v1, v2)})
+
+
+@given(parsers.parse('the service has built the hello_world_float model for "{target}"'))
+def built_float(lab: Lab, target: str) -> None:
+    build_all(lab, {f"{target}:float": ("hello_world_float", target, "1.0.0")})
+
+
+def build_of(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> dict[str, Any]:
+    return lab.builds[f"{devices[ep].board}:{version}"]
+
+
+# -- devices --------------------------------------------------------------------
+
+@dataclass
+class Booted:
+    """An x86 device container."""
+
+    endpoint: str
+    board: str
+    container: DockerContainer
+    flash: Path
+    port: int
+
+    def logs(self) -> str:
+        out, err = self.container.get_logs()
+        return out.decode(errors="replace") + err.decode(errors="replace")
+
+    def infer(self, values: list[float]) -> dict[str, Any]:
+        r = httpx.post(f"http://127.0.0.1:{self.port}/infer", json={"values": values}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+
+@pytest.fixture
+def devices(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Devices booted by this scenario (and their credentials); containers are removed after."""
+    booted: dict[str, Any] = {"credentials": {}}
+
+    def cleanup() -> None:
+        for dev in booted.values():
+            if isinstance(dev, Booted):
+                dev.container.stop()
+            elif isinstance(dev, Bridge):
+                dev.stop()
+
+    request.addfinalizer(cleanup)
+    return booted
+
+
+@given(parsers.parse('device "{ep}" has credentials from the service'))
+def credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
+    reply = lab.api.post(f"/devices/{ep}/credentials", json={"replace": True})
+    assert reply.status_code == 201, reply.text
+    devices["credentials"][ep] = reply.json()
+
+
+@given(parsers.parse('device "{ep}" has credentials from the service, but the device\'s copy of the key '
+                     'is wrong'))
+def wrong_credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
+    credentials(lab, devices, ep)
+    material = devices["credentials"][ep]
+    material["secret_hex"] = hashlib.sha256(material["secret_hex"].encode()).hexdigest()
+    devices.setdefault("tampered", set()).add(ep)
+
+
+def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, *,
+         lifetime: int = 30, secure: bool = True) -> Booted:
+    flash = tmp_path / ep
+    flash.mkdir()
+    sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
+    (flash / "firmware.pyz").write_bytes(lab.api.get(f"/artifacts/{sha}").content)
+    port = free_port()
+    args = ["--port", str(port), "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--lifetime", str(lifetime)]
+    if secure:
+        write_context(flash / "oscore", devices["credentials"][ep], role="device")
+        args += ["--oscore", "/flash/oscore"]
+    container = (
+        DockerContainer(DEVICE_IMAGE, _wait_strategy=LogMessageWaitStrategy(" READY "))
+        .with_command(args)
+        .with_volume_mapping(str(flash), "/flash", "rw")
+        .with_kwargs(network_mode="host", init=True, labels={"org.tinymlaas.role": "device"})
+    )
+    container.start()
+    dev = devices[ep] = Booted(ep, "x86-tflm", container, flash, port)
+    return dev
+
+
+def online(lab: Lab, ep: str) -> dict[str, Any] | None:
+    for d in lab.api.get("/devices").json():
+        if d["endpoint"] == ep and d["online"]:
+            return d
+    return None
+
+
+@given(parsers.parse('device "{ep}" boots firmware "{version}" in a container'))
+@when(parsers.parse('device "{ep}" boots firmware "{version}" in a container'))
+def boot_device(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str) -> None:
+    boot(lab, devices, tmp_path, ep, version)
+    if ep in devices["credentials"] and ep not in devices.get("tampered", ()):
+        wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
+
+
+@given(parsers.parse('device "{ep}" boots firmware "{version}" in a container with a lifetime of {lt:d} s'))
+def boot_short_lifetime(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str,
+                        lt: int) -> None:
+    boot(lab, devices, tmp_path, ep, version, lifetime=lt)
+    wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
+
+
+@when(parsers.parse('device "{ep}" boots firmware "{version}" in a container without credentials'))
+def boot_insecure(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str) -> None:
+    boot(lab, devices, tmp_path, ep, version, secure=False)
+
+
+# -- registration and capabilities -------------------------------------------------
+
+@then(parsers.parse('the service lists "{ep}" online over OSCORE with objects 3, 5, 9 and 33100'))
+def listed(lab: Lab, ep: str) -> None:
+    dev = wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
+    assert dev["secure"] is True and dev["lwm2m"] == "1.1"
+    assert {"3", "5", "9", "33100"} <= set(dev["objects"])
+    assert dev["versions"]["5"] == "1.1"
+
+
+@then(parsers.parse('its capabilities say board "{board}", firmware "{version}", CPU "{cpu}", '
+                    '{ram_kib:d} KiB of RAM and the hello_world model'))
+def capabilities(lab: Lab, devices: dict[str, Any], ep_from_scenario: str, board: str, version: str,
+                 cpu: str, ram_kib: int) -> None:
+    caps = lab.api.get(f"/devices/{ep_from_scenario}").json()["capabilities"]
+    assert caps["board"] == board and caps["model"] == board
+    assert caps["firmware_version"] == version and caps["cpu"] == cpu
+    assert caps["ram_bytes"] == ram_kib * 1024 and caps["manufacturer"] == "TinyMLaaS"
+    build = build_of(lab, devices, ep_from_scenario, version)
+    assert caps["model_sha256"] == build["firmware"]["model_sha256"]
+    assert caps["runtime"] and caps["fota"] and caps["sota"]
+    assert caps["tensors"]["inputs"][0]["dtype"] == "int8"
+
+
+@then(parsers.parse("its storage figures are in kilobytes: {total:d} KiB total"))
+def storage(lab: Lab, ep_from_scenario: str, total: int) -> None:
+    caps = lab.api.get(f"/devices/{ep_from_scenario}").json()["capabilities"]
+    assert caps["storage_total_kb"] == total
+    assert 0 < caps["storage_free_kb"] < total  # the OS image takes some of it
+
+
+@pytest.fixture
+def ep_from_scenario(devices: dict[str, Any]) -> str:
+    return next(k for k, v in devices.items() if isinstance(v, Booted | Bridge))
+
+
+# -- FOTA ----------------------------------------------------------------------------
+
+def deploy(lab: Lab, ep: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    reply = lab.api.post(f"/devices/{ep}/{kind}", json=body)
+    assert reply.status_code == 202, reply.text
+    wait_job(lab.api, reply.json()["job"]["id"])
+    return lab.api.get(f"/deployments/{reply.json()['deployment']['id']}").json()
+
+
+@when(parsers.parse('the service deploys firmware "{version}" to "{ep}"'), target_fixture="deployment")
+def deploy_firmware(lab: Lab, devices: dict[str, Any], version: str, ep: str) -> dict[str, Any]:
+    return deploy(lab, ep, "firmware", {"build": build_of(lab, devices, ep, version)["id"]})
+
+
+@when(parsers.parse('the service deploys the model of build "{version}" to "{ep}"'),
+      target_fixture="deployment")
+def deploy_model_of(lab: Lab, devices: dict[str, Any], version: str, ep: str) -> dict[str, Any]:
+    return deploy(lab, ep, "model", {"build": build_of(lab, devices, ep, version)["id"]})
+
+
+@given(parsers.parse('a copy of firmware "{version}" whose stored bytes got corrupted'),
+       target_fixture="corrupted")
+def corrupted_copy(lab: Lab, version: str) -> str:
+    good = lab.api.get(f"/artifacts/{lab.builds['x86-tflm:' + version]['firmware']['image_sha256']}").content
+    copy = good + b"\0" * 16  # another artifact, so the good one stays intact
+    sha = hashlib.sha256(copy).hexdigest()
+    bad = bytearray(copy)
+    bad[len(bad) // 2] ^= 0x5A  # one flipped byte at rest in the artifact store
+    path = ArtifactStore(lab.server.settings.artifacts_dir).path(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(bad))
+    return sha
+
+
+@when(parsers.parse('the service deploys the corrupted firmware to "{ep}"'), target_fixture="deployment")
+def deploy_corrupted(lab: Lab, corrupted: str, ep: str) -> dict[str, Any]:
+    return deploy(lab, ep, "firmware", {"artifact": corrupted})
+
+
+@then(parsers.parse('the deployment succeeds with Update Result "{result}"'))
+def deployment_ok(deployment: dict[str, Any], result: str) -> None:
+    assert deployment["succeeded"] is True, deployment
+    assert deployment["result"] == result
+
+
+@then(parsers.parse('the deployment fails with Update Result "{result}"'))
+def deployment_failed(deployment: dict[str, Any], result: str) -> None:
+    assert deployment["succeeded"] is False, deployment
+    assert deployment["result"] == result and deployment["result_code"] == 5
+
+
+def boots(dev: Booted) -> int:
+    return dev.logs().count("boot: starting")
+
+
+@then(parsers.parse('"{ep}" reports firmware "{version}" after rebooting once'))
+def new_firmware(lab: Lab, devices: dict[str, Any], ep: str, version: str,
+                 deployment: dict[str, Any]) -> None:
+    assert deployment["firmware_before"] == "1.0.0" and deployment["firmware_after"] == version
+    caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
+    assert caps["firmware_version"] == version
+    dev = devices[ep]
+    assert boots(dev) == 2 and "firmware update succeeded" in dev.logs()
+
+
+@then(parsers.parse('"{ep}" still runs firmware "{version}" without having rebooted'))
+def old_firmware(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> None:
+    caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
+    assert caps["firmware_version"] == version
+    assert boots(devices[ep]) == 1
+    assert "does not match" in devices[ep].logs()  # the device said why it refused
+
+
+@then(parsers.parse("inferences through LwM2M for x = 0..6 are bit-exact with TFLM and within "
+                    "{tol:f} of sin(x)"))
+def lwm2m_inferences(lab: Lab, ep_from_scenario: str, tol: float, devices: dict[str, Any]) -> None:
+    model = get_recipe("hello_world").load(Settings().zoo_dir)
+    oracle = Tflm(model)
+    q = oracle.input["quantization_parameters"]
+    for x in range(7):
+        report = lab.api.post(f"/devices/{ep_from_scenario}/infer", json={"values": [float(x)]})
+        assert report.status_code == 200, report.text
+        body = report.json()
+        tensor = quantize(np.array([[float(x)]]), q["scales"][0], q["zero_points"][0], np.int8)
+        assert body["output"] == oracle.invoke(tensor).ravel().tolist()
+        assert abs(body["values"][0] - math.sin(x)) < tol
+        devices.setdefault("reports", []).append(body)
+
+
+@then("each of those inferences reports the MCU's instruction count")
+def instruction_counts(devices: dict[str, Any]) -> None:
+    counts = [r["instructions"] for r in devices["reports"]]
+    assert len(counts) == 7 and all(isinstance(c, int) and c > 100 for c in counts), counts
+
+
+# -- SOTA ----------------------------------------------------------------------------
+
+@dataclass
+class Load:
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+@given(parsers.parse('a client keeps sending inference requests to "{ep}"'), target_fixture="load")
+def keep_inferring(devices: dict[str, Any], ep: str, request: pytest.FixtureRequest) -> Load:
+    dev: Booted = devices[ep]
+    load = Load()
+
+    def run() -> None:
+        x = 0
+        while not load.stop.is_set():
+            try:
+                load.replies.append({"x": x % 7, **dev.infer([float(x % 7)])})
+            except Exception as exc:  # every failure is a lost request: count it
+                load.errors.append(repr(exc))
+            x += 1
+            time.sleep(0.01)
+
+    load.thread = threading.Thread(target=run, daemon=True)
+    load.thread.start()
+    request.addfinalizer(load.stop.set)
+    wait_until(lambda: len(load.replies) >= 20, 10, "the first inferences")
+    return load
+
+
+@when(parsers.parse('the service deploys the hello_world_float model to "{ep}"'), target_fixture="deployment")
+def deploy_model(lab: Lab, ep: str, load: Load) -> dict[str, Any]:
+    dep = deploy(lab, ep, "model", {"build": lab.builds["x86-tflm:float"]["id"]})
+    n = len(load.replies)
+    wait_until(lambda: len(load.replies) >= n + 20, 10, "inferences after the swap")
+    load.stop.set()
+    assert load.thread is not None
+    load.thread.join(10)
+    return dep
+
+
+@then(parsers.parse('"{ep}" serves the hello_world_float model without having rebooted'))
+def serves_new_model(lab: Lab, devices: dict[str, Any], ep: str, deployment: dict[str, Any]) -> None:
+    float_sha = lab.builds["x86-tflm:float"]["firmware"]["model_sha256"]
+    assert deployment["model_sha256"] == float_sha and not deployment["fell_back_to_firmware"]
+    caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
+    assert caps["model_sha256"] == float_sha and caps["firmware_version"] == "1.0.0"
+    assert caps["tensors"]["inputs"][0]["dtype"] == "float32"
+    assert boots(devices[ep]) == 1
+
+
+@then("every inference request was answered, by the old model and then by the new one")
+def none_lost(lab: Lab, load: Load) -> None:
+    assert load.errors == []
+    old_sha = lab.builds["x86-tflm:1.0.0"]["firmware"]["model_sha256"]
+    new_sha = lab.builds["x86-tflm:float"]["firmware"]["model_sha256"]
+    shas = [r["model_sha256"] for r in load.replies]
+    switch = shas.index(new_sha)
+    assert switch > 0 and set(shas[:switch]) == {old_sha} and set(shas[switch:]) == {new_sha}
+    zoo = Settings().zoo_dir
+    int8 = Tflm(get_recipe("hello_world").load(zoo))
+    flt = Tflm(get_recipe("hello_world_float").load(zoo))
+    q = int8.input["quantization_parameters"]
+    for r in load.replies:
+        if r["model_sha256"] == old_sha:
+            t = quantize(np.array([[float(r["x"])]]), q["scales"][0], q["zero_points"][0], np.int8)
+            assert r["output"] == int8.invoke(t).ravel().tolist()
+        else:
+            expected = flt.invoke(np.array([[float(r["x"])]], dtype=np.float32)).ravel().tolist()
+            assert r["values"] == pytest.approx(expected, rel=1e-6)
+
+
+# -- lifetime --------------------------------------------------------------------------
+
+@when(parsers.parse("the device container is frozen for {seconds:d} s"))
+def freeze(devices: dict[str, Any], ep_from_scenario: str, seconds: int) -> None:
+    dev: Booted = devices[ep_from_scenario]
+    dev.container.get_wrapped_container().pause()
+    time.sleep(seconds)
+
+
+@then(parsers.parse('the service shows "{ep}" offline because its lifetime expired'))
+def offline(lab: Lab, ep: str) -> None:
+    dev = lab.api.get(f"/devices/{ep}").json()["device"]
+    assert dev["online"] is False and dev["offline_reason"] == "lifetime expired"
+    listed = {d["endpoint"]: d for d in lab.api.get("/devices").json()}
+    assert listed[ep]["online"] is False
+    assert lab.api.post(f"/devices/{ep}/infer", json={"values": [1.0]}).status_code == 504
+
+
+@when("the device container is thawed")
+def thaw(devices: dict[str, Any], ep_from_scenario: str) -> None:
+    devices[ep_from_scenario].container.get_wrapped_container().unpause()
+
+
+@then(parsers.parse('the service lists "{ep}" online again within {seconds:d} s'))
+def online_again(lab: Lab, devices: dict[str, Any], ep: str, seconds: int) -> None:
+    try:
+        wait_until(lambda: online(lab, ep), seconds, f"{ep} registering again")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; device log: {devices[ep].logs()[-1500:]}") from None
+
+
+# -- refusals ----------------------------------------------------------------------------
+
+@then(parsers.parse('neither "{a}" nor "{b}" is listed by the service after {seconds:d} s'))
+def not_listed(lab: Lab, devices: dict[str, Any], a: str, b: str, seconds: int) -> None:
+    time.sleep(seconds)
+    listed = {d["endpoint"] for d in lab.api.get("/devices").json()}
+    assert a not in listed and b not in listed
+    assert a in devices and b in devices  # both really did boot and try
+
+
+@then("the device logs say the server refused them")
+def refused_in_logs(devices: dict[str, Any]) -> None:
+    wrong, none = devices["x86-wrong"].logs(), devices["x86-none"].logs()
+    assert "refused our OSCORE request: 4.00 Bad Request Decryption failed" in wrong, wrong[-2000:]
+    assert "registration refused: 4.01 Unauthorized registration needs OSCORE credentials" in none, \
+        none[-2000:]
+
+
+@then(parsers.parse('firmware "{version}" cannot be downloaded for "{ep}" without a grant'))
+def no_download(lab: Lab, version: str, ep: str) -> None:
+    sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
+    for query in ("", "?grant=guessed"):
+        r = lab.api.get(f"/devices/{ep}/packages/{sha}{query}")
+        assert r.status_code == 403 and "grant" in r.json()["detail"], r.text
+
+
+# -- the MCU bridge ----------------------------------------------------------------------
+
+@dataclass
+class Bridge:
+    """The bridge process (the gateway) in front of QEMU."""
+
+    endpoint: str
+    board: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
+def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
+    fw = lab.builds[f"{board}:{version}"]["firmware"]
+    flash = tmp_path / ep / "flash"
+    flash.mkdir(parents=True)
+    for name, sha in fw["artifacts"].items():
+        (flash / name).write_bytes(lab.api.get(f"/artifacts/{sha}").content)
+    oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
+    log = tmp_path / ep / "bridge.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board, "--flash", str(flash),
+             "--emulator", "qemu", "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--oscore", str(oscore)],
+            stdout=out, stderr=subprocess.STDOUT)
+    devices[ep] = Bridge(ep, board, proc, log)
+    wait_until(lambda: online(lab, ep), 60, f"bridge {ep} registering")
+
+
+@then(parsers.parse('"{ep}" reports firmware "{version}" from an emulator restarted on the new image'))
+def restarted(lab: Lab, devices: dict[str, Any], ep: str, version: str, deployment: dict[str, Any]) -> None:
+    assert deployment["firmware_after"] == version
+    assert lab.api.get(f"/devices/{ep}").json()["capabilities"]["firmware_version"] == version
+    logs = devices[ep].logs()
+    assert f"MCU restarted: TINYMLAAS READY board={devices[ep].board} fw={version}" in logs, logs[-2000:]
+
+
+@then("the deployment succeeds by FOTA because the MCU firmware has no writable model region")
+def fell_back(deployment: dict[str, Any]) -> None:
+    assert deployment["succeeded"] is True and deployment["fell_back_to_firmware"] is True, deployment
+    assert "no writable model region" in deployment["detail"]
+    assert deployment["result"] == "firmware updated successfully"

@@ -1,0 +1,79 @@
+"""The devices, credentials and deployments API without devices: inventory, refusals, credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tinymlaas.api.main import create_app
+from tinymlaas.config import Settings
+
+pytestmark = pytest.mark.lwm2m
+
+
+def make(tmp_path: Path, security: str) -> TestClient:
+    return TestClient(create_app(Settings(data_dir=tmp_path, lwm2m={"port": 0, "security": security})))
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[TestClient]:
+    with make(tmp_path, "off") as c:
+        yield c
+
+
+@pytest.fixture
+def secure(tmp_path: Path) -> Iterator[TestClient]:
+    with make(tmp_path, "oscore") as c:
+        yield c
+
+
+def test_server_info_and_empty_inventory(plain: TestClient) -> None:
+    info = plain.get("/lwm2m").json()
+    assert info["plugin"] == "lwm2m" and info["security"] == "off"
+    assert info["uri"].startswith("coap://127.0.0.1:") and not info["uri"].endswith(":0")
+    assert plain.get("/devices").json() == []
+    assert plain.get("/deployments").json() == []
+
+
+def test_unknown_devices_and_deployments_are_404(plain: TestClient) -> None:
+    for method, url, body in (("get", "/devices/ghost", None),
+                              ("post", "/devices/ghost/firmware", {"build": "b"}),
+                              ("post", "/devices/ghost/infer", {"values": [1.0]}),
+                              ("get", "/deployments/nope", None)):
+        r = plain.request(method.upper(), url, json=body)
+        assert r.status_code == 404, (url, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_packages_need_a_grant(plain: TestClient) -> None:
+    r = plain.get(f"/devices/dev/packages/{'a' * 64}")
+    assert r.status_code == 403 and "grant" in r.json()["detail"]
+    r = plain.get(f"/devices/dev/packages/{'a' * 64}?grant=made-up")
+    assert r.status_code == 403
+
+
+def test_credentials_only_with_security_on(plain: TestClient) -> None:
+    r = plain.post("/devices/dev/credentials")
+    assert r.status_code == 409 and "security is off" in r.json()["detail"]
+
+
+def test_credentials_lifecycle(secure: TestClient, tmp_path: Path) -> None:
+    r = secure.post("/devices/dev-1/credentials")
+    assert r.status_code == 201
+    material = r.json()
+    assert set(material) >= {"device_id_hex", "secret_hex", "salt_hex", "algorithm"}
+    assert secure.post("/devices/dev-1/credentials").status_code == 409
+    again = secure.post("/devices/dev-1/credentials", json={"replace": True}).json()
+    assert again["secret_hex"] != material["secret_hex"]
+    assert secure.delete("/devices/dev-1/credentials").status_code == 204
+    assert secure.delete("/devices/dev-1/credentials").status_code == 404
+    bad = secure.post("/devices/bad%20name/credentials")
+    assert bad.status_code == 422
+
+
+def test_infer_body_is_checked(plain: TestClient) -> None:
+    r = plain.post("/devices/dev/infer", json={})
+    assert r.status_code == 422 and "either 'input'" in r.text

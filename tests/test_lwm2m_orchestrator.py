@@ -1,0 +1,81 @@
+"""The LwM2M orchestrator plugin against an in-process device running the real TFLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinymlaas import tflite
+from tinymlaas.config import LwM2MSettings
+from tinymlaas.lwm2m.agent import DeviceObject, TinyMLObject
+from tinymlaas.lwm2m.client import LwM2MClient
+from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
+from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.plugins.registry import get
+from tinymlaas.tflm import Tflm
+
+pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class TflmRuntime:
+    """An InferenceRuntime over the real interpreter, as a device would have it."""
+
+    def __init__(self, model: bytes) -> None:
+        self.tflm = Tflm(model)
+        self.info = tflite.inspect(model)
+
+    def capabilities(self) -> dict[int, Any]:
+        tensors = {"inputs": [t.model_dump() for t in self.info.inputs],
+                   "outputs": [t.model_dump() for t in self.info.outputs]}
+        return {0: 65536, 1: 16 << 20, 2: "x86-64", 3: 0, 4: {0: "none"}, 5: "tflite-micro",
+                6: self.info.sha256, 7: "hello_world", 8: 2048, 15: json.dumps(tensors), 16: "in-process"}
+
+    async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
+        out = self.tflm.invoke(np.frombuffer(tensor, dtype=np.int8).reshape(1, 1))
+        return out.tobytes(), 7, None
+
+
+def test_it_is_the_registered_orchestrator_plugin() -> None:
+    assert get("orchestrators", "lwm2m", Orchestrator) is LwM2MOrchestrator
+
+
+async def test_capabilities_infer_and_results(hello_world: bytes, tmp_path: Path) -> None:
+    orch = LwM2MOrchestrator(LwM2MSettings(port=0))
+    await orch.start(tmp_path)
+    tinyml = TinyMLObject(TflmRuntime(hello_world))
+    client = LwM2MClient("tiny-1", orch.describe_server()["uri"],
+                         [DeviceObject({0: "TinyMLaaS", 1: "in-process", 3: "0.1", 21: 1024}), tinyml])
+    await client.start()
+    try:
+        await asyncio.wait_for(client.registered.wait(), 5)
+        (dev,) = orch.devices()
+        assert dev.online and dev.endpoint == "tiny-1" and 33100 in dev.objects
+        caps = await orch.capabilities("tiny-1")
+        assert caps.ram_bytes == 65536 and caps.accelerators == ["none"]
+        assert caps.model_sha256 == tflite.inspect(hello_world).sha256 and caps.storage_total_kb == 1024
+        assert caps.tensors is not None and caps.tensors["inputs"][0]["dtype"] == "int8"
+        assert not caps.fota and not caps.sota  # this device has neither object 5 nor 9
+
+        results = orch.results("tiny-1")
+        first = asyncio.ensure_future(results.__anext__())
+        await asyncio.sleep(0.3)  # the observation is in place
+        report = await orch.infer("tiny-1", np.array([-128], dtype=np.int8).tobytes())
+        oracle = Tflm(hello_world).invoke(np.array([[-128]], dtype=np.int8)).ravel().tolist()
+        assert report.output == oracle and report.count == 1 and report.latency_us == 7
+        assert report.values is not None and abs(report.values[0]) < 0.15  # sin(0)
+        seen = await asyncio.wait_for(first, 5)
+        assert seen.count == 1 and seen.output == oracle
+        await results.aclose()
+    finally:
+        await client.stop()
+        await orch.stop()

@@ -1,0 +1,277 @@
+"""The LwM2M bridge: an LwM2M client standing in for an MCU that cannot speak LwM2M.
+
+The design's "Raspberry Pi as LwM2M client with a flasher to the microcontroller":
+this process registers with the service on the MCU's behalf, "flashes" it by
+restarting the emulator with the new image (FOTA), and forwards inferences over
+the MCU's framed UART. SOTA writes only the model region (``MODEL_WRITE``) when
+the running firmware was built with a writable one (``--model-update``) for the
+same model graph; otherwise it says so (Update Result 54) and the service falls
+back to FOTA.
+
+    python -m tinymlaas.device.bridge --board lm3s6965evb --flash DIR \\
+        --lwm2m coap://127.0.0.1:5683 --endpoint mcu-1 [--oscore DIR]
+
+``DIR`` is the MCU's flash as the bridge keeps it: the firmware folder a
+builder wrote (``manifest.json`` + the ELF it names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tinymlaas.config import get_settings
+from tinymlaas.device.package import unpack
+from tinymlaas.errors import TinyMLaaSError
+from tinymlaas.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
+from tinymlaas.lwm2m.client import LwM2MClient
+from tinymlaas.models import Board, FirmwareManifest
+from tinymlaas.services.mcu_device import McuDevice
+from tinymlaas.targets import get_board
+
+log = logging.getLogger("tinymlaas.bridge")
+_ELF_MAGIC = b"\x7fELF"
+_EM_ARM = 40
+
+
+def _scale(info: dict[str, str], which: str) -> tuple[float, int]:
+    """A tensor's quantization as the firmware's INFO reports it (float bits in hex)."""
+    bits = int(info[f"{which}_scale_bits"], 16)
+    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
+
+
+class Mcu:
+    """The emulated MCU and its flash folder; one UART conversation at a time."""
+
+    def __init__(self, board: Board, flash: Path, emulator: str | None) -> None:
+        self.board = board
+        self.flash = flash
+        self.lock = threading.Lock()
+        manifest = FirmwareManifest.model_validate(json.loads((flash / "manifest.json").read_text()))
+        self.image = flash / manifest.image
+        self.device = McuDevice(board, flash, emulator=emulator)
+        self.info = self.device.info()
+        self.version = self.device.banner.firmware_version
+        #: The compiled module whose code and weights run now (known from the builder's
+        #: manifest at first, from the SOTA package after one; unknown after a FOTA).
+        self.module: dict[str, Any] = dict(manifest.model_extra.get("module") or {})
+
+    def tensors(self) -> dict[str, Any]:
+        """Input/output specs as the MCU itself reports them (INFO), whatever it runs."""
+
+        def spec(which: str) -> dict[str, Any]:
+            scale, zp = _scale(self.info, which)
+            n = int(self.info[f"{which}_bytes"])
+            if scale == 0:  # a float tensor
+                return {"name": which, "dtype": "float32", "shape": [1, n // 4]}
+            return {"name": which, "dtype": "int8", "shape": [1, n], "scale": scale, "zero_point": zp}
+
+        return {"inputs": [spec("input")], "outputs": [spec("output")]}
+
+    def flash_image(self, elf: Path) -> None:
+        """Restart the MCU on ``elf``; if it does not come up, go back to the old image."""
+        with self.lock:
+            backup = self.image.with_name(self.image.name + ".prev")
+            if elf != self.image:
+                shutil.copy2(self.image, backup)
+                shutil.copy2(elf, self.image)
+            try:
+                banner = self.device.restart(self.image)
+                if banner.board != self.board.name:
+                    raise ValueError(f"the image came up as board {banner.board!r}")
+            except (TinyMLaaSError, ValueError) as exc:
+                log.error("new image does not boot (%s); restoring the old one", exc)
+                if backup.exists():
+                    shutil.copy2(backup, self.image)
+                self.device.restart(self.image)
+                raise
+            self.info = self.device.info()
+            self.version = banner.firmware_version
+            log.info("MCU restarted: %s", banner.line)
+            if elf != self.image:
+                self.module = {}
+
+    def infer(self, tensor: bytes) -> tuple[bytes, int]:
+        with self.lock:
+            result = self.device.infer(tensor)
+        return result.output, result.instructions
+
+    def write_model(self, data: bytes) -> None:
+        with self.lock:
+            self.device.client.model_write(0, data)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class BridgeFirmware:
+    """Object 5 backend: an ELF for this board, "flashed" by restarting the emulator."""
+
+    def __init__(self, mcu: Mcu) -> None:
+        self.mcu = mcu
+        self.max_bytes = mcu.board.flash_bytes * 16  # an ELF carries symbols beyond the flash image
+
+    def check(self, image: Path) -> tuple[str, str]:
+        head = image.read_bytes()
+        if head[:4] != _ELF_MAGIC or int.from_bytes(head[18:20], "little") != _EM_ARM:
+            raise ValueError("not an ARM ELF image")
+        if f"board={self.mcu.board.name}".encode() not in head and \
+                self.mcu.board.name.encode() not in head:
+            raise ValueError(f"the image does not name board {self.mcu.board.name!r}")
+        return f"{self.mcu.board.name} firmware", ""
+
+    async def install(self, image: Path) -> None:
+        await asyncio.to_thread(self.mcu.flash_image, image)
+
+
+class BridgeModules:
+    """Object 9 backend: new model weights into the MCU's model region, if it has one."""
+
+    def __init__(self, mcu: Mcu, on_change: Any) -> None:
+        self.mcu = mcu
+        self.on_change = on_change
+        self.max_bytes = mcu.board.flash_bytes
+        self.pending: tuple[dict[str, Any], bytes] | None = None
+
+    def check(self, package: Path) -> tuple[str, str]:
+        manifest, data = unpack(package)
+        info = self.mcu.info
+        if info.get("model_update") != "1":
+            raise ValueError("this MCU's firmware has no writable model region (built without "
+                             "--model-update): the model can only change by FOTA")
+        running = self.mcu.module.get("graph_sha256")
+        if not manifest.get("graph_sha256") or manifest.get("graph_sha256") != running:
+            raise ValueError("the new model's graph differs from the firmware's compiled code: "
+                             "it needs FOTA")
+        if len(data) != int(info.get("model_region_bytes", -1)):
+            raise ValueError(f"model data of {len(data)} B does not fill the "
+                             f"{info.get('model_region_bytes')} B model region")
+        return str(manifest.get("name", "model")), str(manifest["model_sha256"])[:12]
+
+    async def install(self, package: Path) -> None:
+        self.pending = unpack(package)
+
+    async def activate(self) -> None:
+        if self.pending is None:
+            raise RuntimeError("no module is installed")
+        manifest, data = self.pending
+        await asyncio.to_thread(self.mcu.write_model, data)  # inferences wait, none is lost
+        self.mcu.module = manifest
+        self.on_change()
+
+    async def deactivate(self) -> None:
+        raise RuntimeError("the MCU's previous weights are gone; deploy them again to go back")
+
+    async def uninstall(self) -> None:
+        self.pending = None
+
+
+class BridgeInference:
+    """Object 33100 backend: capabilities from the board and the MCU; inference over the UART."""
+
+    def __init__(self, mcu: Mcu) -> None:
+        self.mcu = mcu
+
+    def capabilities(self) -> dict[int, Any]:
+        b, info, module = self.mcu.board, self.mcu.info, self.mcu.module
+        compiler = module.get("compiler") or {}
+        return {
+            0: b.ram_bytes, 1: b.flash_bytes, 2: b.cpu, 3: b.clock_hz, 4: dict(enumerate(b.accelerators)),
+            5: f"{compiler.get('name', 'firmware')} {compiler.get('version', '')}".strip(),
+            6: module.get("model_sha256") or info.get("model", ""), 7: module.get("name", ""),
+            8: int(info.get("arena_bytes", 0)), 15: json.dumps(self.mcu.tensors()), 16: b.name,
+        }
+
+    async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
+        t0 = time.perf_counter_ns()
+        output, instructions = await asyncio.to_thread(self.mcu.infer, tensor)
+        return output, (time.perf_counter_ns() - t0) // 1000, instructions
+
+
+async def serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    board = get_board(settings.targets_dir, args.board)
+    mcu = await asyncio.to_thread(Mcu, board, args.flash, args.emulator)
+    print(f"BRIDGE MCU READY {mcu.device.banner.line}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    inference = BridgeInference(mcu)
+    tinyml = TinyMLObject(inference)
+
+    def describe() -> dict[int, Any]:
+        return {0: "TinyMLaaS", 1: board.name, 2: args.endpoint, 3: mcu.version,
+                10: max(board.flash_bytes - mcu.image.stat().st_size, 0) // 1024,
+                17: f"{board.cpu} MCU behind an LwM2M bridge", 18: board.cpu,
+                19: str(mcu.info.get("fw", "")), 21: board.flash_bytes // 1024}
+
+    device = DeviceObject(describe(), reboot=lambda: loop.create_task(reboot()))
+
+    def changed() -> None:
+        tinyml.refresh()
+        for rid, value in describe().items():
+            device.set(rid, value)
+
+    async def reboot() -> None:
+        await asyncio.to_thread(mcu.flash_image, mcu.image)
+        changed()
+
+    class Firmware(BridgeFirmware):
+        async def install(self, image: Path) -> None:
+            await super().install(image)
+            changed()
+
+    work = args.flash.parent / f"{args.flash.name}.download"
+    fw = FirmwareUpdate(Firmware(mcu), work)
+    sw = SoftwareManagement(BridgeModules(mcu, changed), work)
+    security = None
+    if args.oscore is not None:
+        from aiocoap.oscore import FilesystemSecurityContext
+
+        security = FilesystemSecurityContext(str(args.oscore))
+    client = LwM2MClient(args.endpoint, args.lwm2m, [device, fw, sw, tinyml],
+                         lifetime=args.lifetime, security=security)
+    await client.start()
+    try:
+        await asyncio.wait_for(client.registered.wait(), 30)
+        print(f"LWM2M REGISTERED endpoint={args.endpoint} port={client.port}", flush=True)
+    except TimeoutError:
+        log.warning("not registered yet: %s", client.last_error)
+    await stop.wait()
+    await client.stop()
+    await asyncio.to_thread(mcu.close)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--board", required=True, help="the MCU's board (targets/<board>)")
+    ap.add_argument("--flash", type=Path, required=True, help="firmware folder: manifest.json + ELF")
+    ap.add_argument("--emulator", default=None, help="emulator plugin (default: the first that fits)")
+    ap.add_argument("--lwm2m", required=True, metavar="URI")
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--lifetime", type=int, default=60)
+    ap.add_argument("--oscore", type=Path, metavar="DIR")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+    logging.getLogger("coap-server").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(serve(args))
+    except TinyMLaaSError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

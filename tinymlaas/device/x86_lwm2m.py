@@ -1,0 +1,287 @@
+"""The x86 device's LwM2M agent: its flash, its model slot and its inference runtime.
+
+Flash is the folder holding ``firmware.pyz`` (mounted read-write at ``/flash``):
+
+* FOTA writes the new image there (the old one becomes ``firmware.pyz.prev``
+  for the boot ROM's rollback), leaves ``fota.json`` saying which image it
+  expects to come up, and exits with 75 so the boot ROM reboots into it. The
+  next boot reads ``fota.json`` and reports Update Result 1 (the expected image
+  runs) or 8 (the boot ROM rolled back).
+* SOTA keeps an activated inference module in ``module/`` and serves it, also
+  after a reboot, until a FOTA brings a new firmware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tinymlaas.device.package import unpack
+from tinymlaas.device.x86 import FirmwareImage, Model, Runtime
+from tinymlaas.lwm2m.agent import (
+    DeviceObject,
+    FirmwareUpdate,
+    FwResult,
+    SoftwareManagement,
+    TinyMLObject,
+)
+from tinymlaas.lwm2m.client import LwM2MClient
+
+log = logging.getLogger("tinymlaas.device")
+REBOOT = 75
+MARKER = "fota.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Flash:
+    """The board's flash budget and what is on it."""
+
+    def __init__(self, image: Path, manifest: dict[str, Any]) -> None:
+        self.dir = image.parent
+        self.image = image
+        board = manifest.get("board_info", {})
+        self.flash_bytes = int(board.get("flash_bytes", 16 * 1024 * 1024))
+        self.ram_bytes = int(board.get("ram_bytes", 64 * 1024 * 1024))
+        self.board = board
+
+    @property
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file() and ".part" not in p.name)
+
+    @property
+    def free_kb(self) -> int:
+        return max(self.flash_bytes - self.used, 0) // 1024
+
+    @property
+    def total_kb(self) -> int:
+        return self.flash_bytes // 1024
+
+
+class X86Firmware:
+    """Object 5 backend: flash the OS image and ask the boot ROM to reboot."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.max_bytes = agent.flash.flash_bytes
+
+    def check(self, image: Path) -> tuple[str, str]:
+        try:
+            fw = FirmwareImage.open(image)
+        except Exception as exc:  # any unreadable zip is simply not our firmware
+            raise ValueError(f"not an x86 OS image: {exc}") from exc
+        board = fw.manifest.get("board")
+        if board != self.agent.board:
+            raise ValueError(f"image is for board {board!r}, this is {self.agent.board!r}")
+        if hashlib.sha256(fw.model).hexdigest() != fw.manifest.get("model_sha256"):
+            raise ValueError("the image's model does not match its manifest")
+        return f"{board} firmware", str(fw.manifest.get("version", ""))
+
+    async def install(self, image: Path) -> None:
+        current = self.agent.flash.image
+        marker = {"from_sha256": _sha256(current), "to_sha256": _sha256(image)}
+        shutil.copy2(current, current.with_name(current.name + ".prev"))
+        os.replace(image, current)
+        (current.parent / MARKER).write_text(json.dumps(marker))
+        shutil.rmtree(self.agent.modules.root, ignore_errors=True)  # the new firmware brings its model
+        log.info("firmware written; rebooting into it")
+        self.agent.reboot()
+        await asyncio.Event().wait()  # the reboot ends this process; the next boot reports
+
+
+class X86Modules:
+    """Object 9 backend: load a new model next to the running one, swap when activated."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.root = agent.flash.dir / "module"
+        self.max_bytes = agent.flash.flash_bytes
+        self.pending: Model | None = None
+        self.firmware_model = agent.runtime.model
+
+    def check(self, package: Path) -> tuple[str, str]:
+        manifest, model = unpack(package)
+        if hashlib.sha256(model).hexdigest() != manifest.get("model_sha256"):
+            raise ValueError("the package's payload is not the module's .tflite model")
+        want = self.agent.module_kind
+        if want and manifest.get("kind") != want:
+            raise ValueError(f"module kind {manifest.get('kind')!r} does not run here (needs {want!r})")
+        if manifest.get("target") not in (None, self.agent.board):
+            raise ValueError(f"module is for {manifest.get('target')!r}, this is {self.agent.board!r}")
+        return str(manifest.get("name", "model")), str(manifest["model_sha256"])[:12]
+
+    @staticmethod
+    def _load(manifest: dict[str, Any], model: bytes) -> Model:
+        spec = {"model_sha256": manifest["model_sha256"], "name": manifest.get("name", ""),
+                "arena_bytes": int(manifest.get("memory", {}).get("arena_bytes") or 0) or 16384,
+                "inputs": manifest["inputs"], "outputs": manifest["outputs"]}
+        loaded = Model.load(model, spec)
+        import numpy as np
+
+        loaded.tflm.invoke(np.zeros(loaded.inputs[0]["shape"], dtype=loaded.tflm.input["dtype"]))
+        return loaded
+
+    async def install(self, package: Path) -> None:
+        manifest, model = unpack(package)
+        self.pending = await asyncio.to_thread(self._load, manifest, model)
+        staged = self.root / "staged"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        (staged / "manifest.json").write_text(json.dumps(manifest))
+        (staged / "model.tflite").write_bytes(model)
+
+    async def activate(self) -> None:
+        if self.pending is None:
+            raise RuntimeError("no module is installed")
+        self.agent.runtime.swap(self.pending)
+        active = self.root / "active"
+        shutil.rmtree(active, ignore_errors=True)
+        if (self.root / "staged").exists():
+            os.replace(self.root / "staged", active)
+        self.agent.tinyml.refresh()
+        log.info("inference module %s active", self.pending.sha256[:12])
+
+    async def deactivate(self) -> None:
+        self.agent.runtime.swap(self.firmware_model)
+        shutil.rmtree(self.root / "active", ignore_errors=True)
+        self.agent.tinyml.refresh()
+
+    async def uninstall(self) -> None:
+        await self.deactivate()
+        self.pending = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def restore(self) -> tuple[str, str]:
+        """After a boot: serve the module activated before it, if any."""
+        active = self.root / "active"
+        if not (active / "manifest.json").is_file():
+            return "", ""
+        manifest = json.loads((active / "manifest.json").read_text())
+        self.pending = self._load(manifest, (active / "model.tflite").read_bytes())
+        self.agent.runtime.swap(self.pending)
+        return str(manifest.get("name", "model")), str(manifest["model_sha256"])[:12]
+
+
+class X86Inference:
+    """Object 33100 backend over the in-process TFLM runtime."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def capabilities(self) -> dict[int, Any]:
+        rt, flash = self.agent.runtime, self.agent.flash
+        try:
+            version = metadata.version("tflite-micro")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        accel = flash.board.get("accelerators") or []
+        return {
+            0: flash.ram_bytes, 1: flash.flash_bytes, 2: str(flash.board.get("cpu", "x86-64")),
+            3: int(flash.board.get("clock_hz", 0)), 4: dict(enumerate(accel)),
+            5: f"tflite-micro {version}", 6: rt.model.sha256, 7: rt.model.name,
+            8: rt.model.arena_bytes, 16: self.agent.board,
+            15: json.dumps({"inputs": rt.model.inputs, "outputs": rt.model.outputs}),
+        }
+
+    async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
+        out, latency = await asyncio.to_thread(self.agent.runtime.infer_bytes, tensor)
+        return out, latency, None
+
+
+class Agent:
+    """Builds the objects and runs the client until SIGTERM (exit 0) or a FOTA (exit 75)."""
+
+    def __init__(self, runtime: Runtime, args: argparse.Namespace) -> None:
+        self.runtime = runtime
+        self.args = args
+        manifest = runtime.image.manifest
+        self.board = str(manifest["board"])
+        self.version = str(manifest["version"])
+        self.module_kind = str(manifest.get("module", {}).get("kind", ""))
+        self.endpoint = args.endpoint or socket.gethostname()
+        self.flash = Flash(args.image, manifest)
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self.modules = X86Modules(self)
+        self.tinyml: TinyMLObject
+
+    def reboot(self) -> None:
+        self.exit_code = REBOOT
+        if self._stop is not None:
+            self._stop.set()
+
+    def _fota_result(self) -> FwResult:
+        marker = self.flash.dir / MARKER
+        if not marker.is_file():
+            return FwResult.initial
+        try:
+            want = json.loads(marker.read_text()).get("to_sha256")
+        except ValueError:
+            want = None
+        marker.unlink()
+        ok = want == _sha256(self.flash.image)
+        log.info("firmware update %s", "succeeded" if ok else "failed: the boot ROM rolled back")
+        return FwResult.success if ok else FwResult.update_failed
+
+    def run(self) -> int:
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                            format="%(name)s: %(message)s")
+        logging.getLogger("coap-server").setLevel(logging.WARNING)
+        return asyncio.run(self._main())
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        name, version = await asyncio.to_thread(self.modules.restore)
+        self.tinyml = TinyMLObject(X86Inference(self))
+        self.runtime.listeners.append(
+            lambda i, o, lat: loop.call_soon_threadsafe(self.tinyml.record, i, o, lat, None))
+        work = self.flash.dir / "download"
+        device = DeviceObject({
+            0: "TinyMLaaS", 1: self.board, 2: self.endpoint, 3: self.version,
+            10: self.flash.free_kb, 17: "x86-64 container", 18: "x86-64",
+            19: self.runtime.model.sha256[:12], 21: self.flash.total_kb,
+        }, reboot=self.reboot)
+        fw = FirmwareUpdate(X86Firmware(self), work, result=self._fota_result())
+        sw = SoftwareManagement(self.modules, work, name=name, version=version)
+        security = None
+        if self.args.oscore is not None:
+            from aiocoap.oscore import FilesystemSecurityContext
+
+            security = FilesystemSecurityContext(str(self.args.oscore))
+        client = LwM2MClient(self.endpoint, self.args.lwm2m, [device, fw, sw, self.tinyml],
+                             lifetime=self.args.lifetime, security=security)
+        await client.start()
+
+        async def announce() -> None:
+            while True:
+                await client.registered.wait()
+                print(f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}", flush=True)
+                while client.registered.is_set():
+                    await asyncio.sleep(0.5)
+
+        announcer = loop.create_task(announce())
+        await self._stop.wait()
+        announcer.cancel()
+        # A reboot is not a goodbye: the new firmware registers again.
+        await client.stop(deregister=self.exit_code != REBOOT)
+        return self.exit_code

@@ -1,0 +1,535 @@
+"""Device-side objects of a TinyML device agent: Device (3), Firmware Update (5),
+Software Management (9) and TinyML Inference (33100), plus the package download.
+
+A device (the x86 firmware, the MCU bridge) supplies a :class:`FirmwareBackend`
+(how to check and install an OS image, i.e. flash + reboot), a
+:class:`ModuleBackend` (how to install and activate an inference module without
+stopping) and an :class:`InferenceRuntime`; the objects here run the LwM2M state
+machines on top. Packages are pulled over HTTP with Range resumption, and their
+SHA-256 (the last path segment of a content-addressed URL, or ``#sha256=``) is
+checked before anything is installed. Standard library + aiocoap only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiocoap import error as coap_error
+
+from tinymlaas.lwm2m.client import Instance
+from tinymlaas.lwm2m.objects import TINYML_OBJECT
+
+log = logging.getLogger("tinymlaas.lwm2m.agent")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FwState(enum.IntEnum):
+    """Object 5 State (5/0/3)."""
+
+    idle = 0
+    downloading = 1
+    downloaded = 2
+    updating = 3
+
+
+class FwResult(enum.IntEnum):
+    """Object 5 Update Result (5/0/5), LwM2M 1.1."""
+
+    initial = 0
+    success = 1
+    not_enough_flash = 2
+    out_of_ram = 3
+    connection_lost = 4
+    integrity_failure = 5
+    unsupported_package = 6
+    invalid_uri = 7
+    update_failed = 8
+    unsupported_protocol = 9
+    cancelled = 10
+    deferred = 11
+
+
+class SwState(enum.IntEnum):
+    """Object 9 Update State (9/x/7)."""
+
+    initial = 0
+    download_started = 1
+    downloaded = 2
+    delivered = 3
+    installed = 4
+
+
+class SwResult(enum.IntEnum):
+    """Object 9 Update Result (9/x/9)."""
+
+    initial = 0
+    downloading = 1
+    installed = 2
+    delivered = 3
+    not_enough_storage = 50
+    out_of_memory = 51
+    connection_lost = 52
+    integrity_failure = 53
+    unsupported_package = 54
+    invalid_uri = 56
+    device_error = 57
+    install_failure = 58
+    uninstall_failure = 59
+
+
+# -- the download ---------------------------------------------------------------
+
+class DownloadError(Exception):
+    """Why a package could not be fetched, as a firmware Update Result."""
+
+    def __init__(self, result: FwResult, message: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def expected_sha256(uri: str) -> str | None:
+    """The digest a content-addressed package URI carries (path tail or ``#sha256=``)."""
+    parts = urllib.parse.urlsplit(uri)
+    frag = urllib.parse.parse_qs(parts.fragment).get("sha256")
+    if frag and _SHA.match(frag[0]):
+        return frag[0]
+    tail = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    return tail if _SHA.match(tail) else None
+
+
+def check_uri(uri: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """The expected digest, or a DownloadError (invalid URI / unsupported protocol)."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.scheme or not parts.netloc:
+        raise DownloadError(FwResult.invalid_uri, f"not an absolute URI: {uri!r}")
+    if parts.scheme not in schemes:
+        raise DownloadError(FwResult.unsupported_protocol, f"cannot download over {parts.scheme}")
+    digest = expected_sha256(uri)
+    if digest is None:
+        raise DownloadError(FwResult.invalid_uri,
+                            "the package URI carries no SHA-256 to check the download against")
+    return digest
+
+
+def download(uri: str, dest: Path, *, max_bytes: int, attempts: int = 4, timeout: float = 30.0,
+             progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Fetch ``uri`` into ``dest``, resuming with Range after a broken connection.
+
+    The SHA-256 is checked before ``dest`` appears; a partial file is kept as
+    ``dest.part`` between attempts.
+    """
+    digest = check_uri(uri)
+    part = dest.with_name(dest.name + ".part")
+    url = urllib.parse.urlsplit(uri)._replace(fragment="").geturl()
+    total: int | None = None
+    for attempt in range(1, attempts + 1):
+        have = part.stat().st_size if part.exists() else 0
+        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                if resp.status == 200 and have:
+                    have = 0  # the server ignored Range: start over
+                length = resp.headers.get("Content-Length")
+                if length is not None:
+                    total = have + int(length)
+                    if total > max_bytes:
+                        raise DownloadError(FwResult.not_enough_flash,
+                                            f"package of {total} B exceeds the {max_bytes} B available")
+                with part.open("ab" if have else "wb") as fh:
+                    while chunk := resp.read(64 * 1024):
+                        fh.write(chunk)
+                        have += len(chunk)
+                        if have > max_bytes:
+                            raise DownloadError(FwResult.not_enough_flash,
+                                                f"package exceeds the {max_bytes} B available")
+                        if progress:
+                            progress(have, total)
+            if total is not None and have < total:
+                raise ConnectionError(f"connection closed after {have} of {total} bytes")
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:  # nothing left to fetch: the file is complete
+                break
+            part.unlink(missing_ok=True)
+            if exc.code in (401, 403, 404, 410):
+                raise DownloadError(FwResult.invalid_uri, f"HTTP {exc.code} for {url}") from exc
+            if attempt == attempts:
+                raise DownloadError(FwResult.connection_lost, f"HTTP {exc.code} for {url}") from exc
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            if isinstance(exc, DownloadError):
+                raise
+            log.warning("download of %s broke (%s); attempt %d/%d resumes at %d bytes", url, exc,
+                        attempt, attempts, part.stat().st_size if part.exists() else 0)
+            if attempt == attempts:
+                raise DownloadError(FwResult.connection_lost,
+                                    f"connection lost after {attempts} attempts: {exc}") from exc
+            time.sleep(min(0.5 * attempt, 2.0))
+    h = hashlib.sha256()
+    with part.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != digest:
+        part.unlink(missing_ok=True)
+        raise DownloadError(FwResult.integrity_failure,
+                            f"SHA-256 {h.hexdigest()[:12]}… does not match {digest[:12]}…")
+    os.replace(part, dest)
+    return dest
+
+
+# -- what a device provides ----------------------------------------------------------
+
+class FirmwareBackend(Protocol):
+    """How a device checks and installs a whole OS image."""
+
+    max_bytes: int
+
+    def check(self, image: Path) -> tuple[str, str]:
+        """(package name, version) of a valid image for this device; ValueError if not."""
+
+    async def install(self, image: Path) -> None:
+        """Flash the image and run it. A device that reboots never returns (its next
+        boot reports the result); a device that updates in place returns when the new
+        image runs, or raises (Update Result 8) having kept the old one."""
+
+
+class ModuleBackend(Protocol):
+    """How a device installs and activates an inference module while it keeps running."""
+
+    max_bytes: int
+
+    def check(self, package: Path) -> tuple[str, str]:
+        """(name, version) of a module this device can run; ValueError if not."""
+
+    async def install(self, package: Path) -> None:
+        """Prepare the module (loaded, not yet serving); raise to refuse."""
+
+    async def activate(self) -> None: ...
+
+    async def deactivate(self) -> None: ...
+
+    async def uninstall(self) -> None: ...
+
+
+class InferenceRuntime(Protocol):
+    """Runs the current model on a raw input tensor."""
+
+    def capabilities(self) -> dict[int, Any]:
+        """Object 33100 resources 0-8, 15, 16 (RAM, flash, CPU, clock, ...)."""
+
+    async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
+        """(raw output, latency in µs, instruction count or None)."""
+
+
+# -- the objects --------------------------------------------------------------------
+
+class DeviceObject(Instance):
+    """Object 3: who the device is; Reboot calls back into the device."""
+
+    def __init__(self, values: dict[int, Any], reboot: Callable[[], Any] | None = None) -> None:
+        base = {11: {0: 0}, 13: int(time.time()), 16: "U"}
+        super().__init__(3, 0, {**base, **values})
+        self._reboot = reboot
+
+    def read(self, rid: int) -> Any:
+        if rid == 13:
+            return int(time.time())
+        return super().read(rid)
+
+    async def execute(self, rid: int, args: str) -> None:
+        if rid == 4 and self._reboot is not None:
+            asyncio.get_running_loop().call_later(0.2, self._reboot)
+            return
+        await super().execute(rid, args)
+
+
+class FirmwareUpdate(Instance):
+    """Object 5 (v1.1) state machine, pull (HTTP) and push (Package resource)."""
+
+    def __init__(self, backend: FirmwareBackend, workdir: Path, *, result: FwResult = FwResult.initial,
+                 attempts: int = 4) -> None:
+        super().__init__(5, 0, {1: "", 3: int(FwState.idle), 5: int(result), 6: "", 7: "",
+                                8: {0: 2, 1: 3}, 9: 2, 11: 1, 12: int(time.time()), 13: 0})
+        self.backend = backend
+        self.workdir = workdir
+        self.attempts = attempts
+        self.image = workdir / "fota-image.bin"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> FwState:
+        return FwState(self.values[3])
+
+    def _to(self, state: FwState, result: FwResult | None = None) -> None:
+        self.set(12, int(time.time()))
+        if result is not None:
+            self.set(5, int(result))
+        self.set(3, int(state))
+
+    def _reset(self, result: FwResult = FwResult.initial) -> None:
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._task = None
+        self.image.unlink(missing_ok=True)
+        self.image.with_name(self.image.name + ".part").unlink(missing_ok=True)
+        self.set(1, "")
+        self.set(6, "")
+        self.set(7, "")
+        self._to(FwState.idle, result)
+
+    def on_write(self, rid: int, value: Any) -> None:
+        if rid == 1:
+            self._write_uri(str(value))
+        elif rid == 0:
+            self._write_package(bytes(value) if isinstance(value, bytes | bytearray) else b"")
+        else:
+            self.set(rid, value)
+
+    def _write_uri(self, uri: str) -> None:
+        if uri == "":
+            if self.state is FwState.updating:
+                raise coap_error.MethodNotAllowed("an update is being installed")
+            self._reset()
+            return
+        if self.state is not FwState.idle:
+            raise coap_error.MethodNotAllowed(f"firmware update is {self.state.name}; "
+                                              "write an empty Package URI to reset it first")
+        self.set(1, uri)
+        try:
+            check_uri(uri)
+        except DownloadError as exc:  # errors are reported in Update Result, not the Write
+            log.warning("firmware package URI refused: %s", exc)
+            self.set(5, int(exc.result))
+            return
+        self._to(FwState.downloading, FwResult.initial)
+        self._task = asyncio.get_running_loop().create_task(self._download(uri), name="fota-download")
+
+    def _write_package(self, data: bytes) -> None:
+        if data in (b"", b"\0"):
+            if self.state is FwState.updating:
+                raise coap_error.MethodNotAllowed("an update is being installed")
+            self._reset()
+            return
+        if self.state is not FwState.idle:
+            raise coap_error.MethodNotAllowed(f"firmware update is {self.state.name}")
+        if len(data) > self.backend.max_bytes:
+            self.set(5, int(FwResult.not_enough_flash))
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.image.write_bytes(data)
+        self._downloaded()
+
+    async def _download(self, uri: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(download, uri, self.image, max_bytes=self.backend.max_bytes,
+                                    attempts=self.attempts)
+        except DownloadError as exc:
+            log.warning("firmware download failed: %s", exc)
+            self._reset(exc.result)
+            return
+        self._downloaded()
+
+    def _downloaded(self) -> None:
+        try:
+            name, version = self.backend.check(self.image)
+        except ValueError as exc:
+            log.warning("downloaded package is not firmware for this device: %s", exc)
+            self._reset(FwResult.unsupported_package)
+            return
+        self.set(6, name)
+        self.set(7, version)
+        self._to(FwState.downloaded, FwResult.initial)
+
+    async def execute(self, rid: int, args: str) -> None:
+        if rid == 2:
+            if self.state is not FwState.downloaded:
+                raise coap_error.MethodNotAllowed(f"Update needs state Downloaded, not {self.state.name}")
+            self._to(FwState.updating)
+            # Answer the Execute first, then install (the device restarts).
+            self._task = asyncio.get_running_loop().create_task(self._install(), name="fota-install")
+            return
+        if rid == 10:
+            if self.state is FwState.updating:
+                raise coap_error.MethodNotAllowed("the update is already being installed")
+            self._reset(FwResult.cancelled)
+            return
+        await super().execute(rid, args)
+
+    async def _install(self) -> None:
+        await asyncio.sleep(0.2)
+        try:
+            await self.backend.install(self.image)
+        except Exception as exc:  # the device keeps running its old firmware
+            log.error("installing the firmware failed: %s", exc)
+            self._to(FwState.downloaded, FwResult.update_failed)
+            return
+        self.image.unlink(missing_ok=True)  # updated in place
+        self.set(1, "")
+        self._to(FwState.idle, FwResult.success)
+
+
+class SoftwareManagement(Instance):
+    """Object 9 for the inference module: download, Install, Activate, without a restart."""
+
+    def __init__(self, backend: ModuleBackend, workdir: Path, iid: int = 0, *, name: str = "",
+                 version: str = "", attempts: int = 4) -> None:
+        installed = bool(name)
+        super().__init__(9, iid, {0: name, 1: version, 3: "",
+                                  7: int(SwState.installed if installed else SwState.initial),
+                                  8: False, 9: int(SwResult.installed if installed else SwResult.initial),
+                                  12: installed, 16: ""})
+        self.backend = backend
+        self.workdir = workdir
+        self.attempts = attempts
+        self.package = workdir / f"sota-{iid}.bin"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> SwState:
+        return SwState(self.values[7])
+
+    def _fail(self, result: SwResult, reason: str) -> None:
+        log.warning("software update failed: %s", reason)
+        self.package.unlink(missing_ok=True)
+        self.set(16, reason)
+        self.set(9, int(result))
+        self.set(7, int(SwState.initial))
+
+    def on_write(self, rid: int, value: Any) -> None:
+        if rid not in (2, 3):
+            self.set(rid, value)
+            return
+        if self.state not in (SwState.initial,):
+            raise coap_error.MethodNotAllowed(f"software package is {self.state.name}; "
+                                              "Uninstall it (argument 1: for update) first")
+        if rid == 3:
+            uri = str(value)
+            self.set(3, uri)
+            try:
+                check_uri(uri)
+            except DownloadError as exc:
+                self._fail(SwResult.invalid_uri, str(exc))
+                return
+            self.set(16, "")
+            self.set(9, int(SwResult.downloading))
+            self.set(7, int(SwState.download_started))
+            self._task = asyncio.get_running_loop().create_task(self._download(uri), name="sota-download")
+        else:
+            data = bytes(value)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.package.write_bytes(data)
+            self.set(7, int(SwState.downloaded))
+            self._deliver()
+
+    async def _download(self, uri: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(download, uri, self.package, max_bytes=self.backend.max_bytes,
+                                    attempts=self.attempts)
+        except DownloadError as exc:
+            mapping = {FwResult.not_enough_flash: SwResult.not_enough_storage,
+                       FwResult.integrity_failure: SwResult.integrity_failure,
+                       FwResult.invalid_uri: SwResult.invalid_uri,
+                       FwResult.unsupported_protocol: SwResult.invalid_uri}
+            self._fail(mapping.get(exc.result, SwResult.connection_lost), str(exc))
+            return
+        self.set(7, int(SwState.downloaded))
+        self._deliver()
+
+    def _deliver(self) -> None:
+        try:
+            name, version = self.backend.check(self.package)
+        except ValueError as exc:
+            self._fail(SwResult.unsupported_package, str(exc))
+            return
+        self.set(0, name)
+        self.set(1, version)
+        self.set(9, int(SwResult.delivered))
+        self.set(7, int(SwState.delivered))
+
+    async def execute(self, rid: int, args: str) -> None:
+        if rid == 4:  # Install
+            if self.state is not SwState.delivered:
+                raise coap_error.MethodNotAllowed(f"Install needs DELIVERED, not {self.state.name}")
+            try:
+                await self.backend.install(self.package)
+            except Exception as exc:  # stays DELIVERED, as the object definition says
+                self.set(16, f"installation failed: {exc}")
+                self.set(9, int(SwResult.install_failure))
+                return
+            self.set(12, False)
+            self.set(9, int(SwResult.installed))
+            self.set(7, int(SwState.installed))
+        elif rid in (10, 11):  # Activate / Deactivate
+            if self.state is not SwState.installed:
+                raise coap_error.MethodNotAllowed(f"(De)activation needs INSTALLED, not {self.state.name}")
+            try:
+                await (self.backend.activate() if rid == 10 else self.backend.deactivate())
+            except Exception as exc:
+                self.set(16, f"{'activation' if rid == 10 else 'deactivation'} failed: {exc}")
+                self.set(9, int(SwResult.device_error))
+                raise coap_error.InternalServerError(str(exc)) from exc
+            self.set(12, rid == 10)
+        elif rid == 6:  # Uninstall; "1" = for update (the active module keeps running)
+            for_update = args.strip().split("=")[0] == "1" or args.strip() == "1"
+            if not for_update:
+                try:
+                    await self.backend.uninstall()
+                except Exception as exc:
+                    self.set(9, int(SwResult.uninstall_failure))
+                    raise coap_error.InternalServerError(str(exc)) from exc
+                self.set(12, False)
+            if self._task is not None:
+                self._task.cancel()
+            self.package.unlink(missing_ok=True)
+            self.set(3, "")
+            self.set(16, "")
+            self.set(9, int(SwResult.initial))
+            self.set(7, int(SwState.initial))
+        else:
+            await super().execute(rid, args)
+
+
+class TinyMLObject(Instance):
+    """Object 33100: capabilities, the current model and the last inference; Run executes one."""
+
+    def __init__(self, runtime: InferenceRuntime) -> None:
+        super().__init__(TINYML_OBJECT, 0, {**runtime.capabilities(), 9: b"", 10: b"", 11: 0, 12: 0})
+        self.runtime = runtime
+
+    def refresh(self) -> None:
+        """Re-read the capabilities (after a model swap)."""
+        for rid, value in self.runtime.capabilities().items():
+            self.set(rid, value)
+
+    def record(self, tensor: bytes, output: bytes, latency_us: int, instructions: int | None) -> None:
+        """Publish one inference (also those that came in another way, e.g. HTTP)."""
+        self.set(9, tensor)
+        self.set(12, int(latency_us))
+        if instructions is not None:
+            self.set(13, int(instructions))
+        self.set(11, int(self.values.get(11, 0)) + 1)
+        self.set(10, output)
+
+    async def execute(self, rid: int, args: str) -> None:
+        if rid != 14:
+            await super().execute(rid, args)
+            return
+        try:
+            output, latency, instructions = await self.runtime.infer(bytes(self.values.get(9, b"")))
+        except ValueError as exc:
+            raise coap_error.BadRequest(str(exc)) from exc
+        self.record(bytes(self.values.get(9, b"")), output, latency, instructions)
+

@@ -1,0 +1,1 @@
+"""Built-in orchestrator plugins (entry-point group ``tinymlaas.orchestrators``)."""

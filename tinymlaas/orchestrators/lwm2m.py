@@ -1,0 +1,188 @@
+"""The built-in orchestrator: OMA LwM2M 1.1 over CoAP/UDP (see :mod:`tinymlaas.lwm2m`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinymlaas.config import LwM2MSettings
+from tinymlaas.errors import Conflict, DeviceError
+from tinymlaas.lwm2m.codec import Content
+from tinymlaas.lwm2m.deploy import Grants, Updater
+from tinymlaas.lwm2m.objects import TINYML_OBJECT
+from tinymlaas.lwm2m.security import CredentialStore
+from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package
+from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
+
+T = TINYML_OBJECT
+
+
+def _get(content: Content, path: tuple[int, ...]) -> Any:
+    return content.get(path)
+
+
+def _tensor(raw: Any, dtype: str) -> np.ndarray:
+    """Raw tensor bytes (as the TinyML object carries them) as an array of their dtype."""
+    data, dt = bytes(raw or b""), np.dtype(dtype)
+    return np.frombuffer(data[: len(data) // dt.itemsize * dt.itemsize], dtype=dt)
+
+
+class LwM2MOrchestrator(Orchestrator):
+    """LwM2M server on UDP: registration, Device/TinyML objects, FOTA (5), SOTA (9)."""
+
+    name = "lwm2m"
+    version = "1.1"
+    Options = LwM2MSettings
+
+    def __init__(self, options: LwM2MSettings | None = None) -> None:
+        super().__init__(options)
+        assert isinstance(self.options, LwM2MSettings)
+        self.settings: LwM2MSettings = self.options
+        self.server: LwM2MServer | None = None
+        self.credentials: CredentialStore | None = None
+        self.grants = Grants(self.settings.grant_ttl_s)
+        self._download_base = ""
+
+    # -- lifecycle ------------------------------------------------------------
+    async def start(self, data_dir: Path) -> None:
+        if self.settings.security == "oscore":
+            self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
+        self.server = LwM2MServer(self.settings, self.credentials)
+        await self.server.start()
+        self.updater = Updater(self.server, self._package_url)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        if self.credentials is not None:
+            self.credentials.close()
+
+    @property
+    def srv(self) -> LwM2MServer:
+        if self.server is None:
+            raise DeviceError("the LwM2M server is not running")
+        return self.server
+
+    def describe_server(self) -> dict[str, Any]:
+        return {"plugin": self.name, "uri": self.srv.uri, "security": self.settings.security,
+                "content_format": self.settings.content_format}
+
+    # -- inventory ---------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        return [Device.model_validate(d) for d in self.srv.devices()]
+
+    def device(self, endpoint: str) -> Device:
+        return Device.model_validate(self.srv.registry.get(endpoint).summary())
+
+    async def capabilities(self, endpoint: str) -> DeviceCapabilities:
+        srv = self.srv
+        reg = srv.registry.online(endpoint)
+        dev = await srv.read(endpoint, "/3/0")
+        caps = DeviceCapabilities(
+            endpoint=endpoint, manufacturer=_get(dev, (3, 0, 0)), model=_get(dev, (3, 0, 1)),
+            serial=_get(dev, (3, 0, 2)), firmware_version=_get(dev, (3, 0, 3)),
+            storage_free_kb=_get(dev, (3, 0, 10)), storage_total_kb=_get(dev, (3, 0, 21)),
+            device_type=_get(dev, (3, 0, 17)), hardware_version=_get(dev, (3, 0, 18)),
+            software_version=_get(dev, (3, 0, 19)),
+            fota=5 in reg.objects, sota=9 in reg.objects,
+        )
+        if T in reg.objects:
+            t = await srv.read(endpoint, f"/{T}/0")
+            tensors = _get(t, (T, 0, 15))
+            caps = caps.model_copy(update={
+                "ram_bytes": _get(t, (T, 0, 0)), "flash_bytes": _get(t, (T, 0, 1)),
+                "cpu": _get(t, (T, 0, 2)), "clock_hz": _get(t, (T, 0, 3)),
+                "accelerators": [v for k, v in sorted(t.items()) if k[:3] == (T, 0, 4) and len(k) == 4],
+                "runtime": _get(t, (T, 0, 5)), "model_sha256": _get(t, (T, 0, 6)),
+                "model_name": _get(t, (T, 0, 7)), "arena_bytes": _get(t, (T, 0, 8)),
+                "inference_count": _get(t, (T, 0, 11)), "latency_us": _get(t, (T, 0, 12)),
+                "instructions": _get(t, (T, 0, 13)), "board": _get(t, (T, 0, 16)),
+                "tensors": json.loads(tensors) if isinstance(tensors, str) and tensors else None,
+            })
+        return caps
+
+    # -- updates -------------------------------------------------------------------
+    def _package_url(self, endpoint: str, sha256: str) -> str:
+        base = (self.settings.package_base_url or self._download_base).rstrip("/")
+        return f"{base}/devices/{endpoint}/packages/{sha256}?grant={self.grants.issue(endpoint, sha256)}"
+
+    def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
+        self.grants.check(endpoint, sha256, grant)
+
+    async def deploy_firmware(self, endpoint: str, package: Package, *, download_base: str,
+                              progress: Progress = no_progress) -> dict[str, Any]:
+        self._download_base = download_base
+        out = await self.updater.fota(endpoint, package.sha256, progress=progress)
+        return out.as_dict()
+
+    async def deploy_model(self, endpoint: str, module: Package, *, download_base: str,
+                           fallback_firmware: Package | None = None,
+                           progress: Progress = no_progress) -> dict[str, Any]:
+        self._download_base = download_base
+        out = await self.updater.deploy_model(
+            endpoint, module.sha256, model_sha256=module.model_sha256,
+            fallback_firmware_sha256=fallback_firmware.sha256 if fallback_firmware else None,
+            progress=progress)
+        return out.as_dict()
+
+    # -- inference -------------------------------------------------------------------
+    async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:
+        srv = self.srv
+        if T not in srv.registry.online(endpoint).objects:
+            raise DeviceError(f"device '{endpoint}' has no TinyML object ({T})")
+        await srv.write(endpoint, f"/{T}/0/9", tensor)
+        await srv.execute(endpoint, f"/{T}/0/14")
+        return self._report(endpoint, await srv.read(endpoint, f"/{T}/0"))
+
+    async def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+        srv = self.srv
+        base = await srv.read(endpoint, f"/{T}/0")
+        obs = await srv.observe(endpoint, f"/{T}/0/11")
+        try:
+            async for change in obs.changes():
+                if change.get((T, 0, 11)) == base.get((T, 0, 11)):
+                    continue
+                base = await srv.read(endpoint, f"/{T}/0")
+                yield self._report(endpoint, base)
+        finally:
+            obs.cancel()
+
+    @staticmethod
+    def _report(endpoint: str, t: Content) -> InferenceReport:
+        spec = _get(t, (T, 0, 15))
+        tensors: dict[str, Any] = json.loads(spec) if isinstance(spec, str) and spec else {}
+        i = (tensors.get("inputs") or [{}])[0]
+        o = (tensors.get("outputs") or [{}])[0]
+        raw_in = _tensor(_get(t, (T, 0, 9)), i.get("dtype", "int8"))
+        raw_out = _tensor(_get(t, (T, 0, 10)), o.get("dtype", "int8"))
+        values = None
+        if o.get("scale") is not None:
+            values = ((raw_out.astype(np.float64) - o["zero_point"]) * o["scale"]).tolist()
+        elif raw_out.dtype.kind == "f":
+            values = raw_out.astype(np.float64).tolist()
+        return InferenceReport(
+            endpoint=endpoint, count=int(_get(t, (T, 0, 11)) or 0), input=raw_in.tolist(),
+            output=raw_out.tolist(), values=values, latency_us=_get(t, (T, 0, 12)),
+            instructions=_get(t, (T, 0, 13)), model_sha256=_get(t, (T, 0, 6)),
+        )
+
+    # -- credentials ---------------------------------------------------------------
+    def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
+        if self.credentials is None:
+            raise Conflict("LwM2M security is off (settings lwm2m.security = 'off'); "
+                           "there are no credentials to provision")
+        return self.credentials.provision(endpoint, replace=replace)
+
+    def revoke(self, endpoint: str) -> None:
+        if self.credentials is None:
+            raise Conflict("LwM2M security is off; there are no credentials to revoke")
+        self.credentials.revoke(endpoint)
+        rec = self.srv.registry.devices.get(endpoint)
+        if rec is not None and rec.registration is not None:
+            self.srv.registry.remove(rec.registration, "credentials revoked")
+

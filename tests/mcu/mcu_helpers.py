@@ -44,7 +44,9 @@ def write_echo_module(dest: Path) -> ModuleManifest:
     sha = hashlib.sha256(model).hexdigest()
     (dest / "model.tflite").write_bytes(model)
     shutil.copy2(ECHO_SRC / "model.c", dest / "model.c")
-    (dest / "model.h").write_text((ECHO_SRC / "model.h").read_text().replace('"echo"', f'"{sha}"'))
+    header = (ECHO_SRC / "model.h").read_text().replace('"echo"', f'"{sha}"')
+    sha_init = "{" + ", ".join(str(b) for b in bytes.fromhex(sha)) + "}"
+    (dest / "model.h").write_text(header.replace("MODEL_SHA256_BYTES {0}", f"MODEL_SHA256_BYTES {sha_init}"))
 
     def spec(name: str, scale: float, zp: int) -> TensorSpec:
         return TensorSpec(name=name, shape=[1, 4], dtype="int8", scale=scale, zero_point=zp)

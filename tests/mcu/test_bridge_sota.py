@@ -81,6 +81,18 @@ def test_model_region_swap_and_graph_refusal(cortex_m_builder: ModuleType, tmp_p
         doc = re_mod.model_dump(mode="json")
         (tmp_path / "re.zip").write_bytes(pack(doc, "model_data.bin", _model_data(retrained, doc)))
         modules.check(tmp_path / "re.zip")
+        asyncio.run(modules.install(tmp_path / "re.zip"))
+        asyncio.run(modules.activate())
+        # Its quantization differs, and the firmware reports the model it now holds.
+        assert re_mod.inputs[0].scale != old_mod.inputs[0].scale
+        assert mcu.info["model"] == re_mod.model_sha256
+        spec = mcu.tensors()["inputs"][0]
+        assert spec["scale"] == pytest.approx(re_mod.inputs[0].scale, rel=1e-6)
+        assert spec["zero_point"] == re_mod.inputs[0].zero_point
+        oracle = Tflm(retrained)
+        for x in (0x80, 0xA0, 0xC0):
+            want = oracle.invoke(np.array([[np.int8(np.uint8(x).view(np.int8))]])).tobytes()
+            assert mcu.infer(bytes([x]))[0] == want
         # The float variant is other code: it needs FOTA.
         flt = get_recipe("hello_world_float").load(settings.zoo_dir)
         flt_mod = compile_model(flt, board, tmp_path / "float", name="hello_world")

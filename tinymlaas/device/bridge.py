@@ -109,6 +109,8 @@ class Mcu:
     def write_model(self, data: bytes) -> None:
         with self.lock:
             self.device.client.model_write(0, data)
+            # The firmware reads the model's hash and quantization from the region.
+            self.info = self.device.info()
 
     def close(self) -> None:
         self.device.close()

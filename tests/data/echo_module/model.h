@@ -10,6 +10,7 @@
 #endif
 
 #define MODEL_SHA256 "echo"
+#define MODEL_SHA256_BYTES {0}
 #define MODEL_INPUT_BYTES 4
 #define MODEL_OUTPUT_BYTES 4
 #define MODEL_INPUT_SCALE 0.5f
@@ -19,5 +20,10 @@
 #define MODEL_ARENA_BYTES 0
 
 int model_invoke(const int8_t *input, int8_t *output);
+float model_input_scale(void);
+int32_t model_input_zero_point(void);
+float model_output_scale(void);
+int32_t model_output_zero_point(void);
+const uint8_t *model_model_sha256(void);
 
 #endif

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas import __version__
 from tinymlaas.compilers.aot import graph as graph_mod
-from tinymlaas.compilers.aot.emit import Placement, Source, emit
+from tinymlaas.compilers.aot.emit import Identity, Placement, Source, emit
 from tinymlaas.compilers.aot.lower import Lowered, Step, lower, supported_ops
 from tinymlaas.compilers.aot.planner import Buffer, plan
 from tinymlaas.errors import DoesNotFit, InvalidInput, UnsupportedModel
@@ -43,6 +43,21 @@ class AotOptions(BaseModel):
         None, ge=0, le=1 << 26,
         description="flash the firmware needs besides the model data (fit check); default: "
                     "the board's declared [firmware] flash")
+
+
+def model_identity(g: graph_mod.Graph, low: Lowered, sha256: str) -> Identity:
+    """Put what identifies the model (hash, I/O quantization) into its model data.
+
+    The header's macros are fixed when the firmware is compiled; these values move
+    with a model-only update, so a device reports what it really runs.
+    """
+    x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
+    return Identity(
+        scales=low.data.add("io_scale", "float",
+                            [x.scale if x.quantized else 0.0, y.scale if y.quantized else 0.0]),
+        zero_points=low.data.add("io_zp", "int32_t", [x.zp, y.zp]),
+        sha256=low.data.add("model_sha", "uint8_t", list(bytes.fromhex(sha256))),
+    )
 
 
 @dataclass
@@ -103,7 +118,8 @@ def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) 
         raise UnsupportedModel("the model computes nothing: its output is its input")
     place = _place(g, low.steps, in_place)
     digest = hashlib.sha256(model).hexdigest()
-    src = emit(g, low, place, name=name, model_sha256=digest)
+    identity = model_identity(g, low, digest)
+    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity)
     weights = sum(m.nbytes for m in low.data.members if m.name[0] in "wb")
     return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
 

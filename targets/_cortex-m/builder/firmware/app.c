@@ -105,6 +105,20 @@ static uint32_t float_bits(float f) {
     return v.u;
 }
 
+/* The running model's hash, read from the model region: after a model-only
+ * update it names the new model, which MODEL_SHA256 (compiled in) cannot. */
+static void t_model_sha(text *t) {
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *sha = model_model_sha256();
+    char s[2] = {0, 0};
+    for (size_t i = 0; i < 32u; i++) {
+        s[0] = hex[sha[i] >> 4];
+        t_str(t, s);
+        s[0] = hex[sha[i] & 15u];
+        t_str(t, s);
+    }
+}
+
 static void t_kv_str(text *t, const char *k, const char *v) {
     t_str(t, k);
     t_str(t, "=");
@@ -162,13 +176,15 @@ static void do_info(uint8_t seq) {
     t_kv_dec(&t, "proto", PROTO_VERSION);
     t_kv_str(&t, "board", BOARD_NAME);
     t_kv_str(&t, "fw", FW_VERSION);
-    t_kv_str(&t, "model", MODEL_SHA256);
+    t_str(&t, "model=");
+    t_model_sha(&t);
+    t_str(&t, "\n");
     t_kv_dec(&t, "input_bytes", MODEL_INPUT_BYTES);
     t_kv_dec(&t, "output_bytes", MODEL_OUTPUT_BYTES);
-    t_kv_hex(&t, "input_scale_bits", float_bits(MODEL_INPUT_SCALE));
-    t_kv_dec(&t, "input_zero_point", MODEL_INPUT_ZERO_POINT);
-    t_kv_hex(&t, "output_scale_bits", float_bits(MODEL_OUTPUT_SCALE));
-    t_kv_dec(&t, "output_zero_point", MODEL_OUTPUT_ZERO_POINT);
+    t_kv_hex(&t, "input_scale_bits", float_bits(model_input_scale()));
+    t_kv_dec(&t, "input_zero_point", model_input_zero_point());
+    t_kv_hex(&t, "output_scale_bits", float_bits(model_output_scale()));
+    t_kv_dec(&t, "output_zero_point", model_output_zero_point());
     t_kv_dec(&t, "arena_bytes", MODEL_ARENA_BYTES);
     t_kv_hex(&t, "model_region", (uint32_t)(uintptr_t)&_smodel);
     t_kv_dec(&t, "model_region_bytes", (int32_t)(&_emodel - &_smodel));
@@ -264,7 +280,7 @@ static void banner(void) {
     t_str(&t, " fw=");
     t_str(&t, FW_VERSION);
     t_str(&t, " model=");
-    t_str(&t, MODEL_SHA256);
+    t_model_sha(&t);
     t_str(&t, " proto=");
     t_udec(&t, PROTO_VERSION);
     t_str(&t, "\n");

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tinymlaas.archive import sha256_file
 from tinymlaas.errors import Conflict, InvalidInput, NotFound
 from tinymlaas.models import Deployment, Job, JobState
 
@@ -84,14 +85,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ArtifactStore:
     """Immutable blobs addressed by their SHA-256."""
 
@@ -118,7 +111,7 @@ class ArtifactStore:
         return sha
 
     def put_file(self, src: Path) -> str:
-        sha = sha256_of(src)
+        sha = sha256_file(src)
         dest = self.path(sha)
         if not dest.exists():
             self._write(dest, lambda fh: fh.write(src.read_bytes()))

@@ -10,29 +10,22 @@ before installing anything. Standard library only (runs on devices).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from tinymlaas.archive import reproducible_zip
+
 MODULE_FORMAT = "tinymlaas.inference-module/1"
 MANIFEST = "manifest.json"
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def pack(manifest: dict[str, Any], payload_name: str, payload: bytes) -> bytes:
     """Same inputs, same bytes (so the package's hash names its content)."""
     doc = {**manifest, "payload": payload_name, "payload_sha256": hashlib.sha256(payload).hexdigest()}
-    buf = io.BytesIO()
-    members = {MANIFEST: json.dumps(doc, indent=2, sort_keys=True).encode(), payload_name: payload}
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(members):
-            info = zipfile.ZipInfo(name, _EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, members[name])
-    return buf.getvalue()
+    return reproducible_zip(
+        {MANIFEST: json.dumps(doc, indent=2, sort_keys=True).encode(), payload_name: payload})
 
 
 def unpack(path: Path) -> tuple[dict[str, Any], bytes]:

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tinymlaas.archive import sha256_file
 from tinymlaas.device.package import unpack
 from tinymlaas.device.x86 import FirmwareImage, Model, Runtime
 from tinymlaas.lwm2m.agent import (
@@ -41,14 +42,6 @@ from tinymlaas.lwm2m.client import LwM2MClient
 log = logging.getLogger("tinymlaas.device")
 REBOOT = 75
 MARKER = "fota.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Flash:
@@ -96,7 +89,7 @@ class X86Firmware:
 
     async def install(self, image: Path) -> None:
         current = self.agent.flash.image
-        marker = {"from_sha256": _sha256(current), "to_sha256": _sha256(image)}
+        marker = {"from_sha256": sha256_file(current), "to_sha256": sha256_file(image)}
         shutil.copy2(current, current.with_name(current.name + ".prev"))
         os.replace(image, current)
         (current.parent / MARKER).write_text(json.dumps(marker))
@@ -236,7 +229,7 @@ class Agent:
         except ValueError:
             want = None
         marker.unlink()
-        ok = want == _sha256(self.flash.image)
+        ok = want == sha256_file(self.flash.image)
         log.info("firmware update %s", "succeeded" if ok else "failed: the boot ROM rolled back")
         return FwResult.success if ok else FwResult.update_failed
 

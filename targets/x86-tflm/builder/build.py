@@ -15,10 +15,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import tinymlaas
+from tinymlaas.archive import reproducible_zip
 from tinymlaas.errors import TinyMLaaSError
 from tinymlaas.models import FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import MANIFEST, compile_model, read_module
@@ -27,14 +27,13 @@ from tinymlaas.targets import load_board_from
 IMAGE = "firmware.pyz"
 #: The package modules the device firmware runs (see tinymlaas.device.x86).
 FIRMWARE_MODULES = (
-    "__init__.py", "tflm.py", "device/__init__.py", "device/x86.py",
+    "__init__.py", "archive.py", "tflm.py", "device/__init__.py", "device/x86.py",
     # the LwM2M agent (needs aiocoap from the device image)
     "device/x86_lwm2m.py", "device/package.py", "lwm2m/__init__.py", "lwm2m/objects.py",
     "lwm2m/codec.py", "lwm2m/links.py", "lwm2m/client.py", "lwm2m/agent.py",
     "lwm2m/objects/1.xml", "lwm2m/objects/3.xml", "lwm2m/objects/5.xml", "lwm2m/objects/9.xml",
     "lwm2m/objects/33100.xml",
 )
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def progress(step: str, fraction: float) -> None:
@@ -58,12 +57,7 @@ def write_image(dest: Path, model: bytes, firmware_manifest: dict[str, object]) 
     members["__main__.py"] = b"import sys\nfrom tinymlaas.device.x86 import main\nsys.exit(main())\n"
     members["firmware/model.tflite"] = model
     members["firmware/manifest.json"] = json.dumps(firmware_manifest, indent=2).encode()
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(members):
-            info = zipfile.ZipInfo(name, ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, members[name])
+    dest.write_bytes(reproducible_zip(members))
 
 
 def main() -> int:

@@ -197,8 +197,10 @@ def demo(
     target: Annotated[list[str], typer.Option("--target", "-t", help="boards to run on")] = [  # noqa: B006
         "x86-tflm", "mps2-an385"],
     builder: Annotated[str, typer.Option(help="docker or local")] = "docker",
+    lifecycle: Annotated[bool, typer.Option(help="then the dry-run over LwM2M (FOTA, SOTA)")] = True,
 ) -> None:
-    """The whole loop: hello_world -> compile -> build -> boot -> 7 inferences, per board."""
+    """The whole loop: hello_world -> compile -> build -> boot -> 7 inferences, per board;
+    then the lifecycle over LwM2M: register, infer, FOTA and SOTA through the service."""
     from tinymlaas.images import ensure_all
     from tinymlaas.services.pipeline import hello_world_loop
     from tinymlaas.targets import get_board
@@ -230,6 +232,44 @@ def demo(
             failed.append(board.name)
     if failed:
         raise TinyMLaaSError(f"outputs differ from TFLM's or from sin(x) on: {', '.join(failed)}")
+    if lifecycle:
+        run_dry_run(target)
+
+
+def run_dry_run(boards: list[str]) -> None:
+    """Run the lifecycle dry-run and print one table per board; fail if any step failed."""
+    from tinymlaas.services.lifecycle import dry_run
+
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="tinymlaas-dryrun-") as tmp, \
+            progress_bar("lifecycle") as report:
+        runs = dry_run(settings, Path(tmp), boards, progress=report)
+    for run in runs:
+        table = Table("step", "ok", "seconds", "detail",
+                      title=f"lifecycle over LwM2M on {run.board} (device '{run.endpoint}')")
+        for c in run.checks:
+            table.add_row(c.step, "yes" if c.ok else "[red]NO[/]", f"{c.seconds:.1f}", c.detail)
+        out.print(table)
+    failed = [r.board for r in runs if not r.ok]
+    if failed:
+        raise TinyMLaaSError(f"the lifecycle dry-run failed on: {', '.join(failed)}")
+
+
+@app.command()
+def dryrun(
+    target: Annotated[list[str], typer.Option("--target", "-t", help="boards to run on")] = [  # noqa: B006
+        "x86-tflm", "lm3s6965evb"],
+) -> None:
+    """The CTO's dry-run of the whole lifecycle over LwM2M: build, register, infer, FOTA, SOTA."""
+    from tinymlaas.images import ensure_all
+    from tinymlaas.targets import get_board
+
+    settings = get_settings()
+    for t in target:
+        get_board(settings.targets_dir, t)  # unknown boards fail before any work
+    with progress_bar("images") as report:
+        ensure_all(settings, progress=report)
+    run_dry_run(target)
 
 
 @app.command()

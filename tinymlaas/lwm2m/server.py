@@ -462,6 +462,32 @@ class Observation:
         self.server._observations.discard(self)
 
 
+class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The aiocoap context's logger, with two aiocoap 0.4.17 quirks handled at the boundary.
+
+    * Its ``Pipe`` reports an error that arrives after a request ended with
+      ``log.error(..., exception=e)``, which ``Logger`` rejects: the ``TypeError``
+      surfaces as a traceback when the server shuts down with observations open
+      (and that shutdown error itself is expected, so it is debug).
+    * An OSCORE observation cannot be cancelled on the wire (aiocoap's own FIXME
+      in its OSCORE transport), so a device's notifications after we stopped
+      listening are expected: "... added after ... has already ended" is debug noise.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exception = kwargs.pop("exception", None)
+        if exception is not None:
+            kwargs.setdefault("exc_info", exception)
+            if isinstance(exception, coap_error.LibraryShutdown):
+                level = logging.DEBUG  # our own shutdown ending such an observation
+        if level == logging.WARNING and "has already ended" in str(msg):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+    def getChild(self, suffix: str) -> logging.Logger:
+        return self.logger.getChild(suffix)
+
+
 class LwM2MServer:
     """The server: ``start()``/``stop()``, device operations by endpoint name."""
 
@@ -500,6 +526,7 @@ class LwM2MServer:
             raise TinyMLaaSError(f"the LwM2M server cannot bind udp "
                                  f"{self.settings.host}:{self.settings.port}: {exc}") from exc
         self.port = bound_port(self.ctx)
+        self.ctx.log = _LibraryLog(self.ctx.log, {})  # used by every request's pipe from here on
         _grow_receive_buffer(self.ctx, 4 << 20)
         log.info("LwM2M server on coap://%s:%d (security: %s)", self.settings.host, self.port,
                  self.settings.security)

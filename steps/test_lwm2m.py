@@ -24,7 +24,7 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.services.x86_device import free_port
+from tinymlaas.net import free_port
 from tinymlaas.store import ArtifactStore
 from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe

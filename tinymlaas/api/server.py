@@ -14,17 +14,13 @@ import uvicorn
 from tinymlaas.api.main import create_app
 from tinymlaas.config import Settings
 from tinymlaas.errors import TinyMLaaSError
+from tinymlaas.net import free_port
 
 
 class BackgroundServer:
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
                  start_timeout_s: float = 20.0) -> None:
-        import socket
-
-        if port == 0:
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
+        port = port or free_port(host)
         self.settings = settings
         self.port = port
         self.url = f"http://{host}:{port}"

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tinymlaas.emulators._process import SocketSession
 from tinymlaas.errors import EmulatorError, InvalidInput, NotFound
 from tinymlaas.models import Board
+from tinymlaas.net import free_port
 from tinymlaas.plugins.base import Emulator
 
 
@@ -29,12 +30,6 @@ class RenodeOptions(BaseModel):
 
     binary: str = Field("renode", description="the Renode executable")
     connect_timeout_s: float = Field(60.0, gt=0, description="Renode starts slowly (.NET)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RenodeEmulator(Emulator):
@@ -74,11 +69,11 @@ class RenodeEmulator(Emulator):
         if not firmware.is_file():
             raise NotFound(f"no firmware image at {firmware}")
         workdir = Path(tempfile.mkdtemp(prefix="tinymlaas-renode-"))
-        uart_port = _free_port()
+        uart_port = free_port()
         resc = workdir / f"{board.name}.resc"
         resc.write_text(self.script(firmware.resolve(), board, uart_port))
         cmd = [self.options.binary, "--disable-xwt", "--hide-log", "--plain",
-               "--port", str(_free_port()), str(resc)]
+               "--port", str(free_port()), str(resc)]
 
         def connect() -> socket.socket:
             s = socket.create_connection(("127.0.0.1", uart_port), timeout=1)

@@ -30,8 +30,8 @@ from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
 from tinymlaas.images import docker_client
 from tinymlaas.lwm2m.security import write_context
 from tinymlaas.models import Board
+from tinymlaas.net import free_port
 from tinymlaas.plugins.base import Progress, no_progress
-from tinymlaas.services.x86_device import free_port
 from tinymlaas.targets import get_board
 from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,12 +17,7 @@ from typing import Any
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
 from tinymlaas.images import docker_client
 from tinymlaas.models import Board
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tinymlaas.net import free_port
 
 
 class DeviceClient:

@@ -256,15 +256,13 @@ class DeviceCapabilities(BaseModel):
     fota: bool = False
 
 
-class Deployment(BaseModel):
-    """One firmware (FOTA) or model (SOTA) update of one device, and how it ended."""
+class UpdateOutcome(BaseModel):
+    """How one firmware (FOTA) or model (SOTA) update of one device ended; ``result`` uses
+    the LwM2M object's own words."""
 
-    id: str
     endpoint: str
     kind: Literal["firmware", "model"]
     package_sha256: str
-    job_id: str | None = None
-    build_id: str | None = None
     succeeded: bool | None = None
     result_code: int | None = None
     result: str = ""
@@ -276,6 +274,14 @@ class Deployment(BaseModel):
     fell_back_to_firmware: bool = False
     attempts: int = 0
     seconds: float = 0.0
+
+
+class Deployment(UpdateOutcome):
+    """One update as the service records it: the outcome, once the job has one."""
+
+    id: str
+    job_id: str | None = None
+    build_id: str | None = None
     created_at: datetime
 
 

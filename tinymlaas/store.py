@@ -24,7 +24,7 @@ from typing import Any
 
 from tinymlaas.archive import sha256_file
 from tinymlaas.errors import Conflict, InvalidInput, NotFound
-from tinymlaas.models import Deployment, Job, JobState
+from tinymlaas.models import Deployment, Job, JobState, UpdateOutcome
 
 MIGRATIONS: list[str] = [
     """
@@ -322,9 +322,9 @@ class Store:
                        (dep_id, job_id, build_id, endpoint, kind, package_sha256, None, now().isoformat()))
         return self.deployment(dep_id)
 
-    def finish_deployment(self, dep_id: str, outcome: dict[str, Any]) -> None:
+    def finish_deployment(self, dep_id: str, outcome: UpdateOutcome) -> None:
         with self.tx() as db:
-            db.execute("UPDATE deployments SET outcome=? WHERE id=?", (json.dumps(outcome), dep_id))
+            db.execute("UPDATE deployments SET outcome=? WHERE id=?", (outcome.model_dump_json(), dep_id))
 
     def deployment(self, dep_id: str) -> Deployment:
         with self._lock:

@@ -22,17 +22,16 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tinymlaas.errors import DeviceError, DeviceUnreachable, Forbidden, InvalidInput
 from tinymlaas.lwm2m.codec import Content
 from tinymlaas.lwm2m.objects import TINYML_OBJECT
 from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.models import UpdateOutcome
+from tinymlaas.plugins.base import Progress, no_progress
 
 log = logging.getLogger("tinymlaas.lwm2m.deploy")
-
-Progress = Callable[[str, float], None]
 
 FW_STATES = {0: "idle", 1: "downloading", 2: "downloaded", 3: "updating"}
 FW_RESULTS = {
@@ -53,33 +52,6 @@ SW_RESULTS = {
 }
 #: Software results that mean "this device cannot take a module": fall back to FOTA.
 SW_CANNOT = {54, 57, 58}
-
-
-def _no_progress(step: str, fraction: float) -> None:
-    """Default progress sink."""
-
-
-@dataclass
-class Outcome:
-    """What one update did; ``result`` uses the object's own words."""
-
-    endpoint: str
-    kind: str  # "firmware" or "model"
-    package_sha256: str
-    succeeded: bool = False
-    result_code: int = 0
-    result: str = ""
-    detail: str = ""
-    states: list[str] = field(default_factory=list)
-    firmware_before: str | None = None
-    firmware_after: str | None = None
-    model_sha256: str | None = None
-    fell_back_to_firmware: bool = False
-    attempts: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Grants:
@@ -125,9 +97,10 @@ class Updater:
         return uri
 
     # -- FOTA ----------------------------------------------------------------------
-    async def fota(self, endpoint: str, sha256: str, *, progress: Progress = _no_progress) -> Outcome:
+    async def fota(self, endpoint: str, sha256: str, *, progress: Progress = no_progress) -> UpdateOutcome:
         started = time.monotonic()
-        out = Outcome(endpoint, "firmware", sha256)
+        out = UpdateOutcome(endpoint=endpoint, kind="firmware", package_sha256=sha256,
+                            succeeded=False, result_code=0)
         srv = self.server
         reg = srv.registry.online(endpoint)
         if 5 not in reg.objects:
@@ -209,9 +182,10 @@ class Updater:
 
     # -- SOTA ------------------------------------------------------------------------
     async def sota(self, endpoint: str, sha256: str, *, model_sha256: str | None = None,
-                   progress: Progress = _no_progress) -> Outcome:
+                   progress: Progress = no_progress) -> UpdateOutcome:
         started = time.monotonic()
-        out = Outcome(endpoint, "model", sha256)
+        out = UpdateOutcome(endpoint=endpoint, kind="model", package_sha256=sha256,
+                            succeeded=False, result_code=0)
         srv = self.server
         reg = srv.registry.online(endpoint)
         if 9 not in reg.objects:
@@ -269,7 +243,7 @@ class Updater:
 
     async def deploy_model(self, endpoint: str, module_sha256: str, *, model_sha256: str | None,
                            fallback_firmware_sha256: str | None,
-                           progress: Progress = _no_progress) -> Outcome:
+                           progress: Progress = no_progress) -> UpdateOutcome:
         """SOTA; if the device says it cannot, FOTA with the firmware that holds the model."""
         out = await self.sota(endpoint, module_sha256, model_sha256=model_sha256, progress=progress)
         if out.succeeded or out.result_code not in SW_CANNOT or not fallback_firmware_sha256:
@@ -282,7 +256,7 @@ class Updater:
         return fw
 
     @staticmethod
-    def _done(out: Outcome, started: float) -> Outcome:
+    def _done(out: UpdateOutcome, started: float) -> UpdateOutcome:
         out.seconds = round(time.monotonic() - started, 3)
         log.info("%s %s update of %s: %s (%s)", out.endpoint, out.kind, out.package_sha256[:12],
                  "succeeded" if out.succeeded else "failed", out.result)

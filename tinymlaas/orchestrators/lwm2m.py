@@ -16,7 +16,7 @@ from tinymlaas.lwm2m.deploy import Grants, Updater
 from tinymlaas.lwm2m.objects import TINYML_OBJECT
 from tinymlaas.lwm2m.security import CredentialStore
 from tinymlaas.lwm2m.server import LwM2MServer
-from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package
+from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 
 T = TINYML_OBJECT
@@ -115,20 +115,18 @@ class LwM2MOrchestrator(Orchestrator):
         self.grants.check(endpoint, sha256, grant)
 
     async def deploy_firmware(self, endpoint: str, package: Package, *, download_base: str,
-                              progress: Progress = no_progress) -> dict[str, Any]:
+                              progress: Progress = no_progress) -> UpdateOutcome:
         self._download_base = download_base
-        out = await self.updater.fota(endpoint, package.sha256, progress=progress)
-        return out.as_dict()
+        return await self.updater.fota(endpoint, package.sha256, progress=progress)
 
     async def deploy_model(self, endpoint: str, module: Package, *, download_base: str,
                            fallback_firmware: Package | None = None,
-                           progress: Progress = no_progress) -> dict[str, Any]:
+                           progress: Progress = no_progress) -> UpdateOutcome:
         self._download_base = download_base
-        out = await self.updater.deploy_model(
+        return await self.updater.deploy_model(
             endpoint, module.sha256, model_sha256=module.model_sha256,
             fallback_firmware_sha256=fallback_firmware.sha256 if fallback_firmware else None,
             progress=progress)
-        return out.as_dict()
 
     # -- inference -------------------------------------------------------------------
     async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +26,7 @@ from tinymlaas.models import (
     ModelInfo,
     ModuleManifest,
     Package,
+    UpdateOutcome,
 )
 
 #: Reports a step name and the fraction of the whole job done (0..1).
@@ -209,13 +210,13 @@ class Orchestrator(Plugin):
 
     @abstractmethod
     async def deploy_firmware(self, endpoint: str, package: Package, *, download_base: str,
-                              progress: Progress = no_progress) -> dict[str, Any]:
+                              progress: Progress = no_progress) -> UpdateOutcome:
         """FOTA: the device replaces its whole OS image (and may reboot). Returns the outcome."""
 
     @abstractmethod
     async def deploy_model(self, endpoint: str, module: Package, *, download_base: str,
                            fallback_firmware: Package | None = None,
-                           progress: Progress = no_progress) -> dict[str, Any]:
+                           progress: Progress = no_progress) -> UpdateOutcome:
         """SOTA: the device swaps only its inference module without stopping; a device
         that cannot gets ``fallback_firmware`` by FOTA when one is given."""
 

@@ -72,7 +72,7 @@ def run_deployment(store: Store, orchestrator: Orchestrator, loop: asyncio.Abstr
                                          fallback_firmware=fallback, progress=progress)
     outcome = asyncio.run_coroutine_threadsafe(coro, loop).result()
     store.finish_deployment(deployment.id, outcome)
-    if not outcome.get("succeeded"):
+    if not outcome.succeeded:
         raise DeviceError(f"{deployment.kind} update of '{deployment.endpoint}' failed: "
-                          f"{outcome.get('detail') or outcome.get('result')}")
-    return {"deployment": deployment.id, **outcome}
+                          f"{outcome.detail or outcome.result}")
+    return {"deployment": deployment.id, **outcome.model_dump(mode="json")}

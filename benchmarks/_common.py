@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ def report(
         data = json.loads(json_path.read_text()) if json_path.exists() else {}
         data[title] = {"rows": list(rows), **(extra or {})}
         json_path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (inclusive method); NaN for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 def _fmt(v: Any) -> str:

@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _common import bar_plot, report
+from _common import bar_plot, percentile, report
 
 HERE = Path(__file__).parent
 SIZES = (100, 1_000, 10_000)
@@ -45,14 +44,6 @@ def _rss_kib(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 # -- the server process ---------------------------------------------------------------
@@ -131,9 +122,10 @@ async def _serve(n: int, fota_image: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "devices": len(srv.registry.by_id), "registration_s": reg_s,
         "server_rss_kib": rss, "server_base_rss_kib": base_rss,
-        "read_p50_ms": _pct(lat, 50), "read_p99_ms": _pct(lat, 99), "reads": len(lat),
-        "loaded_p99_ms": _pct(loaded, 99), "reads_per_s": len(loaded) / read_s,
-        "notify_p50_ms": _pct(notify, 50), "notify_p99_ms": _pct(notify, 99), "notifications": len(notify),
+        "read_p50_ms": percentile(lat, 50), "read_p99_ms": percentile(lat, 99), "reads": len(lat),
+        "loaded_p99_ms": percentile(loaded, 99), "reads_per_s": len(loaded) / read_s,
+        "notify_p50_ms": percentile(notify, 50), "notify_p99_ms": percentile(notify, 99),
+        "notifications": len(notify),
     }
     if fota_image:
         data = Path(fota_image).read_bytes()

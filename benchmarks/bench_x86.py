@@ -7,12 +7,11 @@ device's own TFLM invoke time) over many requests.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _common import bar_plot, report
+from _common import bar_plot, percentile, report
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
@@ -23,10 +22,6 @@ from tinymlaas.targets import get_board
 from tinymlaas.zoo import get_recipe
 
 REQUESTS = 500
-
-
-def _pct(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100)[int(p) - 1]
 
 
 def run(json_path: Path | None, plots: Path) -> None:
@@ -55,12 +50,12 @@ def run(json_path: Path | None, plots: Path) -> None:
         {"metric": "device boot to READY", "value": round(t3 - t2, 2), "unit": "s"},
         {"metric": "OS image size", "value": fw.sizes["flash"], "unit": "B"},
         {"metric": "TFLM arena (smallest that runs)", "value": module.memory.arena_bytes, "unit": "B"},
-        {"metric": "inference round trip p50", "value": round(_pct(rtt, 50)), "unit": "µs"},
-        {"metric": "inference round trip p99", "value": round(_pct(rtt, 99)), "unit": "µs"},
-        {"metric": "TFLM invoke on device p50", "value": round(_pct(on_device, 50)), "unit": "µs"},
-        {"metric": "TFLM invoke on device p99", "value": round(_pct(on_device, 99)), "unit": "µs"},
+        {"metric": "inference round trip p50", "value": round(percentile(rtt, 50)), "unit": "µs"},
+        {"metric": "inference round trip p99", "value": round(percentile(rtt, 99)), "unit": "µs"},
+        {"metric": "TFLM invoke on device p50", "value": round(percentile(on_device, 50)), "unit": "µs"},
+        {"metric": "TFLM invoke on device p99", "value": round(percentile(on_device, 99)), "unit": "µs"},
     ]
     report("x86-tflm hello_world loop", rows, json_path=json_path, extra={"requests": REQUESTS})
     bar_plot(plots / "x86_latency.png", f"x86-tflm hello_world, {REQUESTS} requests",
-             ["p50", "p99"], {"HTTP round trip": [_pct(rtt, 50), _pct(rtt, 99)],
-                              "TFLM invoke": [_pct(on_device, 50), _pct(on_device, 99)]}, "µs")
+             ["p50", "p99"], {"HTTP round trip": [percentile(rtt, 50), percentile(rtt, 99)],
+                              "TFLM invoke": [percentile(on_device, 50), percentile(on_device, 99)]}, "µs")

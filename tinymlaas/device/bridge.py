@@ -23,7 +23,6 @@ import json
 import logging
 import shutil
 import signal
-import struct
 import sys
 import threading
 import time
@@ -36,18 +35,12 @@ from tinymlaas.errors import TinyMLaaSError
 from tinymlaas.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
 from tinymlaas.lwm2m.client import LwM2MClient
 from tinymlaas.models import Board, FirmwareManifest
-from tinymlaas.services.mcu_device import McuDevice
+from tinymlaas.services.mcu_device import McuDevice, quantization
 from tinymlaas.targets import get_board
 
 log = logging.getLogger("tinymlaas.bridge")
 _ELF_MAGIC = b"\x7fELF"
 _EM_ARM = 40
-
-
-def _scale(info: dict[str, str], which: str) -> tuple[float, int]:
-    """A tensor's quantization as the firmware's INFO reports it (float bits in hex)."""
-    bits = int(info[f"{which}_scale_bits"], 16)
-    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
 
 
 class Mcu:
@@ -70,7 +63,7 @@ class Mcu:
         """Input/output specs as the MCU itself reports them (INFO), whatever it runs."""
 
         def spec(which: str) -> dict[str, Any]:
-            scale, zp = _scale(self.info, which)
+            scale, zp = quantization(self.info, which)
             n = int(self.info[f"{which}_bytes"])
             if scale == 0:  # a float tensor
                 return {"name": which, "dtype": "float32", "shape": [1, n // 4]}

@@ -48,7 +48,8 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
 
 
-def _scale(info: dict[str, str], which: str) -> tuple[float, int]:
+def quantization(info: dict[str, str], which: str) -> tuple[float, int]:
+    """A tensor's (scale, zero point) as the firmware's INFO reports them (scale as float bits)."""
     bits = int(info[f"{which}_scale_bits"], 16)
     return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
 
@@ -61,7 +62,7 @@ def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
     if arr.dtype == np.int8:
         flat = arr.reshape(-1)
     elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
-        scale, zp = _scale(info, "input")
+        scale, zp = quantization(info, "input")
         if scale == 0:
             raise InvalidInput("the device's model takes a float input; pass raw int8 bytes")
         flat = np.clip(np.round(arr.astype(np.float64).reshape(-1) / scale) + zp, -128, 127)
@@ -76,7 +77,7 @@ def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
 
 def output_values(result: Inference, info: dict[str, str]) -> np.ndarray:
     """The int8 output dequantized with the device's own output scale."""
-    scale, zp = _scale(info, "output")
+    scale, zp = quantization(info, "output")
     return (result.values().astype(np.float64) - zp) * scale
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,31 +15,22 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from api_jobs import follow_job
 from pytest_bdd import given, parsers, scenarios, then, when
-from testcontainers.core.container import DockerContainer
-from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.net import free_port
+from tinymlaas.models import LwM2MAttach
+from tinymlaas.services.mcu_device import BridgeProcess
+from tinymlaas.services.x86_device import X86Device
 from tinymlaas.store import ArtifactStore
+from tinymlaas.targets import get_board
 from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 scenarios("lwm2m")
 
-DEVICE_IMAGE = "tinymlaas/device-x86-tflm"
-
-
-def wait_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:
@@ -91,14 +80,14 @@ def build_all(lab: Lab, wanted: dict[str, tuple[str, str, str]]) -> None:
         return
     for recipe in sorted({m for m, _, _ in wanted.values()}):
         job = lab.api.post("/models/train", json={"recipe": recipe}).json()
-        assert wait_job(lab.api, job["id"])["state"] == "succeeded"
+        assert follow_job(lab.api, job["id"])[-1]["state"] == "succeeded"
     replies = {}
     for key, (model, target, version) in wanted.items():
         reply = lab.api.post("/builds", json={"model": model, "target": target, "version": version})
         assert reply.status_code == 202, reply.text
         replies[key] = reply.json()
     for key, reply in replies.items():
-        job = wait_job(lab.api, reply["job"]["id"], timeout=600)
+        job = follow_job(lab.api, reply["job"]["id"], timeout=600)[-1]
         assert job["state"] == "succeeded", job
         lab.builds[key] = lab.api.get(f"/builds/{reply['build']['id']}").json()
 
@@ -125,18 +114,14 @@ class Booted:
 
     endpoint: str
     board: str
-    container: DockerContainer
+    device: X86Device
     flash: Path
-    port: int
 
     def logs(self) -> str:
-        out, err = self.container.get_logs()
-        return out.decode(errors="replace") + err.decode(errors="replace")
+        return self.device.logs()
 
     def infer(self, values: list[float]) -> dict[str, Any]:
-        r = httpx.post(f"http://127.0.0.1:{self.port}/infer", json={"values": values}, timeout=10)
-        r.raise_for_status()
-        return r.json()
+        return self.device.device.infer(values)
 
 
 @pytest.fixture
@@ -147,9 +132,9 @@ def devices(request: pytest.FixtureRequest) -> dict[str, Any]:
     def cleanup() -> None:
         for dev in booted.values():
             if isinstance(dev, Booted):
-                dev.container.stop()
+                dev.device.close()
             elif isinstance(dev, Bridge):
-                dev.stop()
+                dev.process.stop()
 
     request.addfinalizer(cleanup)
     return booted
@@ -177,19 +162,12 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
     flash.mkdir()
     sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
     (flash / "firmware.pyz").write_bytes(lab.api.get(f"/artifacts/{sha}").content)
-    port = free_port()
-    args = ["--port", str(port), "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--lifetime", str(lifetime)]
+    oscore = None
     if secure:
-        write_context(flash / "oscore", devices["credentials"][ep], role="device")
-        args += ["--oscore", "/flash/oscore"]
-    container = (
-        DockerContainer(DEVICE_IMAGE, _wait_strategy=LogMessageWaitStrategy(" READY "))
-        .with_command(args)
-        .with_volume_mapping(str(flash), "/flash", "rw")
-        .with_kwargs(network_mode="host", init=True, labels={"org.tinymlaas.role": "device"})
-    )
-    container.start()
-    dev = devices[ep] = Booted(ep, "x86-tflm", container, flash, port)
+        oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
+    attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore, lifetime_s=lifetime)
+    board = get_board(Settings().targets_dir, "x86-tflm")
+    dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, lwm2m=attach), flash)
     return dev
 
 
@@ -261,7 +239,7 @@ def ep_from_scenario(devices: dict[str, Any]) -> str:
 def deploy(lab: Lab, ep: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     reply = lab.api.post(f"/devices/{ep}/{kind}", json=body)
     assert reply.status_code == 202, reply.text
-    wait_job(lab.api, reply.json()["job"]["id"])
+    follow_job(lab.api, reply.json()["job"]["id"])
     return lab.api.get(f"/deployments/{reply.json()['deployment']['id']}").json()
 
 
@@ -430,7 +408,7 @@ def none_lost(lab: Lab, load: Load) -> None:
 @when(parsers.parse("the device container is frozen for {seconds:d} s"))
 def freeze(devices: dict[str, Any], ep_from_scenario: str, seconds: int) -> None:
     dev: Booted = devices[ep_from_scenario]
-    dev.container.get_wrapped_container().pause()
+    dev.device.container.pause()
     time.sleep(seconds)
 
 
@@ -445,7 +423,7 @@ def offline(lab: Lab, ep: str) -> None:
 
 @when("the device container is thawed")
 def thaw(devices: dict[str, Any], ep_from_scenario: str) -> None:
-    devices[ep_from_scenario].container.get_wrapped_container().unpause()
+    devices[ep_from_scenario].device.container.unpause()
 
 
 @then(parsers.parse('the service lists "{ep}" online again within {seconds:d} s'))
@@ -490,19 +468,10 @@ class Bridge:
 
     endpoint: str
     board: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+    process: BridgeProcess
 
     def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        return self.process.logs()
 
 
 @given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
@@ -513,13 +482,10 @@ def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: 
     for name, sha in fw["artifacts"].items():
         (flash / name).write_bytes(lab.api.get(f"/artifacts/{sha}").content)
     oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
-    log = tmp_path / ep / "bridge.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board, "--flash", str(flash),
-             "--emulator", "qemu", "--lwm2m", lab.lwm2m_uri, "--endpoint", ep, "--oscore", str(oscore)],
-            stdout=out, stderr=subprocess.STDOUT)
-    devices[ep] = Bridge(ep, board, proc, log)
+    attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore)
+    process = BridgeProcess(get_board(Settings().targets_dir, board), flash, attach,
+                            tmp_path / ep / "bridge.log", emulator="qemu")
+    devices[ep] = Bridge(ep, board, process)
     wait_until(lambda: online(lab, ep), 60, f"bridge {ep} registering")
 
 

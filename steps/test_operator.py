@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
 from typing import Any
 
 import httpx
+from api_jobs import follow_job
 from pytest_bdd import parsers, scenarios, then, when
 
 from tinymlaas.api.server import BackgroundServer
 
 scenarios("operator")
-
-
-def wait_job(api: httpx.Client, job_id: str, timeout: float = 300) -> list[dict[str, Any]]:
-    """Poll a job to its end; return every distinct state seen."""
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/jobs/{job_id}").json()
-        if not seen or (job["step"], job["state"]) != (seen[-1]["step"], seen[-1]["state"]):
-            seen.append(job)
-        if job["state"] in ("succeeded", "failed"):
-            return seen
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {seen[-1]['state']} after {timeout} s")
 
 
 @when(parsers.parse('I ask the service to train "{recipe}" from the zoo'), target_fixture="reply")
@@ -37,7 +23,7 @@ def train(api: httpx.Client, recipe: str) -> httpx.Response:
 @then(parsers.parse('the job succeeds and model "{name}" version {version:d} is registered'))
 def trained(api: httpx.Client, reply: httpx.Response, name: str, version: int) -> None:
     assert reply.status_code == 202, reply.text
-    states = wait_job(api, reply.json()["id"])
+    states = follow_job(api, reply.json()["id"])
     assert states[-1]["state"] == "succeeded", states[-1]
     model = api.get(f"/models/{name}").json()
     assert model["version"] == version and model["info"]["ops"] == ["FULLY_CONNECTED"]
@@ -56,7 +42,7 @@ def accepted(reply: httpx.Response) -> None:
 
 @then("the job reports its steps until it succeeds", target_fixture="build")
 def job_progress(api: httpx.Client, reply: httpx.Response) -> dict[str, Any]:
-    states = wait_job(api, reply.json()["job"]["id"])
+    states = follow_job(api, reply.json()["job"]["id"])
     assert states[-1]["state"] == "succeeded", states[-1]
     steps = [s["step"] for s in states]
     assert any(s.startswith("compile:") for s in steps) and any(s.startswith("build:") for s in steps)

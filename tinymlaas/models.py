@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -254,6 +255,22 @@ class DeviceCapabilities(BaseModel):
     tensors: dict[str, Any] | None = None
     sota: bool = False
     fota: bool = False
+
+
+class LwM2MAttach(BaseModel):
+    """How a device we start joins the service: server URI, endpoint name, OSCORE context."""
+
+    uri: str
+    endpoint: str
+    oscore: Path | None = None
+    lifetime_s: int = Field(60, gt=0)
+
+    def args(self, oscore_dir: str | None = None) -> list[str]:
+        """The device agents' command-line flags (``oscore_dir``: where the device sees it)."""
+        args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
+        if self.oscore is not None:
+            args += ["--oscore", oscore_dir or str(self.oscore)]
+        return args
 
 
 class UpdateOutcome(BaseModel):

@@ -13,8 +13,6 @@ are compared byte for byte with TFLM, the firmware is updated over the air
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +25,11 @@ import numpy as np
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
-from tinymlaas.images import docker_client
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.models import Board
-from tinymlaas.net import free_port
+from tinymlaas.models import Board, LwM2MAttach
 from tinymlaas.plugins.base import Progress, no_progress
+from tinymlaas.services.mcu_device import BridgeProcess
+from tinymlaas.services.x86_device import X86Device
 from tinymlaas.targets import get_board
 from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
@@ -95,42 +93,14 @@ class _Api:
 
 
 @contextlib.contextmanager
-def _device(board: Board, api: _Api, lwm2m_uri: str, endpoint: str, flash: Path,
-            material: dict[str, str]) -> Iterator[None]:
-    """Boot the board's device on ``flash`` with LwM2M and OSCORE; stop it afterwards."""
-    oscore = write_context(flash.parent / "oscore", material, role="device")
+def _device(board: Board, lwm2m: LwM2MAttach, flash: Path) -> Iterator[None]:
+    """Boot the board's device on ``flash``, registering with the service; stop it afterwards."""
     if board.device is not None:  # a container board: the device image boots /flash
-        client = docker_client()
-        client.images.get(board.device.image)  # never let the engine try a pull
-        container = client.containers.run(
-            board.device.image,
-            ["--port", str(free_port()), "--lwm2m", lwm2m_uri, "--endpoint", endpoint,
-             "--oscore", "/oscore"],
-            volumes={str(flash): {"bind": "/flash", "mode": "rw"},
-                     str(oscore): {"bind": "/oscore", "mode": "rw"}},
-            network_mode="host", init=True, detach=True,
-            labels={"org.tinymlaas.role": "device", "org.tinymlaas.board": board.name})
-        try:
+        with X86Device(board, flash, lwm2m=lwm2m):
             yield
-        finally:
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
     else:  # an MCU: the bridge (the gateway) runs it in its emulator
-        log = (flash.parent / "bridge.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board.name,
-             "--flash", str(flash), "--lwm2m", lwm2m_uri, "--endpoint", endpoint,
-             "--oscore", str(oscore)], stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with BridgeProcess(board, flash, lwm2m, flash.parent / "bridge.log"):
             yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            log.close()
 
 
 def _seven(api: _Api, endpoint: str, model: bytes) -> tuple[bool, str]:
@@ -216,7 +186,8 @@ def _board_lifecycle(api: _Api, lwm2m_uri: str, board: Board, run: BoardRun,
     for name, sha in v1["firmware"]["artifacts"].items():  # "flash" v1 at the factory
         (flash / name).write_bytes(api.http.get(f"/artifacts/{sha}").content)
     material = api.call("POST", f"/devices/{ep}/credentials", json={"replace": True})
-    with _device(board, api, lwm2m_uri, ep, flash, material):
+    oscore = write_context(work / ep / "oscore", material, role="device")
+    with _device(board, LwM2MAttach(uri=lwm2m_uri, endpoint=ep, oscore=oscore), flash):
         def register() -> tuple[bool, str]:
             api.online(ep)
             return True, "registered over OSCORE"

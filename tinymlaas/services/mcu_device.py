@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from tinymlaas.errors import InvalidInput, NotFound
-from tinymlaas.models import Board, FirmwareManifest
+from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach
 from tinymlaas.plugins.base import Emulator, EmulatorSession
 from tinymlaas.plugins.registry import get
 from tinymlaas.uart_protocol import Banner, Inference, UartClient
@@ -129,3 +131,35 @@ class McuDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BridgeProcess:
+    """The LwM2M bridge (the gateway of the design documents) in front of an emulated MCU,
+    as a child process: it boots ``flash`` in the emulator and registers with the service."""
+
+    def __init__(self, board: Board, flash: Path, lwm2m: LwM2MAttach, log: Path, *,
+                 emulator: str | None = None) -> None:
+        self.log = log
+        cmd = [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board.name,
+               "--flash", str(flash), *lwm2m.args()]
+        if emulator:
+            cmd += ["--emulator", emulator]
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def __enter__(self) -> BridgeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

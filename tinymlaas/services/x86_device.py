@@ -16,7 +16,7 @@ from typing import Any
 
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
 from tinymlaas.images import docker_client
-from tinymlaas.models import Board
+from tinymlaas.models import Board, LwM2MAttach
 from tinymlaas.net import free_port
 
 
@@ -50,9 +50,14 @@ class DeviceClient:
 
 
 class X86Device:
-    """A device container started and stopped by the service (``with`` closes it)."""
+    """A device container started and stopped by the service (``with`` closes it).
 
-    def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0) -> None:
+    With ``lwm2m`` it also registers with the service; its flash is then writable
+    (FOTA replaces the image on it) and its OSCORE context is mounted at /oscore.
+    """
+
+    def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0, *,
+                 lwm2m: LwM2MAttach | None = None) -> None:
         if board.device is None:
             raise BuildFailed(f"board '{board.name}' has no device image")
         import docker
@@ -64,10 +69,16 @@ class X86Device:
             raise BuildFailed(f"device image {board.device.image} is not built; "
                               "run 'tinymlaas images'") from exc
         self.port = free_port()
+        args = ["--port", str(self.port)]
+        volumes = {str(firmware_dir.resolve()): {"bind": "/flash", "mode": "rw" if lwm2m else "ro"}}
+        if lwm2m is not None:
+            args += lwm2m.args("/oscore")
+            if lwm2m.oscore is not None:
+                volumes[str(lwm2m.oscore.resolve())] = {"bind": "/oscore", "mode": "rw"}
         self.container = self.client.containers.run(
             board.device.image,
-            ["--port", str(self.port)],
-            volumes={str(firmware_dir.resolve()): {"bind": "/flash", "mode": "ro"}},
+            args,
+            volumes=volumes,
             network_mode="host",
             init=True,
             labels={"org.tinymlaas.role": "device", "org.tinymlaas.board": board.name},
@@ -92,6 +103,9 @@ class X86Device:
                 raise DeviceUnreachable(f"device exited while booting: {logs.strip()[-300:]}")
             time.sleep(0.1)
         raise DeviceUnreachable(f"device did not print READY within {timeout:.0f} s")
+
+    def logs(self) -> str:
+        return self.container.logs().decode(errors="replace")
 
     def close(self) -> None:
         # Already gone is fine: closing must not mask the error that led here.

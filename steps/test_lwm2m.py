@@ -167,7 +167,7 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
         oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
     attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore, lifetime_s=lifetime)
     board = get_board(Settings().targets_dir, "x86-tflm")
-    dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, lwm2m=attach), flash)
+    dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach), flash)
     return dev
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from _devices import TflmRuntime
 
 from tinymlaas import tflite
 from tinymlaas.config import LwM2MSettings
@@ -25,24 +24,6 @@ pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class TflmRuntime:
-    """An InferenceRuntime over the real interpreter, as a device would have it."""
-
-    def __init__(self, model: bytes) -> None:
-        self.tflm = Tflm(model)
-        self.info = tflite.inspect(model)
-
-    def capabilities(self) -> dict[int, Any]:
-        tensors = {"inputs": [t.model_dump() for t in self.info.inputs],
-                   "outputs": [t.model_dump() for t in self.info.outputs]}
-        return {0: 65536, 1: 16 << 20, 2: "x86-64", 3: 0, 4: {0: "none"}, 5: "tflite-micro",
-                6: self.info.sha256, 7: "hello_world", 8: 2048, 15: json.dumps(tensors), 16: "in-process"}
-
-    async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
-        out = self.tflm.invoke(np.frombuffer(tensor, dtype=np.int8).reshape(1, 1))
-        return out.tobytes(), 7, None
 
 
 def test_it_is_the_registered_orchestrator_plugin() -> None:

@@ -54,6 +54,24 @@ class LwM2MSettings(BaseModel):
     grant_ttl_s: float = Field(3600.0, gt=0)
 
 
+class HttpPullSettings(BaseModel):
+    """The plain-HTTP pull orchestrator ("custom OTA"): devices long-poll the API."""
+
+    #: How long a poll is held open when there is nothing for the device to do.
+    poll_wait_s: float = Field(20.0, gt=0, le=120)
+    #: A device that has not polled for this long is shown offline.
+    offline_after_s: float = Field(60.0, gt=0)
+    #: "token": every poll carries the device's bearer token, provisioned per device.
+    security: Literal["off", "token"] = "off"
+    #: Base URL devices download packages from (the API); default: the API's address.
+    package_base_url: str | None = None
+    #: Upper bound for one command (an inference) to come back.
+    request_timeout_s: float = Field(30.0, gt=0)
+    #: Upper bound for an update: download, install and, for firmware, the reboot.
+    update_timeout_s: float = Field(300.0, gt=0)
+    grant_ttl_s: float = Field(3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TINYMLAAS_", env_nested_delimiter="__")
 
@@ -68,6 +86,12 @@ class Settings(BaseSettings):
     #: The orchestrator plugin that talks to devices (entry-point group tinymlaas.orchestrators).
     orchestrator: str = "lwm2m"
     lwm2m: LwM2MSettings = LwM2MSettings()
+    http_pull: HttpPullSettings = HttpPullSettings()
+
+    def plugin_options(self, name: str, options: type[BaseModel]) -> BaseModel | None:
+        """A plugin's settings section (``lwm2m``, ``http_pull``), when it has one of its type."""
+        section = getattr(self, name.replace("-", "_"), None)
+        return section if isinstance(section, options) else None
 
     @property
     def db_path(self) -> Path:

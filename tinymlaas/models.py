@@ -265,11 +265,31 @@ class LwM2MAttach(BaseModel):
     oscore: Path | None = None
     lifetime_s: int = Field(60, gt=0)
 
-    def args(self, oscore_dir: str | None = None) -> list[str]:
-        """The device agents' command-line flags (``oscore_dir``: where the device sees it)."""
+    @property
+    def credentials(self) -> Path | None:
+        return self.oscore
+
+    def args(self, credentials_dir: str | None = None) -> list[str]:
+        """The device agents' command-line flags (``credentials_dir``: where the device sees it)."""
         args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
         if self.oscore is not None:
-            args += ["--oscore", oscore_dir or str(self.oscore)]
+            args += ["--oscore", credentials_dir or str(self.oscore)]
+        return args
+
+
+class PullAttach(BaseModel):
+    """How a device we start joins a service whose orchestrator is ``http-pull``:
+    the API's URL, endpoint name, and a folder holding its bearer ``token``."""
+
+    url: str
+    endpoint: str
+    credentials: Path | None = None
+    wait_s: float = Field(20.0, gt=0)
+
+    def args(self, credentials_dir: str | None = None) -> list[str]:
+        args = ["--ota", self.url, "--endpoint", self.endpoint, "--ota-wait", str(self.wait_s)]
+        if self.credentials is not None:
+            args += ["--token-file", f"{credentials_dir or self.credentials}/token"]
         return args
 
 

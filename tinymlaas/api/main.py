@@ -19,7 +19,7 @@ from tinymlaas.api.routes import (
     jobs,
     models,
 )
-from tinymlaas.config import LwM2MSettings, Settings
+from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.plugins.registry import get
@@ -27,13 +27,15 @@ from tinymlaas.store import Store
 
 
 def create_app(settings: Settings) -> FastAPI:
+    orchestrator_cls = get("orchestrators", settings.orchestrator, Orchestrator)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_path, settings.artifacts_dir)
         store.fail_unfinished_jobs("the service restarted while the job ran")
         runner = JobRunner(store, settings.build.concurrency)
-        cls = get("orchestrators", settings.orchestrator, Orchestrator)
-        orchestrator = cls(settings.lwm2m if cls.Options is LwM2MSettings else None)
+        cls = orchestrator_cls
+        orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         await orchestrator.start(settings.data_dir)
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
@@ -49,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router):
+        app.include_router(r)
+    for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)
 
     @app.get("/health", tags=["health"])

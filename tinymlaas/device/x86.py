@@ -4,7 +4,8 @@ This module is packed (with :mod:`tinymlaas.tflm`) into ``firmware.pyz``, the
 OS image the x86 builder writes; the device container boots it. It needs only
 the standard library, numpy and the ``tflite_micro`` wheel.
 
-With ``--lwm2m URI`` it also runs an LwM2M client (:mod:`tinymlaas.device.x86_lwm2m`):
+With ``--lwm2m URI`` it also runs an LwM2M client, with ``--ota URL`` the HTTP pull agent
+(:mod:`tinymlaas.device.x86_agent`):
 registration, capabilities, FOTA (exit code 75 asks the boot ROM to reboot into
 the new image) and SOTA (the model is swapped between two inferences).
 
@@ -211,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     lw.add_argument("--lifetime", type=int, default=60, help="registration lifetime, s")
     lw.add_argument("--oscore", type=Path, metavar="DIR",
                     help="OSCORE security context directory (credentials from the service)")
+    ota = ap.add_argument_group("HTTP pull (the http-pull orchestrator: FOTA, SOTA)")
+    ota.add_argument("--ota", metavar="URL", help="poll this service, e.g. http://127.0.0.1:8000")
+    ota.add_argument("--token-file", type=Path, metavar="FILE", help="the device's bearer token")
+    ota.add_argument("--ota-wait", type=float, default=20.0, help="long-poll wait, s")
     args = ap.parse_args(argv)
+    if args.lwm2m and args.ota:
+        ap.error("--lwm2m and --ota are two ways to be managed: choose one")
 
     image = FirmwareImage.open(args.image)
     runtime = Runtime(image)
@@ -222,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"self_test": "ok", "output": out["output"]}))
         return 0
     agent = None
-    if args.lwm2m:  # imported only here: the builder's self-test has no aiocoap
-        from tinymlaas.device.x86_lwm2m import Agent
+    if args.lwm2m or args.ota:  # imported only here: the builder's self-test has no aiocoap
+        from tinymlaas.device.x86_agent import Agent
 
         agent = Agent(runtime, args)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(runtime))

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tinymlaas.errors import DeviceError, DeviceUnreachable, Forbidden, InvalidInput
+from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
 from tinymlaas.lwm2m.codec import Content
 from tinymlaas.lwm2m.objects import TINYML_OBJECT
 from tinymlaas.lwm2m.server import LwM2MServer
@@ -52,28 +51,6 @@ SW_RESULTS = {
 }
 #: Software results that mean "this device cannot take a module": fall back to FOTA.
 SW_CANNOT = {54, 57, 58}
-
-
-class Grants:
-    """Download grants: a package URL only works for the device it was issued to, for a while."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._grants: dict[str, tuple[str, str, float]] = {}
-
-    def issue(self, endpoint: str, sha256: str) -> str:
-        now = time.monotonic()
-        self._grants = {k: v for k, v in self._grants.items() if v[2] > now}
-        token = secrets.token_urlsafe(16)
-        self._grants[token] = (endpoint, sha256, now + self.ttl_s)
-        return token
-
-    def check(self, endpoint: str, sha256: str, token: str | None) -> None:
-        grant = self._grants.get(token or "")
-        if grant is None or grant[2] < time.monotonic():
-            raise Forbidden("no valid download grant: packages are only for the device they were sent to")
-        if grant[:2] != (endpoint, sha256):
-            raise Forbidden("this grant is for another device or package")
 
 
 def _int(content: Content, path: tuple[int, ...], default: int = -1) -> int:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tinymlaas.config import LwM2MSettings
 from tinymlaas.errors import Conflict, DeviceError
 from tinymlaas.lwm2m.codec import Content
-from tinymlaas.lwm2m.deploy import Grants, Updater
-from tinymlaas.lwm2m.objects import TINYML_OBJECT
+from tinymlaas.lwm2m.deploy import Updater
+from tinymlaas.lwm2m.objects import TINYML_OBJECT, named_capabilities
 from tinymlaas.lwm2m.security import CredentialStore
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
+from tinymlaas.orchestrators.grants import Grants
+from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 
 T = TINYML_OBJECT
@@ -24,12 +23,6 @@ T = TINYML_OBJECT
 
 def _get(content: Content, path: tuple[int, ...]) -> Any:
     return content.get(path)
-
-
-def _tensor(raw: Any, dtype: str) -> np.ndarray:
-    """Raw tensor bytes (as the TinyML object carries them) as an array of their dtype."""
-    data, dt = bytes(raw or b""), np.dtype(dtype)
-    return np.frombuffer(data[: len(data) // dt.itemsize * dt.itemsize], dtype=dt)
 
 
 class LwM2MOrchestrator(Orchestrator):
@@ -83,28 +76,20 @@ class LwM2MOrchestrator(Orchestrator):
         srv = self.srv
         reg = srv.registry.online(endpoint)
         dev = await srv.read(endpoint, "/3/0")
-        caps = DeviceCapabilities(
-            endpoint=endpoint, manufacturer=_get(dev, (3, 0, 0)), model=_get(dev, (3, 0, 1)),
-            serial=_get(dev, (3, 0, 2)), firmware_version=_get(dev, (3, 0, 3)),
-            storage_free_kb=_get(dev, (3, 0, 10)), storage_total_kb=_get(dev, (3, 0, 21)),
-            device_type=_get(dev, (3, 0, 17)), hardware_version=_get(dev, (3, 0, 18)),
-            software_version=_get(dev, (3, 0, 19)),
-            fota=5 in reg.objects, sota=9 in reg.objects,
-        )
-        if T in reg.objects:
-            t = await srv.read(endpoint, f"/{T}/0")
-            tensors = _get(t, (T, 0, 15))
-            caps = caps.model_copy(update={
-                "ram_bytes": _get(t, (T, 0, 0)), "flash_bytes": _get(t, (T, 0, 1)),
-                "cpu": _get(t, (T, 0, 2)), "clock_hz": _get(t, (T, 0, 3)),
-                "accelerators": [v for k, v in sorted(t.items()) if k[:3] == (T, 0, 4) and len(k) == 4],
-                "runtime": _get(t, (T, 0, 5)), "model_sha256": _get(t, (T, 0, 6)),
-                "model_name": _get(t, (T, 0, 7)), "arena_bytes": _get(t, (T, 0, 8)),
-                "inference_count": _get(t, (T, 0, 11)), "latency_us": _get(t, (T, 0, 12)),
-                "instructions": _get(t, (T, 0, 13)), "board": _get(t, (T, 0, 16)),
-                "tensors": json.loads(tensors) if isinstance(tensors, str) and tensors else None,
-            })
-        return caps
+        t = await srv.read(endpoint, f"/{T}/0") if T in reg.objects else {}
+
+        def values(content: Content, oid: int) -> dict[int, Any]:
+            """Resource id -> value (a multi-instance resource as {instance: value})."""
+            out: dict[int, Any] = {}
+            for path, value in sorted(content.items()):
+                if path[0] == oid and len(path) == 3:
+                    out[path[2]] = value
+                elif path[0] == oid and len(path) == 4:
+                    out.setdefault(path[2], {})[path[3]] = value
+            return out
+
+        caps = named_capabilities(values(dev, 3), values(t, T))
+        return DeviceCapabilities(endpoint=endpoint, fota=5 in reg.objects, sota=9 in reg.objects, **caps)
 
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
@@ -152,22 +137,10 @@ class LwM2MOrchestrator(Orchestrator):
 
     @staticmethod
     def _report(endpoint: str, t: Content) -> InferenceReport:
-        spec = _get(t, (T, 0, 15))
-        tensors: dict[str, Any] = json.loads(spec) if isinstance(spec, str) and spec else {}
-        i = (tensors.get("inputs") or [{}])[0]
-        o = (tensors.get("outputs") or [{}])[0]
-        raw_in = _tensor(_get(t, (T, 0, 9)), i.get("dtype", "int8"))
-        raw_out = _tensor(_get(t, (T, 0, 10)), o.get("dtype", "int8"))
-        values = None
-        if o.get("scale") is not None:
-            values = ((raw_out.astype(np.float64) - o["zero_point"]) * o["scale"]).tolist()
-        elif raw_out.dtype.kind == "f":
-            values = raw_out.astype(np.float64).tolist()
-        return InferenceReport(
-            endpoint=endpoint, count=int(_get(t, (T, 0, 11)) or 0), input=raw_in.tolist(),
-            output=raw_out.tolist(), values=values, latency_us=_get(t, (T, 0, 12)),
-            instructions=_get(t, (T, 0, 13)), model_sha256=_get(t, (T, 0, 6)),
-        )
+        return inference_report(
+            endpoint, count=int(_get(t, (T, 0, 11)) or 0), raw_input=_get(t, (T, 0, 9)),
+            raw_output=_get(t, (T, 0, 10)), tensors=_get(t, (T, 0, 15)), latency_us=_get(t, (T, 0, 12)),
+            instructions=_get(t, (T, 0, 13)), model_sha256=_get(t, (T, 0, 6)))
 
     # -- credentials ---------------------------------------------------------------
     def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:

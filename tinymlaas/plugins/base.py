@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,9 @@ from tinymlaas.models import (
     Package,
     UpdateOutcome,
 )
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 #: Reports a step name and the fraction of the whole job done (0..1).
 Progress = Callable[[str, float], None]
@@ -189,6 +192,11 @@ class Orchestrator(Plugin):
     pull packages from the API at ``{download_base}/devices/{endpoint}/packages/{sha256}``;
     the API asks :meth:`authorize_download` before serving one.
     """
+
+    @classmethod
+    def routes(cls) -> list[APIRouter]:
+        """HTTP routes the devices call on the API (a protocol over HTTP); none by default."""
+        return []
 
     @abstractmethod
     async def start(self, data_dir: Path) -> None:

@@ -96,7 +96,7 @@ class _Api:
 def _device(board: Board, lwm2m: LwM2MAttach, flash: Path) -> Iterator[None]:
     """Boot the board's device on ``flash``, registering with the service; stop it afterwards."""
     if board.device is not None:  # a container board: the device image boots /flash
-        with X86Device(board, flash, lwm2m=lwm2m):
+        with X86Device(board, flash, attach=lwm2m):
             yield
     else:  # an MCU: the bridge (the gateway) runs it in its emulator
         with BridgeProcess(board, flash, lwm2m, flash.parent / "bridge.log"):

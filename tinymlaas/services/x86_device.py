@@ -16,7 +16,7 @@ from typing import Any
 
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
 from tinymlaas.images import docker_client
-from tinymlaas.models import Board, LwM2MAttach
+from tinymlaas.models import Board, LwM2MAttach, PullAttach
 from tinymlaas.net import free_port
 
 
@@ -52,12 +52,13 @@ class DeviceClient:
 class X86Device:
     """A device container started and stopped by the service (``with`` closes it).
 
-    With ``lwm2m`` it also registers with the service; its flash is then writable
-    (FOTA replaces the image on it) and its OSCORE context is mounted at /oscore.
+    With ``attach`` it is also managed by the service (LwM2M or HTTP pull); its flash
+    is then writable (FOTA replaces the image on it) and its credentials (OSCORE
+    context or token) are mounted at /credentials.
     """
 
     def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0, *,
-                 lwm2m: LwM2MAttach | None = None) -> None:
+                 attach: LwM2MAttach | PullAttach | None = None) -> None:
         if board.device is None:
             raise BuildFailed(f"board '{board.name}' has no device image")
         import docker
@@ -70,11 +71,11 @@ class X86Device:
                               "run 'tinymlaas images'") from exc
         self.port = free_port()
         args = ["--port", str(self.port)]
-        volumes = {str(firmware_dir.resolve()): {"bind": "/flash", "mode": "rw" if lwm2m else "ro"}}
-        if lwm2m is not None:
-            args += lwm2m.args("/oscore")
-            if lwm2m.oscore is not None:
-                volumes[str(lwm2m.oscore.resolve())] = {"bind": "/oscore", "mode": "rw"}
+        volumes = {str(firmware_dir.resolve()): {"bind": "/flash", "mode": "rw" if attach else "ro"}}
+        if attach is not None:
+            args += attach.args("/credentials")
+            if attach.credentials is not None:
+                volumes[str(attach.credentials.resolve())] = {"bind": "/credentials", "mode": "rw"}
         self.container = self.client.containers.run(
             board.device.image,
             args,

@@ -28,8 +28,8 @@ IMAGE = "firmware.pyz"
 #: The package modules the device firmware runs (see tinymlaas.device.x86).
 FIRMWARE_MODULES = (
     "__init__.py", "archive.py", "tflm.py", "device/__init__.py", "device/x86.py",
-    # the LwM2M agent (needs aiocoap from the device image)
-    "device/x86_lwm2m.py", "device/package.py", "lwm2m/__init__.py", "lwm2m/objects.py",
+    # the management agents: LwM2M (needs aiocoap from the device image) and HTTP pull
+    "device/x86_agent.py", "device/pull.py", "device/package.py", "lwm2m/__init__.py", "lwm2m/objects.py",
     "lwm2m/codec.py", "lwm2m/links.py", "lwm2m/client.py", "lwm2m/agent.py",
     "lwm2m/objects/1.xml", "lwm2m/objects/3.xml", "lwm2m/objects/5.xml", "lwm2m/objects/9.xml",
     "lwm2m/objects/33100.xml",

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
-from tinymlaas.api.deps import OrchestratorDep, RunnerDep, SettingsDep, StoreDep
+from tinymlaas.api.deps import OrchestratorDep, RunnerDep, StoreDep
 from tinymlaas.errors import DeviceUnreachable, InvalidInput
 from tinymlaas.models import Deployment, Package
 from tinymlaas.services.deployments import firmware_package, module_package, run_deployment
@@ -23,7 +23,7 @@ class DeployRequest(BaseModel):
 
 
 def _start(kind: str, endpoint: str, body: DeployRequest, request: Request, store: Any,
-           orch: Any, runner: Any, settings: Any) -> dict[str, Any]:
+           orch: Any, runner: Any) -> dict[str, Any]:
     if not orch.device(endpoint).online:
         raise DeviceUnreachable(f"device '{endpoint}' is offline")
     fallback = None
@@ -38,7 +38,7 @@ def _start(kind: str, endpoint: str, body: DeployRequest, request: Request, stor
         package = Package(sha256=body.artifact, size=size, kind="firmware")
     else:
         raise InvalidInput("give 'build' (a finished build), or 'artifact' for a firmware image")
-    base = settings.lwm2m.package_base_url or str(request.base_url).rstrip("/")
+    base = str(request.base_url).rstrip("/")  # unless the orchestrator has its own package_base_url
     job = store.new_job(f"deploy-{kind}")
     dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256,
                                job_id=job.id, build_id=body.build)
@@ -50,16 +50,16 @@ def _start(kind: str, endpoint: str, body: DeployRequest, request: Request, stor
 
 @router.post("/devices/{endpoint}/firmware", status_code=status.HTTP_202_ACCEPTED)
 async def deploy_firmware(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                          orch: OrchestratorDep, runner: RunnerDep, settings: SettingsDep) -> dict[str, Any]:
+                          orch: OrchestratorDep, runner: RunnerDep) -> dict[str, Any]:
     """FOTA: the device downloads the OS image, checks its SHA-256, installs it and reboots."""
-    return _start("firmware", endpoint, body, request, store, orch, runner, settings)
+    return _start("firmware", endpoint, body, request, store, orch, runner)
 
 
 @router.post("/devices/{endpoint}/model", status_code=status.HTTP_202_ACCEPTED)
 async def deploy_model(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                       orch: OrchestratorDep, runner: RunnerDep, settings: SettingsDep) -> dict[str, Any]:
+                       orch: OrchestratorDep, runner: RunnerDep) -> dict[str, Any]:
     """SOTA: only the inference module, swapped without stopping the device (FOTA if it cannot)."""
-    return _start("model", endpoint, body, request, store, orch, runner, settings)
+    return _start("model", endpoint, body, request, store, orch, runner)
 
 
 @router.get("/deployments")

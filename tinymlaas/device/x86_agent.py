@@ -1,4 +1,5 @@
-"""The x86 device's LwM2M agent: its flash, its model slot and its inference runtime.
+"""The x86 device's management agent: its flash, its model slot and its inference runtime,
+served over LwM2M (``--lwm2m``) or the plain HTTP pull protocol (``--ota``).
 
 Flash is the folder holding ``firmware.pyz`` (mounted read-write at ``/flash``):
 
@@ -23,6 +24,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -148,13 +150,13 @@ class X86Modules:
         shutil.rmtree(active, ignore_errors=True)
         if (self.root / "staged").exists():
             os.replace(self.root / "staged", active)
-        self.agent.tinyml.refresh()
+        self.agent.model_changed()
         log.info("inference module %s active", self.pending.sha256[:12])
 
     async def deactivate(self) -> None:
         self.agent.runtime.swap(self.firmware_model)
         shutil.rmtree(self.root / "active", ignore_errors=True)
-        self.agent.tinyml.refresh()
+        self.agent.model_changed()
 
     async def uninstall(self) -> None:
         await self.deactivate()
@@ -199,7 +201,7 @@ class X86Inference:
 
 
 class Agent:
-    """Builds the objects and runs the client until SIGTERM (exit 0) or a FOTA (exit 75)."""
+    """Builds the backends and runs a protocol's client until SIGTERM (exit 0) or a FOTA (exit 75)."""
 
     def __init__(self, runtime: Runtime, args: argparse.Namespace) -> None:
         self.runtime = runtime
@@ -213,7 +215,8 @@ class Agent:
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
         self.modules = X86Modules(self)
-        self.tinyml: TinyMLObject
+        #: What to tell the protocol when the model changed (LwM2M re-reads its TinyML object).
+        self.model_changed: Callable[[], None] = lambda: None
 
     def reboot(self) -> None:
         self.exit_code = REBOOT
@@ -239,21 +242,59 @@ class Agent:
         logging.getLogger("coap-server").setLevel(logging.WARNING)
         return asyncio.run(self._main())
 
+    def device_values(self) -> dict[int, Any]:
+        """The Device object's resources (3/0/x): both protocols report them."""
+        return {0: "TinyMLaaS", 1: self.board, 2: self.endpoint, 3: self.version,
+                10: self.flash.free_kb, 17: "x86-64 container", 18: "x86-64",
+                19: self.runtime.model.sha256[:12], 21: self.flash.total_kb}
+
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         name, version = await asyncio.to_thread(self.modules.restore)
-        self.tinyml = TinyMLObject(X86Inference(self))
+        if self.args.ota:
+            await self._pull(loop)
+        else:
+            await self._lwm2m(loop, name, version)
+        return self.exit_code
+
+    async def _pull(self, loop: asyncio.AbstractEventLoop) -> None:
+        from tinymlaas.device.pull import PullAgent
+        from tinymlaas.lwm2m.objects import named_capabilities
+
+        inference = X86Inference(self)
+
+        def status() -> dict[str, Any]:
+            caps = named_capabilities(self.device_values(), inference.capabilities())
+            return {**caps, "fota": True, "sota": True}
+
+        token = self.args.token_file.read_text().strip() if self.args.token_file else None
+        agent = PullAgent(self.args.ota, self.endpoint, status=status, firmware=X86Firmware(self),
+                          modules=self.modules, inference=inference, workdir=self.flash.dir,
+                          token=token, boot_result=self._fota_result(), wait_s=self.args.ota_wait)
         self.runtime.listeners.append(
-            lambda i, o, lat: loop.call_soon_threadsafe(self.tinyml.record, i, o, lat, None))
+            lambda i, o, lat: loop.call_soon_threadsafe(agent.record, i, o, lat, None))
+
+        async def announce() -> None:
+            while True:
+                await agent.connected.wait()
+                print(f"OTA POLLING endpoint={self.endpoint}", flush=True)
+                while agent.connected.is_set():
+                    await asyncio.sleep(0.5)
+
+        announcer = loop.create_task(announce())
+        await agent.run(self._stop)
+        announcer.cancel()
+
+    async def _lwm2m(self, loop: asyncio.AbstractEventLoop, name: str, version: str) -> None:
+        tinyml = TinyMLObject(X86Inference(self))
+        self.model_changed = tinyml.refresh
+        self.runtime.listeners.append(
+            lambda i, o, lat: loop.call_soon_threadsafe(tinyml.record, i, o, lat, None))
         work = self.flash.dir / "download"
-        device = DeviceObject({
-            0: "TinyMLaaS", 1: self.board, 2: self.endpoint, 3: self.version,
-            10: self.flash.free_kb, 17: "x86-64 container", 18: "x86-64",
-            19: self.runtime.model.sha256[:12], 21: self.flash.total_kb,
-        }, reboot=self.reboot)
+        device = DeviceObject(self.device_values(), reboot=self.reboot)
         fw = FirmwareUpdate(X86Firmware(self), work, result=self._fota_result())
         sw = SoftwareManagement(self.modules, work, name=name, version=version)
         security = None
@@ -261,7 +302,7 @@ class Agent:
             from aiocoap.oscore import FilesystemSecurityContext
 
             security = FilesystemSecurityContext(str(self.args.oscore))
-        client = LwM2MClient(self.endpoint, self.args.lwm2m, [device, fw, sw, self.tinyml],
+        client = LwM2MClient(self.endpoint, self.args.lwm2m, [device, fw, sw, tinyml],
                              lifetime=self.args.lifetime, security=security)
         await client.start()
 
@@ -277,4 +318,3 @@ class Agent:
         announcer.cancel()
         # A reboot is not a goodbye: the new firmware registers again.
         await client.stop(deregister=self.exit_code != REBOOT)
-        return self.exit_code

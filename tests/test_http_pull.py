@@ -1,0 +1,158 @@
+"""The http-pull orchestrator: the live API (real HTTP, real database file) and the
+device's pull agent in process, with the real TFLM runtime and an in-place firmware slot."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from _devices import TflmRuntime
+
+from tinymlaas.api.server import BackgroundServer
+from tinymlaas.config import Settings
+from tinymlaas.device.pull import PullAgent, Refused
+from tinymlaas.lwm2m.objects import named_capabilities
+from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
+from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.plugins.registry import get
+from tinymlaas.store import ArtifactStore
+from tinymlaas.tflm import Tflm
+
+pytestmark = pytest.mark.ota
+
+
+class InPlaceFirmware:
+    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>"."""
+
+    max_bytes = 1 << 16
+
+    def __init__(self) -> None:
+        self.version = "1.0.0"
+
+    def check(self, image: Path) -> tuple[str, str]:
+        data = image.read_bytes()
+        if not data.startswith(b"FW"):
+            raise ValueError("not a firmware image")
+        return "fw", data[2:].decode()
+
+    async def install(self, image: Path) -> None:
+        self.version = self.check(image)[1]
+
+
+class Device:
+    """A pull agent on its own thread and event loop, as on a device."""
+
+    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path) -> None:
+        self.firmware = InPlaceFirmware()
+        self.runtime = TflmRuntime(model)
+
+        def status() -> dict[str, Any]:
+            device = {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
+            return {**named_capabilities(device, self.runtime.capabilities()), "fota": True}
+
+        self.agent = PullAgent(url, endpoint, status=status, firmware=self.firmware, modules=None,
+                               inference=self.runtime, workdir=workdir, token=token, wait_s=1.0)
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(self.agent.run(self.stop)),
+                                       daemon=True)
+
+    def __enter__(self) -> Device:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[BackgroundServer, httpx.Client]]:
+    settings = Settings(data_dir=tmp_path / "service", orchestrator="http-pull", lwm2m={"port": 0},
+                        http_pull={"security": "token", "poll_wait_s": 1.0, "offline_after_s": 1.5})
+    with BackgroundServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as api:
+        yield server, api
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def deploy(api: httpx.Client, endpoint: str, artifact: str) -> dict[str, Any]:
+    reply = api.post(f"/devices/{endpoint}/firmware", json={"artifact": artifact})
+    assert reply.status_code == 202, reply.text
+    dep_id = reply.json()["deployment"]["id"]
+    return wait_for(lambda: (d := api.get(f"/deployments/{dep_id}").json())["succeeded"] is not None and d)
+
+
+def test_it_is_a_registered_orchestrator_plugin() -> None:
+    assert get("orchestrators", "http-pull", Orchestrator) is HttpPullOrchestrator
+
+
+def test_a_device_polls_in_is_read_infers_and_takes_firmware(
+        service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
+    server, api = service
+    assert api.get("/lwm2m").json()["plugin"] == "http-pull"
+    token = api.post("/devices/pull-1/credentials").json()["token"]
+    with Device(server.url, "pull-1", token, hello_world, tmp_path) as dev:
+        wait_for(dev.agent.connected.is_set)
+        listed = api.get("/devices").json()
+        assert [(d["endpoint"], d["online"], d["secure"], d["binding"]) for d in listed] == [
+            ("pull-1", True, True, "HTTP pull")]
+        caps = api.get("/devices/pull-1").json()["capabilities"]
+        assert caps["firmware_version"] == "1.0.0" and caps["ram_bytes"] == 65536
+        assert caps["model_sha256"] == hashlib.sha256(hello_world).hexdigest() and caps["fota"]
+
+        for code in (-128, 0, 127):  # through the service, the poll and back: TFLM's bytes
+            report = api.post("/devices/pull-1/infer", json={"input": [code]}).json()
+            oracle = Tflm(hello_world).invoke(np.array([[code]], dtype=np.int8)).ravel().tolist()
+            assert report["output"] == oracle and report["latency_us"] == 7, report
+
+        store = ArtifactStore(server.settings.artifacts_dir)
+        good = deploy(api, "pull-1", store.put_bytes(b"FW2.0.0"))
+        assert good["succeeded"] and good["result"] == "firmware updated successfully", good
+        assert (good["firmware_before"], good["firmware_after"]) == ("1.0.0", "2.0.0")
+
+        bad = b"FW3.0.0"
+        sha = hashlib.sha256(bad).hexdigest()
+        store.path(sha).parent.mkdir(parents=True, exist_ok=True)
+        store.path(sha).write_bytes(b"FW6.6.6")  # the bytes at rest are not what the hash says
+        failed = deploy(api, "pull-1", sha)
+        assert not failed["succeeded"] and failed["result"] == "integrity check failure", failed
+        assert dev.firmware.version == "2.0.0"
+
+        not_firmware = deploy(api, "pull-1", store.put_bytes(b"MZ not for this device"))
+        assert not_firmware["result"] == "unsupported package type", not_firmware
+    # No poll for longer than offline_after_s: offline, and saying why; no inference.
+    wait_for(lambda: not api.get("/devices/pull-1").json()["device"]["online"], timeout=5)
+    assert "no poll" in api.get("/devices/pull-1").json()["device"]["offline_reason"]
+    reply = api.post("/devices/pull-1/infer", json={"input": [0]})
+    assert reply.status_code == 504 and "offline" in reply.json()["detail"]
+
+
+def test_devices_without_the_right_token_are_refused(
+        service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
+    server, api = service
+    api.post("/devices/pull-2/credentials")
+    for endpoint, token in (("pull-2", "not-the-token"), ("pull-2", None), ("stranger", "anything")):
+        agent = Device(server.url, endpoint, token, hello_world, tmp_path).agent
+        with pytest.raises(Refused, match="HTTP 403"):
+            asyncio.run(agent._poll(0.0))
+    assert api.get("/devices").json() == []
+    reply = api.post("/ota/pull-2/poll", json={"status": {"ram_bytes": "lots"}},
+                     headers={"Authorization": "Bearer x"})
+    assert reply.status_code in (403, 422)
+    assert api.post("/devices/pull-2/credentials").status_code == 409  # shown once; replace=true to renew

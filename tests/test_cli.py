@@ -32,3 +32,9 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 def test_targets_lists_memory() -> None:
     r = _cli("targets")
     assert r.returncode == 0 and "x86-tflm" in r.stdout and "16,777,216" in r.stdout
+
+
+def test_serve_names_the_orchestrators_it_knows() -> None:
+    r = _cli("serve", "--orchestrator", "carrier-pigeon")
+    assert r.returncode == 3
+    assert r.stderr.strip() == "error: no orchestrator named 'carrier-pigeon'; available: http-pull, lwm2m"

@@ -42,3 +42,36 @@ def test_success_failure_and_crash(tmp_path: Path) -> None:
     boom = store.job(_run(store, crashed))
     assert boom.state == JobState.failed and boom.error.startswith("internal error: KeyError")
     store.close()
+
+
+def test_waiting_jobs_have_their_own_lane(tmp_path: Path) -> None:
+    """A deployment waiting on a device does not hold up a build, nor the other way round."""
+    store = Store(tmp_path / "db", tmp_path / "a")
+    order: list[str] = []
+
+    async def go() -> tuple[str, str]:
+        runner = JobRunner(store, concurrency=1, io_concurrency=8)
+        device_done = asyncio.Event()
+
+        async def deploy(progress: Progress) -> dict:
+            order.append("deploy waits")
+            await device_done.wait()
+            order.append("deploy done")
+            return {}
+
+        def build(progress: Progress) -> dict:
+            order.append("build")
+            return {}
+
+        waiting = runner.submit_async(store.new_job("deploy"), deploy)
+        built = runner.submit(store.new_job("build"), build)
+        while store.job(built.id).state != JobState.succeeded:
+            await asyncio.sleep(0.01)
+        device_done.set()
+        await runner.drain()
+        return waiting.id, built.id
+
+    waiting, built = asyncio.run(go())
+    assert order == ["deploy waits", "build", "deploy done"]
+    assert store.job(waiting).state == store.job(built).state == JobState.succeeded
+    store.close()

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     emulator: EmulatorSettings = EmulatorSettings()
     #: The orchestrator plugin that talks to devices (entry-point group tinymlaas.orchestrators).
     orchestrator: str = "lwm2m"
+    #: Deployments running at once (they wait on devices; builds have their own limit).
+    deploy_concurrency: int = Field(64, ge=1, le=4096)
     lwm2m: LwM2MSettings = LwM2MSettings()
     http_pull: HttpPullSettings = HttpPullSettings()
 

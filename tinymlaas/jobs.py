@@ -3,6 +3,11 @@
 ``submit`` records the job and returns at once (the API answers 202 with the
 job id); the job's state, step and progress are kept in the store, so
 ``GET /jobs/{id}`` shows them while it runs and after the process restarts.
+
+Two lanes: CPU-bound work (training, builds) runs in threads, ``concurrency``
+at a time; waiting work (deployments: the device does the work) runs as
+coroutines on the loop, ``io_concurrency`` at a time, so a fleet rollout is
+neither serialized behind a build nor limited by the thread pool.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tinymlaas.errors import TinyMLaaSError
@@ -21,23 +26,33 @@ from tinymlaas.store import Store
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[Progress], dict[str, Any]]
+AsyncJobFn = Callable[[Progress], Awaitable[dict[str, Any]]]
 _PROGRESS_EVERY_S = 0.25
 
 
 class JobRunner:
-    def __init__(self, store: Store, concurrency: int = 1) -> None:
+    def __init__(self, store: Store, concurrency: int = 1, io_concurrency: int = 64) -> None:
         self.store = store
         self._sem = asyncio.Semaphore(concurrency)
+        self._io_sem = asyncio.Semaphore(io_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job, fn: JobFn) -> Job:
-        task = asyncio.get_running_loop().create_task(self._run(job.id, fn), name=f"job-{job.id}")
+        """A blocking job, run in a thread."""
+        return self._start(job, lambda p: asyncio.to_thread(fn, p), self._sem)
+
+    def submit_async(self, job: Job, fn: AsyncJobFn) -> Job:
+        """A job that mostly waits (on devices), run on the loop."""
+        return self._start(job, fn, self._io_sem)
+
+    def _start(self, job: Job, fn: AsyncJobFn, sem: asyncio.Semaphore) -> Job:
+        task = asyncio.get_running_loop().create_task(self._run(job.id, fn, sem), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    async def _run(self, job_id: str, fn: JobFn) -> None:
-        async with self._sem:
+    async def _run(self, job_id: str, fn: AsyncJobFn, sem: asyncio.Semaphore) -> None:
+        async with sem:
             self.store.update_job(job_id, state=JobState.running)
             last = 0.0
 
@@ -48,7 +63,7 @@ class JobRunner:
                     self.store.update_job(job_id, step=step, progress=min(max(fraction, 0.0), 1.0))
 
             try:
-                result = await asyncio.to_thread(fn, progress)
+                result = await fn(progress)
             except TinyMLaaSError as exc:
                 self.store.update_job(job_id, state=JobState.failed, error=exc.message)
             except Exception as exc:  # a bug must still end the job, visibly

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_path, settings.artifacts_dir)
         store.fail_unfinished_jobs("the service restarted while the job ran")
-        runner = JobRunner(store, settings.build.concurrency)
+        runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         await orchestrator.start(settings.data_dir)

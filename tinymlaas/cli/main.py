@@ -276,13 +276,20 @@ def dryrun(
 def serve(
     host: Annotated[str | None, typer.Option(help="default: settings (127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="default: settings (8000)")] = None,
+    orchestrator: Annotated[str | None, typer.Option(
+        help="how devices are managed: lwm2m (CoAP/UDP) or http-pull (devices poll the API)")] = None,
 ) -> None:
-    """Run the REST API (OpenAPI docs at /docs)."""
+    """Run the REST API (OpenAPI docs at /docs) and the devices' orchestrator."""
     import uvicorn
 
     from tinymlaas.api.main import create_app
+    from tinymlaas.plugins.base import Orchestrator
+    from tinymlaas.plugins.registry import get
 
     settings = get_settings()
+    if orchestrator is not None:
+        get("orchestrators", orchestrator, Orchestrator)  # an unknown name fails here, in one line
+        settings = settings.model_copy(update={"orchestrator": orchestrator})
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
 
 

@@ -89,6 +89,8 @@ class PullAgent:
 
     # -- what gets reported ---------------------------------------------------------------
     def _result(self, cid: str, ok: bool, **fields: Any) -> None:
+        if not ok:
+            log.warning("command %s failed: %s", cid, fields.get("detail", ""))
         self._results.append({"id": cid, "ok": ok, **fields})
         self._dirty.set()
 

@@ -6,7 +6,6 @@ hands the update to that loop and waits for it. No FastAPI here.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
@@ -60,17 +59,16 @@ def _model_data(model: bytes, manifest: dict[str, Any]) -> bytes:
     return blob
 
 
-def run_deployment(store: Store, orchestrator: Orchestrator, loop: asyncio.AbstractEventLoop,
-                   deployment: Deployment, package: Package, *, download_base: str,
-                   fallback: Package | None, progress: Progress) -> dict[str, Any]:
-    """Body of a deploy job (runs in a worker thread)."""
+async def run_deployment(store: Store, orchestrator: Orchestrator, deployment: Deployment,
+                         package: Package, *, download_base: str, fallback: Package | None,
+                         progress: Progress) -> dict[str, Any]:
+    """Body of a deploy job (on the API's loop: the device does the work, we wait)."""
     if deployment.kind == "firmware":
-        coro = orchestrator.deploy_firmware(deployment.endpoint, package, download_base=download_base,
-                                            progress=progress)
+        outcome = await orchestrator.deploy_firmware(deployment.endpoint, package,
+                                                     download_base=download_base, progress=progress)
     else:
-        coro = orchestrator.deploy_model(deployment.endpoint, package, download_base=download_base,
-                                         fallback_firmware=fallback, progress=progress)
-    outcome = asyncio.run_coroutine_threadsafe(coro, loop).result()
+        outcome = await orchestrator.deploy_model(deployment.endpoint, package, download_base=download_base,
+                                                  fallback_firmware=fallback, progress=progress)
     store.finish_deployment(deployment.id, outcome)
     if not outcome.succeeded:
         raise DeviceError(f"{deployment.kind} update of '{deployment.endpoint}' failed: "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -42,9 +41,8 @@ def _start(kind: str, endpoint: str, body: DeployRequest, request: Request, stor
     job = store.new_job(f"deploy-{kind}")
     dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256,
                                job_id=job.id, build_id=body.build)
-    loop = asyncio.get_running_loop()
-    runner.submit(job, lambda p: run_deployment(store, orch, loop, dep, package, download_base=base,
-                                                fallback=fallback, progress=p))
+    runner.submit_async(job, lambda p: run_deployment(store, orch, dep, package, download_base=base,
+                                                      fallback=fallback, progress=p))
     return {"deployment": dep.model_dump(mode="json"), "job": job.model_dump(mode="json")}
 
 

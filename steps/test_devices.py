@@ -1,5 +1,6 @@
-"""Steps for LwM2M device management: the live API, real UDP on loopback, OSCORE,
-x86 devices in their containers, firmware built by the service's builder container."""
+"""Steps for device management: the live API with LwM2M (real UDP on loopback, OSCORE) or
+HTTP pull (token) as its orchestrator, x86 devices in their containers, the MCU bridge in
+front of QEMU, firmware built by the service's builder containers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.models import LwM2MAttach
+from tinymlaas.models import LwM2MAttach, PullAttach
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.store import ArtifactStore
@@ -30,6 +31,7 @@ from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 scenarios("lwm2m")
+scenarios("ota")
 
 
 
@@ -53,18 +55,39 @@ class Lab:
     builds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def start_lab(settings: Settings) -> Iterator[Lab]:
+    with BackgroundServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as api:
+        yield Lab(server, api, api.get("/lwm2m").json().get("uri", ""))
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) -> Iterator[Lab]:
+    """The LwM2M service (OSCORE on)."""
     base = Settings()
-    settings = base.model_copy(update={
+    yield from start_lab(base.model_copy(update={
         "data_dir": tmp_path_factory.mktemp("lwm2m-service"),
         "lwm2m": base.lwm2m.model_copy(update={"port": 0, "security": "oscore", "ack_timeout_s": 1.0,
                                                "download_timeout_s": 60, "update_timeout_s": 60}),
-    })
-    with BackgroundServer(settings) as server:
-        api = httpx.Client(base_url=server.url, timeout=60)
-        yield Lab(server, api, api.get("/lwm2m").json()["uri"])
-        api.close()
+    }))
+
+
+@pytest.fixture(scope="session")
+def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) -> Iterator[Lab]:
+    """The service with the http-pull orchestrator (tokens on)."""
+    base = Settings()
+    yield from start_lab(base.model_copy(update={
+        "data_dir": tmp_path_factory.mktemp("pull-service"), "orchestrator": "http-pull",
+        "lwm2m": base.lwm2m.model_copy(update={"port": 0}),
+        "http_pull": base.http_pull.model_copy(update={"security": "token", "update_timeout_s": 60}),
+    }))
+
+
+@given("the service runs the http-pull orchestrator with token security", target_fixture="lab")
+def pull_service_up(pull_lab: Lab) -> Lab:
+    """This scenario's steps talk to the http-pull service (it stands in for ``lab``)."""
+    info = pull_lab.api.get("/lwm2m").json()
+    assert info["plugin"] == "http-pull" and info["security"] == "token"
+    return pull_lab
 
 
 @given("the LwM2M service is running with OSCORE security")
@@ -147,6 +170,19 @@ def credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
     devices["credentials"][ep] = reply.json()
 
 
+@given(parsers.parse('device "{ep}" has a token from the service'))
+def token(lab: Lab, devices: dict[str, Any], ep: str) -> None:
+    credentials(lab, devices, ep)
+    assert set(devices["credentials"][ep]) == {"endpoint", "token"}
+
+
+@given(parsers.parse('device "{ep}" has a token from the service, but the device\'s copy is wrong'))
+def wrong_token(lab: Lab, devices: dict[str, Any], ep: str) -> None:
+    token(lab, devices, ep)
+    devices["credentials"][ep]["token"] = devices["credentials"][ep]["token"][::-1]
+    devices.setdefault("tampered", set()).add(ep)
+
+
 @given(parsers.parse('device "{ep}" has credentials from the service, but the device\'s copy of the key '
                      'is wrong'))
 def wrong_credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
@@ -157,15 +193,22 @@ def wrong_credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
 
 
 def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, *,
-         lifetime: int = 30, secure: bool = True) -> Booted:
+         lifetime: int = 30, secure: bool = True, pull: bool = False) -> Booted:
     flash = tmp_path / ep
     flash.mkdir()
     sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
     (flash / "firmware.pyz").write_bytes(lab.api.get(f"/artifacts/{sha}").content)
-    oscore = None
-    if secure:
-        oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
-    attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore, lifetime_s=lifetime)
+    attach: LwM2MAttach | PullAttach
+    if pull:
+        tokens = tmp_path / f"{ep}-token"
+        tokens.mkdir()
+        (tokens / "token").write_text(devices["credentials"][ep]["token"])
+        attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tokens, wait_s=10)
+    else:
+        oscore = None
+        if secure:
+            oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
+        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore, lifetime_s=lifetime)
     board = get_board(Settings().targets_dir, "x86-tflm")
     dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach), flash)
     return dev
@@ -193,6 +236,14 @@ def boot_short_lifetime(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: s
     wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
 
 
+@given(parsers.parse('device "{ep}" boots firmware "{version}" in a container polling the service'))
+@when(parsers.parse('device "{ep}" boots firmware "{version}" in a container polling the service'))
+def boot_polling(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str) -> None:
+    boot(lab, devices, tmp_path, ep, version, pull=True)
+    if ep not in devices.get("tampered", ()):
+        wait_until(lambda: online(lab, ep), 30, f"{ep} polling")
+
+
 @when(parsers.parse('device "{ep}" boots firmware "{version}" in a container without credentials'))
 def boot_insecure(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str) -> None:
     boot(lab, devices, tmp_path, ep, version, secure=False)
@@ -206,6 +257,17 @@ def listed(lab: Lab, ep: str) -> None:
     assert dev["secure"] is True and dev["lwm2m"] == "1.1"
     assert {"3", "5", "9", "33100"} <= set(dev["objects"])
     assert dev["versions"]["5"] == "1.1"
+
+
+@then(parsers.parse('the service lists "{ep}" online over HTTP pull with board "{board}" and '
+                    'firmware "{version}"'))
+def listed_pull(lab: Lab, devices: dict[str, Any], ep: str, board: str, version: str) -> None:
+    dev = wait_until(lambda: online(lab, ep), 30, f"{ep} polling")
+    assert dev["secure"] is True and dev["binding"] == "HTTP pull" and dev["lwm2m"] is None
+    caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
+    assert caps["board"] == board and caps["firmware_version"] == version and caps["cpu"] == "x86-64"
+    assert caps["model_sha256"] == build_of(lab, devices, ep, version)["firmware"]["model_sha256"]
+    assert caps["fota"] and caps["sota"] and caps["storage_total_kb"] == 16384
 
 
 @then(parsers.parse('its capabilities say board "{board}", firmware "{version}", CPU "{cpu}", '
@@ -308,6 +370,8 @@ def old_firmware(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> No
 
 
 @then(parsers.parse("inferences through LwM2M for x = 0..6 are bit-exact with TFLM and within "
+                    "{tol:f} of sin(x)"))
+@then(parsers.parse("inferences through the service for x = 0..6 are bit-exact with TFLM and within "
                     "{tol:f} of sin(x)"))
 def lwm2m_inferences(lab: Lab, ep_from_scenario: str, tol: float, devices: dict[str, Any]) -> None:
     model = get_recipe("hello_world").load(Settings().zoo_dir)
@@ -450,6 +514,20 @@ def refused_in_logs(devices: dict[str, Any]) -> None:
     assert "refused our OSCORE request: 4.00 Bad Request Decryption failed" in wrong, wrong[-2000:]
     assert "registration refused: 4.01 Unauthorized registration needs OSCORE credentials" in none, \
         none[-2000:]
+
+
+@then(parsers.parse('"{ep}" is not listed by the service after {seconds:d} s'))
+def one_not_listed(lab: Lab, devices: dict[str, Any], ep: str, seconds: int) -> None:
+    time.sleep(seconds)
+    assert ep not in {d["endpoint"] for d in lab.api.get("/devices").json()}
+    assert ep in devices  # it did boot and try
+
+
+@then("the device log says the service refused its poll")
+def poll_refused(devices: dict[str, Any], ep_from_scenario: str) -> None:
+    logs = devices[ep_from_scenario].logs()
+    assert f"the server refused the poll: HTTP 403: wrong or missing token for device '{ep_from_scenario}'" \
+        in logs, logs[-2000:]
 
 
 @then(parsers.parse('firmware "{version}" cannot be downloaded for "{ep}" without a grant'))

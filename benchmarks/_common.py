@@ -72,3 +72,27 @@ def bar_plot(path: Path, title: str, labels: list[str], series: dict[str, list[f
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    """Resident memory of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def hello_world_firmware(work: Path, version: str = "2.0.0") -> Path:
+    """The hello_world x86 OS image (local builder), the package the FOTA benchmarks ship."""
+    from tinymlaas.builders.local import LocalBuilder
+    from tinymlaas.config import Settings
+    from tinymlaas.services.compile import compile_model
+    from tinymlaas.targets import get_board
+    from tinymlaas.zoo import get_recipe
+
+    settings = Settings()
+    board = get_board(settings.targets_dir, "x86-tflm")
+    model = get_recipe("hello_world").load(settings.zoo_dir)
+    compile_model(model, board, work / "module", name="hello_world")
+    fw = LocalBuilder().build(work / "module", board, work / "firmware", version=version)
+    return work / "firmware" / fw.image

@@ -31,19 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _common import bar_plot, percentile, report
+from _common import bar_plot, hello_world_firmware, percentile, report, rss_kib
 
 HERE = Path(__file__).parent
 SIZES = (100, 1_000, 10_000)
 FOTA_DEVICES = 100
 SAMPLE = 1_000
-
-
-def _rss_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 # -- the server process ---------------------------------------------------------------
@@ -74,7 +67,7 @@ async def _serve(n: int, fota_image: str | None) -> dict[str, Any]:
     from tinymlaas.lwm2m.deploy import Updater
     from tinymlaas.lwm2m.server import LwM2MServer
 
-    base_rss = _rss_kib()
+    base_rss = rss_kib()
     srv = LwM2MServer(LwM2MSettings(port=0, request_timeout_s=30, download_timeout_s=60, update_timeout_s=60))
     await srv.start()
     first_reg: list[float] = []
@@ -83,7 +76,7 @@ async def _serve(n: int, fota_image: str | None) -> dict[str, Any]:
     print(f"PORT {srv.port}", flush=True)
     await srv.registry.wait_for(lambda: len(srv.registry.by_id) >= n, 600)
     reg_s = first_reg[-1] - first_reg[0] if len(first_reg) > 1 else 0.0
-    rss = _rss_kib()
+    rss = rss_kib()
     eps = sorted(srv.registry.devices)[:SAMPLE]
     # Reads, one at a time (latency), then 50 in flight (throughput, latency under load).
     lat: list[float] = []
@@ -198,27 +191,12 @@ async def _run_size(n: int, fota_image: Path | None, work: Path) -> dict[str, An
     return result
 
 
-def _hello_world_firmware(work: Path) -> Path:
-    from tinymlaas.builders.local import LocalBuilder
-    from tinymlaas.config import Settings
-    from tinymlaas.services.compile import compile_model
-    from tinymlaas.targets import get_board
-    from tinymlaas.zoo import get_recipe
-
-    settings = Settings()
-    board = get_board(settings.targets_dir, "x86-tflm")
-    model = get_recipe("hello_world").load(settings.zoo_dir)
-    compile_model(model, board, work / "module", name="hello_world")
-    fw = LocalBuilder().build(work / "module", board, work / "firmware", version="2.0.0")
-    return work / "firmware" / fw.image
-
-
 def run(json_path: Path | None = None, plots: Path | None = None,
         sizes: tuple[int, ...] = SIZES) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-lwm2m-") as tmp:
         work = Path(tmp)
-        image = _hello_world_firmware(work)
+        image = hello_world_firmware(work)
         for n in sizes:
             r = asyncio.run(_run_size(n, image if n == FOTA_DEVICES else None, work))
             per_k = (r["server_rss_kib"] - r["server_base_rss_kib"]) / r["devices"] * 1000 / 1024

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -202,7 +203,8 @@ class HttpPullOrchestrator(Orchestrator):
             report = self._report(rec, inf)
             for q in rec.listeners:
                 q.put_nowait(report)
-        wait = min(body.wait_s, self.settings.poll_wait_s)
+        # Jitter: a fleet that came up together (a power cut) must not poll in lock-step.
+        wait = min(body.wait_s, self.settings.poll_wait_s) * random.uniform(0.75, 1.0)
         if not rec.outbox and wait > 0:
             rec.wake.clear()
             rec.polls += 1

@@ -152,7 +152,24 @@ def test_devices_without_the_right_token_are_refused(
         with pytest.raises(Refused, match="HTTP 403"):
             asyncio.run(agent._poll(0.0))
     assert api.get("/devices").json() == []
-    reply = api.post("/ota/pull-2/poll", json={"status": {"ram_bytes": "lots"}},
-                     headers={"Authorization": "Bearer x"})
-    assert reply.status_code in (403, 422)
+    token = api.post("/devices/pull-3/credentials").json()["token"]
+    reply = api.post("/ota/pull-3/poll", json={"status": {"ram_bytes": "lots"}},
+                     headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["detail"].startswith("the poll's status field 'ram_bytes': Input should be a valid")
+    assert api.get("/devices").json() == []  # a bad poll records nothing
     assert api.post("/devices/pull-2/credentials").status_code == 409  # shown once; replace=true to renew
+
+
+def test_revoked_tokens_stop_working(service: tuple[BackgroundServer, httpx.Client], hello_world: bytes,
+                                     tmp_path: Path) -> None:
+    server, api = service
+    token = api.post("/devices/pull-4/credentials").json()["token"]
+    agent = Device(server.url, "pull-4", token, hello_world, tmp_path).agent
+    asyncio.run(agent._poll(0.0))
+    assert [d["endpoint"] for d in api.get("/devices").json()] == ["pull-4"]
+    assert api.delete("/devices/pull-4/credentials").status_code == 204
+    assert api.get("/devices").json() == []  # dropped with its credentials
+    with pytest.raises(Refused, match="has no credentials"):
+        asyncio.run(agent._poll(0.0))
+    assert api.delete("/devices/pull-4/credentials").status_code == 404

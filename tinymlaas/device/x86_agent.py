@@ -200,6 +200,15 @@ class X86Inference:
         return out, latency, None
 
 
+async def _announce(connected: asyncio.Event, line: Callable[[], str]) -> None:
+    """Print ``line()`` each time the agent (re)connects: the device log's milestones."""
+    while True:
+        await connected.wait()
+        print(line(), flush=True)
+        while connected.is_set():
+            await asyncio.sleep(0.5)
+
+
 class Agent:
     """Builds the backends and runs a protocol's client until SIGTERM (exit 0) or a FOTA (exit 75)."""
 
@@ -276,15 +285,8 @@ class Agent:
                           token=token, boot_result=self._fota_result(), wait_s=self.args.ota_wait)
         self.runtime.listeners.append(
             lambda i, o, lat: loop.call_soon_threadsafe(agent.record, i, o, lat, None))
-
-        async def announce() -> None:
-            while True:
-                await agent.connected.wait()
-                print(f"OTA POLLING endpoint={self.endpoint}", flush=True)
-                while agent.connected.is_set():
-                    await asyncio.sleep(0.5)
-
-        announcer = loop.create_task(announce())
+        announcer = loop.create_task(
+            _announce(agent.connected, lambda: f"OTA POLLING endpoint={self.endpoint}"))
         await agent.run(self._stop)
         announcer.cancel()
 
@@ -305,15 +307,8 @@ class Agent:
         client = LwM2MClient(self.endpoint, self.args.lwm2m, [device, fw, sw, tinyml],
                              lifetime=self.args.lifetime, security=security)
         await client.start()
-
-        async def announce() -> None:
-            while True:
-                await client.registered.wait()
-                print(f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}", flush=True)
-                while client.registered.is_set():
-                    await asyncio.sleep(0.5)
-
-        announcer = loop.create_task(announce())
+        announcer = loop.create_task(_announce(
+            client.registered, lambda: f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}"))
         await self._stop.wait()
         announcer.cancel()
         # A reboot is not a goodbye: the new firmware registers again.

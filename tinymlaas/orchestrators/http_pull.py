@@ -30,10 +30,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from tinymlaas.config import HttpPullSettings
-from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, NotFound
+from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
 from tinymlaas.lwm2m.deploy import FW_RESULTS, SW_CANNOT, SW_RESULTS
 from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
 from tinymlaas.orchestrators.grants import Grants
@@ -186,7 +186,12 @@ class HttpPullOrchestrator(Orchestrator):
         if self.tokens is not None:
             self.tokens.check(endpoint, token)
         now = time.time()
-        status = DeviceCapabilities.model_validate({**body.status, "endpoint": endpoint})
+        try:
+            status = DeviceCapabilities.model_validate({**body.status, "endpoint": endpoint})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidInput(f"the poll's status field '{'.'.join(map(str, err['loc']))}': {err['msg']}"
+                               ) from None
         rec = self._devices.get(endpoint)
         if rec is None:
             rec = self._devices[endpoint] = _Record(endpoint, now, now, status)

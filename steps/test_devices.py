@@ -552,19 +552,38 @@ class Bridge:
         return self.process.logs()
 
 
-@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
-def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
+def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str, *,
+                 pull: bool) -> None:
     fw = lab.builds[f"{board}:{version}"]["firmware"]
     flash = tmp_path / ep / "flash"
     flash.mkdir(parents=True)
     for name, sha in fw["artifacts"].items():
         (flash / name).write_bytes(lab.api.get(f"/artifacts/{sha}").content)
-    oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
-    attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore)
+    attach: LwM2MAttach | PullAttach
+    if pull:
+        (tmp_path / ep / "token").write_text(devices["credentials"][ep]["token"])
+        attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tmp_path / ep, wait_s=10)
+    else:
+        oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
+        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore)
     process = BridgeProcess(get_board(Settings().targets_dir, board), flash, attach,
                             tmp_path / ep / "bridge.log", emulator="qemu")
     devices[ep] = Bridge(ep, board, process)
-    wait_until(lambda: online(lab, ep), 60, f"bridge {ep} registering")
+    try:
+        wait_until(lambda: online(lab, ep), 60, f"bridge {ep} joining")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; bridge log: {process.logs()[-1500:]}") from None
+
+
+@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
+def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
+    start_bridge(lab, devices, tmp_path, ep, version, board, pull=False)
+
+
+@given(parsers.parse('a bridge "{ep}" polling the service runs firmware "{version}" '
+                     'on an emulated "{board}"'))
+def pull_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
+    start_bridge(lab, devices, tmp_path, ep, version, board, pull=True)
 
 
 @then(parsers.parse('"{ep}" reports firmware "{version}" from an emulator restarted on the new image'))

@@ -41,3 +41,14 @@ Feature: x86 devices managed over plain HTTP pull (the http-pull orchestrator)
     When device "pull-wrong" boots firmware "1.0.0" in a container polling the service
     Then "pull-wrong" is not listed by the service after 3 s
     And the device log says the service refused its poll
+
+  @qemu
+  Scenario: a bridge polls for its emulated MCU: FOTA restarts the emulator, inferences carry instruction counts
+    Given the service has built hello_world firmware "1.0.0" and "2.0.0" for "lm3s6965evb"
+    And device "mcu-pull" has a token from the service
+    And a bridge "mcu-pull" polling the service runs firmware "1.0.0" on an emulated "lm3s6965evb"
+    When the service deploys firmware "2.0.0" to "mcu-pull"
+    Then the deployment succeeds with Update Result "firmware updated successfully"
+    And "mcu-pull" reports firmware "2.0.0" from an emulator restarted on the new image
+    And inferences through the service for x = 0..6 are bit-exact with TFLM and within 0.15 of sin(x)
+    And each of those inferences reports the MCU's instruction count

@@ -1,4 +1,4 @@
-"""The LwM2M bridge: an LwM2M client standing in for an MCU that cannot speak LwM2M.
+"""The bridge: an LwM2M (or HTTP pull) client standing in for an MCU that speaks neither.
 
 The design's "Raspberry Pi as LwM2M client with a flasher to the microcontroller":
 this process registers with the service on the MCU's behalf, "flashes" it by
@@ -10,6 +10,8 @@ back to FOTA.
 
     python -m tinymlaas.device.bridge --board lm3s6965evb --flash DIR \\
         --lwm2m coap://127.0.0.1:5683 --endpoint mcu-1 [--oscore DIR]
+    python -m tinymlaas.device.bridge --board lm3s6965evb --flash DIR \\
+        --ota http://127.0.0.1:8000 --endpoint mcu-1 [--token-file FILE]
 
 ``DIR`` is the MCU's flash as the bridge keeps it: the firmware folder a
 builder wrote (``manifest.json`` + the ELF it names).
@@ -26,6 +28,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +197,32 @@ class BridgeInference:
         return output, (time.perf_counter_ns() - t0) // 1000, instructions
 
 
+@dataclass
+class Parts:
+    """What the bridge serves, whichever protocol it speaks."""
+
+    mcu: Mcu
+    endpoint: str
+    firmware: BridgeFirmware
+    modules: BridgeModules
+    inference: BridgeInference
+    work: Path
+    #: Told when the MCU runs something else (LwM2M re-reads its objects).
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def device_values(self) -> dict[int, Any]:
+        """The Device object's resources (3/0/x): both protocols report them."""
+        board, mcu = self.mcu.board, self.mcu
+        return {0: "TinyMLaaS", 1: board.name, 2: self.endpoint, 3: mcu.version,
+                10: max(board.flash_bytes - mcu.image.stat().st_size, 0) // 1024,
+                17: f"{board.cpu} MCU behind a bridge", 18: board.cpu,
+                19: str(mcu.info.get("fw", "")), 21: board.flash_bytes // 1024}
+
+
 async def serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     board = get_board(settings.targets_dir, args.board)
@@ -202,34 +232,58 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    inference = BridgeInference(mcu)
-    tinyml = TinyMLObject(inference)
-
-    def describe() -> dict[int, Any]:
-        return {0: "TinyMLaaS", 1: board.name, 2: args.endpoint, 3: mcu.version,
-                10: max(board.flash_bytes - mcu.image.stat().st_size, 0) // 1024,
-                17: f"{board.cpu} MCU behind an LwM2M bridge", 18: board.cpu,
-                19: str(mcu.info.get("fw", "")), 21: board.flash_bytes // 1024}
-
-    device = DeviceObject(describe(), reboot=lambda: loop.create_task(reboot()))
-
-    def changed() -> None:
-        tinyml.refresh()
-        for rid, value in describe().items():
-            device.set(rid, value)
-
-    async def reboot() -> None:
-        await asyncio.to_thread(mcu.flash_image, mcu.image)
-        changed()
 
     class Firmware(BridgeFirmware):
         async def install(self, image: Path) -> None:
             await super().install(image)
-            changed()
+            parts.changed()
 
-    work = args.flash.parent / f"{args.flash.name}.download"
-    fw = FirmwareUpdate(Firmware(mcu), work)
-    sw = SoftwareManagement(BridgeModules(mcu, changed), work)
+    parts = Parts(mcu, args.endpoint, Firmware(mcu), BridgeModules(mcu, lambda: parts.changed()),
+                  BridgeInference(mcu), args.flash.parent / f"{args.flash.name}.download")
+    await (_pull(args, parts, stop) if args.ota else _lwm2m(args, parts, stop))
+    await asyncio.to_thread(mcu.close)
+    return 0
+
+
+async def _pull(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) -> None:
+    from tinymlaas.device.pull import PullAgent
+    from tinymlaas.lwm2m.objects import named_capabilities
+
+    def status() -> dict[str, Any]:
+        caps = named_capabilities(parts.device_values(), parts.inference.capabilities())
+        return {**caps, "fota": True, "sota": True}
+
+    parts.work.mkdir(parents=True, exist_ok=True)
+    token = args.token_file.read_text().strip() if args.token_file else None
+    agent = PullAgent(args.ota, args.endpoint, status=status, firmware=parts.firmware, modules=parts.modules,
+                      inference=parts.inference, workdir=parts.work, token=token, wait_s=args.ota_wait)
+    run = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 30)
+        print(f"OTA POLLING endpoint={args.endpoint}", flush=True)
+    except TimeoutError:
+        log.warning("no poll answered yet")
+    await run
+
+
+async def _lwm2m(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    tinyml = TinyMLObject(parts.inference)
+
+    async def reboot() -> None:
+        await asyncio.to_thread(parts.mcu.flash_image, parts.mcu.image)
+        parts.changed()
+
+    device = DeviceObject(parts.device_values(), reboot=lambda: loop.create_task(reboot()))
+
+    def refresh() -> None:
+        tinyml.refresh()
+        for rid, value in parts.device_values().items():
+            device.set(rid, value)
+
+    parts.listeners.append(refresh)
+    fw = FirmwareUpdate(parts.firmware, parts.work)
+    sw = SoftwareManagement(parts.modules, parts.work)
     security = None
     if args.oscore is not None:
         from aiocoap.oscore import FilesystemSecurityContext
@@ -245,8 +299,6 @@ async def serve(args: argparse.Namespace) -> int:
         log.warning("not registered yet: %s", client.last_error)
     await stop.wait()
     await client.stop()
-    await asyncio.to_thread(mcu.close)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,10 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", required=True, help="the MCU's board (targets/<board>)")
     ap.add_argument("--flash", type=Path, required=True, help="firmware folder: manifest.json + ELF")
     ap.add_argument("--emulator", default=None, help="emulator plugin (default: the first that fits)")
-    ap.add_argument("--lwm2m", required=True, metavar="URI")
     ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--lifetime", type=int, default=60)
-    ap.add_argument("--oscore", type=Path, metavar="DIR")
+    how = ap.add_mutually_exclusive_group(required=True)
+    how.add_argument("--lwm2m", metavar="URI", help="register with this LwM2M server")
+    how.add_argument("--ota", metavar="URL", help="poll this service (the http-pull orchestrator)")
+    ap.add_argument("--lifetime", type=int, default=60, help="LwM2M registration lifetime, s")
+    ap.add_argument("--oscore", type=Path, metavar="DIR", help="LwM2M: OSCORE security context")
+    ap.add_argument("--token-file", type=Path, metavar="FILE", help="HTTP pull: the bearer token")
+    ap.add_argument("--ota-wait", type=float, default=20.0, help="HTTP pull: long-poll wait, s")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
     logging.getLogger("coap-server").setLevel(logging.WARNING)

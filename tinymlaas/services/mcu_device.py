@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tinymlaas.errors import InvalidInput, NotFound
-from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach
+from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach, PullAttach
 from tinymlaas.plugins.base import Emulator, EmulatorSession
 from tinymlaas.plugins.registry import get
 from tinymlaas.uart_protocol import Banner, Inference, UartClient
@@ -134,14 +134,14 @@ class McuDevice:
 
 
 class BridgeProcess:
-    """The LwM2M bridge (the gateway of the design documents) in front of an emulated MCU,
-    as a child process: it boots ``flash`` in the emulator and registers with the service."""
+    """The bridge (the gateway of the design documents) in front of an emulated MCU, as a
+    child process: it boots ``flash`` in the emulator and joins the service (LwM2M or HTTP pull)."""
 
-    def __init__(self, board: Board, flash: Path, lwm2m: LwM2MAttach, log: Path, *,
+    def __init__(self, board: Board, flash: Path, attach: LwM2MAttach | PullAttach, log: Path, *,
                  emulator: str | None = None) -> None:
         self.log = log
         cmd = [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board.name,
-               "--flash", str(flash), *lwm2m.args()]
+               "--flash", str(flash), *attach.args()]
         if emulator:
             cmd += ["--emulator", emulator]
         with log.open("wb") as out:

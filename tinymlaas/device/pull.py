@@ -173,8 +173,9 @@ class PullAgent:
             try:
                 await self._poll(0.0)
             except (Refused, OSError, urllib.error.URLError, TimeoutError, ValueError) as exc:
-                log.warning("report failed (%s); it goes with the next poll", exc)
+                log.warning("report failed (%s); trying again", exc)
                 await asyncio.sleep(1.0)
+                self._dirty.set()  # unless the long poll took it meanwhile
 
     # -- commands ---------------------------------------------------------------------------
     async def _worker(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -120,6 +121,23 @@ def test_a_device_polls_in_is_read_infers_and_takes_firmware(
             report = api.post("/devices/pull-1/infer", json={"input": [code]}).json()
             oracle = Tflm(hello_world).invoke(np.array([[code]], dtype=np.int8)).ravel().tolist()
             assert report["output"] == oracle and report["latency_us"] == 7, report
+
+        # The results stream: inferences the service asked for and those the device ran on its own.
+        events: list[str] = []
+
+        def listen() -> None:
+            with api.stream("GET", "/devices/pull-1/results", params={"count": 2}) as r:
+                events.extend(line for line in r.iter_lines() if line.startswith("data: "))
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        time.sleep(0.5)  # subscribed
+        api.post("/devices/pull-1/infer", json={"input": [-128]})
+        dev.loop.call_soon_threadsafe(dev.agent.record, bytes([5]), bytes([9]), 3, 1234)
+        listener.join(10)
+        outputs = [json.loads(e[6:])["output"] for e in events]
+        assert outputs == [Tflm(hello_world).invoke(np.array([[-128]], dtype=np.int8)).ravel().tolist(), [9]]
+        assert json.loads(events[1][6:])["instructions"] == 1234
 
         store = ArtifactStore(server.settings.artifacts_dir)
         good = deploy(api, "pull-1", store.put_bytes(b"FW2.0.0"))

@@ -85,7 +85,7 @@ def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) 
 @given("the service runs the http-pull orchestrator with token security", target_fixture="lab")
 def pull_service_up(pull_lab: Lab) -> Lab:
     """This scenario's steps talk to the http-pull service (it stands in for ``lab``)."""
-    info = pull_lab.api.get("/lwm2m").json()
+    info = pull_lab.api.get("/orchestrator").json()
     assert info["plugin"] == "http-pull" and info["security"] == "token"
     return pull_lab
 

@@ -106,7 +106,7 @@ def test_it_is_a_registered_orchestrator_plugin() -> None:
 def test_a_device_polls_in_is_read_infers_and_takes_firmware(
         service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
     server, api = service
-    assert api.get("/lwm2m").json()["plugin"] == "http-pull"
+    assert api.get("/orchestrator").json()["plugin"] == "http-pull"
     token = api.post("/devices/pull-1/credentials").json()["token"]
     with Device(server.url, "pull-1", token, hello_world, tmp_path) as dev:
         wait_for(dev.agent.connected.is_set)
@@ -191,3 +191,11 @@ def test_revoked_tokens_stop_working(service: tuple[BackgroundServer, httpx.Clie
     with pytest.raises(Refused, match="has no credentials"):
         asyncio.run(agent._poll(0.0))
     assert api.delete("/devices/pull-4/credentials").status_code == 404
+
+
+def test_the_service_says_how_devices_join(service: tuple[BackgroundServer, httpx.Client]) -> None:
+    _, api = service
+    info = api.get("/orchestrator").json()
+    assert info == {"plugin": "http-pull", "poll": "/ota/{endpoint}/poll", "security": "token",
+                    "poll_wait_s": 1.0}
+    assert api.get("/lwm2m").json() == info

@@ -17,12 +17,13 @@ from tinymlaas.models import Device, InferenceReport
 from tinymlaas.tflm import quantize
 
 router = APIRouter(prefix="/devices", tags=["devices"])
-server_router = APIRouter(prefix="/lwm2m", tags=["devices"])
+server_router = APIRouter(tags=["devices"])
 
 
-@server_router.get("")
+@server_router.get("/orchestrator")
+@server_router.get("/lwm2m", include_in_schema=False)  # its first name, when LwM2M was the only one
 def orchestration_server(orch: OrchestratorDep) -> dict[str, Any]:
-    """Where devices register (the LwM2M server's URI) and how (security mode)."""
+    """How devices join: the orchestrator plugin, where (LwM2M URI or poll path) and the security mode."""
     describe = getattr(orch, "describe_server", None)
     return describe() if describe else {"plugin": orch.name}
 

@@ -236,17 +236,17 @@ def demo(
         run_dry_run(target)
 
 
-def run_dry_run(boards: list[str]) -> None:
+def run_dry_run(boards: list[str], orchestrator: str = "lwm2m") -> None:
     """Run the lifecycle dry-run and print one table per board; fail if any step failed."""
     from tinymlaas.services.lifecycle import dry_run
 
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="tinymlaas-dryrun-") as tmp, \
             progress_bar("lifecycle") as report:
-        runs = dry_run(settings, Path(tmp), boards, progress=report)
+        runs = dry_run(settings, Path(tmp), boards, progress=report, orchestrator=orchestrator)
     for run in runs:
         table = Table("step", "ok", "seconds", "detail",
-                      title=f"lifecycle over LwM2M on {run.board} (device '{run.endpoint}')")
+                      title=f"lifecycle over {orchestrator} on {run.board} (device '{run.endpoint}')")
         for c in run.checks:
             table.add_row(c.step, "yes" if c.ok else "[red]NO[/]", f"{c.seconds:.1f}", c.detail)
         out.print(table)
@@ -259,17 +259,21 @@ def run_dry_run(boards: list[str]) -> None:
 def dryrun(
     target: Annotated[list[str], typer.Option("--target", "-t", help="boards to run on")] = [  # noqa: B006
         "x86-tflm", "lm3s6965evb"],
+    orchestrator: Annotated[str, typer.Option(help="lwm2m or http-pull")] = "lwm2m",
 ) -> None:
-    """The CTO's dry-run of the whole lifecycle over LwM2M: build, register, infer, FOTA, SOTA."""
+    """The CTO's dry-run of the whole lifecycle: build, join, infer, FOTA, SOTA."""
     from tinymlaas.images import ensure_all
+    from tinymlaas.plugins.base import Orchestrator
+    from tinymlaas.plugins.registry import get
     from tinymlaas.targets import get_board
 
     settings = get_settings()
     for t in target:
         get_board(settings.targets_dir, t)  # unknown boards fail before any work
+    get("orchestrators", orchestrator, Orchestrator)
     with progress_bar("images") as report:
         ensure_all(settings, progress=report)
-    run_dry_run(target)
+    run_dry_run(target, orchestrator)
 
 
 @app.command()

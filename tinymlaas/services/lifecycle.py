@@ -1,13 +1,13 @@
 """The CTO's automated dry-run of the whole lifecycle, over the real service.
 
-A private service (API + LwM2M server with OSCORE, its own database file) is
-started; it trains and registers hello_world, builds two firmware versions and
-a retrained model per board; each board's device (an x86 container, or the
-LwM2M bridge in front of an emulated MCU) gets credentials, boots v1 and
-registers; then: capabilities are read, seven inferences go through LwM2M and
-are compared byte for byte with TFLM, the firmware is updated over the air
-(FOTA), inferences are checked again, and the retrained model is deployed
-(SOTA, or FOTA where the device cannot swap models live).
+A private service (API + its orchestrator: LwM2M with OSCORE, or HTTP pull with
+tokens; its own database file) is started; it trains and registers hello_world,
+builds two firmware versions and a retrained model per board; each board's device
+(an x86 container, or the bridge in front of an emulated MCU) gets credentials,
+boots v1 and joins; then: capabilities are read, seven inferences go through the
+orchestrator and are compared byte for byte with TFLM, the firmware is updated
+over the air (FOTA), inferences are checked again, and the retrained model is
+deployed (SOTA, or FOTA where the device cannot swap models live).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.models import Board, LwM2MAttach
+from tinymlaas.models import Board, LwM2MAttach, PullAttach
 from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
@@ -93,18 +93,18 @@ class _Api:
 
 
 @contextlib.contextmanager
-def _device(board: Board, lwm2m: LwM2MAttach, flash: Path) -> Iterator[None]:
-    """Boot the board's device on ``flash``, registering with the service; stop it afterwards."""
+def _device(board: Board, attach: LwM2MAttach | PullAttach, flash: Path) -> Iterator[None]:
+    """Boot the board's device on ``flash``, joining the service; stop it afterwards."""
     if board.device is not None:  # a container board: the device image boots /flash
-        with X86Device(board, flash, attach=lwm2m):
+        with X86Device(board, flash, attach=attach):
             yield
     else:  # an MCU: the bridge (the gateway) runs it in its emulator
-        with BridgeProcess(board, flash, lwm2m, flash.parent / "bridge.log"):
+        with BridgeProcess(board, flash, attach, flash.parent / "bridge.log"):
             yield
 
 
 def _seven(api: _Api, endpoint: str, model: bytes) -> tuple[bool, str]:
-    """x = 0..6 through LwM2M; the device's int8 outputs against TFLM's."""
+    """x = 0..6 through the orchestrator; the device's int8 outputs against TFLM's."""
     oracle = Tflm(model)
     q = oracle.input["quantization_parameters"]
     got, want, instructions = [], [], []
@@ -121,18 +121,19 @@ def _seven(api: _Api, endpoint: str, model: bytes) -> tuple[bool, str]:
     return got == want, detail + ("" if got == want else f"; TFLM says {[w[0] for w in want]}")
 
 
-def dry_run(settings: Settings, work: Path, boards: list[str],
-            progress: Progress = no_progress) -> list[BoardRun]:
+def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progress = no_progress, *,
+            orchestrator: str = "lwm2m") -> list[BoardRun]:
     """Run the lifecycle on each board; every step is recorded, the first failure ends a board."""
     targets = [get_board(settings.targets_dir, b) for b in boards]
     service_settings = settings.model_copy(update={
-        "data_dir": work / "service",
+        "data_dir": work / "service", "orchestrator": orchestrator,
         "lwm2m": settings.lwm2m.model_copy(update={"port": 0, "security": "oscore"}),
+        "http_pull": settings.http_pull.model_copy(update={"security": "token"}),
     })
     runs = []
     with BackgroundServer(service_settings) as server:
         api = _Api(server.url)
-        lwm2m_uri = api.call("GET", "/lwm2m")["uri"]
+        join = _Joiner(server.url, api.call("GET", "/orchestrator"), work)
         progress("training and registering hello_world (v1 and a retrained v2)", 0.02)
         api.job(api.call("POST", "/models/train", json={"recipe": "hello_world"})["id"])
         api.job(api.call("POST", "/models/train",
@@ -155,7 +156,7 @@ def dry_run(settings: Settings, work: Path, boards: list[str],
             share = 0.4 + 0.6 * n / len(targets)
             progress(f"{board.name}: boot, register, infer, FOTA, SOTA", share)
             with contextlib.suppress(_Stop):
-                _board_lifecycle(api, lwm2m_uri, board, run, builds, work, v1_model, v2_model)
+                _board_lifecycle(api, join, board, run, builds, work, v1_model, v2_model)
         api.http.close()
     progress("done", 1.0)
     return runs
@@ -176,7 +177,30 @@ def _timed(run: BoardRun, step: str, fn: Any) -> None:
         raise _Stop(step)
 
 
-def _board_lifecycle(api: _Api, lwm2m_uri: str, board: Board, run: BoardRun,
+@dataclass
+class _Joiner:
+    """How a device joins this service: its orchestrator's address and credentials."""
+
+    api_url: str
+    orchestrator: dict[str, Any]
+    work: Path
+
+    def attach(self, endpoint: str, material: dict[str, str]) -> LwM2MAttach | PullAttach:
+        if self.orchestrator["plugin"] == "http-pull":
+            folder = self.work / endpoint / "credentials"
+            folder.mkdir(parents=True)
+            (folder / "token").write_text(material["token"])
+            return PullAttach(url=self.api_url, endpoint=endpoint, credentials=folder, wait_s=10)
+        oscore = write_context(self.work / endpoint / "oscore", material, role="device")
+        return LwM2MAttach(uri=self.orchestrator["uri"], endpoint=endpoint, oscore=oscore)
+
+    @property
+    def how(self) -> str:
+        return "polling with its token" if self.orchestrator["plugin"] == "http-pull" else \
+            "registered over OSCORE"
+
+
+def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
                      builds: dict[tuple[str, str], dict[str, Any]], work: Path,
                      v1_model: bytes, v2_model: bytes) -> None:
     ep = run.endpoint
@@ -186,11 +210,10 @@ def _board_lifecycle(api: _Api, lwm2m_uri: str, board: Board, run: BoardRun,
     for name, sha in v1["firmware"]["artifacts"].items():  # "flash" v1 at the factory
         (flash / name).write_bytes(api.http.get(f"/artifacts/{sha}").content)
     material = api.call("POST", f"/devices/{ep}/credentials", json={"replace": True})
-    oscore = write_context(work / ep / "oscore", material, role="device")
-    with _device(board, LwM2MAttach(uri=lwm2m_uri, endpoint=ep, oscore=oscore), flash):
+    with _device(board, join.attach(ep, material), flash):
         def register() -> tuple[bool, str]:
             api.online(ep)
-            return True, "registered over OSCORE"
+            return True, join.how
 
         def capabilities() -> tuple[bool, str]:
             c = api.call("GET", f"/devices/{ep}")["capabilities"]
@@ -210,7 +233,7 @@ def _board_lifecycle(api: _Api, lwm2m_uri: str, board: Board, run: BoardRun,
                 how, change = "swapped live", f"model now {(dep['model_sha256'] or '?')[:12]}"
             return bool(dep["succeeded"]), f"{dep['result']} ({how}); {change}"
 
-        _timed(run, f"boot {v1['firmware']['version']} and register", register)
+        _timed(run, f"boot {v1['firmware']['version']} and join", register)
         _timed(run, "read capabilities", capabilities)
         _timed(run, "7 inferences, bit-exact vs TFLM", lambda: _seven(api, ep, v1_model))
         _timed(run, f"FOTA to {v2['firmware']['version']}", lambda: deploy("firmware", v2))

@@ -27,6 +27,10 @@ class Grants:
         self._grants[token] = (endpoint, sha256, now + self.ttl_s)
         return token
 
+    def package_url(self, base: str, endpoint: str, sha256: str) -> str:
+        """The API URL one device downloads one package from, with a fresh grant."""
+        return f"{base.rstrip('/')}/devices/{endpoint}/packages/{sha256}?grant={self.issue(endpoint, sha256)}"
+
     def check(self, endpoint: str, sha256: str, token: str | None) -> None:
         grant = self._grants.get(token or "")
         if grant is None or grant[2] < time.monotonic():

@@ -282,10 +282,6 @@ class HttpPullOrchestrator(Orchestrator):
         return self._online(endpoint).status
 
     # -- updates ------------------------------------------------------------------------
-    def _package_url(self, endpoint: str, sha256: str, download_base: str) -> str:
-        base = (self.settings.package_base_url or download_base).rstrip("/")
-        return f"{base}/devices/{endpoint}/packages/{sha256}?grant={self.grants.issue(endpoint, sha256)}"
-
     def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
         self.grants.check(endpoint, sha256, grant)
 
@@ -301,9 +297,10 @@ class HttpPullOrchestrator(Orchestrator):
             out.detail = f"device '{endpoint}' takes no {what} updates"
             return self._done(out, started)
         progress(f"device pulls the {what}", 0.1)
+        base = self.settings.package_base_url or download_base
+        url = self.grants.package_url(base, endpoint, package.sha256)
         res = await self._command(endpoint, self.settings.update_timeout_s, op=kind, sha256=package.sha256,
-                                  size=package.size, url=self._package_url(endpoint, package.sha256,
-                                                                           download_base))
+                                  size=package.size, url=url)
         rec = self._devices[endpoint]
         words = FW_RESULTS if kind == "firmware" else SW_RESULTS
         out.result_code = res.code

@@ -93,8 +93,8 @@ class LwM2MOrchestrator(Orchestrator):
 
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
-        base = (self.settings.package_base_url or self._download_base).rstrip("/")
-        return f"{base}/devices/{endpoint}/packages/{sha256}?grant={self.grants.issue(endpoint, sha256)}"
+        base = self.settings.package_base_url or self._download_base
+        return self.grants.package_url(base, endpoint, sha256)
 
     def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
         self.grants.check(endpoint, sha256, grant)

@@ -19,7 +19,7 @@ from _devices import TflmRuntime
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
-from tinymlaas.device.pull import PullAgent, Refused
+from tinymlaas.device.pull import PullAgent, Refused, Seen
 from tinymlaas.lwm2m.objects import named_capabilities
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.base import Orchestrator
@@ -199,3 +199,10 @@ def test_the_service_says_how_devices_join(service: tuple[BackgroundServer, http
     assert info == {"plugin": "http-pull", "poll": "/ota/{endpoint}/poll", "security": "token",
                     "poll_wait_s": 1.0}
     assert api.get("/lwm2m").json() == info
+
+
+def test_a_device_remembers_recent_commands_only() -> None:
+    seen = Seen(size=3)
+    assert [seen.add(c) for c in ("a", "b", "a", "c", "d")] == [True, True, False, True, True]
+    assert len(seen) == 3 and seen.add("a")  # the oldest was forgotten: memory stays bounded
+    assert not seen.add("d")

@@ -44,6 +44,27 @@ _SW_FROM_FW = {FwResult.not_enough_flash: SwResult.not_enough_storage,
                FwResult.unsupported_protocol: SwResult.invalid_uri}
 
 
+class Seen:
+    """The ids of the last ``size`` commands: enough to ignore a re-delivery (the service only
+    re-sends what is still queued), without growing for as long as the device runs."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._ids: dict[str, None] = {}
+
+    def add(self, cid: str) -> bool:
+        """False if ``cid`` was seen already."""
+        if cid in self._ids:
+            return False
+        self._ids[cid] = None
+        if len(self._ids) > self.size:
+            del self._ids[next(iter(self._ids))]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class Refused(Exception):
     """The service answered 4xx: wrong credentials or a malformed poll."""
 
@@ -70,7 +91,7 @@ class PullAgent:
         self.count = 0
         self.last_latency_us: int | None = None
         self.last_instructions: int | None = None
-        self.seen: set[str] = set()
+        self.seen = Seen()
         self._accepted: list[str] = []
         self._results: list[dict[str, Any]] = []
         self._inferences: list[dict[str, Any]] = []
@@ -142,8 +163,7 @@ class PullAgent:
             log.info("polling %s as %s", self.url, self.endpoint)
             self.connected.set()
         for cmd in reply.get("commands", []):
-            if cmd["id"] not in self.seen:
-                self.seen.add(cmd["id"])
+            if self.seen.add(cmd["id"]):
                 self._accepted.append(cmd["id"])
                 self._work.put_nowait(cmd)
                 self._dirty.set()

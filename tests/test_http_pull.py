@@ -20,7 +20,6 @@ from _devices import TflmRuntime
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.device.pull import PullAgent, Refused, Seen
-from tinymlaas.lwm2m.objects import named_capabilities
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.plugins.registry import get
@@ -55,11 +54,10 @@ class Device:
         self.firmware = InPlaceFirmware()
         self.runtime = TflmRuntime(model)
 
-        def status() -> dict[str, Any]:
-            device = {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
-            return {**named_capabilities(device, self.runtime.capabilities()), "fota": True}
+        def device() -> dict[int, Any]:
+            return {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
 
-        self.agent = PullAgent(url, endpoint, status=status, firmware=self.firmware, modules=None,
+        self.agent = PullAgent(url, endpoint, device=device, firmware=self.firmware, modules=None,
                                inference=self.runtime, workdir=workdir, token=token, wait_s=1.0)
         self.loop = asyncio.new_event_loop()
         self.stop = asyncio.Event()

@@ -247,16 +247,12 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def _pull(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) -> None:
     from tinymlaas.device.pull import PullAgent
-    from tinymlaas.lwm2m.objects import named_capabilities
-
-    def status() -> dict[str, Any]:
-        caps = named_capabilities(parts.device_values(), parts.inference.capabilities())
-        return {**caps, "fota": True, "sota": True}
 
     parts.work.mkdir(parents=True, exist_ok=True)
     token = args.token_file.read_text().strip() if args.token_file else None
-    agent = PullAgent(args.ota, args.endpoint, status=status, firmware=parts.firmware, modules=parts.modules,
-                      inference=parts.inference, workdir=parts.work, token=token, wait_s=args.ota_wait)
+    agent = PullAgent(args.ota, args.endpoint, device=parts.device_values, firmware=parts.firmware,
+                      modules=parts.modules, inference=parts.inference, workdir=parts.work, token=token,
+                      wait_s=args.ota_wait)
     run = asyncio.create_task(agent.run(stop))
     try:
         await asyncio.wait_for(agent.connected.wait(), 30)

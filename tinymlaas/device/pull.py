@@ -33,6 +33,7 @@ from tinymlaas.lwm2m.agent import (
     SwResult,
     download,
 )
+from tinymlaas.lwm2m.objects import named_capabilities
 
 log = logging.getLogger("tinymlaas.device.pull")
 PENDING = "ota-pending.json"
@@ -72,18 +73,19 @@ class Refused(Exception):
 class PullAgent:
     """Polls ``{base}/ota/{endpoint}/poll`` and runs what comes back.
 
-    ``status()`` returns the device's capability fields (see
-    :class:`tinymlaas.models.DeviceCapabilities`); ``boot_result`` is how the last
-    firmware update ended, as the boot ROM left it.
+    ``device()`` returns the Device object's resources (3/0/x, as the LwM2M side
+    has them); with the inference runtime's they make the status each poll
+    reports. ``boot_result`` is how the last firmware update ended, as the boot
+    ROM left it.
     """
 
-    def __init__(self, base_url: str, endpoint: str, *, status: Callable[[], dict[str, Any]],
+    def __init__(self, base_url: str, endpoint: str, *, device: Callable[[], dict[int, Any]],
                  firmware: FirmwareBackend, modules: ModuleBackend | None, inference: InferenceRuntime,
                  workdir: Path, token: str | None = None, boot_result: FwResult = FwResult.initial,
                  wait_s: float = 20.0) -> None:
         self.url = f"{base_url.rstrip('/')}/ota/{endpoint}/poll"
         self.endpoint = endpoint
-        self.status = status
+        self.device = device
         self.firmware, self.modules, self.inference = firmware, modules, inference
         self.workdir = workdir
         self.token = token
@@ -128,8 +130,9 @@ class PullAgent:
         return inf
 
     def _status(self) -> dict[str, Any]:
-        return {**self.status(), "inference_count": self.count, "latency_us": self.last_latency_us,
-                "instructions": self.last_instructions}
+        caps = named_capabilities(self.device(), self.inference.capabilities())
+        return {**caps, "fota": True, "sota": self.modules is not None, "inference_count": self.count,
+                "latency_us": self.last_latency_us, "instructions": self.last_instructions}
 
     # -- HTTP ------------------------------------------------------------------------------
     def _post(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:

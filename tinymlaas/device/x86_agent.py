@@ -179,18 +179,18 @@ class X86Inference:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        try:  # read once: capabilities are asked for on every poll or object refresh
+            self.runtime_version = metadata.version("tflite-micro")
+        except metadata.PackageNotFoundError:
+            self.runtime_version = "unknown"
 
     def capabilities(self) -> dict[int, Any]:
         rt, flash = self.agent.runtime, self.agent.flash
-        try:
-            version = metadata.version("tflite-micro")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
         accel = flash.board.get("accelerators") or []
         return {
             0: flash.ram_bytes, 1: flash.flash_bytes, 2: str(flash.board.get("cpu", "x86-64")),
             3: int(flash.board.get("clock_hz", 0)), 4: dict(enumerate(accel)),
-            5: f"tflite-micro {version}", 6: rt.model.sha256, 7: rt.model.name,
+            5: f"tflite-micro {self.runtime_version}", 6: rt.model.sha256, 7: rt.model.name,
             8: rt.model.arena_bytes, 16: self.agent.board,
             15: json.dumps({"inputs": rt.model.inputs, "outputs": rt.model.outputs}),
         }
@@ -271,17 +271,10 @@ class Agent:
 
     async def _pull(self, loop: asyncio.AbstractEventLoop) -> None:
         from tinymlaas.device.pull import PullAgent
-        from tinymlaas.lwm2m.objects import named_capabilities
-
-        inference = X86Inference(self)
-
-        def status() -> dict[str, Any]:
-            caps = named_capabilities(self.device_values(), inference.capabilities())
-            return {**caps, "fota": True, "sota": True}
 
         token = self.args.token_file.read_text().strip() if self.args.token_file else None
-        agent = PullAgent(self.args.ota, self.endpoint, status=status, firmware=X86Firmware(self),
-                          modules=self.modules, inference=inference, workdir=self.flash.dir,
+        agent = PullAgent(self.args.ota, self.endpoint, device=self.device_values, firmware=X86Firmware(self),
+                          modules=self.modules, inference=X86Inference(self), workdir=self.flash.dir,
                           token=token, boot_result=self._fota_result(), wait_s=self.args.ota_wait)
         self.runtime.listeners.append(
             lambda i, o, lat: loop.call_soon_threadsafe(agent.record, i, o, lat, None))

@@ -10,7 +10,6 @@ ends the session instead of looping through boots.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -54,11 +53,6 @@ class QemuEmulator(Emulator):
 
     name = "qemu"
     Options = QemuOptions
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        binary = QemuOptions().binary
-        return None if shutil.which(binary) else f"{binary} is not installed"
 
     def supports(self, board: Board) -> bool:
         return "qemu_machine" in board.emulator

@@ -11,7 +11,6 @@ firmware is still linked for the real board, so it fits both.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -37,11 +36,6 @@ class RenodeEmulator(Emulator):
 
     name = "renode"
     Options = RenodeOptions
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        binary = RenodeOptions().binary
-        return None if shutil.which(binary) else f"{binary} is not on PATH"
 
     def supports(self, board: Board) -> bool:
         return {"renode_platform", "renode_uart"} <= board.emulator.keys()

@@ -100,7 +100,6 @@ class _Record:
     last_seen: float
     status: DeviceCapabilities
     address: str | None = None
-    secure: bool = False
     polls: int = 0  # polls being held open right now
     outbox: dict[str, Command] = field(default_factory=dict)
     waiting: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
@@ -140,10 +139,6 @@ class TokenStore:
             raise Forbidden(f"device '{endpoint}' has no credentials on this service")
         if not token or not hmac.compare_digest(want, hashlib.sha256(token.encode()).hexdigest()):
             raise Forbidden(f"wrong or missing token for device '{endpoint}'")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 class HttpPullOrchestrator(Orchestrator):
@@ -196,7 +191,6 @@ class HttpPullOrchestrator(Orchestrator):
         if rec is None:
             rec = self._devices[endpoint] = _Record(endpoint, now, now, status)
         rec.last_seen, rec.status, rec.address = now, status, address
-        rec.secure = self.tokens is not None
         for cid in body.accepted:
             rec.outbox.pop(cid, None)
         for res in body.results:
@@ -264,7 +258,7 @@ class HttpPullOrchestrator(Orchestrator):
         online = self._is_online(rec)
         silent = time.time() - rec.last_seen
         return Device(endpoint=rec.endpoint, online=online, binding="HTTP pull", address=rec.address,
-                      registered_at=rec.first_seen, updated_at=rec.last_seen, secure=rec.secure,
+                      registered_at=rec.first_seen, updated_at=rec.last_seen, secure=self.tokens is not None,
                       offline_since=None if online else rec.last_seen + self.settings.offline_after_s,
                       offline_reason="" if online else f"no poll for {silent:.0f} s")
 
@@ -338,7 +332,8 @@ class HttpPullOrchestrator(Orchestrator):
 
     # -- inference ----------------------------------------------------------------------
     async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:
-        res = await self._command(endpoint, self.settings.request_timeout_s, op="infer", input=_b64(tensor))
+        res = await self._command(endpoint, self.settings.request_timeout_s, op="infer",
+                                  input=base64.b64encode(tensor).decode())
         if not res.ok or res.inference is None:
             raise DeviceError(f"device '{endpoint}' could not run the inference: {res.detail}")
         return self._report(self._devices[endpoint], res.inference)

@@ -9,6 +9,7 @@ Plugins are registered under the entry-point groups ``tinymlaas.compilers``,
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -174,8 +175,9 @@ class Emulator(Plugin):
 
     @classmethod
     def unavailable(cls) -> str | None:
-        """Why this emulator cannot run on this machine (e.g. not installed), or None."""
-        return None
+        """Why this emulator cannot run on this machine (its ``binary`` option is not on PATH), or None."""
+        binary = getattr(cls.Options(), "binary", None)
+        return f"{binary} is not on PATH" if binary and shutil.which(binary) is None else None
 
     @abstractmethod
     def supports(self, board: Board) -> bool: ...

@@ -19,6 +19,7 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
+from tinymlaas.images import image_ref
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.net import free_port
 from tinymlaas.services.compile import compile_model
@@ -50,12 +51,13 @@ def built(module: ModuleManifest, board_named: BoardNamed, workdir: Path, images
 @when("the OS image is booted in a device container", target_fixture="device")
 def booted(
     firmware: FirmwareManifest, board_named: BoardNamed, workdir: Path, request: pytest.FixtureRequest,
-    ctx: dict[str, Any],
+    ctx: dict[str, Any], settings: Settings,
 ) -> DeviceClient:
     board = board_named(firmware.board)
     port = free_port()
+    image = image_ref(settings, board.device.image)
     container = (
-        DockerContainer(board.device.image, _wait_strategy=LogMessageWaitStrategy(" READY "))
+        DockerContainer(image, _wait_strategy=LogMessageWaitStrategy(" READY "))
         .with_command(["--port", str(port)])
         .with_volume_mapping(str(workdir / "fw"), "/flash", "ro")
         .with_kwargs(network_mode="host", init=True)
@@ -109,8 +111,10 @@ def _run_contract(image: str, model: bytes, root: Path) -> Path:
 
 
 @when("the builder container is run on the bare model with no network", target_fixture="contract_out")
-def contract_run(model_bytes: bytes, board_named: BoardNamed, workdir: Path, images: dict) -> Path:
-    return _run_contract(board_named("x86-tflm").builder.image, model_bytes, workdir / "a")
+def contract_run(model_bytes: bytes, board_named: BoardNamed, workdir: Path, images: dict,
+                 settings: Settings) -> Path:
+    return _run_contract(image_ref(settings, board_named("x86-tflm").builder.image), model_bytes,
+                         workdir / "a")
 
 
 @then(parsers.parse('it writes an OS image and a manifest for board "{board}"'))
@@ -124,8 +128,10 @@ def contract_output(contract_out: Path, model_bytes: bytes, board: str) -> None:
 
 
 @then("building the same model twice gives the same image bytes")
-def reproducible(contract_out: Path, model_bytes: bytes, board_named: BoardNamed, workdir: Path) -> None:
-    again = _run_contract(board_named("x86-tflm").builder.image, model_bytes, workdir / "b")
+def reproducible(contract_out: Path, model_bytes: bytes, board_named: BoardNamed, workdir: Path,
+                 settings: Settings) -> None:
+    again = _run_contract(image_ref(settings, board_named("x86-tflm").builder.image), model_bytes,
+                          workdir / "b")
     assert (again / "firmware.pyz").read_bytes() == (contract_out / "firmware.pyz").read_bytes()
 
 

@@ -10,12 +10,15 @@ context:
 * ``debs.txt``   -- Debian packages missing from the base, into ``debs/``;
 * ``package.txt`` (any content) -- a copy of the ``tinymlaas`` package into ``src/``.
 
-An image is rebuilt only when the SHA-256 of its assembled context (plus the
-base image id) differs from the label stored on the existing image.
+An image is tagged with the hash of its inputs (its folder, the board files,
+the package when one is copied in, and the base image id), so checkouts of
+different code share one engine without replacing each other's images, and
+an image is rebuilt only when that hash has no image yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -242,19 +245,55 @@ def context_hash(ctx: Path, base_id: str) -> str:
     return h.hexdigest()
 
 
+def inputs_hash(src: ImageSource, settings: Settings, base_id: str) -> str:
+    """What an image is made of, hashed before anything is downloaded or copied.
+
+    The downloads are named by their lists (``wheels.txt``, ``debs.txt``), which
+    are part of the folder; the package is hashed from the checkout.
+    """
+    h = hashlib.sha256(base_id.encode())
+    roots = [(src.context, "ctx")]
+    if (src.context / "package.txt").exists():
+        roots.append((REPO_ROOT / "tinymlaas", "pkg"))
+    for root, name in roots:
+        for p in _files(root):
+            if "__pycache__" in p.parts or p.suffix == ".pyc":
+                continue
+            h.update(f"{name}/{p.relative_to(root)}".encode() + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    for board in src.boards:
+        h.update(board.encode() + b"\0" + (settings.targets_dir / board / "board.toml").read_bytes())
+    return h.hexdigest()
+
+
+def image_ref(settings: Settings, name: str, client: DockerClient | None = None) -> str:
+    """The tag of the image declared as ``name`` (e.g. a board's builder) for this checkout."""
+    for src in image_sources(settings):
+        if src.tag == name:
+            client = client or docker_client()
+            return f"{name}:{inputs_hash(src, settings, image_id(client, BASE_TAG))[:16]}"
+    raise InvalidInput(f"no board declares an image named {name}")
+
+
 def ensure_image(
     src: ImageSource, settings: Settings, client: DockerClient, progress: Progress = no_progress
 ) -> bool:
-    """Build one image if its context changed; True when it was (re)built."""
+    """Build one image unless its inputs already have one; True when it was built."""
+    import docker
+
+    ref = image_ref(settings, src.tag, client)
+    try:
+        client.images.get(ref)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
     ctx = assemble_context(src, settings)
     want = context_hash(ctx, image_id(client, BASE_TAG))
-    if image_label(client, src.tag) == want:
-        return False
     log = settings.data_dir / "images" / f"{src.tag.replace('/', '_')}.log"
     lines: list[str] = []
     try:
         for chunk in client.api.build(
-            path=str(ctx), tag=src.tag, network_mode="none", labels={HASH_LABEL: want},
+            path=str(ctx), tag=ref, network_mode="none", labels={HASH_LABEL: want},
             rm=True, forcerm=True, pull=False, decode=True,
         ):
             if "stream" in chunk:
@@ -269,7 +308,20 @@ def ensure_image(
     finally:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("\n".join(lines) + "\n")
+    _prune(client, src.tag)
     return True
+
+
+def _prune(client: DockerClient, repository: str, keep: int = 3) -> None:
+    """Drop all but the newest ``keep`` tags of a repository (other checkouts may use them);
+    an image a container still uses stays."""
+    import docker
+
+    images = sorted(client.images.list(name=repository), key=lambda i: i.attrs["Created"], reverse=True)
+    for img in images[keep:]:
+        for tag in img.tags:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(tag, noprune=False)
 
 
 def ensure_all(settings: Settings, progress: Progress = no_progress) -> dict[str, bool]:

@@ -10,8 +10,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.builders._common import ContractBuilder, failure, follow_progress, watchdog
+from tinymlaas.config import get_settings
 from tinymlaas.errors import BuildFailed
-from tinymlaas.images import docker_client
+from tinymlaas.images import docker_client, image_ref
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import Progress
 
@@ -36,7 +37,7 @@ class DockerBuilder(ContractBuilder):
 
         assert isinstance(self.options, DockerOptions)
         client = docker_client()
-        image = board.builder.image
+        image = image_ref(get_settings(), board.builder.image, client)
         try:
             client.images.get(image)  # never let the engine try a pull
         except docker.errors.ImageNotFound as exc:

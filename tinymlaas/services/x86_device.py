@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tinymlaas.config import get_settings
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
-from tinymlaas.images import docker_client
+from tinymlaas.images import docker_client, image_ref
 from tinymlaas.models import Board, LwM2MAttach, PullAttach
 from tinymlaas.net import free_port
 
@@ -64,11 +65,11 @@ class X86Device:
         import docker
 
         self.client = docker_client()
+        image = image_ref(get_settings(), board.device.image, self.client)
         try:
-            self.client.images.get(board.device.image)
+            self.client.images.get(image)
         except docker.errors.ImageNotFound as exc:
-            raise BuildFailed(f"device image {board.device.image} is not built; "
-                              "run 'tinymlaas images'") from exc
+            raise BuildFailed(f"device image {image} is not built; run 'tinymlaas images'") from exc
         self.port = free_port()
         args = ["--port", str(self.port)]
         volumes = {str(firmware_dir.resolve()): {"bind": "/flash", "mode": "rw" if attach else "ro"}}
@@ -77,7 +78,7 @@ class X86Device:
             if attach.credentials is not None:
                 volumes[str(attach.credentials.resolve())] = {"bind": "/credentials", "mode": "rw"}
         self.container = self.client.containers.run(
-            board.device.image,
+            image,
             args,
             volumes=volumes,
             network_mode="host",

@@ -23,9 +23,10 @@ from aiocoap import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
-from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.agent import DownloadError, FwResult, download
-from tinymlaas.lwm2m.links import Link, format_links
+from tinymlaas.edge.lwm2m import codec
+from tinymlaas.edge.lwm2m.agent import DownloadError, download
+from tinymlaas.edge.lwm2m.links import Link, format_links
+from tinymlaas.edge.lwm2m.vocab import FwResult
 
 OBJECTS = format_links([Link("/", {"rt": "oma.lwm2m", "ct": "112"}), Link("/1/0"), Link("/3", {"ver": "1.1"}),
                         Link("/3/0"), Link("/5", {"ver": "1.1"}), Link("/5/0"), Link("/33100/0")]).encode()

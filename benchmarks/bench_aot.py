@@ -1,7 +1,7 @@
 """aot compiler: planned memory against TFLM's, and the Cortex-M3 footprint of the module.
 
 Per model: the planned arena next to TFLM's own allocation report and the
-smallest arena TFLM runs in (tinymlaas.tflm.probe), and, for the generated C
+smallest arena TFLM runs in (tinymlaas.edge.tflm.probe), and, for the generated C
 built for Cortex-M3 at -Os with arm-none-eabi-gcc, code (.text), model data
 (.rodata), RAM (.bss/.data: the arena) and the stack peak (-fstack-usage:
 model_invoke's frame plus its deepest call chain). TFLM's hello_world figures
@@ -21,7 +21,7 @@ from _common import bar_plot, report
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import cross_compile
 from tinymlaas.config import Settings
-from tinymlaas.tflm import probe
+from tinymlaas.edge.tflm import probe
 from tinymlaas.zoo import get_recipe
 
 MODELS = ("hello_world", "digits_cnn")

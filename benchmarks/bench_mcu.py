@@ -25,13 +25,13 @@ from _common import bar_plot, report
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import REPO_ROOT, Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.images import ensure_all
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice
 from tinymlaas.targets import load_boards
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 #: TFLM hello_world int8 on mps2-an385 (anchors file): -Os / -O2 release.

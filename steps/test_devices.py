@@ -21,13 +21,13 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.lwm2m.security import write_context
 from tinymlaas.models import LwM2MAttach, PullAttach
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.store import ArtifactStore
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 scenarios("lwm2m")
@@ -566,8 +566,9 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
     else:
         oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore)
-    process = BridgeProcess(get_board(Settings().targets_dir, board), flash, attach,
-                            tmp_path / ep / "bridge.log", emulator="qemu")
+    targets = Settings().targets_dir
+    process = BridgeProcess(get_board(targets, board), flash, attach, tmp_path / ep / "bridge.log",
+                            targets_dir=targets, emulator="qemu")
     devices[ep] = Bridge(ep, board, process)
     try:
         wait_until(lambda: online(lab, ep), 60, f"bridge {ep} joining")

@@ -15,13 +15,13 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.emulators.qemu import QemuEmulator
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 pytestmark = pytest.mark.skipif(QemuEmulator.unavailable() is not None,

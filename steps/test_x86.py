@@ -19,12 +19,12 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.images import image_ref
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.net import free_port
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.x86_device import DeviceClient
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 scenarios("x86")

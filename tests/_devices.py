@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tinymlaas import tflite
-from tinymlaas.tflm import Tflm
+from tinymlaas.edge.tflm import Tflm
 
 
 class TflmRuntime:

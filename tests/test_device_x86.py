@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tinymlaas.device import x86
+from tinymlaas.edge import x86
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.services.x86_device import DeviceClient
-from tinymlaas.tflm import Tflm
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from _devices import TflmRuntime
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
-from tinymlaas.device.pull import PullAgent, Refused, Seen
+from tinymlaas.edge.pull import PullAgent, Refused, Seen
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.plugins.registry import get
 from tinymlaas.store import ArtifactStore
-from tinymlaas.tflm import Tflm
 
 pytestmark = pytest.mark.ota
 

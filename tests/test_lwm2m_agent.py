@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 from aiocoap import error as coap_error
 
-from tinymlaas.lwm2m.agent import (
-    DownloadError,
-    FirmwareUpdate,
-    FwResult,
-    FwState,
-    check_uri,
-    download,
-)
+from tinymlaas.edge.lwm2m.agent import DownloadError, FirmwareUpdate, check_uri, download
+from tinymlaas.edge.lwm2m.vocab import FwResult, FwState
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

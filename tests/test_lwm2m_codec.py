@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.codec import CodecError, ObjLink
-from tinymlaas.lwm2m.links import Link, LinkFormatError, format_links, parse_links
-from tinymlaas.lwm2m.objects import TINYML_OBJECT, ResType, builtin_objects
+from tinymlaas.edge.lwm2m import codec
+from tinymlaas.edge.lwm2m.codec import CodecError, ObjLink
+from tinymlaas.edge.lwm2m.links import Link, LinkFormatError, format_links, parse_links
+from tinymlaas.edge.lwm2m.objects import ResType, builtin_objects
+from tinymlaas.edge.lwm2m.vocab import Obj
 
 DEVICE: codec.Content = {
     (3, 0, 0): "Open Mobile Alliance",
@@ -27,8 +28,8 @@ DEVICE: codec.Content = {
 
 def test_object_xml_is_package_data_and_typed() -> None:
     objs = builtin_objects()
-    assert {1, 3, 5, 9, TINYML_OBJECT} <= set(objs)
-    tinyml = objs[TINYML_OBJECT]
+    assert {1, 3, 5, 9, Obj.TINYML} <= set(objs)
+    tinyml = objs[Obj.TINYML]
     assert 32769 <= tinyml.id <= 42768  # OMNA's private range
     assert tinyml.resources[0].name == "RAM" and tinyml.resources[0].type is ResType.integer
     assert tinyml.resources[14].executable
@@ -50,8 +51,8 @@ def test_tlv_known_bytes() -> None:
     multi = codec.encode_tlv({(3, 0, 11, 0): 1, (3, 0, 11, 1): 2}, (3, 0, 11))
     assert multi == bytes([0x86, 0x0B, 0x41, 0x00, 0x01, 0x41, 0x01, 0x02])
     # 16-bit identifiers and the TinyML object (unknown types fall back to the declared ones)
-    assert codec.decode_tlv(codec.encode_tlv({(TINYML_OBJECT, 0, 300): b"x"}, (TINYML_OBJECT, 0)),
-                            (TINYML_OBJECT, 0)) == {(TINYML_OBJECT, 0, 300): b"x"}
+    assert codec.decode_tlv(codec.encode_tlv({(Obj.TINYML, 0, 300): b"x"}, (Obj.TINYML, 0)),
+                            (Obj.TINYML, 0)) == {(Obj.TINYML, 0, 300): b"x"}
 
 
 def test_object_level_tlv_has_instances() -> None:
@@ -90,7 +91,7 @@ def test_tlv_integers_round_trip(n: int) -> None:
 
 @given(st.binary(max_size=70000))
 def test_tlv_opaque_of_any_length(data: bytes) -> None:
-    path = (TINYML_OBJECT, 0, 9)
+    path = (Obj.TINYML, 0, 9)
     assert codec.decode_tlv(codec.encode_tlv({path: data}, path), path) == {path: data}
 
 

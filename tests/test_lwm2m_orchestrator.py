@@ -11,12 +11,12 @@ from _devices import TflmRuntime
 
 from tinymlaas import tflite
 from tinymlaas.config import LwM2MSettings
-from tinymlaas.lwm2m.agent import DeviceObject, TinyMLObject
-from tinymlaas.lwm2m.client import LwM2MClient
+from tinymlaas.edge.lwm2m.agent import DeviceObject, TinyMLObject
+from tinymlaas.edge.lwm2m.client import LwM2MClient
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
 from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.plugins.registry import get
-from tinymlaas.tflm import Tflm
 
 pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.config import LwM2MSettings
+from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient
 from tinymlaas.errors import Conflict
-from tinymlaas.lwm2m.client import Instance, LwM2MClient
 from tinymlaas.lwm2m.security import CredentialStore, write_context
 from tinymlaas.lwm2m.server import LwM2MServer
 

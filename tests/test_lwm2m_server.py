@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tinymlaas.config import LwM2MSettings
+from tinymlaas.edge.lwm2m import codec
+from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound
-from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.client import Instance, LwM2MClient
 from tinymlaas.lwm2m.server import LwM2MServer
 
 pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.errors import NotFound
-from tinymlaas.tflm import Tflm
 from tinymlaas.zoo import get_recipe, recipes
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.archive import sha256_file
+from tinymlaas.edge.archive import sha256_file
 from tinymlaas.errors import Conflict, InvalidInput, NotFound
 from tinymlaas.models import Deployment, Job, JobState, UpdateOutcome
 

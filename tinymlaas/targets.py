@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from tinymlaas.edge.uart import frame_buffer_bytes
 from tinymlaas.errors import NotFound, PluginError
 from tinymlaas.models import Board
-from tinymlaas.uart_protocol import frame_buffer_bytes
 
 
 def load_board(path: Path) -> Board:

@@ -12,13 +12,14 @@ import pytest
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
-from tinymlaas.device.bridge import BridgeInference, BridgeModules, Mcu
-from tinymlaas.device.package import pack
+from tinymlaas.edge.bridge import BoardFacts, BridgeInference, BridgeModules, Mcu
+from tinymlaas.edge.package import pack
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.emulators.qemu import QemuEmulator
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.deployments import _model_data
+from tinymlaas.services.mcu_device import emulate_flasher
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm
 from tinymlaas.zoo import get_recipe
 
 pytestmark = [pytest.mark.lwm2m, pytest.mark.qemu]
@@ -57,7 +58,8 @@ def test_model_region_swap_and_graph_refusal(cortex_m_builder: ModuleType, tmp_p
     cb = cortex_m_builder
     cb.build(tmp_path / "old" / "model.tflite", board, tmp_path / "fw", "1.0.0", cb.Options("Os", True))
 
-    mcu = Mcu(board, tmp_path / "fw", "qemu")
+    facts = BoardFacts.read(settings.targets_dir / BOARD / "board.toml")
+    mcu = Mcu(facts, tmp_path / "fw", emulate_flasher(board, "qemu"))
     try:
         modules = BridgeModules(mcu, on_change=lambda: None)
         manifest = new_mod.model_dump(mode="json")

@@ -13,10 +13,7 @@ from types import ModuleType
 import pytest
 from mcu_helpers import EchoFirmware, write_echo_module
 
-from tinymlaas.emulators.qemu import QemuEmulator, QemuOptions
-from tinymlaas.errors import FirmwareCrashed
-from tinymlaas.plugins.base import EmulatorSession
-from tinymlaas.uart_protocol import (
+from tinymlaas.edge.uart import (
     Command,
     DeviceError,
     ErrorCode,
@@ -25,6 +22,9 @@ from tinymlaas.uart_protocol import (
     cobs_encode,
     crc16,
 )
+from tinymlaas.emulators.qemu import QemuEmulator, QemuOptions
+from tinymlaas.errors import FirmwareCrashed
+from tinymlaas.plugins.base import EmulatorSession
 
 pytestmark = [
     pytest.mark.qemu,

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymlaas.errors import DeviceUnreachable, InvalidInput
-from tinymlaas.uart_protocol import (
+from tinymlaas.edge.uart import (
     Command,
     DeviceError,
     ErrorCode,
@@ -19,6 +18,7 @@ from tinymlaas.uart_protocol import (
     cobs_encode,
     crc16,
 )
+from tinymlaas.errors import DeviceUnreachable, InvalidInput
 
 
 @given(st.binary(max_size=1200))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -326,6 +327,42 @@ def run(
             table.add_row(str(i), " ".join(str(v) for v in result.values()),
                           " ".join(f"{v:.6g}" for v in vals), f"{result.instructions:,}")
         out.print(table)
+
+
+@app.command()
+def emulate(
+    firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
+    target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
+    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+) -> None:
+    """Boot FIRMWARE in an emulator with the board's UART on stdin/stdout, raw, until stdin closes
+    (the flasher a bridge runs for an emulated MCU)."""
+    import os
+    import signal
+    import threading
+
+    from tinymlaas.services.mcu_device import emulator_for, firmware_image
+    from tinymlaas.targets import get_board
+
+    board = get_board(get_settings().targets_dir, target)
+    image = firmware_image(firmware)
+    session = emulator_for(board, emulator).start(image, board)
+    closed = threading.Event()
+
+    def to_board() -> None:
+        with contextlib.suppress(TinyMLaaSError, OSError):  # the board stopped: the loop says why
+            while chunk := os.read(0, 4096):
+                session.write(chunk)
+        closed.set()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=to_board, name="stdin", daemon=True).start()
+    try:
+        while not closed.is_set():
+            if data := session.read_some(0.2):
+                os.write(1, data)
+    finally:
+        session.stop()
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tinymlaas.edge.tflm import TflmError, probe
 from tinymlaas.errors import DoesNotFit, UnsupportedModel
 from tinymlaas.models import Board, CompilerInfo, ModelInfo, ModuleManifest, ModuleMemory
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
-from tinymlaas.tflm import TflmError, probe
 
 # Builtin ops with a kernel in TFLM's reference op resolver.
 TFLM_OPS = frozenset({

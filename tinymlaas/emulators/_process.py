@@ -123,6 +123,20 @@ class SocketSession(EmulatorSession):
                         f"last output: {self.tail()!r}")
                 self._cond.wait(min(left, 0.05))
 
+    def read_some(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._buf:
+                if self._eof or self.proc.poll() is not None:
+                    raise self._stopped_error()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return b""
+                self._cond.wait(min(left, 0.05))
+            out = bytes(self._buf)
+            self._buf.clear()
+            return out
+
     @property
     def running(self) -> bool:
         return not self._stopped and not self._eof and self.proc.poll() is None

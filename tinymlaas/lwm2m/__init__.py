@@ -1,6 +1,5 @@
-"""OMA LwM2M 1.1 on aiocoap: the server (service side) and the client (device side).
+"""OMA LwM2M 1.1 on aiocoap, the server side: registrations, operations, FOTA/SOTA, OSCORE.
 
-Device-side modules (``objects``, ``codec``, ``links``, ``client``, ``agent``)
-need only the standard library, aiocoap and cbor2: they are packed into device
-firmware. The server side (``server``, ``security``, ``deploy``) is the service's.
+The device side (codecs, object definitions, the client, the objects it
+serves) is :mod:`tinymlaas.edge.lwm2m`; both speak :mod:`tinymlaas.edge.lwm2m.vocab`.
 """

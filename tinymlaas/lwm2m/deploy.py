@@ -23,34 +23,37 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tinymlaas.edge.lwm2m import vocab
+from tinymlaas.edge.lwm2m.codec import Content
+from tinymlaas.edge.lwm2m.vocab import (
+    SW_CANNOT,
+    Dev,
+    Fw,
+    FwResult,
+    FwState,
+    Obj,
+    Sw,
+    SwResult,
+    SwState,
+    Tiny,
+    fw_result_words,
+    fw_state_words,
+    sw_result_words,
+    sw_state_words,
+)
 from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
-from tinymlaas.lwm2m.codec import Content
-from tinymlaas.lwm2m.objects import TINYML_OBJECT
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.models import UpdateOutcome
 from tinymlaas.plugins.base import Progress, no_progress
 
 log = logging.getLogger("tinymlaas.lwm2m.deploy")
 
-FW_STATES = {0: "idle", 1: "downloading", 2: "downloaded", 3: "updating"}
-FW_RESULTS = {
-    0: "initial value", 1: "firmware updated successfully", 2: "not enough flash memory",
-    3: "out of RAM during downloading", 4: "connection lost during downloading",
-    5: "integrity check failure", 6: "unsupported package type", 7: "invalid URI",
-    8: "firmware update failed", 9: "unsupported protocol", 10: "firmware update cancelled",
-    11: "firmware update deferred",
-}
-SW_STATES = {0: "initial", 1: "download started", 2: "downloaded", 3: "delivered", 4: "installed"}
-SW_RESULTS = {
-    0: "initial value", 1: "downloading", 2: "software successfully installed",
-    3: "successfully downloaded and package integrity verified",
-    50: "not enough storage", 51: "out of memory during downloading",
-    52: "connection lost during downloading", 53: "package integrity check failure",
-    54: "unsupported package type", 56: "invalid URI", 57: "device defined update error",
-    58: "software installation failure", 59: "uninstallation failure",
-}
-#: Software results that mean "this device cannot take a module": fall back to FOTA.
-SW_CANNOT = {54, 57, 58}
+FW_STATE = vocab.path(Obj.FIRMWARE, 0, Fw.STATE)
+FW_RESULT = vocab.path(Obj.FIRMWARE, 0, Fw.UPDATE_RESULT)
+FIRMWARE_VERSION = vocab.uri(Obj.DEVICE, 0, Dev.FIRMWARE_VERSION)
+MODEL_SHA256 = vocab.uri(Obj.TINYML, 0, Tiny.MODEL_SHA256)
+FW = vocab.uri(Obj.FIRMWARE, 0)
+FW_URI = vocab.uri(Obj.FIRMWARE, 0, Fw.PACKAGE_URI)
 
 
 def _int(content: Content, path: tuple[int, ...], default: int = -1) -> int:
@@ -80,39 +83,40 @@ class Updater:
                             succeeded=False, result_code=0)
         srv = self.server
         reg = srv.registry.online(endpoint)
-        if 5 not in reg.objects:
+        if Obj.FIRMWARE not in reg.objects:
             raise DeviceError(f"device '{endpoint}' has no Firmware Update object (5)")
         progress("reading the device", 0.02)
-        out.firmware_before = str(await srv.read_value(endpoint, "/3/0/3"))
+        out.firmware_before = str(await srv.read_value(endpoint, FIRMWARE_VERSION))
         uri = self._uri(endpoint, sha256)
         obs = None
         try:
             for attempt in range(1, self.settings.retries + 2):
                 out.attempts = attempt
-                state = await srv.read(endpoint, "/5/0")
-                if _int(state, (5, 0, 3)) == 3:
+                state = await srv.read(endpoint, FW)
+                if _int(state, FW_STATE) == FwState.updating:
                     raise DeviceError(f"device '{endpoint}' is installing another update")
-                if _int(state, (5, 0, 3)) != 0 or _int(state, (5, 0, 5)) != 0:
-                    await srv.write(endpoint, "/5/0/1", "")  # reset the state machine
+                if _int(state, FW_STATE) != FwState.idle or _int(state, FW_RESULT) != FwResult.initial:
+                    await srv.write(endpoint, FW_URI, "")  # reset the state machine
                 if obs is None:
-                    obs = await srv.observe(endpoint, "/5/0")
+                    obs = await srv.observe(endpoint, FW)
                 progress(f"device downloads the package (attempt {attempt})", 0.1)
-                await srv.write(endpoint, "/5/0/1", uri)
+                await srv.write(endpoint, FW_URI, uri)
                 value = await obs.wait_for(
-                    lambda v: _int(v, (5, 0, 3)) == 2 or (_int(v, (5, 0, 3)) == 0 and _int(v, (5, 0, 5)) > 0),
+                    lambda v: _int(v, FW_STATE) == FwState.downloaded
+                    or (_int(v, FW_STATE) == FwState.idle and _int(v, FW_RESULT) > FwResult.initial),
                     self.settings.download_timeout_s)
-                out.states.append(FW_STATES.get(_int(value, (5, 0, 3)), "?"))
-                result = _int(value, (5, 0, 5))
-                if _int(value, (5, 0, 3)) == 2:
+                out.states.append(fw_state_words(_int(value, FW_STATE)))
+                result = _int(value, FW_RESULT)
+                if _int(value, FW_STATE) == FwState.downloaded:
                     break
-                out.result_code, out.result = result, FW_RESULTS.get(result, f"result {result}")
-                if result != 4 or attempt > self.settings.retries:
+                out.result_code, out.result = result, fw_result_words(result)
+                if result != FwResult.connection_lost or attempt > self.settings.retries:
                     out.detail = f"the device refused the package: {out.result}"
                     return self._done(out, started)
                 log.warning("%s: %s; downloading again", endpoint, out.result)
             progress("device installs the firmware", 0.6)
             old_registration = srv.registry.online(endpoint).id
-            await srv.execute(endpoint, "/5/0/2")
+            await srv.execute(endpoint, vocab.uri(Obj.FIRMWARE, 0, Fw.UPDATE))
             out.states.append("updating")
             # The device reboots (a new registration) or updates in place (state back to idle).
             await self._wait_back(endpoint, old_registration, obs)
@@ -120,16 +124,16 @@ class Updater:
             if obs is not None:
                 obs.cancel()
         progress("reading the result", 0.9)
-        final = await srv.read(endpoint, "/5/0")
-        out.result_code = _int(final, (5, 0, 5))
-        out.result = FW_RESULTS.get(out.result_code, f"result {out.result_code}")
-        out.states.append(FW_STATES.get(_int(final, (5, 0, 3)), "?"))
-        out.firmware_after = str(await srv.read_value(endpoint, "/3/0/3"))
-        out.succeeded = out.result_code == 1
+        final = await srv.read(endpoint, FW)
+        out.result_code = _int(final, FW_RESULT)
+        out.result = fw_result_words(out.result_code)
+        out.states.append(fw_state_words(_int(final, FW_STATE)))
+        out.firmware_after = str(await srv.read_value(endpoint, FIRMWARE_VERSION))
+        out.succeeded = out.result_code == FwResult.success
         if not out.succeeded:
             out.detail = f"the device did not take the firmware: {out.result}"
-        if TINYML_OBJECT in srv.registry.online(endpoint).objects:
-            out.model_sha256 = str(await srv.read_value(endpoint, f"/{TINYML_OBJECT}/0/6"))
+        if Obj.TINYML in srv.registry.online(endpoint).objects:
+            out.model_sha256 = str(await srv.read_value(endpoint, MODEL_SHA256))
         progress("done", 1.0)
         return self._done(out, started)
 
@@ -142,7 +146,8 @@ class Updater:
             return reg is not None and reg.id != old_registration
 
         def in_place(v: Content) -> bool:
-            return _int(v, (5, 0, 3)) in (0, 2) and _int(v, (5, 0, 5)) in (1, 8)
+            return (_int(v, FW_STATE) in (FwState.idle, FwState.downloaded)
+                    and _int(v, FW_RESULT) in (FwResult.success, FwResult.update_failed))
 
         waiting = {asyncio.ensure_future(registry.wait_for(rebooted, timeout)),
                    asyncio.ensure_future(obs.wait_for(in_place, timeout))}
@@ -165,55 +170,64 @@ class Updater:
                             succeeded=False, result_code=0)
         srv = self.server
         reg = srv.registry.online(endpoint)
-        if 9 not in reg.objects:
-            out.result_code, out.result = 54, "no Software Management object (9)"
+        if Obj.SOFTWARE not in reg.objects:
+            out.result_code, out.result = SwResult.unsupported_package, "no Software Management object (9)"
             out.detail = f"device '{endpoint}' cannot install modules"
             return self._done(out, started)
-        iid = (reg.objects[9] or [0])[0]
-        base = f"/9/{iid}"
+        iid = (reg.objects[Obj.SOFTWARE] or [0])[0]
+        base = vocab.uri(Obj.SOFTWARE, iid)
+
+        def sw(v: Content, rid: Sw) -> int:
+            return _int(v, vocab.path(Obj.SOFTWARE, iid, rid))
+
         progress("reading the module slot", 0.02)
         state = await srv.read(endpoint, base)
-        if _int(state, (9, iid, 7)) != 0:  # keep the active module running until the new one is
-            await srv.execute(endpoint, f"{base}/6", "1")
+        if sw(state, Sw.UPDATE_STATE) != SwState.initial:  # the active module runs until the new one does
+            await srv.execute(endpoint, f"{base}/{Sw.UNINSTALL}", "1")
         obs = await srv.observe(endpoint, base)
         try:
             for attempt in range(1, self.settings.retries + 2):
                 out.attempts = attempt
                 progress(f"device downloads the module (attempt {attempt})", 0.1)
-                await srv.write(endpoint, f"{base}/3", self._uri(endpoint, sha256))
+                await srv.write(endpoint, f"{base}/{Sw.PACKAGE_URI}", self._uri(endpoint, sha256))
                 value = await obs.wait_for(
-                    lambda v: _int(v, (9, iid, 7)) == 3 or _int(v, (9, iid, 9)) >= 50,
+                    lambda v: sw(v, Sw.UPDATE_STATE) == SwState.delivered
+                    or sw(v, Sw.UPDATE_RESULT) >= SwResult.not_enough_storage,
                     self.settings.download_timeout_s)
-                result = _int(value, (9, iid, 9))
-                out.states.append(SW_STATES.get(_int(value, (9, iid, 7)), "?"))
-                if _int(value, (9, iid, 7)) == 3:
+                result = sw(value, Sw.UPDATE_RESULT)
+                out.states.append(sw_state_words(sw(value, Sw.UPDATE_STATE)))
+                if sw(value, Sw.UPDATE_STATE) == SwState.delivered:
                     break
-                out.result_code, out.result = result, SW_RESULTS.get(result, f"result {result}")
-                out.detail = str(value.get((9, iid, 16), "")) or out.result
-                if result != 52 or attempt > self.settings.retries:
+                out.result_code, out.result = result, sw_result_words(result)
+                out.detail = str(value.get(vocab.path(Obj.SOFTWARE, iid, Sw.STATUS_REASON), "")) or out.result
+                if result != SwResult.connection_lost or attempt > self.settings.retries:
                     return self._done(out, started)
             progress("device installs the module", 0.5)
-            await srv.execute(endpoint, f"{base}/4")
-            value = await obs.wait_for(lambda v: _int(v, (9, iid, 7)) == 4 or _int(v, (9, iid, 9)) >= 50,
-                                       self.settings.update_timeout_s)
-            out.states.append(SW_STATES.get(_int(value, (9, iid, 7)), "?"))
-            if _int(value, (9, iid, 7)) != 4:
-                out.result_code = _int(value, (9, iid, 9))
-                out.result = SW_RESULTS.get(out.result_code, f"result {out.result_code}")
-                out.detail = str(value.get((9, iid, 16), "")) or out.result
+            await srv.execute(endpoint, f"{base}/{Sw.INSTALL}")
+            value = await obs.wait_for(
+                lambda v: sw(v, Sw.UPDATE_STATE) == SwState.installed
+                or sw(v, Sw.UPDATE_RESULT) >= SwResult.not_enough_storage,
+                self.settings.update_timeout_s)
+            out.states.append(sw_state_words(sw(value, Sw.UPDATE_STATE)))
+            if sw(value, Sw.UPDATE_STATE) != SwState.installed:
+                out.result_code = sw(value, Sw.UPDATE_RESULT)
+                out.result = sw_result_words(out.result_code)
+                out.detail = str(value.get(vocab.path(Obj.SOFTWARE, iid, Sw.STATUS_REASON), "")) or out.result
                 return self._done(out, started)
             progress("device activates the module", 0.8)
-            await srv.execute(endpoint, f"{base}/10")
-            value = await obs.wait_for(lambda v: v.get((9, iid, 12)) is True, self.settings.update_timeout_s)
+            await srv.execute(endpoint, f"{base}/{Sw.ACTIVATE}")
+            value = await obs.wait_for(
+                lambda v: v.get(vocab.path(Obj.SOFTWARE, iid, Sw.ACTIVATION_STATE)) is True,
+                self.settings.update_timeout_s)
             out.states.append("active")
-            out.result_code = _int(value, (9, iid, 9))
-            out.result = SW_RESULTS.get(out.result_code, f"result {out.result_code}")
+            out.result_code = sw(value, Sw.UPDATE_RESULT)
+            out.result = sw_result_words(out.result_code)
         finally:
             obs.cancel()
-        if TINYML_OBJECT in reg.objects:
-            out.model_sha256 = str(await srv.read_value(endpoint, f"/{TINYML_OBJECT}/0/6"))
-        out.succeeded = out.result_code == 2 and (model_sha256 is None or out.model_sha256 == model_sha256)
-        if not out.succeeded and out.result_code == 2:
+        if Obj.TINYML in reg.objects:
+            out.model_sha256 = str(await srv.read_value(endpoint, MODEL_SHA256))
+        out.succeeded = out.result_code == SwResult.installed and model_sha256 in (None, out.model_sha256)
+        if not out.succeeded and out.result_code == SwResult.installed:
             out.detail = f"the device reports model {out.model_sha256}, not {model_sha256}"
         progress("done", 1.0)
         return self._done(out, started)

@@ -29,11 +29,11 @@ from aiocoap.numbers.constants import TransportTuning
 from aiocoap.optiontypes import BlockOption
 
 from tinymlaas.config import LwM2MSettings
+from tinymlaas.edge.lwm2m import codec
+from tinymlaas.edge.lwm2m.client import _retrieve, bound_port
+from tinymlaas.edge.lwm2m.codec import Content, Path, parse_path, path_str
+from tinymlaas.edge.lwm2m.links import Link, LinkFormatError, parse_links
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound, TinyMLaaSError
-from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.client import _retrieve, bound_port
-from tinymlaas.lwm2m.codec import Content, Path, parse_path, path_str
-from tinymlaas.lwm2m.links import Link, LinkFormatError, parse_links
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 

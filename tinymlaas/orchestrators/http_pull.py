@@ -10,7 +10,7 @@ URLs as LwM2M's; results use the LwM2M objects' Update Result codes and words, s
 both protocols' deployments read alike. With ``security = "token"`` every poll
 carries the device's bearer token (``POST /devices/{endpoint}/credentials``).
 
-The device side is :mod:`tinymlaas.device.pull`.
+The device side is :mod:`tinymlaas.edge.pull`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, ValidationError
 
 from tinymlaas.config import HttpPullSettings
+from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
-from tinymlaas.lwm2m.deploy import FW_RESULTS, SW_CANNOT, SW_RESULTS
 from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
 from tinymlaas.orchestrators.grants import Grants
 from tinymlaas.orchestrators.reports import inference_report
@@ -287,7 +287,9 @@ class HttpPullOrchestrator(Orchestrator):
                             result_code=0, attempts=1, firmware_before=rec.status.firmware_version)
         what = "firmware" if kind == "firmware" else "module"
         if not (rec.status.fota if kind == "firmware" else rec.status.sota):
-            out.result_code, out.result = (6, FW_RESULTS[6]) if kind == "firmware" else (54, SW_RESULTS[54])
+            refused = FwResult.unsupported_package if kind == "firmware" else SwResult.unsupported_package
+            out.result_code = int(refused)
+            out.result = (fw_result_words if kind == "firmware" else sw_result_words)(refused)
             out.detail = f"device '{endpoint}' takes no {what} updates"
             return self._done(out, started)
         progress(f"device pulls the {what}", 0.1)
@@ -296,9 +298,9 @@ class HttpPullOrchestrator(Orchestrator):
         res = await self._command(endpoint, self.settings.update_timeout_s, op=kind, sha256=package.sha256,
                                   size=package.size, url=url)
         rec = self._devices[endpoint]
-        words = FW_RESULTS if kind == "firmware" else SW_RESULTS
+        words = fw_result_words if kind == "firmware" else sw_result_words
         out.result_code = res.code
-        out.result = words.get(res.code, f"result {res.code}") if res.code is not None else ""
+        out.result = words(res.code) if res.code is not None else ""
         out.states, out.detail = res.states, res.detail
         out.firmware_after = rec.status.firmware_version
         out.model_sha256 = rec.status.model_sha256

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from tinymlaas.config import LwM2MSettings
+from tinymlaas.edge.lwm2m import vocab
+from tinymlaas.edge.lwm2m.codec import Content
+from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
 from tinymlaas.errors import Conflict, DeviceError
-from tinymlaas.lwm2m.codec import Content
 from tinymlaas.lwm2m.deploy import Updater
-from tinymlaas.lwm2m.objects import TINYML_OBJECT, named_capabilities
 from tinymlaas.lwm2m.security import CredentialStore
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
@@ -18,11 +19,11 @@ from tinymlaas.orchestrators.grants import Grants
 from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 
-T = TINYML_OBJECT
+TINYML = vocab.uri(Obj.TINYML, 0)
 
 
-def _get(content: Content, path: tuple[int, ...]) -> Any:
-    return content.get(path)
+def _get(content: Content, rid: Tiny) -> Any:
+    return content.get(vocab.path(Obj.TINYML, 0, rid))
 
 
 class LwM2MOrchestrator(Orchestrator):
@@ -75,8 +76,8 @@ class LwM2MOrchestrator(Orchestrator):
     async def capabilities(self, endpoint: str) -> DeviceCapabilities:
         srv = self.srv
         reg = srv.registry.online(endpoint)
-        dev = await srv.read(endpoint, "/3/0")
-        t = await srv.read(endpoint, f"/{T}/0") if T in reg.objects else {}
+        dev = await srv.read(endpoint, vocab.uri(Obj.DEVICE, 0))
+        t = await srv.read(endpoint, TINYML) if Obj.TINYML in reg.objects else {}
 
         def values(content: Content, oid: int) -> dict[int, Any]:
             """Resource id -> value (a multi-instance resource as {instance: value})."""
@@ -88,8 +89,9 @@ class LwM2MOrchestrator(Orchestrator):
                     out.setdefault(path[2], {})[path[3]] = value
             return out
 
-        caps = named_capabilities(values(dev, 3), values(t, T))
-        return DeviceCapabilities(endpoint=endpoint, fota=5 in reg.objects, sota=9 in reg.objects, **caps)
+        caps = named_capabilities(values(dev, Obj.DEVICE), values(t, Obj.TINYML))
+        return DeviceCapabilities(endpoint=endpoint, fota=Obj.FIRMWARE in reg.objects,
+                                  sota=Obj.SOFTWARE in reg.objects, **caps)
 
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
@@ -116,21 +118,22 @@ class LwM2MOrchestrator(Orchestrator):
     # -- inference -------------------------------------------------------------------
     async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:
         srv = self.srv
-        if T not in srv.registry.online(endpoint).objects:
-            raise DeviceError(f"device '{endpoint}' has no TinyML object ({T})")
-        await srv.write(endpoint, f"/{T}/0/9", tensor)
-        await srv.execute(endpoint, f"/{T}/0/14")
-        return self._report(endpoint, await srv.read(endpoint, f"/{T}/0"))
+        if Obj.TINYML not in srv.registry.online(endpoint).objects:
+            raise DeviceError(f"device '{endpoint}' has no TinyML object ({Obj.TINYML})")
+        await srv.write(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.INPUT), tensor)
+        await srv.execute(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.RUN))
+        return self._report(endpoint, await srv.read(endpoint, TINYML))
 
     async def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         srv = self.srv
-        base = await srv.read(endpoint, f"/{T}/0")
-        obs = await srv.observe(endpoint, f"/{T}/0/11")
+        count = vocab.path(Obj.TINYML, 0, Tiny.INFERENCE_COUNT)
+        base = await srv.read(endpoint, TINYML)
+        obs = await srv.observe(endpoint, vocab.uri(*count))
         try:
             async for change in obs.changes():
-                if change.get((T, 0, 11)) == base.get((T, 0, 11)):
+                if change.get(count) == base.get(count):
                     continue
-                base = await srv.read(endpoint, f"/{T}/0")
+                base = await srv.read(endpoint, TINYML)
                 yield self._report(endpoint, base)
         finally:
             obs.cancel()
@@ -138,9 +141,10 @@ class LwM2MOrchestrator(Orchestrator):
     @staticmethod
     def _report(endpoint: str, t: Content) -> InferenceReport:
         return inference_report(
-            endpoint, count=int(_get(t, (T, 0, 11)) or 0), raw_input=_get(t, (T, 0, 9)),
-            raw_output=_get(t, (T, 0, 10)), tensors=_get(t, (T, 0, 15)), latency_us=_get(t, (T, 0, 12)),
-            instructions=_get(t, (T, 0, 13)), model_sha256=_get(t, (T, 0, 6)))
+            endpoint, count=int(_get(t, Tiny.INFERENCE_COUNT) or 0), raw_input=_get(t, Tiny.INPUT),
+            raw_output=_get(t, Tiny.OUTPUT), tensors=_get(t, Tiny.TENSORS),
+            latency_us=_get(t, Tiny.LATENCY_US), instructions=_get(t, Tiny.INSTRUCTIONS),
+            model_sha256=_get(t, Tiny.MODEL_SHA256))
 
     # -- credentials ---------------------------------------------------------------
     def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:

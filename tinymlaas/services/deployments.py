@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tinymlaas.device.package import pack
+from tinymlaas.edge.package import pack
 from tinymlaas.errors import DeviceError, InvalidInput
 from tinymlaas.models import Deployment, Package
 from tinymlaas.plugins.base import Orchestrator, Progress

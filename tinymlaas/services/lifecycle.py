@@ -24,6 +24,7 @@ import numpy as np
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
 from tinymlaas.lwm2m.security import write_context
 from tinymlaas.models import Board, LwM2MAttach, PullAttach
@@ -31,7 +32,6 @@ from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 RETRAINED_SEED = 2
@@ -93,13 +93,14 @@ class _Api:
 
 
 @contextlib.contextmanager
-def _device(board: Board, attach: LwM2MAttach | PullAttach, flash: Path) -> Iterator[None]:
+def _device(board: Board, attach: LwM2MAttach | PullAttach, flash: Path,
+            targets_dir: Path) -> Iterator[None]:
     """Boot the board's device on ``flash``, joining the service; stop it afterwards."""
     if board.device is not None:  # a container board: the device image boots /flash
         with X86Device(board, flash, attach=attach):
             yield
     else:  # an MCU: the bridge (the gateway) runs it in its emulator
-        with BridgeProcess(board, flash, attach, flash.parent / "bridge.log"):
+        with BridgeProcess(board, flash, attach, flash.parent / "bridge.log", targets_dir=targets_dir):
             yield
 
 
@@ -156,7 +157,8 @@ def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progres
             share = 0.4 + 0.6 * n / len(targets)
             progress(f"{board.name}: boot, register, infer, FOTA, SOTA", share)
             with contextlib.suppress(_Stop):
-                _board_lifecycle(api, join, board, run, builds, work, v1_model, v2_model)
+                _board_lifecycle(api, join, board, run, builds, work, v1_model, v2_model,
+                                 settings.targets_dir)
         api.http.close()
     progress("done", 1.0)
     return runs
@@ -202,7 +204,7 @@ class _Joiner:
 
 def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
                      builds: dict[tuple[str, str], dict[str, Any]], work: Path,
-                     v1_model: bytes, v2_model: bytes) -> None:
+                     v1_model: bytes, v2_model: bytes, targets_dir: Path) -> None:
     ep = run.endpoint
     v1, v2, retrained = (builds[(board.name, version)] for version, _ in PLAN)
     flash = work / ep / "flash"
@@ -210,7 +212,7 @@ def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
     for name, sha in v1["firmware"]["artifacts"].items():  # "flash" v1 at the factory
         (flash / name).write_bytes(api.http.get(f"/artifacts/{sha}").content)
     material = api.call("POST", f"/devices/{ep}/credentials", json={"replace": True})
-    with _device(board, join.attach(ep, material), flash):
+    with _device(board, join.attach(ep, material), flash, targets_dir):
         def register() -> tuple[bool, str]:
             api.online(ep)
             return True, join.how

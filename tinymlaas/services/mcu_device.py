@@ -2,13 +2,13 @@
 
 This is what the CLI's ``run``, the tests and the LwM2M bridge use: "flashing"
 is stopping the emulator and booting the new image; inferences go over the
-framed UART protocol (:mod:`tinymlaas.uart_protocol`).
+framed UART protocol (:mod:`tinymlaas.edge.uart`).
 """
 
 from __future__ import annotations
 
 import json
-import struct
+import shlex
 import subprocess
 import sys
 import time
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymlaas.edge.uart import Banner, Inference, UartClient, quantization
 from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach, PullAttach
 from tinymlaas.plugins.base import Emulator, EmulatorSession
 from tinymlaas.plugins.registry import get
-from tinymlaas.uart_protocol import Banner, Inference, UartClient
 
 
 def firmware_image(path: Path) -> Path:
@@ -48,12 +48,6 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
             return emu
         reasons.append(f"{cand}: {why or 'does not model this board'}")
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
-
-
-def quantization(info: dict[str, str], which: str) -> tuple[float, int]:
-    """A tensor's (scale, zero point) as the firmware's INFO reports them (scale as float bits)."""
-    bits = int(info[f"{which}_scale_bits"], 16)
-    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
 
 
 def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
@@ -133,17 +127,24 @@ class McuDevice:
         self.close()
 
 
+def emulate_flasher(board: Board, emulator: str | None = None) -> str:
+    """The flasher command a bridge runs for an emulated ``board``: ``tinymlaas emulate``
+    boots each image it is given and connects the board's UART to its stdin/stdout."""
+    return shlex.join([sys.executable, "-m", "tinymlaas.cli.main", "emulate", "--target", board.name,
+                       *(["--emulator", emulator] if emulator else []), "{image}"])
+
+
 class BridgeProcess:
     """The bridge (the gateway of the design documents) in front of an emulated MCU, as a
-    child process: it boots ``flash`` in the emulator and joins the service (LwM2M or HTTP pull)."""
+    child process: its flasher is ``tinymlaas emulate``, which boots each image it is given
+    in the emulator; it joins the service over LwM2M or HTTP pull."""
 
     def __init__(self, board: Board, flash: Path, attach: LwM2MAttach | PullAttach, log: Path, *,
-                 emulator: str | None = None) -> None:
+                 targets_dir: Path, emulator: str | None = None) -> None:
         self.log = log
-        cmd = [sys.executable, "-m", "tinymlaas.device.bridge", "--board", board.name,
-               "--flash", str(flash), *attach.args()]
-        if emulator:
-            cmd += ["--emulator", emulator]
+        cmd = [sys.executable, "-m", "tinymlaas.edge.bridge",
+               "--board-file", str(targets_dir / board.name / "board.toml"), "--flash", str(flash),
+               "--flasher", emulate_flasher(board, emulator), *attach.args()]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 

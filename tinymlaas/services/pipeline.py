@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, dequantize, quantize
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.plugins.base import Builder, Progress, no_progress
 from tinymlaas.plugins.registry import get
@@ -22,7 +23,6 @@ from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm, dequantize, quantize
 from tinymlaas.zoo import get_recipe
 
 

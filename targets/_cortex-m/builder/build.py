@@ -28,11 +28,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tinymlaas.edge.uart import frame_buffer_bytes
 from tinymlaas.errors import BuildFailed, DoesNotFit, InvalidInput, TinyMLaaSError
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest, TensorSpec
 from tinymlaas.services.compile import MANIFEST, compile_model, read_module
 from tinymlaas.targets import load_board_from
-from tinymlaas.uart_protocol import frame_buffer_bytes
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE_SRC = HERE / "firmware"

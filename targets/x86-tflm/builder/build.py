@@ -18,22 +18,25 @@ import tempfile
 from pathlib import Path
 
 import tinymlaas
-from tinymlaas.archive import reproducible_zip
+from tinymlaas.edge.archive import reproducible_zip
 from tinymlaas.errors import TinyMLaaSError
 from tinymlaas.models import FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import MANIFEST, compile_model, read_module
 from tinymlaas.targets import load_board_from
 
 IMAGE = "firmware.pyz"
-#: The package modules the device firmware runs (see tinymlaas.device.x86).
-FIRMWARE_MODULES = (
-    "__init__.py", "archive.py", "tflm.py", "device/__init__.py", "device/x86.py",
-    # the management agents: LwM2M (needs aiocoap from the device image) and HTTP pull
-    "device/x86_agent.py", "device/pull.py", "device/package.py", "lwm2m/__init__.py", "lwm2m/objects.py",
-    "lwm2m/codec.py", "lwm2m/links.py", "lwm2m/client.py", "lwm2m/agent.py",
-    "lwm2m/objects/1.xml", "lwm2m/objects/3.xml", "lwm2m/objects/5.xml", "lwm2m/objects/9.xml",
-    "lwm2m/objects/33100.xml",
-)
+#: What of the package goes into the firmware: the device side, whole (tinymlaas.edge).
+FIRMWARE_PACKAGE = "edge"
+FIRMWARE_SUFFIXES = (".py", ".xml")
+
+
+def firmware_members() -> dict[str, bytes]:
+    """``tinymlaas/__init__.py`` and every module and object file of ``tinymlaas.edge``."""
+    pkg = Path(tinymlaas.__file__).parent
+    files = [pkg / "__init__.py", *sorted(
+        p for p in (pkg / FIRMWARE_PACKAGE).rglob("*")
+        if p.suffix in FIRMWARE_SUFFIXES and "__pycache__" not in p.parts)]
+    return {f"tinymlaas/{p.relative_to(pkg).as_posix()}": p.read_bytes() for p in files}
 
 
 def progress(step: str, fraction: float) -> None:
@@ -52,9 +55,8 @@ def module_for(model_path: Path, board_name: str, boards_dir: Path, work: Path) 
 
 
 def write_image(dest: Path, model: bytes, firmware_manifest: dict[str, object]) -> None:
-    pkg = Path(tinymlaas.__file__).parent
-    members = {f"tinymlaas/{m}": (pkg / m).read_bytes() for m in FIRMWARE_MODULES}
-    members["__main__.py"] = b"import sys\nfrom tinymlaas.device.x86 import main\nsys.exit(main())\n"
+    members = firmware_members()
+    members["__main__.py"] = b"import sys\nfrom tinymlaas.edge.x86 import main\nsys.exit(main())\n"
     members["firmware/model.tflite"] = model
     members["firmware/manifest.json"] = json.dumps(firmware_manifest, indent=2).encode()
     dest.write_bytes(reproducible_zip(members))

@@ -19,7 +19,7 @@ import numpy as np
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import HOST_CFLAGS, HostModule
 from tinymlaas.config import Settings
-from tinymlaas.tflm import Tflm
+from tinymlaas.edge.tflm import Tflm
 
 CACHE_VERSION = 1
 

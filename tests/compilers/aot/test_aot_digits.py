@@ -10,10 +10,10 @@ from _models import HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.models import Board
 from tinymlaas.services.compile import compile_model
-from tinymlaas.tflm import Tflm, quantize
 from tinymlaas.zoo import get_recipe
 
 

@@ -12,10 +12,10 @@ from _models import convert
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import HostModule
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.errors import InvalidInput, UnsupportedModel
 from tinymlaas.models import Board
 from tinymlaas.services.compile import compile_model
-from tinymlaas.tflm import Tflm
 from tinymlaas.zoo import get_recipe
 
 

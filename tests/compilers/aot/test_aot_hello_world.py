@@ -13,10 +13,10 @@ import pytest
 from _models import HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile, header_macros
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.models import Board
 from tinymlaas.services.compile import compile_model, read_module
-from tinymlaas.tflm import Tflm
 
 
 @pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])

@@ -16,14 +16,14 @@ from robot.api.deco import keyword, library
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm, quantize
+from tinymlaas.edge.uart import UartClient
 from tinymlaas.images import docker_client, ensure_base, ensure_image, image_sources
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import EmulatorSession
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import emulator_for
 from tinymlaas.targets import get_board
-from tinymlaas.tflm import Tflm, quantize
-from tinymlaas.uart_protocol import UartClient
 from tinymlaas.zoo import get_recipe
 
 

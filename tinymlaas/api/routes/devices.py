@@ -12,9 +12,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, model_validator
 
 from tinymlaas.api.deps import OrchestratorDep, StoreDep
+from tinymlaas.edge.tflm import quantize
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.models import Device, InferenceReport
-from tinymlaas.tflm import quantize
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 server_router = APIRouter(tags=["devices"])

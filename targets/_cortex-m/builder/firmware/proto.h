@@ -1,4 +1,4 @@
-/* The framed UART protocol (mirrored by tinymlaas/uart_protocol.py).
+/* The framed UART protocol (mirrored by tinymlaas/edge/uart.py).
  *
  *   wire  := COBS(frame) 0x00          (a 0x00 always ends a frame: resync is free)
  *   frame := cmd:u8 seq:u8 len:u16le payload[len] crc:u16le

@@ -29,17 +29,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.archive import sha256_file
-from tinymlaas.device.package import unpack
-from tinymlaas.device.x86 import FirmwareImage, Model, Runtime
-from tinymlaas.lwm2m.agent import (
-    DeviceObject,
-    FirmwareUpdate,
-    FwResult,
-    SoftwareManagement,
-    TinyMLObject,
-)
-from tinymlaas.lwm2m.client import LwM2MClient
+from tinymlaas.edge.archive import sha256_file
+from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
+from tinymlaas.edge.lwm2m.client import LwM2MClient
+from tinymlaas.edge.lwm2m.vocab import Dev, FwResult, Tiny
+from tinymlaas.edge.package import unpack
+from tinymlaas.edge.x86 import FirmwareImage, Model, Runtime
 
 log = logging.getLogger("tinymlaas.device")
 REBOOT = 75
@@ -188,11 +183,12 @@ class X86Inference:
         rt, flash = self.agent.runtime, self.agent.flash
         accel = flash.board.get("accelerators") or []
         return {
-            0: flash.ram_bytes, 1: flash.flash_bytes, 2: str(flash.board.get("cpu", "x86-64")),
-            3: int(flash.board.get("clock_hz", 0)), 4: dict(enumerate(accel)),
-            5: f"tflite-micro {self.runtime_version}", 6: rt.model.sha256, 7: rt.model.name,
-            8: rt.model.arena_bytes, 16: self.agent.board,
-            15: json.dumps({"inputs": rt.model.inputs, "outputs": rt.model.outputs}),
+            Tiny.RAM: flash.ram_bytes, Tiny.FLASH: flash.flash_bytes,
+            Tiny.CPU: str(flash.board.get("cpu", "x86-64")), Tiny.CLOCK: int(flash.board.get("clock_hz", 0)),
+            Tiny.ACCELERATORS: dict(enumerate(accel)), Tiny.RUNTIME: f"tflite-micro {self.runtime_version}",
+            Tiny.MODEL_SHA256: rt.model.sha256, Tiny.MODEL_NAME: rt.model.name,
+            Tiny.ARENA: rt.model.arena_bytes, Tiny.BOARD: self.agent.board,
+            Tiny.TENSORS: json.dumps({"inputs": rt.model.inputs, "outputs": rt.model.outputs}),
         }
 
     async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
@@ -253,9 +249,10 @@ class Agent:
 
     def device_values(self) -> dict[int, Any]:
         """The Device object's resources (3/0/x): both protocols report them."""
-        return {0: "TinyMLaaS", 1: self.board, 2: self.endpoint, 3: self.version,
-                10: self.flash.free_kb, 17: "x86-64 container", 18: "x86-64",
-                19: self.runtime.model.sha256[:12], 21: self.flash.total_kb}
+        return {Dev.MANUFACTURER: "TinyMLaaS", Dev.MODEL: self.board, Dev.SERIAL: self.endpoint,
+                Dev.FIRMWARE_VERSION: self.version, Dev.MEMORY_FREE: self.flash.free_kb,
+                Dev.DEVICE_TYPE: "x86-64 container", Dev.HARDWARE_VERSION: "x86-64",
+                Dev.SOFTWARE_VERSION: self.runtime.model.sha256[:12], Dev.MEMORY_TOTAL: self.flash.total_kb}
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -270,7 +267,7 @@ class Agent:
         return self.exit_code
 
     async def _pull(self, loop: asyncio.AbstractEventLoop) -> None:
-        from tinymlaas.device.pull import PullAgent
+        from tinymlaas.edge.pull import PullAgent
 
         token = self.args.token_file.read_text().strip() if self.args.token_file else None
         agent = PullAgent(self.args.ota, self.endpoint, device=self.device_values, firmware=X86Firmware(self),

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.archive import reproducible_zip
+from tinymlaas.edge.archive import reproducible_zip
 
 MODULE_FORMAT = "tinymlaas.inference-module/1"
 MANIFEST = "manifest.json"

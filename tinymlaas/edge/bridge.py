@@ -1,20 +1,22 @@
 """The bridge: an LwM2M (or HTTP pull) client standing in for an MCU that speaks neither.
 
 The design's "Raspberry Pi as LwM2M client with a flasher to the microcontroller":
-this process registers with the service on the MCU's behalf, "flashes" it by
-restarting the emulator with the new image (FOTA), and forwards inferences over
-the MCU's framed UART. SOTA writes only the model region (``MODEL_WRITE``) when
-the running firmware was built with a writable one (``--model-update``) for the
-same model graph; otherwise it says so (Update Result 54) and the service falls
-back to FOTA.
+this process registers with the service on the MCU's behalf, flashes it by
+running the *flasher* command on the new image (FOTA), and forwards inferences
+over the MCU's framed UART, which the flasher connects to its stdin/stdout. SOTA
+writes only the model region (``MODEL_WRITE``) when the running firmware was built
+with a writable one (``--model-update``) for the same model graph; otherwise it
+says so (Update Result 54) and the service falls back to FOTA.
 
-    python -m tinymlaas.device.bridge --board lm3s6965evb --flash DIR \\
+    python -m tinymlaas.edge.bridge --board-file board.toml --flash DIR \\
+        --flasher "tinymlaas emulate --target lm3s6965evb {image}" \\
         --lwm2m coap://127.0.0.1:5683 --endpoint mcu-1 [--oscore DIR]
-    python -m tinymlaas.device.bridge --board lm3s6965evb --flash DIR \\
-        --ota http://127.0.0.1:8000 --endpoint mcu-1 [--token-file FILE]
+    python -m tinymlaas.edge.bridge ... --ota http://127.0.0.1:8000 --endpoint mcu-1 [--token-file FILE]
 
 ``DIR`` is the MCU's flash as the bridge keeps it: the firmware folder a
-builder wrote (``manifest.json`` + the ELF it names).
+builder wrote (``manifest.json`` + the ELF it names). ``board.toml`` is the
+board's description (``targets/<board>/board.toml``): the bridge reports its
+RAM, flash, CPU and clock.
 """
 
 from __future__ import annotations
@@ -28,40 +30,78 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.config import get_settings
-from tinymlaas.device.package import unpack
-from tinymlaas.errors import TinyMLaaSError
-from tinymlaas.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
-from tinymlaas.lwm2m.client import LwM2MClient
-from tinymlaas.models import Board, FirmwareManifest
-from tinymlaas.services.mcu_device import McuDevice, quantization
-from tinymlaas.targets import get_board
+from tinymlaas.edge.errors import InvalidInput, TinyMLaaSError
+from tinymlaas.edge.link import ProcessLink, flasher_command
+from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
+from tinymlaas.edge.lwm2m.client import LwM2MClient
+from tinymlaas.edge.lwm2m.vocab import Dev, Tiny
+from tinymlaas.edge.package import unpack
+from tinymlaas.edge.uart import Banner, UartClient, quantization
 
 log = logging.getLogger("tinymlaas.bridge")
 _ELF_MAGIC = b"\x7fELF"
 _EM_ARM = 40
 
 
-class Mcu:
-    """The emulated MCU and its flash folder; one UART conversation at a time."""
+@dataclass(frozen=True)
+class BoardFacts:
+    """What the bridge reports about its MCU's board (from its ``board.toml``)."""
 
-    def __init__(self, board: Board, flash: Path, emulator: str | None) -> None:
+    name: str
+    cpu: str
+    ram_bytes: int
+    flash_bytes: int
+    clock_hz: int = 0
+    accelerators: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, path: Path) -> BoardFacts:
+        try:
+            d = tomllib.loads(path.read_text())
+            return cls(name=str(d["name"]), cpu=str(d["cpu"]), ram_bytes=int(d["ram_bytes"]),
+                       flash_bytes=int(d["flash_bytes"]), clock_hz=int(d.get("clock_hz", 0)),
+                       accelerators=tuple(d.get("accelerators", ())))
+        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"cannot read the board description {path}: {exc}") from exc
+
+
+class Mcu:
+    """The MCU behind its flasher, and its flash folder; one UART conversation at a time."""
+
+    def __init__(self, board: BoardFacts, flash: Path, flasher: str, *,
+                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0) -> None:
         self.board = board
         self.flash = flash
+        self.flasher = flasher
+        self.boot_timeout_s = boot_timeout_s
+        self.timeout_s = timeout_s
         self.lock = threading.Lock()
-        manifest = FirmwareManifest.model_validate(json.loads((flash / "manifest.json").read_text()))
-        self.image = flash / manifest.image
-        self.device = McuDevice(board, flash, emulator=emulator)
-        self.info = self.device.info()
-        self.version = self.device.banner.firmware_version
+        manifest = json.loads((flash / "manifest.json").read_text())
+        self.image = flash / str(manifest["image"])
+        self.link: ProcessLink | None = None
+        self.banner = self._boot(self.image)
+        self.info = self.client.info()
+        self.version = self.banner.firmware_version
         #: The compiled module whose code and weights run now (known from the builder's
         #: manifest at first, from the SOTA package after one; unknown after a FOTA).
-        self.module: dict[str, Any] = dict(manifest.model_extra.get("module") or {})
+        self.module: dict[str, Any] = dict(manifest.get("module") or {})
+
+    def _boot(self, image: Path) -> Banner:
+        """Run the flasher on ``image`` and wait for the firmware's ready banner."""
+        self.close()
+        self.link = ProcessLink(flasher_command(self.flasher, image), what=f"flasher of {self.board.name}")
+        self.client = UartClient(self.link, timeout=self.timeout_s)
+        try:
+            return self.client.wait_ready(self.boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
 
     def tensors(self) -> dict[str, Any]:
         """Input/output specs as the MCU itself reports them (INFO), whatever it runs."""
@@ -76,23 +116,24 @@ class Mcu:
         return {"inputs": [spec("input")], "outputs": [spec("output")]}
 
     def flash_image(self, elf: Path) -> None:
-        """Restart the MCU on ``elf``; if it does not come up, go back to the old image."""
+        """Flash ``elf`` and restart the MCU on it; if it does not come up, go back to the old image."""
         with self.lock:
             backup = self.image.with_name(self.image.name + ".prev")
             if elf != self.image:
                 shutil.copy2(self.image, backup)
                 shutil.copy2(elf, self.image)
             try:
-                banner = self.device.restart(self.image)
+                banner = self._boot(self.image)
                 if banner.board != self.board.name:
                     raise ValueError(f"the image came up as board {banner.board!r}")
             except (TinyMLaaSError, ValueError) as exc:
                 log.error("new image does not boot (%s); restoring the old one", exc)
                 if backup.exists():
                     shutil.copy2(backup, self.image)
-                self.device.restart(self.image)
+                self._boot(self.image)
                 raise
-            self.info = self.device.info()
+            self.banner = banner
+            self.info = self.client.info()
             self.version = banner.firmware_version
             log.info("MCU restarted: %s", banner.line)
             if elf != self.image:
@@ -100,17 +141,19 @@ class Mcu:
 
     def infer(self, tensor: bytes) -> tuple[bytes, int]:
         with self.lock:
-            result = self.device.infer(tensor)
+            result = self.client.infer(tensor)
         return result.output, result.instructions
 
     def write_model(self, data: bytes) -> None:
         with self.lock:
-            self.device.client.model_write(0, data)
+            self.client.model_write(0, data)
             # The firmware reads the model's hash and quantization from the region.
-            self.info = self.device.info()
+            self.info = self.client.info()
 
     def close(self) -> None:
-        self.device.close()
+        if self.link is not None:
+            self.link.stop()
+            self.link = None
 
 
 class BridgeFirmware:
@@ -185,10 +228,12 @@ class BridgeInference:
         b, info, module = self.mcu.board, self.mcu.info, self.mcu.module
         compiler = module.get("compiler") or {}
         return {
-            0: b.ram_bytes, 1: b.flash_bytes, 2: b.cpu, 3: b.clock_hz, 4: dict(enumerate(b.accelerators)),
-            5: f"{compiler.get('name', 'firmware')} {compiler.get('version', '')}".strip(),
-            6: module.get("model_sha256") or info.get("model", ""), 7: module.get("name", ""),
-            8: int(info.get("arena_bytes", 0)), 15: json.dumps(self.mcu.tensors()), 16: b.name,
+            Tiny.RAM: b.ram_bytes, Tiny.FLASH: b.flash_bytes, Tiny.CPU: b.cpu, Tiny.CLOCK: b.clock_hz,
+            Tiny.ACCELERATORS: dict(enumerate(b.accelerators)),
+            Tiny.RUNTIME: f"{compiler.get('name', 'firmware')} {compiler.get('version', '')}".strip(),
+            Tiny.MODEL_SHA256: module.get("model_sha256") or info.get("model", ""),
+            Tiny.MODEL_NAME: module.get("name", ""), Tiny.ARENA: int(info.get("arena_bytes", 0)),
+            Tiny.TENSORS: json.dumps(self.mcu.tensors()), Tiny.BOARD: b.name,
         }
 
     async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
@@ -217,17 +262,18 @@ class Parts:
     def device_values(self) -> dict[int, Any]:
         """The Device object's resources (3/0/x): both protocols report them."""
         board, mcu = self.mcu.board, self.mcu
-        return {0: "TinyMLaaS", 1: board.name, 2: self.endpoint, 3: mcu.version,
-                10: max(board.flash_bytes - mcu.image.stat().st_size, 0) // 1024,
-                17: f"{board.cpu} MCU behind a bridge", 18: board.cpu,
-                19: str(mcu.info.get("fw", "")), 21: board.flash_bytes // 1024}
+        return {Dev.MANUFACTURER: "TinyMLaaS", Dev.MODEL: board.name, Dev.SERIAL: self.endpoint,
+                Dev.FIRMWARE_VERSION: mcu.version,
+                Dev.MEMORY_FREE: max(board.flash_bytes - mcu.image.stat().st_size, 0) // 1024,
+                Dev.DEVICE_TYPE: f"{board.cpu} MCU behind a bridge", Dev.HARDWARE_VERSION: board.cpu,
+                Dev.SOFTWARE_VERSION: str(mcu.info.get("fw", "")),
+                Dev.MEMORY_TOTAL: board.flash_bytes // 1024}
 
 
 async def serve(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    board = get_board(settings.targets_dir, args.board)
-    mcu = await asyncio.to_thread(Mcu, board, args.flash, args.emulator)
-    print(f"BRIDGE MCU READY {mcu.device.banner.line}", flush=True)
+    board = BoardFacts.read(args.board_file)
+    mcu = await asyncio.to_thread(Mcu, board, args.flash, args.flasher, boot_timeout_s=args.boot_timeout)
+    print(f"BRIDGE MCU READY {mcu.banner.line}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -246,7 +292,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 async def _pull(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) -> None:
-    from tinymlaas.device.pull import PullAgent
+    from tinymlaas.edge.pull import PullAgent
 
     parts.work.mkdir(parents=True, exist_ok=True)
     token = args.token_file.read_text().strip() if args.token_file else None
@@ -299,9 +345,11 @@ async def _lwm2m(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) ->
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--board", required=True, help="the MCU's board (targets/<board>)")
+    ap.add_argument("--board-file", type=Path, required=True, help="the MCU's board.toml")
     ap.add_argument("--flash", type=Path, required=True, help="firmware folder: manifest.json + ELF")
-    ap.add_argument("--emulator", default=None, help="emulator plugin (default: the first that fits)")
+    ap.add_argument("--flasher", required=True, metavar="COMMAND",
+                    help="flashes {image} and connects the MCU's UART to its stdin/stdout")
+    ap.add_argument("--boot-timeout", type=float, default=10.0, help="wait this long for the banner, s")
     ap.add_argument("--endpoint", required=True)
     how = ap.add_mutually_exclusive_group(required=True)
     how.add_argument("--lwm2m", metavar="URI", help="register with this LwM2M server")

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from tinymlaas.lwm2m.objects import ResType, resource_type
+from tinymlaas.edge.lwm2m.objects import ResType, resource_type
 
 Path = tuple[int, ...]
 Content = dict[Path, Any]

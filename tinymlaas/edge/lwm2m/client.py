@@ -27,12 +27,12 @@ from aiocoap.blockwise import Block1Spool, Block2Cache
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
 
-from tinymlaas.lwm2m import codec
-from tinymlaas.lwm2m.codec import Content, Path
-from tinymlaas.lwm2m.links import Link, format_links
-from tinymlaas.lwm2m.objects import ObjectDef, ResourceDef, object_def
+from tinymlaas.edge.lwm2m import codec
+from tinymlaas.edge.lwm2m.codec import Content, Path
+from tinymlaas.edge.lwm2m.links import Link, format_links
+from tinymlaas.edge.lwm2m.objects import ObjectDef, ResourceDef, object_def
 
-log = logging.getLogger("tinymlaas.lwm2m.client")
+log = logging.getLogger("tinymlaas.edge.lwm2m.client")
 
 LWM2M_VERSION = "1.1"
 NUMERIC_ATTRS = ("pmin", "pmax", "gt", "lt", "st", "epmin", "epmax")
@@ -49,9 +49,9 @@ class Instance:
 
     def __init__(self, oid: int, iid: int = 0, values: dict[int, Any] | None = None,
                  definition: ObjectDef | None = None) -> None:
-        self.oid, self.iid = oid, iid
+        self.oid, self.iid = int(oid), iid  # plain ints: ids may come as vocab enums
         self.definition = definition or object_def(oid)
-        self.values: dict[int, Any] = dict(values or {})
+        self.values: dict[int, Any] = {int(k): v for k, v in (values or {}).items()}
         self._changed: Callable[[Path], None] = lambda path: None
 
     # -- what the server sees -------------------------------------------------
@@ -113,6 +113,7 @@ class Instance:
     # -- what the device does ---------------------------------------------------
     def set(self, rid: int, value: Any) -> None:
         """Change a value from the device side; observers hear about it."""
+        rid = int(rid)
         if self.values.get(rid, object()) != value or isinstance(value, dict):
             self.values[rid] = value
             self._changed((self.oid, self.iid, rid))

@@ -90,7 +90,7 @@ def _child(model_path: str, arena: int) -> int:
 
 def _try(model_path: Path, arena: int) -> tuple[bool, str]:
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from tinymlaas.tflm import _child; "
+        [sys.executable, "-c", "import sys; from tinymlaas.edge.tflm import _child; "
          "sys.exit(_child(sys.argv[1], int(sys.argv[2])))", str(model_path), str(arena)],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -130,7 +130,7 @@ def probe(model: bytes) -> ProbeResult:
 
 
 def main() -> None:
-    """``python -m tinymlaas.tflm MODEL``: print the probe as JSON."""
+    """``python -m tinymlaas.edge.tflm MODEL``: print the probe as JSON."""
     result = probe(Path(sys.argv[1]).read_bytes())
     print(json.dumps(result.__dict__))
 

@@ -1,11 +1,11 @@
 """The x86 device firmware: TFLM interpreter + model, serving inferences.
 
-This module is packed (with :mod:`tinymlaas.tflm`) into ``firmware.pyz``, the
+This module is packed (with :mod:`tinymlaas.edge.tflm`) into ``firmware.pyz``, the
 OS image the x86 builder writes; the device container boots it. It needs only
 the standard library, numpy and the ``tflite_micro`` wheel.
 
 With ``--lwm2m URI`` it also runs an LwM2M client, with ``--ota URL`` the HTTP pull agent
-(:mod:`tinymlaas.device.x86_agent`):
+(:mod:`tinymlaas.edge.x86_agent`):
 registration, capabilities, FOTA (exit code 75 asks the boot ROM to reboot into
 the new image) and SOTA (the model is swapped between two inferences).
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tinymlaas.tflm import Tflm, dequantize, quantize
+from tinymlaas.edge.tflm import Tflm, dequantize, quantize
 
 MODEL_MEMBER = "firmware/model.tflite"
 MANIFEST_MEMBER = "firmware/manifest.json"
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     agent = None
     if args.lwm2m or args.ota:  # imported only here: the builder's self-test has no aiocoap
-        from tinymlaas.device.x86_agent import Agent
+        from tinymlaas.edge.x86_agent import Agent
 
         agent = Agent(runtime, args)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(runtime))

@@ -13,7 +13,6 @@ checked before anything is installed. Standard library + aiocoap only.
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import logging
 import os
@@ -28,65 +27,22 @@ from typing import Any, Protocol
 
 from aiocoap import error as coap_error
 
-from tinymlaas.lwm2m.client import Instance
-from tinymlaas.lwm2m.objects import TINYML_OBJECT
+from tinymlaas.edge.lwm2m.client import Instance
+from tinymlaas.edge.lwm2m.vocab import (
+    SW_FROM_DOWNLOAD,
+    Dev,
+    Fw,
+    FwResult,
+    FwState,
+    Obj,
+    Sw,
+    SwResult,
+    SwState,
+    Tiny,
+)
 
-log = logging.getLogger("tinymlaas.lwm2m.agent")
+log = logging.getLogger("tinymlaas.edge.lwm2m.agent")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-
-
-class FwState(enum.IntEnum):
-    """Object 5 State (5/0/3)."""
-
-    idle = 0
-    downloading = 1
-    downloaded = 2
-    updating = 3
-
-
-class FwResult(enum.IntEnum):
-    """Object 5 Update Result (5/0/5), LwM2M 1.1."""
-
-    initial = 0
-    success = 1
-    not_enough_flash = 2
-    out_of_ram = 3
-    connection_lost = 4
-    integrity_failure = 5
-    unsupported_package = 6
-    invalid_uri = 7
-    update_failed = 8
-    unsupported_protocol = 9
-    cancelled = 10
-    deferred = 11
-
-
-class SwState(enum.IntEnum):
-    """Object 9 Update State (9/x/7)."""
-
-    initial = 0
-    download_started = 1
-    downloaded = 2
-    delivered = 3
-    installed = 4
-
-
-class SwResult(enum.IntEnum):
-    """Object 9 Update Result (9/x/9)."""
-
-    initial = 0
-    downloading = 1
-    installed = 2
-    delivered = 3
-    not_enough_storage = 50
-    out_of_memory = 51
-    connection_lost = 52
-    integrity_failure = 53
-    unsupported_package = 54
-    invalid_uri = 56
-    device_error = 57
-    install_failure = 58
-    uninstall_failure = 59
 
 
 # -- the download ---------------------------------------------------------------
@@ -238,17 +194,17 @@ class DeviceObject(Instance):
     """Object 3: who the device is; Reboot calls back into the device."""
 
     def __init__(self, values: dict[int, Any], reboot: Callable[[], Any] | None = None) -> None:
-        base = {11: {0: 0}, 13: int(time.time()), 16: "U"}
-        super().__init__(3, 0, {**base, **values})
+        base = {Dev.ERROR_CODE: {0: 0}, Dev.CURRENT_TIME: int(time.time()), Dev.BINDING_MODES: "U"}
+        super().__init__(Obj.DEVICE, 0, {**base, **values})
         self._reboot = reboot
 
     def read(self, rid: int) -> Any:
-        if rid == 13:
+        if rid == Dev.CURRENT_TIME:
             return int(time.time())
         return super().read(rid)
 
     async def execute(self, rid: int, args: str) -> None:
-        if rid == 4 and self._reboot is not None:
+        if rid == Dev.REBOOT and self._reboot is not None:
             asyncio.get_running_loop().call_later(0.2, self._reboot)
             return
         await super().execute(rid, args)
@@ -259,8 +215,12 @@ class FirmwareUpdate(Instance):
 
     def __init__(self, backend: FirmwareBackend, workdir: Path, *, result: FwResult = FwResult.initial,
                  attempts: int = 4) -> None:
-        super().__init__(5, 0, {1: "", 3: int(FwState.idle), 5: int(result), 6: "", 7: "",
-                                8: {0: 2, 1: 3}, 9: 2, 11: 1, 12: int(time.time()), 13: 0})
+        super().__init__(Obj.FIRMWARE, 0, {
+            Fw.PACKAGE_URI: "", Fw.STATE: int(FwState.idle), Fw.UPDATE_RESULT: int(result),
+            Fw.PKG_NAME: "", Fw.PKG_VERSION: "",
+            Fw.PROTOCOL_SUPPORT: {0: 2, 1: 3},  # HTTP, HTTPS
+            Fw.DELIVERY_METHOD: 2,  # pull and push
+            Fw.SEVERITY: 1, Fw.LAST_STATE_CHANGE: int(time.time()), Fw.MAX_DEFER: 0})
         self.backend = backend
         self.workdir = workdir
         self.attempts = attempts
@@ -269,13 +229,13 @@ class FirmwareUpdate(Instance):
 
     @property
     def state(self) -> FwState:
-        return FwState(self.values[3])
+        return FwState(self.values[Fw.STATE])
 
     def _to(self, state: FwState, result: FwResult | None = None) -> None:
-        self.set(12, int(time.time()))
+        self.set(Fw.LAST_STATE_CHANGE, int(time.time()))
         if result is not None:
-            self.set(5, int(result))
-        self.set(3, int(state))
+            self.set(Fw.UPDATE_RESULT, int(result))
+        self.set(Fw.STATE, int(state))
 
     def _reset(self, result: FwResult = FwResult.initial) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
@@ -283,15 +243,15 @@ class FirmwareUpdate(Instance):
         self._task = None
         self.image.unlink(missing_ok=True)
         self.image.with_name(self.image.name + ".part").unlink(missing_ok=True)
-        self.set(1, "")
-        self.set(6, "")
-        self.set(7, "")
+        self.set(Fw.PACKAGE_URI, "")
+        self.set(Fw.PKG_NAME, "")
+        self.set(Fw.PKG_VERSION, "")
         self._to(FwState.idle, result)
 
     def on_write(self, rid: int, value: Any) -> None:
-        if rid == 1:
+        if rid == Fw.PACKAGE_URI:
             self._write_uri(str(value))
-        elif rid == 0:
+        elif rid == Fw.PACKAGE:
             self._write_package(bytes(value) if isinstance(value, bytes | bytearray) else b"")
         else:
             self.set(rid, value)
@@ -305,12 +265,12 @@ class FirmwareUpdate(Instance):
         if self.state is not FwState.idle:
             raise coap_error.MethodNotAllowed(f"firmware update is {self.state.name}; "
                                               "write an empty Package URI to reset it first")
-        self.set(1, uri)
+        self.set(Fw.PACKAGE_URI, uri)
         try:
             check_uri(uri)
         except DownloadError as exc:  # errors are reported in Update Result, not the Write
             log.warning("firmware package URI refused: %s", exc)
-            self.set(5, int(exc.result))
+            self.set(Fw.UPDATE_RESULT, int(exc.result))
             return
         self._to(FwState.downloading, FwResult.initial)
         self._task = asyncio.get_running_loop().create_task(self._download(uri), name="fota-download")
@@ -324,7 +284,7 @@ class FirmwareUpdate(Instance):
         if self.state is not FwState.idle:
             raise coap_error.MethodNotAllowed(f"firmware update is {self.state.name}")
         if len(data) > self.backend.max_bytes:
-            self.set(5, int(FwResult.not_enough_flash))
+            self.set(Fw.UPDATE_RESULT, int(FwResult.not_enough_flash))
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.image.write_bytes(data)
@@ -348,19 +308,19 @@ class FirmwareUpdate(Instance):
             log.warning("downloaded package is not firmware for this device: %s", exc)
             self._reset(FwResult.unsupported_package)
             return
-        self.set(6, name)
-        self.set(7, version)
+        self.set(Fw.PKG_NAME, name)
+        self.set(Fw.PKG_VERSION, version)
         self._to(FwState.downloaded, FwResult.initial)
 
     async def execute(self, rid: int, args: str) -> None:
-        if rid == 2:
+        if rid == Fw.UPDATE:
             if self.state is not FwState.downloaded:
                 raise coap_error.MethodNotAllowed(f"Update needs state Downloaded, not {self.state.name}")
             self._to(FwState.updating)
             # Answer the Execute first, then install (the device restarts).
             self._task = asyncio.get_running_loop().create_task(self._install(), name="fota-install")
             return
-        if rid == 10:
+        if rid == Fw.CANCEL:
             if self.state is FwState.updating:
                 raise coap_error.MethodNotAllowed("the update is already being installed")
             self._reset(FwResult.cancelled)
@@ -376,7 +336,7 @@ class FirmwareUpdate(Instance):
             self._to(FwState.downloaded, FwResult.update_failed)
             return
         self.image.unlink(missing_ok=True)  # updated in place
-        self.set(1, "")
+        self.set(Fw.PACKAGE_URI, "")
         self._to(FwState.idle, FwResult.success)
 
 
@@ -386,10 +346,12 @@ class SoftwareManagement(Instance):
     def __init__(self, backend: ModuleBackend, workdir: Path, iid: int = 0, *, name: str = "",
                  version: str = "", attempts: int = 4) -> None:
         installed = bool(name)
-        super().__init__(9, iid, {0: name, 1: version, 3: "",
-                                  7: int(SwState.installed if installed else SwState.initial),
-                                  8: False, 9: int(SwResult.installed if installed else SwResult.initial),
-                                  12: installed, 16: ""})
+        super().__init__(Obj.SOFTWARE, iid, {
+            Sw.PKG_NAME: name, Sw.PKG_VERSION: version, Sw.PACKAGE_URI: "",
+            Sw.UPDATE_STATE: int(SwState.installed if installed else SwState.initial),
+            Sw.UPDATE_SUPPORTED_OBJECTS: False,
+            Sw.UPDATE_RESULT: int(SwResult.installed if installed else SwResult.initial),
+            Sw.ACTIVATION_STATE: installed, Sw.STATUS_REASON: ""})
         self.backend = backend
         self.workdir = workdir
         self.attempts = attempts
@@ -398,39 +360,39 @@ class SoftwareManagement(Instance):
 
     @property
     def state(self) -> SwState:
-        return SwState(self.values[7])
+        return SwState(self.values[Sw.UPDATE_STATE])
 
     def _fail(self, result: SwResult, reason: str) -> None:
         log.warning("software update failed: %s", reason)
         self.package.unlink(missing_ok=True)
-        self.set(16, reason)
-        self.set(9, int(result))
-        self.set(7, int(SwState.initial))
+        self.set(Sw.STATUS_REASON, reason)
+        self.set(Sw.UPDATE_RESULT, int(result))
+        self.set(Sw.UPDATE_STATE, int(SwState.initial))
 
     def on_write(self, rid: int, value: Any) -> None:
-        if rid not in (2, 3):
+        if rid not in (Sw.PACKAGE, Sw.PACKAGE_URI):
             self.set(rid, value)
             return
         if self.state not in (SwState.initial,):
             raise coap_error.MethodNotAllowed(f"software package is {self.state.name}; "
                                               "Uninstall it (argument 1: for update) first")
-        if rid == 3:
+        if rid == Sw.PACKAGE_URI:
             uri = str(value)
-            self.set(3, uri)
+            self.set(Sw.PACKAGE_URI, uri)
             try:
                 check_uri(uri)
             except DownloadError as exc:
                 self._fail(SwResult.invalid_uri, str(exc))
                 return
-            self.set(16, "")
-            self.set(9, int(SwResult.downloading))
-            self.set(7, int(SwState.download_started))
+            self.set(Sw.STATUS_REASON, "")
+            self.set(Sw.UPDATE_RESULT, int(SwResult.downloading))
+            self.set(Sw.UPDATE_STATE, int(SwState.download_started))
             self._task = asyncio.get_running_loop().create_task(self._download(uri), name="sota-download")
         else:
             data = bytes(value)
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.package.write_bytes(data)
-            self.set(7, int(SwState.downloaded))
+            self.set(Sw.UPDATE_STATE, int(SwState.downloaded))
             self._deliver()
 
     async def _download(self, uri: str) -> None:
@@ -439,13 +401,9 @@ class SoftwareManagement(Instance):
             await asyncio.to_thread(download, uri, self.package, max_bytes=self.backend.max_bytes,
                                     attempts=self.attempts)
         except DownloadError as exc:
-            mapping = {FwResult.not_enough_flash: SwResult.not_enough_storage,
-                       FwResult.integrity_failure: SwResult.integrity_failure,
-                       FwResult.invalid_uri: SwResult.invalid_uri,
-                       FwResult.unsupported_protocol: SwResult.invalid_uri}
-            self._fail(mapping.get(exc.result, SwResult.connection_lost), str(exc))
+            self._fail(SW_FROM_DOWNLOAD.get(exc.result, SwResult.connection_lost), str(exc))
             return
-        self.set(7, int(SwState.downloaded))
+        self.set(Sw.UPDATE_STATE, int(SwState.downloaded))
         self._deliver()
 
     def _deliver(self) -> None:
@@ -454,50 +412,51 @@ class SoftwareManagement(Instance):
         except ValueError as exc:
             self._fail(SwResult.unsupported_package, str(exc))
             return
-        self.set(0, name)
-        self.set(1, version)
-        self.set(9, int(SwResult.delivered))
-        self.set(7, int(SwState.delivered))
+        self.set(Sw.PKG_NAME, name)
+        self.set(Sw.PKG_VERSION, version)
+        self.set(Sw.UPDATE_RESULT, int(SwResult.delivered))
+        self.set(Sw.UPDATE_STATE, int(SwState.delivered))
 
     async def execute(self, rid: int, args: str) -> None:
-        if rid == 4:  # Install
+        if rid == Sw.INSTALL:
             if self.state is not SwState.delivered:
                 raise coap_error.MethodNotAllowed(f"Install needs DELIVERED, not {self.state.name}")
             try:
                 await self.backend.install(self.package)
             except Exception as exc:  # stays DELIVERED, as the object definition says
-                self.set(16, f"installation failed: {exc}")
-                self.set(9, int(SwResult.install_failure))
+                self.set(Sw.STATUS_REASON, f"installation failed: {exc}")
+                self.set(Sw.UPDATE_RESULT, int(SwResult.install_failure))
                 return
-            self.set(12, False)
-            self.set(9, int(SwResult.installed))
-            self.set(7, int(SwState.installed))
-        elif rid in (10, 11):  # Activate / Deactivate
+            self.set(Sw.ACTIVATION_STATE, False)
+            self.set(Sw.UPDATE_RESULT, int(SwResult.installed))
+            self.set(Sw.UPDATE_STATE, int(SwState.installed))
+        elif rid in (Sw.ACTIVATE, Sw.DEACTIVATE):
             if self.state is not SwState.installed:
                 raise coap_error.MethodNotAllowed(f"(De)activation needs INSTALLED, not {self.state.name}")
             try:
-                await (self.backend.activate() if rid == 10 else self.backend.deactivate())
+                await (self.backend.activate() if rid == Sw.ACTIVATE else self.backend.deactivate())
             except Exception as exc:
-                self.set(16, f"{'activation' if rid == 10 else 'deactivation'} failed: {exc}")
-                self.set(9, int(SwResult.device_error))
+                what = "activation" if rid == Sw.ACTIVATE else "deactivation"
+                self.set(Sw.STATUS_REASON, f"{what} failed: {exc}")
+                self.set(Sw.UPDATE_RESULT, int(SwResult.device_error))
                 raise coap_error.InternalServerError(str(exc)) from exc
-            self.set(12, rid == 10)
-        elif rid == 6:  # Uninstall; "1" = for update (the active module keeps running)
+            self.set(Sw.ACTIVATION_STATE, rid == Sw.ACTIVATE)
+        elif rid == Sw.UNINSTALL:  # argument "1": for update (the active module keeps running)
             for_update = args.strip().split("=")[0] == "1" or args.strip() == "1"
             if not for_update:
                 try:
                     await self.backend.uninstall()
                 except Exception as exc:
-                    self.set(9, int(SwResult.uninstall_failure))
+                    self.set(Sw.UPDATE_RESULT, int(SwResult.uninstall_failure))
                     raise coap_error.InternalServerError(str(exc)) from exc
-                self.set(12, False)
+                self.set(Sw.ACTIVATION_STATE, False)
             if self._task is not None:
                 self._task.cancel()
             self.package.unlink(missing_ok=True)
-            self.set(3, "")
-            self.set(16, "")
-            self.set(9, int(SwResult.initial))
-            self.set(7, int(SwState.initial))
+            self.set(Sw.PACKAGE_URI, "")
+            self.set(Sw.STATUS_REASON, "")
+            self.set(Sw.UPDATE_RESULT, int(SwResult.initial))
+            self.set(Sw.UPDATE_STATE, int(SwState.initial))
         else:
             await super().execute(rid, args)
 
@@ -506,7 +465,8 @@ class TinyMLObject(Instance):
     """Object 33100: capabilities, the current model and the last inference; Run executes one."""
 
     def __init__(self, runtime: InferenceRuntime) -> None:
-        super().__init__(TINYML_OBJECT, 0, {**runtime.capabilities(), 9: b"", 10: b"", 11: 0, 12: 0})
+        super().__init__(Obj.TINYML, 0, {**runtime.capabilities(), Tiny.INPUT: b"", Tiny.OUTPUT: b"",
+                                          Tiny.INFERENCE_COUNT: 0, Tiny.LATENCY_US: 0})
         self.runtime = runtime
 
     def refresh(self) -> None:
@@ -516,20 +476,20 @@ class TinyMLObject(Instance):
 
     def record(self, tensor: bytes, output: bytes, latency_us: int, instructions: int | None) -> None:
         """Publish one inference (also those that came in another way, e.g. HTTP)."""
-        self.set(9, tensor)
-        self.set(12, int(latency_us))
+        self.set(Tiny.INPUT, tensor)
+        self.set(Tiny.LATENCY_US, int(latency_us))
         if instructions is not None:
-            self.set(13, int(instructions))
-        self.set(11, int(self.values.get(11, 0)) + 1)
-        self.set(10, output)
+            self.set(Tiny.INSTRUCTIONS, int(instructions))
+        self.set(Tiny.INFERENCE_COUNT, int(self.values.get(Tiny.INFERENCE_COUNT, 0)) + 1)
+        self.set(Tiny.OUTPUT, output)
 
     async def execute(self, rid: int, args: str) -> None:
-        if rid != 14:
+        if rid != Tiny.RUN:
             await super().execute(rid, args)
             return
         try:
-            output, latency, instructions = await self.runtime.infer(bytes(self.values.get(9, b"")))
+            output, latency, instructions = await self.runtime.infer(bytes(self.values.get(Tiny.INPUT, b"")))
         except ValueError as exc:
             raise coap_error.BadRequest(str(exc)) from exc
-        self.record(bytes(self.values.get(9, b"")), output, latency, instructions)
+        self.record(bytes(self.values.get(Tiny.INPUT, b"")), output, latency, instructions)
 

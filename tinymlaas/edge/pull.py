@@ -24,25 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.lwm2m.agent import (
+from tinymlaas.edge.lwm2m.agent import (
     DownloadError,
     FirmwareBackend,
-    FwResult,
     InferenceRuntime,
     ModuleBackend,
-    SwResult,
     download,
 )
-from tinymlaas.lwm2m.objects import named_capabilities
+from tinymlaas.edge.lwm2m.vocab import SW_FROM_DOWNLOAD, FwResult, SwResult, named_capabilities
 
-log = logging.getLogger("tinymlaas.device.pull")
+log = logging.getLogger("tinymlaas.edge.pull")
 PENDING = "ota-pending.json"
-
-#: How a failed module download reads as a Software Management result.
-_SW_FROM_FW = {FwResult.not_enough_flash: SwResult.not_enough_storage,
-               FwResult.integrity_failure: SwResult.integrity_failure,
-               FwResult.invalid_uri: SwResult.invalid_uri,
-               FwResult.unsupported_protocol: SwResult.invalid_uri}
 
 
 class Seen:
@@ -265,7 +257,7 @@ class PullAgent:
         try:
             await asyncio.to_thread(self._fetch, cmd, package, self.modules.max_bytes)
         except DownloadError as exc:
-            fail(cmd["id"], False, code=int(_SW_FROM_FW.get(exc.result, SwResult.connection_lost)),
+            fail(cmd["id"], False, code=int(SW_FROM_DOWNLOAD.get(exc.result, SwResult.connection_lost)),
                  detail=str(exc), states=["download started"])
             return
         try:

@@ -8,38 +8,10 @@ resource does not allow. Standard library only (this module runs on devices).
 from __future__ import annotations
 
 import enum
-import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
-
-#: The private object (range 32769-42768) describing a TinyML device and its model.
-TINYML_OBJECT = 33100
-#: Device object (3) resources, by the capability they report (10 and 21 are storage, in KiB).
-DEVICE_CAPABILITIES = {
-    0: "manufacturer", 1: "model", 2: "serial", 3: "firmware_version", 10: "storage_free_kb",
-    17: "device_type", 18: "hardware_version", 19: "software_version", 21: "storage_total_kb",
-}
-#: Its resources that describe the device and its model, by the capability they report
-#: (Accelerators is multi-instance; Tensors is JSON).
-TINYML_CAPABILITIES = {
-    0: "ram_bytes", 1: "flash_bytes", 2: "cpu", 3: "clock_hz", 4: "accelerators", 5: "runtime",
-    6: "model_sha256", 7: "model_name", 8: "arena_bytes", 11: "inference_count", 12: "latency_us",
-    13: "instructions", 15: "tensors", 16: "board",
-}
-
-
-def named_capabilities(device: dict[int, Any], tinyml: dict[int, Any]) -> dict[str, Any]:
-    """Device and TinyML object values (by resource id) as capability fields."""
-    caps = {name: device.get(rid) for rid, name in DEVICE_CAPABILITIES.items()}
-    caps.update({name: tinyml.get(rid) for rid, name in TINYML_CAPABILITIES.items()})
-    tensors = caps["tensors"]
-    caps["tensors"] = json.loads(tensors) if isinstance(tensors, str) and tensors else None
-    accel = caps["accelerators"]
-    caps["accelerators"] = [accel[k] for k in sorted(accel)] if isinstance(accel, dict) else list(accel or [])
-    return caps
 
 
 class ResType(enum.StrEnum):
@@ -129,7 +101,7 @@ def parse_object_xml(text: str | bytes) -> ObjectDef:
 
 @cache
 def builtin_objects() -> dict[int, ObjectDef]:
-    """The object XML files shipped in ``tinymlaas/lwm2m/objects`` (works from a zipapp)."""
+    """The object XML files shipped in ``tinymlaas/edge/lwm2m/objects`` (works from a zipapp)."""
     found: dict[int, ObjectDef] = {}
     for entry in resources.files(__package__).joinpath("objects").iterdir():
         if entry.name.endswith(".xml"):

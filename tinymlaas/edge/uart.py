@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tinymlaas.errors import DeviceUnreachable, InvalidInput
+from tinymlaas.edge.errors import DeviceUnreachable, InvalidInput
 
 READY = "TINYMLAAS READY"
 PROTO_VERSION = 1
@@ -141,6 +141,12 @@ class Frame:
         if crc != crc16(raw[:-2]):
             raise ValueError("CRC mismatch")
         return cls(cmd, seq, raw[4:-2])
+
+
+def quantization(info: dict[str, str], which: str) -> tuple[float, int]:
+    """A tensor's (scale, zero point) as the firmware's INFO reports them (scale as float bits)."""
+    bits = int(info[f"{which}_scale_bits"], 16)
+    return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
 
 
 # -- client ---------------------------------------------------------------------------

@@ -1,1 +1,0 @@
-"""Device-side code: what runs on (emulated) boards, not in the service."""

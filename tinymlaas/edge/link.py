@@ -1,0 +1,152 @@
+"""A byte link to an MCU through a flasher process: its stdin and stdout are the MCU's UART.
+
+A bridge does not know how its MCU is programmed or reached: the one who
+starts it names a *flasher*, a command that puts an image on the MCU and then
+connects the MCU's UART to its own stdin/stdout (``tinymlaas emulate`` for an
+emulated board; ``pyocd flash {image} && picocom ...`` style wrappers for a
+real one). Restarting the flasher on a new image is "flashing".
+
+A reader thread moves every byte into a buffer, so nothing the firmware
+prints is lost between reads, and a read notices when the flasher ended
+instead of waiting for bytes that will never come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tinymlaas.edge.errors import EmulatorError, FirmwareCrashed
+
+#: How much UART output is kept for error messages.
+TRANSCRIPT_BYTES = 16 * 1024
+
+
+def flasher_command(template: str, image: Path) -> list[str]:
+    """The flasher's argv for one image: ``{image}`` in the template is the image's path."""
+    argv = shlex.split(template)
+    if not any("{image}" in a for a in argv):
+        raise ValueError(f"the flasher command {template!r} does not name {{image}}")
+    return [a.replace("{image}", str(image)) for a in argv]
+
+
+class ProcessLink:
+    """A running flasher: ``write``/``read_until`` speak to the MCU, ``stop`` ends it."""
+
+    def __init__(self, argv: list[str], *, what: str = "flasher") -> None:
+        self.what = what
+        self._buf = bytearray()
+        self._transcript = bytearray()
+        self._stderr = bytearray()
+        self._cond = threading.Condition()
+        self._eof = False
+        self._stopped = False
+        # Its own session: stopping the link ends the flasher and whatever it started.
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self._reader = threading.Thread(target=self._read_loop, name=f"{what}-uart", daemon=True)
+        self._reader.start()
+        self._errors = threading.Thread(target=self._stderr_loop, name=f"{what}-log", daemon=True)
+        self._errors.start()
+
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self._eof = True
+                    self._cond.notify_all()
+                    return
+                self._buf += chunk
+                self._transcript += chunk
+                del self._transcript[:-TRANSCRIPT_BYTES]
+                self._cond.notify_all()
+
+    def _stderr_loop(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._cond:
+                self._stderr += line
+                del self._stderr[:-TRANSCRIPT_BYTES]
+
+    def write(self, data: bytes) -> None:
+        if self._stopped or self.proc.stdin is None or self.proc.poll() is not None:
+            raise self._ended()
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise self._ended() from exc
+
+    def read_until(self, terminator: bytes, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                i = self._buf.find(terminator)
+                if i >= 0:
+                    out = bytes(self._buf[: i + len(terminator)])
+                    del self._buf[: i + len(terminator)]
+                    return out
+                if self._eof:
+                    raise self._ended()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise EmulatorError(f"{self.what}: no {terminator!r} from the MCU within "
+                                        f"{timeout:g} s; last output: {self.tail()!r}")
+                self._cond.wait(min(left, 0.05))
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and not self._eof and self.proc.poll() is None
+
+    def tail(self, n: int = 400) -> str:
+        return self._transcript[-n:].decode(errors="replace")
+
+    def _ended(self) -> EmulatorError:
+        if self._stopped:
+            return EmulatorError(f"{self.what} was stopped")
+        try:
+            code: int | None = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._errors.join(timeout=1)
+        said = self._stderr.decode(errors="replace").strip().splitlines()[-3:]
+        return FirmwareCrashed(
+            f"the MCU stopped ({self.what} exited with code {code}); last UART output: "
+            f"{self.tail().strip()!r}; {self.what} said: {' | '.join(said)!r}",
+            emulator_exit=code, uart=self.tail())
+
+    def stop(self) -> None:
+        """End the flasher and everything it started (its process group); idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        else:
+            # The flasher is gone; whatever it started must not outlive it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -1,0 +1,1 @@
+"""The device half of LwM2M: codecs, object definitions, the client and the objects it serves."""

@@ -57,15 +57,17 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def service(tmp_path: Path, settings: Settings) -> Iterator[BackgroundServer]:
-    """A fresh service: its own database file and artifacts, the shared zoo cache."""
-    fresh = settings.model_copy(update={"data_dir": tmp_path / "service",
+def service(tmp_path: Path, settings: Settings,
+            service_databases: Callable[[Path], str]) -> Iterator[BackgroundServer]:
+    """A fresh service: its own database and artifacts, the shared zoo cache."""
+    data = tmp_path / "service"
+    fresh = settings.model_copy(update={"data_dir": data, "database_url": service_databases(data),
                                         "lwm2m": settings.lwm2m.model_copy(update={"port": 0})})
     with BackgroundServer(fresh) as live:
         yield live
 
 
-@given("the service is running with a fresh database file", target_fixture="api")
+@given("the service is running with a fresh database", target_fixture="api")
 def running_service(service: BackgroundServer) -> httpx.Client:
     client = httpx.Client(base_url=service.url, timeout=30)
     assert client.get("/health").json()["status"] == "ok"

@@ -8,7 +8,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,22 +61,26 @@ def start_lab(settings: Settings) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
+        service_databases: Callable[[Path], str]) -> Iterator[Lab]:
     """The LwM2M service (OSCORE on)."""
     base = Settings()
+    data = tmp_path_factory.mktemp("lwm2m-service")
     yield from start_lab(base.model_copy(update={
-        "data_dir": tmp_path_factory.mktemp("lwm2m-service"),
+        "data_dir": data, "database_url": service_databases(data),
         "lwm2m": base.lwm2m.model_copy(update={"port": 0, "security": "oscore", "ack_timeout_s": 1.0,
                                                "download_timeout_s": 60, "update_timeout_s": 60}),
     }))
 
 
 @pytest.fixture(scope="session")
-def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool]) -> Iterator[Lab]:
+def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
+             service_databases: Callable[[Path], str]) -> Iterator[Lab]:
     """The service with the http-pull orchestrator (tokens on)."""
     base = Settings()
+    data = tmp_path_factory.mktemp("pull-service")
     yield from start_lab(base.model_copy(update={
-        "data_dir": tmp_path_factory.mktemp("pull-service"), "orchestrator": "http-pull",
+        "data_dir": data, "database_url": service_databases(data), "orchestrator": "http-pull",
         "lwm2m": base.lwm2m.model_copy(update={"port": 0}),
         "http_pull": base.http_pull.model_copy(update={"security": "token", "update_timeout_s": 60}),
     }))
@@ -208,7 +212,7 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
         oscore = None
         if secure:
             oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
-        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore, lifetime_s=lifetime)
+        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore, lifetime_s=lifetime)
     board = get_board(Settings().targets_dir, "x86-tflm")
     dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach), flash)
     return dev
@@ -565,7 +569,7 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
         attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tmp_path / ep, wait_s=10)
     else:
         oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
-        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, oscore=oscore)
+        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore)
     targets = Settings().targets_dir
     process = BridgeProcess(get_board(targets, board), flash, attach, tmp_path / ep / "bridge.log",
                             targets_dir=targets, emulator="qemu")

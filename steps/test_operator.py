@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from typing import Any
 
 import httpx
+import sqlalchemy
 from api_jobs import follow_job
 from pytest_bdd import parsers, scenarios, then, when
 
@@ -60,12 +60,14 @@ def download(api: httpx.Client, build: dict[str, Any]) -> None:
     assert rest.status_code == 206 and whole[:half] + rest.content == whole
 
 
-@then("the service's database file records the build")
+@then("the service's database records the build")
 def in_database(service: BackgroundServer, build: dict[str, Any]) -> None:
-    db = sqlite3.connect(service.settings.db_path)
-    row = db.execute("SELECT target, version FROM builds WHERE id=?", (build["id"],)).fetchone()
-    db.close()
-    assert row == ("x86-tflm", "2.1.0")
+    engine = sqlalchemy.create_engine(service.settings.db_url)
+    with engine.connect() as db:
+        row = db.execute(sqlalchemy.text("SELECT target, version FROM builds WHERE id=:id"),
+                         {"id": build["id"]}).one()
+    engine.dispose()
+    assert tuple(row) == ("x86-tflm", "2.1.0")
 
 
 @when(parsers.parse('I upload a file that is not a model as "{name}"'), target_fixture="reply")

@@ -15,8 +15,9 @@ from tinymlaas.config import Settings
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path, lwm2m={"port": 0}))) as c:
+def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, lwm2m={"port": 0})
+    with TestClient(create_app(settings)) as c:
         yield c
 
 

@@ -14,19 +14,20 @@ from tinymlaas.config import Settings
 pytestmark = pytest.mark.lwm2m
 
 
-def make(tmp_path: Path, security: str) -> TestClient:
-    return TestClient(create_app(Settings(data_dir=tmp_path, lwm2m={"port": 0, "security": security})))
+def make(tmp_path: Path, database_url: str, security: str) -> TestClient:
+    return TestClient(create_app(Settings(data_dir=tmp_path, database_url=database_url,
+                                          lwm2m={"port": 0, "security": security})))
 
 
 @pytest.fixture
-def plain(tmp_path: Path) -> Iterator[TestClient]:
-    with make(tmp_path, "off") as c:
+def plain(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    with make(tmp_path, database_url, "off") as c:
         yield c
 
 
 @pytest.fixture
-def secure(tmp_path: Path) -> Iterator[TestClient]:
-    with make(tmp_path, "oscore") as c:
+def secure(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    with make(tmp_path, database_url, "oscore") as c:
         yield c
 
 

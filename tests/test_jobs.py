@@ -22,8 +22,8 @@ def _run(store: Store, fn) -> str:  # noqa: ANN001 - any job function
     return asyncio.run(go())
 
 
-def test_success_failure_and_crash(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db", tmp_path / "a")
+def test_success_failure_and_crash(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url, tmp_path / "a")
 
     def ok(progress: Progress) -> dict:
         progress("half", 0.5)
@@ -44,9 +44,9 @@ def test_success_failure_and_crash(tmp_path: Path) -> None:
     store.close()
 
 
-def test_waiting_jobs_have_their_own_lane(tmp_path: Path) -> None:
+def test_waiting_jobs_have_their_own_lane(database_url: str, tmp_path: Path) -> None:
     """A deployment waiting on a device does not hold up a build, nor the other way round."""
-    store = Store(tmp_path / "db", tmp_path / "a")
+    store = Store(database_url, tmp_path / "a")
     order: list[str] = []
 
     async def go() -> tuple[str, str]:

@@ -34,7 +34,7 @@ async def test_capabilities_infer_and_results(hello_world: bytes, tmp_path: Path
     orch = LwM2MOrchestrator(LwM2MSettings(port=0))
     await orch.start(tmp_path)
     tinyml = TinyMLObject(TflmRuntime(hello_world))
-    client = LwM2MClient("tiny-1", orch.describe_server()["uri"],
+    client = LwM2MClient("tiny-1", orch.join_info().uri,
                          [DeviceObject({0: "TinyMLaaS", 1: "in-process", 3: "0.1", 21: 1024}), tinyml])
     await client.start()
     try:
@@ -47,16 +47,15 @@ async def test_capabilities_infer_and_results(hello_world: bytes, tmp_path: Path
         assert caps.tensors is not None and caps.tensors["inputs"][0]["dtype"] == "int8"
         assert not caps.fota and not caps.sota  # this device has neither object 5 nor 9
 
-        results = orch.results("tiny-1")
-        first = asyncio.ensure_future(results.__anext__())
-        await asyncio.sleep(0.3)  # the observation is in place
+        results = await orch.subscribe("tiny-1")  # the observation is in place when it returns
+        first = asyncio.ensure_future(anext(results))
         report = await orch.infer("tiny-1", np.array([-128], dtype=np.int8).tobytes())
         oracle = Tflm(hello_world).invoke(np.array([[-128]], dtype=np.int8)).ravel().tolist()
         assert report.output == oracle and report.count == 1 and report.latency_us == 7
         assert report.values is not None and abs(report.values[0]) < 0.15  # sin(0)
         seen = await asyncio.wait_for(first, 5)
         assert seen.count == 1 and seen.output == oracle
-        await results.aclose()
+        await results.aclose()  # type: ignore[attr-defined]
     finally:
         await client.stop()
         await orch.stop()

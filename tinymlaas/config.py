@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,10 +75,14 @@ class HttpPullSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TINYMLAAS_", env_nested_delimiter="__")
 
+    #: Where the service keeps everything it writes (database file, artifacts, caches, work).
     data_dir: Path = REPO_ROOT / "var"
     targets_dir: Path = REPO_ROOT / "targets"
-    #: Trained zoo models, cached by recipe hash; shared so tests need not retrain.
+    #: Trained zoo models, cached by recipe hash; default: ``data_dir/zoo``.
     zoo_dir: Path = REPO_ROOT / "var" / "zoo"
+    #: SQLAlchemy URL of the database (e.g. ``postgresql+psycopg://user@127.0.0.1/tinymlaas``);
+    #: default: one SQLite file in ``data_dir``.
+    database_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     build: BuildSettings = BuildSettings()
@@ -90,14 +94,22 @@ class Settings(BaseSettings):
     lwm2m: LwM2MSettings = LwM2MSettings()
     http_pull: HttpPullSettings = HttpPullSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _zoo_in_data_dir(cls, data: Any) -> Any:
+        """The zoo cache follows the data directory unless it is set on its own."""
+        if isinstance(data, dict) and data.get("zoo_dir") is None and data.get("data_dir") is not None:
+            return {**data, "zoo_dir": Path(data["data_dir"]) / "zoo"}
+        return data
+
     def plugin_options(self, name: str, options: type[BaseModel]) -> BaseModel | None:
         """A plugin's settings section (``lwm2m``, ``http_pull``), when it has one of its type."""
         section = getattr(self, name.replace("-", "_"), None)
         return section if isinstance(section, options) else None
 
     @property
-    def db_path(self) -> Path:
-        return self.data_dir / "tinymlaas.sqlite3"
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tinymlaas.sqlite3'}"
 
     @property
     def artifacts_dir(self) -> Path:

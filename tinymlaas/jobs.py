@@ -4,6 +4,9 @@
 job id); the job's state, step and progress are kept in the store, so
 ``GET /jobs/{id}`` shows them while it runs and after the process restarts.
 
+``submit`` may be called from the loop or from any thread (sync API routes run
+in a thread pool): the job is always started on the loop the runner was made on.
+
 Two lanes: CPU-bound work (training, builds) runs in threads, ``concurrency``
 at a time; waiting work (deployments: the device does the work) runs as
 coroutines on the loop, ``io_concurrency`` at a time, so a fleet rollout is
@@ -32,7 +35,9 @@ _PROGRESS_EVERY_S = 0.25
 
 class JobRunner:
     def __init__(self, store: Store, concurrency: int = 1, io_concurrency: int = 64) -> None:
+        """Made on the loop that will run the jobs (the API's lifespan)."""
         self.store = store
+        self._loop = asyncio.get_running_loop()
         self._sem = asyncio.Semaphore(concurrency)
         self._io_sem = asyncio.Semaphore(io_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -46,9 +51,19 @@ class JobRunner:
         return self._start(job, fn, self._io_sem)
 
     def _start(self, job: Job, fn: AsyncJobFn, sem: asyncio.Semaphore) -> Job:
-        task = asyncio.get_running_loop().create_task(self._run(job.id, fn, sem), name=f"job-{job.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        def spawn() -> None:
+            task = self._loop.create_task(self._run(job.id, fn, sem), name=f"job-{job.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            spawn()
+        else:
+            self._loop.call_soon_threadsafe(spawn)
         return job
 
     async def _run(self, job_id: str, fn: AsyncJobFn, sem: asyncio.Semaphore) -> None:

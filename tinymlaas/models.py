@@ -171,6 +171,54 @@ class FirmwareManifest(BaseModel):
     builder: str = ""
 
 
+# -- what the store keeps ---------------------------------------------------------------
+
+
+class Model(BaseModel):
+    """A registered model version: the .tflite is the artifact ``sha256``."""
+
+    id: str
+    name: str
+    version: int
+    sha256: str
+    bytes: int
+    source: str = Field(description="where it came from: upload:FILE, zoo:RECIPE:seed=N, ...")
+    info: ModelInfo
+    created_at: datetime
+
+
+class StoredModule(ModuleManifest):
+    """A build's inference module: its manifest, and each of its files as an artifact."""
+
+    artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+
+
+class StoredFirmware(FirmwareManifest):
+    """A build's OS image: the builder's manifest, and each of its files as an artifact."""
+
+    artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+
+    @property
+    def image_artifact(self) -> str:
+        return self.artifacts[self.image]
+
+
+class Build(BaseModel):
+    """One model compiled and built for one board; ``module``/``firmware`` once it finished."""
+
+    id: str
+    job_id: str
+    model_id: str
+    target: str
+    compiler: str | None = None
+    options: dict[str, Any] = {}
+    builder: str
+    version: str
+    module: StoredModule | None = None
+    firmware: StoredFirmware | None = None
+    created_at: datetime
+
+
 class JobState(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -257,33 +305,80 @@ class DeviceCapabilities(BaseModel):
     fota: bool = False
 
 
-class LwM2MAttach(BaseModel):
-    """How a device we start joins the service: server URI, endpoint name, OSCORE context."""
+class DeviceDetail(BaseModel):
+    """A device's record and, when it is online, what it reports about itself now."""
 
-    uri: str
+    device: Device
+    capabilities: DeviceCapabilities | None = None
+    capabilities_error: str | None = Field(None, description="why the capabilities could not be read")
+
+
+class JoinInfo(BaseModel):
+    """How devices join this service: the orchestrator plugin, where, and its security."""
+
+    plugin: str
+    security: str
+    uri: str | None = Field(None, description="LwM2M: the server's coap:// URI")
+    content_format: str | None = Field(None, description="LwM2M: the preferred content format")
+    poll: str | None = Field(None, description="HTTP pull: the poll path ({endpoint}: the device's name)")
+    poll_wait_s: float | None = Field(None, description="HTTP pull: how long a poll is held open")
+
+
+class DeviceCredentials(BaseModel):
+    """A device's secret, shown once: OSCORE material (LwM2M) or a bearer token (HTTP pull).
+
+    The fields beyond ``endpoint`` are the orchestrator's own."""
+
+    model_config = ConfigDict(extra="allow")
+
     endpoint: str
-    oscore: Path | None = None
-    lifetime_s: int = Field(60, gt=0)
 
-    @property
-    def credentials(self) -> Path | None:
-        return self.oscore
-
-    def args(self, credentials_dir: str | None = None) -> list[str]:
-        """The device agents' command-line flags (``credentials_dir``: where the device sees it)."""
-        args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
-        if self.oscore is not None:
-            args += ["--oscore", credentials_dir or str(self.oscore)]
-        return args
+    def secret(self, key: str) -> str:
+        value = (self.model_extra or {}).get(key)
+        if not isinstance(value, str):
+            raise KeyError(f"these credentials have no '{key}'")
+        return value
 
 
-class PullAttach(BaseModel):
-    """How a device we start joins a service whose orchestrator is ``http-pull``:
-    the API's URL, endpoint name, and a folder holding its bearer ``token``."""
+class DeviceAttach(BaseModel):
+    """How a device started next to the service (dry-run, tests, demos) joins it: the device
+    agents' command-line flags, with its credentials in a folder it can read."""
 
-    url: str
     endpoint: str
     credentials: Path | None = None
+
+    def args(self, credentials_dir: str | None = None) -> list[str]:
+        """The device agents' flags (``credentials_dir``: where the device sees the folder)."""
+        raise NotImplementedError
+
+    @property
+    def how(self) -> str:
+        """How the device joins, in words."""
+        raise NotImplementedError
+
+
+class LwM2MAttach(DeviceAttach):
+    """Joins an LwM2M server: its URI, the endpoint name, an OSCORE context folder."""
+
+    uri: str
+    lifetime_s: int = Field(60, gt=0)
+
+    def args(self, credentials_dir: str | None = None) -> list[str]:
+        args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
+        if self.credentials is not None:
+            args += ["--oscore", credentials_dir or str(self.credentials)]
+        return args
+
+    @property
+    def how(self) -> str:
+        return "registered over OSCORE" if self.credentials is not None else "registered over CoAP"
+
+
+class PullAttach(DeviceAttach):
+    """Polls a service whose orchestrator is ``http-pull``: the API's URL, the endpoint name,
+    a folder holding its bearer ``token``."""
+
+    url: str
     wait_s: float = Field(20.0, gt=0)
 
     def args(self, credentials_dir: str | None = None) -> list[str]:
@@ -291,6 +386,10 @@ class PullAttach(BaseModel):
         if self.credentials is not None:
             args += ["--token-file", f"{credentials_dir or self.credentials}/token"]
         return args
+
+    @property
+    def how(self) -> str:
+        return "polling with its token" if self.credentials is not None else "polling"
 
 
 class UpdateOutcome(BaseModel):

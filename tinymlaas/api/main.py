@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from tinymlaas import __version__
 from tinymlaas.api import handlers
@@ -31,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.db_path, settings.artifacts_dir)
+        store = Store(settings.db_url, settings.artifacts_dir)
         store.fail_unfinished_jobs("the service restarted while the job ran")
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
@@ -59,4 +61,20 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, with error answers documented as problem+json only (FastAPI adds JSON too)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                for code, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if code[0] in "45" and handlers.PROBLEM in content:
+                        content.pop("application/json", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -35,7 +35,16 @@ from pydantic import BaseModel, Field, ValidationError
 from tinymlaas.config import HttpPullSettings
 from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
-from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
+from tinymlaas.models import (
+    Device,
+    DeviceCapabilities,
+    DeviceCredentials,
+    InferenceReport,
+    JoinInfo,
+    Package,
+    PullAttach,
+    UpdateOutcome,
+)
 from tinymlaas.orchestrators.grants import Grants
 from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
@@ -171,9 +180,21 @@ class HttpPullOrchestrator(Orchestrator):
             for fut in rec.waiting.values():
                 fut.cancel()
 
-    def describe_server(self) -> dict[str, Any]:
-        return {"plugin": self.name, "poll": "/ota/{endpoint}/poll", "security": self.settings.security,
-                "poll_wait_s": self.settings.poll_wait_s}
+    def join_info(self) -> JoinInfo:
+        return JoinInfo(plugin=self.name, poll="/ota/{endpoint}/poll", security=self.settings.security,
+                        poll_wait_s=self.settings.poll_wait_s)
+
+    @classmethod
+    def attach(cls, join: JoinInfo, *, api_url: str, endpoint: str, credentials: DeviceCredentials | None,
+               folder: Path) -> PullAttach:
+        holder = None
+        if credentials is not None:
+            holder = folder / "credentials"
+            holder.mkdir(parents=True, exist_ok=True)
+            (holder / "token").write_text(credentials.secret("token"))
+            (holder / "token").chmod(0o600)
+        return PullAttach(url=api_url, endpoint=endpoint, credentials=holder,
+                          wait_s=min(join.poll_wait_s or 10.0, 10.0))
 
     # -- the poll --------------------------------------------------------------------
     async def poll(self, endpoint: str, body: Poll, *, token: str | None, address: str | None) -> PollReply:
@@ -340,22 +361,26 @@ class HttpPullOrchestrator(Orchestrator):
             raise DeviceError(f"device '{endpoint}' could not run the inference: {res.detail}")
         return self._report(self._devices[endpoint], res.inference)
 
-    async def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+    async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         rec = self._online(endpoint)
         q: asyncio.Queue[InferenceReport] = asyncio.Queue()
         rec.listeners.add(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            rec.listeners.discard(q)
+
+        async def reports() -> AsyncIterator[InferenceReport]:
+            try:
+                while True:
+                    yield await q.get()
+            finally:
+                rec.listeners.discard(q)
+
+        return reports()
 
     # -- credentials ----------------------------------------------------------------------
-    def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
+    def provision(self, endpoint: str, *, replace: bool = False) -> DeviceCredentials:
         if self.tokens is None:
             raise Conflict("HTTP pull security is off (settings http_pull.security = 'off'); "
                            "there are no credentials to provision")
-        return self.tokens.provision(endpoint, replace=replace)
+        return DeviceCredentials.model_validate(self.tokens.provision(endpoint, replace=replace))
 
     def revoke(self, endpoint: str) -> None:
         if self.tokens is None:

@@ -10,11 +10,20 @@ from tinymlaas.config import LwM2MSettings
 from tinymlaas.edge.lwm2m import vocab
 from tinymlaas.edge.lwm2m.codec import Content
 from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
-from tinymlaas.errors import Conflict, DeviceError
+from tinymlaas.errors import Conflict, DeviceError, InvalidInput
 from tinymlaas.lwm2m.deploy import Updater
-from tinymlaas.lwm2m.security import CredentialStore
+from tinymlaas.lwm2m.security import CredentialStore, write_context
 from tinymlaas.lwm2m.server import LwM2MServer
-from tinymlaas.models import Device, DeviceCapabilities, InferenceReport, Package, UpdateOutcome
+from tinymlaas.models import (
+    Device,
+    DeviceCapabilities,
+    DeviceCredentials,
+    InferenceReport,
+    JoinInfo,
+    LwM2MAttach,
+    Package,
+    UpdateOutcome,
+)
 from tinymlaas.orchestrators.grants import Grants
 from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
@@ -62,9 +71,19 @@ class LwM2MOrchestrator(Orchestrator):
             raise DeviceError("the LwM2M server is not running")
         return self.server
 
-    def describe_server(self) -> dict[str, Any]:
-        return {"plugin": self.name, "uri": self.srv.uri, "security": self.settings.security,
-                "content_format": self.settings.content_format}
+    def join_info(self) -> JoinInfo:
+        return JoinInfo(plugin=self.name, uri=self.srv.uri, security=self.settings.security,
+                        content_format=self.settings.content_format)
+
+    @classmethod
+    def attach(cls, join: JoinInfo, *, api_url: str, endpoint: str, credentials: DeviceCredentials | None,
+               folder: Path) -> LwM2MAttach:
+        if join.uri is None:
+            raise InvalidInput("the LwM2M join information has no server URI")
+        oscore = None
+        if credentials is not None:
+            oscore = write_context(folder / "oscore", credentials.model_dump(), role="device")
+        return LwM2MAttach(uri=join.uri, endpoint=endpoint, credentials=oscore)
 
     # -- inventory ---------------------------------------------------------------
     def devices(self) -> list[Device]:
@@ -124,19 +143,27 @@ class LwM2MOrchestrator(Orchestrator):
         await srv.execute(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.RUN))
         return self._report(endpoint, await srv.read(endpoint, TINYML))
 
-    async def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+    async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         srv = self.srv
+        if Obj.TINYML not in srv.registry.online(endpoint).objects:
+            raise Conflict(f"device '{endpoint}' has no TinyML object ({Obj.TINYML}): "
+                           "it reports no inferences")
         count = vocab.path(Obj.TINYML, 0, Tiny.INFERENCE_COUNT)
         base = await srv.read(endpoint, TINYML)
         obs = await srv.observe(endpoint, vocab.uri(*count))
-        try:
-            async for change in obs.changes():
-                if change.get(count) == base.get(count):
-                    continue
-                base = await srv.read(endpoint, TINYML)
-                yield self._report(endpoint, base)
-        finally:
-            obs.cancel()
+
+        async def changes() -> AsyncIterator[InferenceReport]:
+            nonlocal base
+            try:
+                async for change in obs.changes():
+                    if change.get(count) == base.get(count):
+                        continue
+                    base = await srv.read(endpoint, TINYML)
+                    yield self._report(endpoint, base)
+            finally:
+                obs.cancel()
+
+        return changes()
 
     @staticmethod
     def _report(endpoint: str, t: Content) -> InferenceReport:
@@ -147,11 +174,11 @@ class LwM2MOrchestrator(Orchestrator):
             model_sha256=_get(t, Tiny.MODEL_SHA256))
 
     # -- credentials ---------------------------------------------------------------
-    def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
+    def provision(self, endpoint: str, *, replace: bool = False) -> DeviceCredentials:
         if self.credentials is None:
             raise Conflict("LwM2M security is off (settings lwm2m.security = 'off'); "
                            "there are no credentials to provision")
-        return self.credentials.provision(endpoint, replace=replace)
+        return DeviceCredentials.model_validate(self.credentials.provision(endpoint, replace=replace))
 
     def revoke(self, endpoint: str) -> None:
         if self.credentials is None:

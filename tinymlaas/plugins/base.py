@@ -13,7 +13,7 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,9 +21,12 @@ from tinymlaas.errors import UnsupportedModel
 from tinymlaas.models import (
     Board,
     Device,
+    DeviceAttach,
     DeviceCapabilities,
+    DeviceCredentials,
     FirmwareManifest,
     InferenceReport,
+    JoinInfo,
     ModelInfo,
     ModuleManifest,
     Package,
@@ -41,8 +44,30 @@ def no_progress(step: str, fraction: float) -> None:
     """Default progress sink for callers that do not show progress."""
 
 
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class PluginInfo(BaseModel):
+    """What the API and the CLI show about a plugin, its options' JSON schema included."""
+
+    name: str
+    version: str
+    doc: str
+    options: dict[str, Any]
+
+
+class CompilerInfoCard(PluginInfo):
+    """A compiler plugin: what it writes, for which architectures, from which ops and dtypes."""
+
+    output_kind: str
+    ops: list[str]
+    dtypes: list[str]
+    arches: list[str]
 
 
 class Plugin(ABC):
@@ -54,14 +79,10 @@ class Plugin(ABC):
         self.options = options if options is not None else self.Options()
 
     @classmethod
-    def describe(cls) -> dict[str, object]:
+    def describe(cls) -> PluginInfo:
         """What the API and the CLI show about a plugin, options schema included."""
-        return {
-            "name": cls.name,
-            "version": cls.version,
-            "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
-            "options": cls.Options.model_json_schema(),
-        }
+        return PluginInfo(name=cls.name, version=cls.version, doc=_first_line(cls.__doc__),
+                          options=cls.Options.model_json_schema())
 
 
 class Compiler(Plugin):
@@ -75,14 +96,10 @@ class Compiler(Plugin):
     target_arches: ClassVar[frozenset[str]]
 
     @classmethod
-    def describe(cls) -> dict[str, object]:
-        return {
-            **super().describe(),
-            "output_kind": cls.output_kind,
-            "ops": sorted(cls.supported_ops),
-            "dtypes": sorted(cls.supported_dtypes),
-            "arches": sorted(cls.target_arches),
-        }
+    def describe(cls) -> CompilerInfoCard:
+        return CompilerInfoCard(**super().describe().model_dump(), output_kind=cls.output_kind,
+                                ops=sorted(cls.supported_ops), dtypes=sorted(cls.supported_dtypes),
+                                arches=sorted(cls.target_arches))
 
     def check(self, model: ModelInfo, board: Board) -> None:
         """Refuse, before any work, what this compiler cannot handle."""
@@ -192,7 +209,8 @@ class Emulator(Plugin):
 
 
 class Orchestrator(Plugin):
-    """Talks to deployed devices: inventory, capabilities, FOTA, SOTA and results.
+    """Talks to deployed devices: how they join, their credentials, inventory, capabilities,
+    FOTA, SOTA and results.
 
     Runs on the API's event loop (``start``/``stop`` in its lifespan). Devices
     pull packages from the API at ``{download_base}/devices/{endpoint}/packages/{sha256}``;
@@ -210,6 +228,26 @@ class Orchestrator(Plugin):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    @abstractmethod
+    def join_info(self) -> JoinInfo:
+        """How devices join: where they connect and with which security."""
+
+    @classmethod
+    @abstractmethod
+    def attach(cls, join: JoinInfo, *, api_url: str, endpoint: str, credentials: DeviceCredentials | None,
+               folder: Path) -> DeviceAttach:
+        """How a device started next to the service joins it: its credentials written into
+        ``folder`` the way the device agents read them, and the agents' flags."""
+
+    @abstractmethod
+    def provision(self, endpoint: str, *, replace: bool = False) -> DeviceCredentials:
+        """New credentials for a device (shown once); Conflict if it has some and not ``replace``,
+        or if this service runs without device security."""
+
+    @abstractmethod
+    def revoke(self, endpoint: str) -> None:
+        """Drop a device's credentials; it is disconnected and cannot join again."""
 
     @abstractmethod
     def devices(self) -> list[Device]: ...
@@ -239,8 +277,9 @@ class Orchestrator(Plugin):
         """Run one inference on the device through the orchestration channel."""
 
     @abstractmethod
-    def results(self, endpoint: str) -> AsyncIterator[InferenceReport]:
-        """The device's inferences as they happen (however they were triggered)."""
+    async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+        """The device's inferences as they happen (however they were triggered). Whatever can
+        fail (unknown or offline device, no TinyML object) fails here, before the first one."""
 
     @abstractmethod
     def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:

@@ -1,55 +1,45 @@
-"""Build use cases: model in the store -> module -> OS image, all kept as artifacts."""
+"""Model and build use cases: register or train a model, compile + build it for a board, keep
+everything as artifacts. Each request is checked once, here, before any job starts."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
-from tinymlaas.plugins.base import Builder, Progress
+from tinymlaas.errors import InvalidInput
+from tinymlaas.jobs import JobRunner
+from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
+from tinymlaas.plugins.base import Builder, Compiler, Progress
 from tinymlaas.plugins.registry import get
-from tinymlaas.services.compile import compile_model
-from tinymlaas.store import BuildRecord, ModelRecord, Store
+from tinymlaas.services.compile import compile_with, make_compiler
+from tinymlaas.store import Store
 from tinymlaas.targets import get_board
 from tinymlaas.zoo import get_recipe
 
-
-def _store_dir(store: Store, folder: Path) -> dict[str, str]:
-    return {p.name: store.artifacts.put_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+MAX_MODEL_BYTES = 64 << 20
 
 
-def run_build(store: Store, settings: Settings, build: BuildRecord, progress: Progress) -> dict[str, Any]:
-    """Compile and build one registered model; the result names every artifact by hash."""
-    model = store.model(build.model_id)
-    data = store.artifacts.get(model.sha256).read_bytes()
-    board = get_board(settings.targets_dir, build.target)
-    work = settings.data_dir / "work" / build.id
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        module = compile_model(
-            data, board, work / "module", compiler=build.compiler, options=build.options,
-            name=_c_name(model), progress=lambda s, f: progress(f"compile: {s}", f * 0.3),
-        )
-        builder = get("builders", build.builder, Builder)()
-        firmware = builder.build(work / "module", board, work / "firmware", version=build.version,
-                                 progress=lambda s, f: progress(f"build: {s}", 0.3 + f * 0.65))
-        progress("storing artifacts", 0.97)
-        module_files = _store_dir(store, work / "module")
-        firmware_files = _store_dir(store, work / "firmware")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    module_doc = {**module.model_dump(mode="json"), "artifacts": module_files}
-    firmware_doc = {**firmware.model_dump(mode="json"), "artifacts": firmware_files}
-    store.finish_build(build.id, module=module_doc, firmware=firmware_doc)
-    return {"build_id": build.id, "firmware": firmware_doc}
+def upload_model(store: Store, name: str, body: IO[bytes], *, filename: str, limit: int) -> Model:
+    """Register an uploaded .tflite; read at most ``limit`` bytes, refuse anything larger."""
+    data = body.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"model file is larger than {limit} bytes")
+    return register_model(store, name, data, source=f"upload:{filename}")
 
 
-def _c_name(model: ModelRecord) -> str:
-    """A C identifier prefix from the model name (generated code uses it)."""
-    ident = "".join(c if c.isalnum() else "_" for c in model.name).lower()
-    return ident if ident and ident[0].isalpha() else f"m_{ident}"
+def register_model(store: Store, name: str, data: bytes, *, source: str) -> Model:
+    """Validate first: a file that is not a model is never stored."""
+    return store.add_model(name, data, source=source, info=tflite.inspect(data))
+
+
+def start_training(store: Store, settings: Settings, runner: JobRunner, recipe: str,
+                   seed: int | None) -> Job:
+    get_recipe(recipe)  # 404 now, not in the job
+    job = store.new_job("train")
+    return runner.submit(job, lambda p: train_and_register(store, settings, recipe, seed, p))
 
 
 def train_and_register(store: Store, settings: Settings, name: str, seed: int | None,
@@ -63,7 +53,51 @@ def train_and_register(store: Store, settings: Settings, name: str, seed: int | 
     return {"model_id": rec.id, "name": rec.name, "version": rec.version, "sha256": rec.sha256}
 
 
-def register_model(store: Store, name: str, data: bytes, *, source: str) -> ModelRecord:
-    """Validate first: a file that is not a model is never stored."""
-    info = tflite.inspect(data)
-    return store.add_model(name, data, source=source, info=info.model_dump(mode="json"))
+def start_build(store: Store, settings: Settings, runner: JobRunner, *, model: str, target: str,
+                compiler: str | None, options: dict[str, Any], builder: str, version: str
+                ) -> tuple[Build, Job]:
+    """Check the request (model, board, compiler and its options, builder), then build as a job."""
+    rec = store.model(model)
+    board = get_board(settings.targets_dir, target)
+    comp = make_compiler(board, compiler, options)
+    builder_cls = get("builders", builder, Builder)
+    job = store.new_job("build")
+    build = store.add_build(job_id=job.id, model_id=rec.id, target=board.name, compiler=compiler,
+                            options=options, builder=builder, version=version)
+    runner.submit(job, lambda p: run_build(store, settings, build, p, board=board, compiler=comp,
+                                           builder=builder_cls()))
+    return build, job
+
+
+def _store_dir(store: Store, folder: Path) -> dict[str, str]:
+    return {p.name: store.artifacts.put_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def run_build(store: Store, settings: Settings, build: Build, progress: Progress, *, board: Board,
+              compiler: Compiler, builder: Builder) -> dict[str, Any]:
+    """Compile and build one registered model; the result names every artifact by hash."""
+    model = store.model(build.model_id)
+    data = store.artifacts.get(model.sha256).read_bytes()
+    work = settings.data_dir / "work" / build.id
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        module = compile_with(compiler, data, board, work / "module", name=_c_name(model),
+                              progress=lambda s, f: progress(f"compile: {s}", f * 0.3))
+        firmware = builder.build(work / "module", board, work / "firmware", version=build.version,
+                                 progress=lambda s, f: progress(f"build: {s}", 0.3 + f * 0.65))
+        progress("storing artifacts", 0.97)
+        module_files = _store_dir(store, work / "module")
+        firmware_files = _store_dir(store, work / "firmware")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    done = store.finish_build(
+        build.id, module=StoredModule(**module.model_dump(), artifacts=module_files),
+        firmware=StoredFirmware(**firmware.model_dump(), artifacts=firmware_files))
+    assert done.firmware is not None
+    return {"build_id": build.id, "firmware": done.firmware.model_dump(mode="json")}
+
+
+def _c_name(model: Model) -> str:
+    """A C identifier prefix from the model name (generated code uses it)."""
+    ident = "".join(c if c.isalnum() else "_" for c in model.name).lower()
+    return ident if ident and ident[0].isalpha() else f"m_{ident}"

@@ -40,9 +40,15 @@ def compile_model(
     progress: Progress = no_progress,
 ) -> ModuleManifest:
     """Check, compile and write ``out_dir``; ``out_dir`` is untouched on any error."""
+    comp = make_compiler(board, compiler, options or {})
+    return compile_with(comp, model, board, out_dir, name=name, progress=progress)
+
+
+def compile_with(comp: Compiler, model: bytes, board: Board, out_dir: Path, *, name: str = "model",
+                 progress: Progress = no_progress) -> ModuleManifest:
+    """:func:`compile_model` with a compiler already chosen and configured."""
     progress("reading the model", 0.0)
     info = tflite.inspect(model)
-    comp = make_compiler(board, compiler, options or {})
     comp.check(info, board)
     with staged_dir(out_dir) as tmp:
         manifest = comp.compile(model, info, board, tmp, name=name, progress=progress)

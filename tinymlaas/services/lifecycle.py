@@ -26,9 +26,9 @@ from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
-from tinymlaas.lwm2m.security import write_context
-from tinymlaas.models import Board, LwM2MAttach, PullAttach
-from tinymlaas.plugins.base import Progress, no_progress
+from tinymlaas.models import Board, DeviceAttach, DeviceCredentials, JoinInfo
+from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
+from tinymlaas.plugins.registry import get
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.targets import get_board
@@ -93,7 +93,7 @@ class _Api:
 
 
 @contextlib.contextmanager
-def _device(board: Board, attach: LwM2MAttach | PullAttach, flash: Path,
+def _device(board: Board, attach: DeviceAttach, flash: Path,
             targets_dir: Path) -> Iterator[None]:
     """Boot the board's device on ``flash``, joining the service; stop it afterwards."""
     if board.device is not None:  # a container board: the device image boots /flash
@@ -127,14 +127,14 @@ def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progres
     """Run the lifecycle on each board; every step is recorded, the first failure ends a board."""
     targets = [get_board(settings.targets_dir, b) for b in boards]
     service_settings = settings.model_copy(update={
-        "data_dir": work / "service", "orchestrator": orchestrator,
+        "data_dir": work / "service", "database_url": None, "orchestrator": orchestrator,
         "lwm2m": settings.lwm2m.model_copy(update={"port": 0, "security": "oscore"}),
         "http_pull": settings.http_pull.model_copy(update={"security": "token"}),
     })
     runs = []
     with BackgroundServer(service_settings) as server:
         api = _Api(server.url)
-        join = _Joiner(server.url, api.call("GET", "/orchestrator"), work)
+        join = _Joiner(server.url, JoinInfo.model_validate(api.call("GET", "/orchestrator")), work)
         progress("training and registering hello_world (v1 and a retrained v2)", 0.02)
         api.job(api.call("POST", "/models/train", json={"recipe": "hello_world"})["id"])
         api.job(api.call("POST", "/models/train",
@@ -181,25 +181,18 @@ def _timed(run: BoardRun, step: str, fn: Any) -> None:
 
 @dataclass
 class _Joiner:
-    """How a device joins this service: its orchestrator's address and credentials."""
+    """How a device joins this service: its orchestrator's plugin, address and security."""
 
     api_url: str
-    orchestrator: dict[str, Any]
+    info: JoinInfo
     work: Path
 
-    def attach(self, endpoint: str, material: dict[str, str]) -> LwM2MAttach | PullAttach:
-        if self.orchestrator["plugin"] == "http-pull":
-            folder = self.work / endpoint / "credentials"
-            folder.mkdir(parents=True)
-            (folder / "token").write_text(material["token"])
-            return PullAttach(url=self.api_url, endpoint=endpoint, credentials=folder, wait_s=10)
-        oscore = write_context(self.work / endpoint / "oscore", material, role="device")
-        return LwM2MAttach(uri=self.orchestrator["uri"], endpoint=endpoint, oscore=oscore)
-
-    @property
-    def how(self) -> str:
-        return "polling with its token" if self.orchestrator["plugin"] == "http-pull" else \
-            "registered over OSCORE"
+    def attach(self, endpoint: str, credentials: dict[str, Any]) -> DeviceAttach:
+        plugin = get("orchestrators", self.info.plugin, Orchestrator)
+        folder = self.work / endpoint
+        folder.mkdir(parents=True, exist_ok=True)
+        return plugin.attach(self.info, api_url=self.api_url, endpoint=endpoint,
+                             credentials=DeviceCredentials.model_validate(credentials), folder=folder)
 
 
 def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
@@ -212,10 +205,11 @@ def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
     for name, sha in v1["firmware"]["artifacts"].items():  # "flash" v1 at the factory
         (flash / name).write_bytes(api.http.get(f"/artifacts/{sha}").content)
     material = api.call("POST", f"/devices/{ep}/credentials", json={"replace": True})
-    with _device(board, join.attach(ep, material), flash, targets_dir):
+    attach = join.attach(ep, material)
+    with _device(board, attach, flash, targets_dir):
         def register() -> tuple[bool, str]:
             api.online(ep)
-            return True, join.how
+            return True, attach.how
 
         def capabilities() -> tuple[bool, str]:
             c = api.call("GET", f"/devices/{ep}")["capabilities"]

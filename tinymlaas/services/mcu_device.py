@@ -18,7 +18,7 @@ import numpy as np
 
 from tinymlaas.edge.uart import Banner, Inference, UartClient, quantization
 from tinymlaas.errors import InvalidInput, NotFound
-from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach, PullAttach
+from tinymlaas.models import Board, DeviceAttach, FirmwareManifest
 from tinymlaas.plugins.base import Emulator, EmulatorSession
 from tinymlaas.plugins.registry import get
 
@@ -139,7 +139,7 @@ class BridgeProcess:
     child process: its flasher is ``tinymlaas emulate``, which boots each image it is given
     in the emulator; it joins the service over LwM2M or HTTP pull."""
 
-    def __init__(self, board: Board, flash: Path, attach: LwM2MAttach | PullAttach, log: Path, *,
+    def __init__(self, board: Board, flash: Path, attach: DeviceAttach, log: Path, *,
                  targets_dir: Path, emulator: str | None = None) -> None:
         self.log = log
         cmd = [sys.executable, "-m", "tinymlaas.edge.bridge",

@@ -17,7 +17,7 @@ from typing import Any
 from tinymlaas.config import get_settings
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
 from tinymlaas.images import docker_client, image_ref
-from tinymlaas.models import Board, LwM2MAttach, PullAttach
+from tinymlaas.models import Board, DeviceAttach
 from tinymlaas.net import free_port
 
 
@@ -59,7 +59,7 @@ class X86Device:
     """
 
     def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0, *,
-                 attach: LwM2MAttach | PullAttach | None = None) -> None:
+                 attach: DeviceAttach | None = None) -> None:
         if board.device is None:
             raise BuildFailed(f"board '{board.name}' has no device image")
         import docker

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from tinymlaas.api.deps import StoreDep
+from tinymlaas.api.handlers import problems
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
 
 
-@router.get("/{sha256}")
+@router.get("/{sha256}", response_class=FileResponse, responses=problems(404, 422))
 def download_artifact(sha256: str, store: StoreDep) -> FileResponse:
     path = store.artifacts.get(sha256)
     # Content never changes for a hash: the hash is the entity tag.

@@ -2,54 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
-from tinymlaas.plugins.base import Builder
-from tinymlaas.plugins.registry import compiler_for, get
-from tinymlaas.services.builds import run_build
-from tinymlaas.services.compile import make_compiler
-from tinymlaas.targets import get_board
+from tinymlaas.api.handlers import problems
+from tinymlaas.models import Build, Job
+from tinymlaas.services.builds import start_build
 
 router = APIRouter(prefix="/builds", tags=["builds"])
 
 
 class BuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     model: str = Field(description="model id, name (latest version) or name:version")
-    target: str
-    compiler: str | None = None
-    options: dict[str, Any] = {}
-    builder: str = "docker"
-    version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,40}$")
+    target: str = Field(description="board name (GET /targets)")
+    compiler: str | None = Field(None, description="compiler plugin; default: the board's first")
+    options: dict[str, Any] = Field({}, description="the compiler's options (GET /compilers)")
+    builder: str = Field("docker", description="docker (the board's builder image) or local")
+    version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="firmware version")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep,
-                       runner: RunnerDep) -> dict[str, Any]:
-    # Everything that can be refused is refused now, with a 4xx, not in the job.
-    model = store.model(body.model)
-    board = get_board(settings.targets_dir, body.target)
-    compiler_for(board, body.compiler)
-    make_compiler(board, body.compiler, body.options)
-    get("builders", body.builder, Builder)
-    job = store.new_job("build")
-    build = store.add_build(job_id=job.id, model_id=model.id, target=board.name,
-                            compiler=body.compiler, options=body.options, builder=body.builder,
-                            version=body.version)
-    runner.submit(job, lambda p: run_build(store, settings, build, p))
-    return {"build": asdict(build), "job": job.model_dump(mode="json")}
+class BuildAccepted(BaseModel):
+    build: Build
+    job: Job
+
+
+class BuildDetail(Build):
+    job: Job
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
+def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep,
+                 runner: RunnerDep) -> BuildAccepted:
+    """Everything that can be refused (unknown model or board, bad option, a compiler that does not
+    fit the board) is refused now with a 4xx; the build itself runs as a job."""
+    build, job = start_build(store, settings, runner, model=body.model, target=body.target,
+                             compiler=body.compiler, options=body.options, builder=body.builder,
+                             version=body.version)
+    return BuildAccepted(build=build, job=job)
 
 
 @router.get("")
-def list_builds(store: StoreDep) -> list[dict[str, Any]]:
-    return [asdict(b) for b in store.builds()]
+def list_builds(store: StoreDep) -> list[Build]:
+    return store.builds()
 
 
-@router.get("/{build_id}")
-def read_build(build_id: str, store: StoreDep) -> dict[str, Any]:
+@router.get("/{build_id}", responses=problems(404))
+def read_build(build_id: str, store: StoreDep) -> BuildDetail:
     build = store.build(build_id)
-    return {**asdict(build), "job": store.job(build.job_id).model_dump(mode="json")}
+    return BuildDetail(**build.model_dump(), job=store.job(build.job_id))

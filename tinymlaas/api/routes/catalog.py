@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from tinymlaas.api.deps import SettingsDep
+from tinymlaas.api.handlers import problems
 from tinymlaas.models import Board
+from tinymlaas.plugins.base import Compiler, CompilerInfoCard
 from tinymlaas.plugins.registry import plugins
 from tinymlaas.targets import get_board, load_boards
 from tinymlaas.zoo import recipes
@@ -15,21 +16,26 @@ from tinymlaas.zoo import recipes
 router = APIRouter(tags=["catalog"])
 
 
+class ZooRecipe(BaseModel):
+    name: str
+    description: str
+
+
 @router.get("/targets")
 def list_targets(settings: SettingsDep) -> list[Board]:
     return list(load_boards(settings.targets_dir).values())
 
 
-@router.get("/targets/{name}")
+@router.get("/targets/{name}", responses=problems(404))
 def read_target(name: str, settings: SettingsDep) -> Board:
     return get_board(settings.targets_dir, name)
 
 
 @router.get("/compilers")
-def list_compilers() -> list[dict[str, Any]]:
-    return [cls.describe() for cls in plugins("compilers").values()]
+def list_compilers() -> list[CompilerInfoCard]:
+    return [cls.describe() for cls in plugins("compilers").values() if issubclass(cls, Compiler)]
 
 
 @router.get("/zoo")
-def list_zoo() -> list[dict[str, str]]:
-    return [{"name": n, "description": c.description} for n, c in sorted(recipes().items())]
+def list_zoo() -> list[ZooRecipe]:
+    return [ZooRecipe(name=n, description=c.description) for n, c in sorted(recipes().items())]

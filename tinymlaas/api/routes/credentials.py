@@ -1,34 +1,34 @@
-"""Device credentials (OSCORE), provisioned per device; the secret is shown once."""
+"""Device credentials, provisioned per device by the orchestrator; the secret is shown once."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tinymlaas.api.deps import OrchestratorDep
-from tinymlaas.errors import InvalidInput
+from tinymlaas.api.handlers import problems
+from tinymlaas.models import DeviceCredentials
 
 router = APIRouter(prefix="/devices", tags=["credentials"])
 
 
 class ProvisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     replace: bool = False
 
 
-def _security(orch: object) -> object:
-    if not hasattr(orch, "provision"):
-        raise InvalidInput(f"orchestrator '{getattr(orch, 'name', '?')}' has no device credentials")
-    return orch
+@router.post("/{endpoint}/credentials", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
+async def provision(endpoint: str, orch: OrchestratorDep,
+                    body: ProvisionRequest | None = None) -> DeviceCredentials:
+    """New credentials for a device (OSCORE over LwM2M, a bearer token over HTTP pull); a device
+    without them cannot join."""
+    return orch.provision(endpoint, replace=bool(body and body.replace))
 
 
-@router.post("/{endpoint}/credentials", status_code=status.HTTP_201_CREATED)
-def provision(endpoint: str, orch: OrchestratorDep, body: ProvisionRequest | None = None) -> dict[str, str]:
-    """New OSCORE credentials for a device (a device without them cannot register)."""
-    return _security(orch).provision(endpoint, replace=bool(body and body.replace))  # type: ignore[attr-defined]
-
-
-@router.delete("/{endpoint}/credentials", status_code=status.HTTP_204_NO_CONTENT)
-def revoke(endpoint: str, orch: OrchestratorDep) -> Response:
-    """Revoke a device's credentials; it is dropped and cannot register again."""
-    _security(orch).revoke(endpoint)  # type: ignore[attr-defined]
+@router.delete("/{endpoint}/credentials", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problems(404, 409))
+async def revoke(endpoint: str, orch: OrchestratorDep) -> Response:
+    """Revoke a device's credentials; it is dropped and cannot join again."""
+    orch.revoke(endpoint)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,62 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import OrchestratorDep, RunnerDep, StoreDep
-from tinymlaas.errors import DeviceUnreachable, InvalidInput
-from tinymlaas.models import Deployment, Package
-from tinymlaas.services.deployments import firmware_package, module_package, run_deployment
+from tinymlaas.api.handlers import problems
+from tinymlaas.models import Deployment, Job
+from tinymlaas.services.deployments import start_deployment
 
 router = APIRouter(tags=["deployments"])
 
 
 class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     build: str | None = Field(None, description="a finished build's id")
     artifact: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                  description="or an OS image already in the artifact store (FOTA only)")
 
 
-def _start(kind: str, endpoint: str, body: DeployRequest, request: Request, store: Any,
-           orch: Any, runner: Any) -> dict[str, Any]:
-    if not orch.device(endpoint).online:
-        raise DeviceUnreachable(f"device '{endpoint}' is offline")
-    fallback = None
-    if body.build:
-        build = store.build(body.build)
-        if kind == "firmware":
-            package = firmware_package(store, build)
-        else:
-            package, fallback = module_package(store, build), firmware_package(store, build)
-    elif body.artifact and kind == "firmware":
-        size = store.artifacts.get(body.artifact).stat().st_size
-        package = Package(sha256=body.artifact, size=size, kind="firmware")
-    else:
-        raise InvalidInput("give 'build' (a finished build), or 'artifact' for a firmware image")
-    base = str(request.base_url).rstrip("/")  # unless the orchestrator has its own package_base_url
-    job = store.new_job(f"deploy-{kind}")
-    dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256,
-                               job_id=job.id, build_id=body.build)
-    runner.submit_async(job, lambda p: run_deployment(store, orch, dep, package, download_base=base,
-                                                      fallback=fallback, progress=p))
-    return {"deployment": dep.model_dump(mode="json"), "job": job.model_dump(mode="json")}
+class DeploymentAccepted(BaseModel):
+    deployment: Deployment
+    job: Job
 
 
-@router.post("/devices/{endpoint}/firmware", status_code=status.HTTP_202_ACCEPTED)
-async def deploy_firmware(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                          orch: OrchestratorDep, runner: RunnerDep) -> dict[str, Any]:
+@router.post("/devices/{endpoint}/firmware", status_code=status.HTTP_202_ACCEPTED,
+             responses=problems(404, 422, 504))
+def deploy_firmware(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
+                    orch: OrchestratorDep, runner: RunnerDep) -> DeploymentAccepted:
     """FOTA: the device downloads the OS image, checks its SHA-256, installs it and reboots."""
-    return _start("firmware", endpoint, body, request, store, orch, runner)
+    dep, job = start_deployment(store, orch, runner, kind="firmware", endpoint=endpoint,
+                                build_id=body.build, artifact=body.artifact,
+                                download_base=str(request.base_url).rstrip("/"))
+    return DeploymentAccepted(deployment=dep, job=job)
 
 
-@router.post("/devices/{endpoint}/model", status_code=status.HTTP_202_ACCEPTED)
-async def deploy_model(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                       orch: OrchestratorDep, runner: RunnerDep) -> dict[str, Any]:
+@router.post("/devices/{endpoint}/model", status_code=status.HTTP_202_ACCEPTED,
+             responses=problems(404, 422, 504))
+def deploy_model(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
+                 orch: OrchestratorDep, runner: RunnerDep) -> DeploymentAccepted:
     """SOTA: only the inference module, swapped without stopping the device (FOTA if it cannot)."""
-    return _start("model", endpoint, body, request, store, orch, runner)
+    dep, job = start_deployment(store, orch, runner, kind="model", endpoint=endpoint,
+                                build_id=body.build, artifact=body.artifact,
+                                download_base=str(request.base_url).rstrip("/"))
+    return DeploymentAccepted(deployment=dep, job=job)
 
 
 @router.get("/deployments")
@@ -65,6 +53,6 @@ def list_deployments(store: StoreDep, endpoint: str | None = None) -> list[Deplo
     return store.deployments(endpoint)
 
 
-@router.get("/deployments/{deployment_id}")
+@router.get("/deployments/{deployment_id}", responses=problems(404))
 def read_deployment(deployment_id: str, store: StoreDep) -> Deployment:
     return store.deployment(deployment_id)

@@ -1,52 +1,45 @@
-"""Devices: inventory, capabilities, inferences, results and package downloads (FOTA/SOTA pulls)."""
+"""Devices: how they join, inventory, capabilities, inferences, results and package downloads."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from tinymlaas.api.deps import OrchestratorDep, StoreDep
-from tinymlaas.edge.tflm import quantize
-from tinymlaas.errors import InvalidInput, TinyMLaaSError
-from tinymlaas.models import Device, InferenceReport
+from tinymlaas.api.handlers import problems
+from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo
+from tinymlaas.services import devices as service
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 server_router = APIRouter(tags=["devices"])
 
 
-@server_router.get("/orchestrator")
-@server_router.get("/lwm2m", include_in_schema=False)  # its first name, when LwM2M was the only one
-def orchestration_server(orch: OrchestratorDep) -> dict[str, Any]:
+@server_router.get("/orchestrator", response_model_exclude_none=True)
+# /lwm2m: its first name, when LwM2M was the only orchestrator
+@server_router.get("/lwm2m", include_in_schema=False, response_model_exclude_none=True)
+async def orchestration_server(orch: OrchestratorDep) -> JoinInfo:
     """How devices join: the orchestrator plugin, where (LwM2M URI or poll path) and the security mode."""
-    describe = getattr(orch, "describe_server", None)
-    return describe() if describe else {"plugin": orch.name}
+    return orch.join_info()
 
 
 @router.get("")
-def list_devices(orch: OrchestratorDep) -> list[Device]:
+async def list_devices(orch: OrchestratorDep) -> list[Device]:
     return orch.devices()
 
 
-@router.get("/{endpoint}")
-async def read_device(endpoint: str, orch: OrchestratorDep) -> dict[str, Any]:
+@router.get("/{endpoint}", responses=problems(404))
+async def read_device(endpoint: str, orch: OrchestratorDep) -> DeviceDetail:
     """The device record and, when it is online, what it reports about itself now."""
-    device = orch.device(endpoint)
-    body: dict[str, Any] = {"device": device.model_dump(), "capabilities": None}
-    if device.online:
-        try:
-            body["capabilities"] = (await orch.capabilities(endpoint)).model_dump()
-        except TinyMLaaSError as exc:  # the record is still worth showing; say why there is no more
-            body["capabilities_error"] = exc.message
-    return body
+    return await service.device_detail(orch, endpoint)
 
 
 class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     input: list[float] | None = None
     values: list[float] | None = None
 
@@ -57,39 +50,26 @@ class InferRequest(BaseModel):
         return self
 
 
-@router.post("/{endpoint}/infer")
+@router.post("/{endpoint}/infer", responses=problems(404, 409, 422, 502, 504))
 async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep) -> InferenceReport:
     """One inference on the device, through the orchestration protocol."""
-    caps = await orch.capabilities(endpoint)
-    spec = ((caps.tensors or {}).get("inputs") or [None])[0]
-    if spec is None:
-        raise InvalidInput(f"device '{endpoint}' does not describe its input tensor")
-    dtype = np.dtype(spec["dtype"])
-    n = int(np.prod(spec["shape"]))
-    if body.values is not None and spec.get("scale") is not None:
-        tensor = quantize(np.asarray(body.values), spec["scale"], spec["zero_point"], dtype)
-    else:
-        raw = np.asarray(body.input if body.input is not None else body.values, dtype=np.float64)
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            if raw.size and (raw.min() < info.min or raw.max() > info.max or np.any(raw != np.round(raw))):
-                raise InvalidInput(f"input values must be {dtype.name} integers")
-        tensor = raw.astype(dtype)
-    if tensor.size != n:
-        raise InvalidInput(f"the model on '{endpoint}' takes {n} input values, not {tensor.size}")
-    return await orch.infer(endpoint, tensor.tobytes())
+    return await service.infer(orch, endpoint, values=body.values, raw=body.input)
 
 
-@router.get("/{endpoint}/results")
+@router.get("/{endpoint}/results", response_class=StreamingResponse,
+            responses={**problems(404, 409, 502, 504),
+                       200: {"content": {"text/event-stream": {}},
+                             "description": "one `inference` event per inference the device runs"}})
 async def results(endpoint: str, orch: OrchestratorDep,
                   count: int = Query(0, ge=0, description="stop after this many (0: never)")
                   ) -> StreamingResponse:
-    """Server-sent events, one per inference the device runs (LwM2M Observe underneath)."""
-    orch.device(endpoint)
+    """Server-sent events, one per inference the device runs (LwM2M Observe underneath).
+    Whatever can be refused (unknown or offline device) is refused before the stream starts."""
+    stream = await orch.subscribe(endpoint)
 
     async def events() -> AsyncIterator[str]:
         sent = 0
-        async for report in orch.results(endpoint):
+        async for report in stream:
             yield f"event: inference\ndata: {json.dumps(report.model_dump())}\n\n"
             sent += 1
             if count and sent >= count:
@@ -98,8 +78,8 @@ async def results(endpoint: str, orch: OrchestratorDep,
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@router.get("/{endpoint}/packages/{sha256}")
-def download_package(endpoint: str, sha256: str, store: StoreDep, orch: OrchestratorDep,
+@router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404))
+async def download_package(endpoint: str, sha256: str, store: StoreDep, orch: OrchestratorDep,
                      grant: str | None = None) -> FileResponse:
     """A package sent to this device (FOTA/SOTA pull). Range requests resume a broken download."""
     orch.authorize_download(endpoint, sha256, grant)

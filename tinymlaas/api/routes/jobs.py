@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tinymlaas.api.deps import StoreDep
+from tinymlaas.api.handlers import problems
 from tinymlaas.models import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -15,6 +16,6 @@ def list_jobs(store: StoreDep) -> list[Job]:
     return store.jobs()
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=problems(404))
 def read_job(job_id: str, store: StoreDep) -> Job:
     return store.job(job_id)

@@ -2,67 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
-from tinymlaas.models import Job
-from tinymlaas.services.builds import register_model, train_and_register
-from tinymlaas.zoo import get_recipe
+from tinymlaas.api.handlers import problems
+from tinymlaas.models import Job, Model
+from tinymlaas.services.builds import MAX_MODEL_BYTES, start_training, upload_model
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-MAX_MODEL_BYTES = 64 << 20
-
 
 class TrainRequest(BaseModel):
-    recipe: str
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(description="a zoo recipe (GET /zoo)")
     seed: int | None = Field(None, ge=0)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def upload_model(
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(413, 422))
+def create_model(
     store: StoreDep,
     file: Annotated[UploadFile, File(description=".tflite flatbuffer")],
     name: Annotated[str, Form(min_length=1, max_length=100)],
-) -> dict[str, Any]:
-    data = await file.read(MAX_MODEL_BYTES + 1)
-    if len(data) > MAX_MODEL_BYTES:
-        from tinymlaas.errors import InvalidInput
-
-        raise InvalidInput(f"model file is larger than {MAX_MODEL_BYTES} bytes")
-    return asdict(register_model(store, name, data, source=f"upload:{file.filename}"))
+) -> Model:
+    """Register a model version (validated first: a file that is not a model is never stored)."""
+    return upload_model(store, name, file.file, filename=file.filename or "model.tflite",
+                        limit=MAX_MODEL_BYTES)
 
 
-@router.post("/train", status_code=status.HTTP_202_ACCEPTED)
-async def train_model(body: TrainRequest, store: StoreDep, settings: SettingsDep,
-                      runner: RunnerDep) -> Job:
-    get_recipe(body.recipe)  # 404 now, not in the job
-    job = store.new_job("train")
-    return runner.submit(job, lambda p: train_and_register(store, settings, body.recipe, body.seed, p))
+@router.post("/train", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
+def train_model(body: TrainRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep) -> Job:
+    """Train a zoo recipe and register the result, as a job."""
+    return start_training(store, settings, runner, body.recipe, body.seed)
 
 
 @router.get("")
-def list_models(store: StoreDep) -> list[dict[str, Any]]:
-    return [asdict(m) for m in store.models()]
+def list_models(store: StoreDep) -> list[Model]:
+    return store.models()
 
 
-@router.get("/{ref}")
-def read_model(ref: str, store: StoreDep) -> dict[str, Any]:
-    return asdict(store.model(ref))
+@router.get("/{ref}", responses=problems(404))
+def read_model(ref: str, store: StoreDep) -> Model:
+    """By id, ``name`` (latest version) or ``name:version``."""
+    return store.model(ref)
 
 
-@router.get("/{ref}/file")
+@router.get("/{ref}/file", response_class=FileResponse, responses=problems(404))
 def download_model(ref: str, store: StoreDep) -> FileResponse:
     rec = store.model(ref)
     return FileResponse(store.artifacts.get(rec.sha256), media_type="application/octet-stream",
                         filename=f"{rec.name}-v{rec.version}.tflite")
 
 
-@router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_model(ref: str, store: StoreDep) -> None:
+@router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404, 409))
+def delete_model(ref: str, store: StoreDep) -> Response:
     store.delete_model(ref)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -38,3 +38,25 @@ def test_serve_names_the_orchestrators_it_knows() -> None:
     r = _cli("serve", "--orchestrator", "carrier-pigeon")
     assert r.returncode == 3
     assert r.stderr.strip() == "error: no orchestrator named 'carrier-pigeon'; available: http-pull, lwm2m"
+
+
+@pytest.mark.parametrize("args", [
+    ["comple"], ["compile"], ["targets", "extra"], ["targets", "--bogus"],
+    ["compile", "m.tflite", "--target"], ["run", "fw.elf", "-t", "lm3s6965evb"]])
+def test_every_usage_error_is_one_line_and_exit_2(args: list[str]) -> None:
+    r = _cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), r.stderr
+
+
+def test_version_and_json_tables() -> None:
+    from tinymlaas import __version__
+
+    assert _cli("--version").stdout.strip() == f"tinymlaas {__version__}"
+    import json
+
+    boards = json.loads(_cli("targets", "--json").stdout)
+    assert {b["name"] for b in boards} >= {"x86-tflm", "lm3s6965evb"}
+    cards = json.loads(_cli("compilers", "--json").stdout)
+    assert {c["name"] for c in cards} == {"aot", "tflm"} and all(c["ops"] for c in cards)
+    assert {r["name"] for r in json.loads(_cli("zoo", "list", "--json").stdout)} >= {"hello_world"}

@@ -22,8 +22,7 @@ from tinymlaas.config import Settings
 from tinymlaas.edge.pull import PullAgent, Refused, Seen
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
-from tinymlaas.plugins.base import Orchestrator
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.store import ArtifactStore
 
 pytestmark = pytest.mark.ota
@@ -98,7 +97,7 @@ def deploy(api: httpx.Client, endpoint: str, artifact: str) -> dict[str, Any]:
 
 
 def test_it_is_a_registered_orchestrator_plugin() -> None:
-    assert get("orchestrators", "http-pull", Orchestrator) is HttpPullOrchestrator
+    assert orchestrator_plugin("http-pull") is HttpPullOrchestrator
 
 
 def test_a_device_polls_in_is_read_infers_and_takes_firmware(

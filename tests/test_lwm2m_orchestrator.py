@@ -15,8 +15,7 @@ from tinymlaas.edge.lwm2m.agent import DeviceObject, TinyMLObject
 from tinymlaas.edge.lwm2m.client import LwM2MClient
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
-from tinymlaas.plugins.base import Orchestrator
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import orchestrator_plugin
 
 pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]
 
@@ -27,7 +26,7 @@ def anyio_backend() -> str:
 
 
 def test_it_is_the_registered_orchestrator_plugin() -> None:
-    assert get("orchestrators", "lwm2m", Orchestrator) is LwM2MOrchestrator
+    assert orchestrator_plugin("lwm2m") is LwM2MOrchestrator
 
 
 async def test_capabilities_infer_and_results(hello_world: bytes, tmp_path: Path) -> None:

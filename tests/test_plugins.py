@@ -11,7 +11,7 @@ from tinymlaas.config import Settings
 from tinymlaas.errors import NotFound, PluginError, UnsupportedModel
 from tinymlaas.models import Board, ImageSpec, ModelInfo, TensorSpec
 from tinymlaas.plugins.base import Builder, Compiler
-from tinymlaas.plugins.registry import compiler_for, get, plugins, verify
+from tinymlaas.plugins.registry import compiler_for, compiler_plugin, plugins, verify
 
 
 def test_builtins_are_discovered_through_entry_points() -> None:
@@ -23,7 +23,7 @@ def test_unknown_kind_and_name() -> None:
     with pytest.raises(PluginError):
         plugins("spaceships")
     with pytest.raises(NotFound, match="available"):
-        get("compilers", "nope", Compiler)
+        compiler_plugin("nope")
 
 
 def test_verify_rejects_wrong_base_and_name_mismatch() -> None:

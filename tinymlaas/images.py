@@ -70,11 +70,12 @@ def image_label(client: DockerClient, tag: str) -> str | None:
         img = client.images.get(tag)
     except docker.errors.ImageNotFound:
         return None
-    return (img.labels or {}).get(HASH_LABEL)
+    label = (img.labels or {}).get(HASH_LABEL)
+    return str(label) if label is not None else None
 
 
 def image_id(client: DockerClient, tag: str) -> str:
-    return client.images.get(tag).id
+    return str(client.images.get(tag).id)
 
 
 def apt_sources() -> list[Path]:

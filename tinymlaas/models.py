@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MODULE_FORMAT = "tinymlaas.inference-module/1"
+MODULE_FORMAT: Literal["tinymlaas.inference-module/1"] = "tinymlaas.inference-module/1"
 
 
 class TensorSpec(BaseModel):
@@ -151,7 +151,7 @@ class ModuleManifest(BaseModel):
     data_sha256: str | None = None
 
 
-FIRMWARE_FORMAT = "tinymlaas.firmware/1"
+FIRMWARE_FORMAT: Literal["tinymlaas.firmware/1"] = "tinymlaas.firmware/1"
 
 
 class FirmwareManifest(BaseModel):

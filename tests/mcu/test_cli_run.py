@@ -38,12 +38,31 @@ def test_run_prints_outputs_and_instruction_counts(echo_firmware: EchoFirmware,
     assert int(rows[0].split("│")[4].strip().replace(",", "")) > 10
 
 
-def test_run_refuses_an_input_of_the_wrong_size(echo_firmware: EchoFirmware,
-                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize(("shape", "why"), [
+    ((3,), "3"), ((8,), "8"), ((2, 5), "2x5"), ((320,), "320")])
+def test_run_refuses_an_input_that_is_not_whole_inputs(echo_firmware: EchoFirmware, tmp_path: Path,
+                                                       shape: tuple[int, ...], why: str) -> None:
+    """One input, or one input per row: never a flat array cut into inputs silently."""
     _, elf, _ = echo_firmware("lm3s6965evb")
     x = tmp_path / "x.npy"
-    np.save(x, np.zeros(3, dtype=np.int8))
+    np.save(x, np.zeros(shape, dtype=np.int8))
     r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x))
-    assert r.returncode == 2
-    assert r.stderr.strip() == ("error: the model takes 4 input values per inference; "
-                                "the input holds 3")
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip() == (f"error: the model takes 4 input values per inference; the input of "
+                                f"shape {why} is neither one input nor one input per row (N x 4)")
+
+
+def test_run_refuses_firmware_built_for_another_board(echo_firmware: EchoFirmware, tmp_path: Path) -> None:
+    _, elf, _ = echo_firmware("microbit")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros(4, dtype=np.int8))
+    r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x))  # the folder's manifest says so
+    assert (r.returncode, r.stderr.strip()) == (
+        2, f"error: {elf} was built for board 'microbit', not 'lm3s6965evb'")
+    bare = tmp_path / "bare.elf"
+    bare.write_bytes(elf.read_bytes())  # no manifest: the image names its board
+    r = _run(str(bare), "--target", "lm3s6965evb", "--input", str(x))
+    assert (r.returncode, r.stderr.strip()) == (
+        2, f"error: {bare} was built for board 'microbit', not 'lm3s6965evb'")
+    r = _run(str(x), "--target", "lm3s6965evb", "--input", str(x))
+    assert r.returncode == 2 and "is not an ARM ELF image" in r.stderr

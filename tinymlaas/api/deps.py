@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -11,21 +11,32 @@ from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
 from tinymlaas.store import Store
 
+T = TypeVar("T")
+
+
+def _state(request: Request, name: str, kind: type[T]) -> T:
+    """What the lifespan put on the app's state, checked (the state itself is untyped)."""
+    value = getattr(request.app.state, name)
+    assert isinstance(value, kind)
+    return value
+
 
 def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    return _state(request, "settings", Settings)
 
 
 def get_store(request: Request) -> Store:
-    return request.app.state.store
+    return _state(request, "store", Store)
 
 
 def get_runner(request: Request) -> JobRunner:
-    return request.app.state.runner
+    return _state(request, "runner", JobRunner)
 
 
 def get_orchestrator(request: Request) -> Orchestrator:
-    return request.app.state.orchestrator
+    orchestrator = request.app.state.orchestrator
+    assert isinstance(orchestrator, Orchestrator)
+    return orchestrator
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -23,13 +23,12 @@ from tinymlaas.api.routes import (
 )
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
-from tinymlaas.plugins.base import Orchestrator
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.store import Store
 
 
 def create_app(settings: Settings) -> FastAPI:
-    orchestrator_cls = get("orchestrators", settings.orchestrator, Orchestrator)
+    orchestrator_cls = orchestrator_plugin(settings.orchestrator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,25 +8,57 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tinymlaas import __version__
 from tinymlaas.config import get_settings
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.plugins.base import no_progress
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 zoo_app = typer.Typer(no_args_is_help=True, help="Models the zoo can train.")
 app.add_typer(zoo_app, name="zoo")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 # Tables are the output: never squeeze them into 80 columns when piped to a log.
 out = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tinymlaas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """TinyML as-a-Service: compile, build, deploy and run ML models on microcontrollers."""
+
+
+def print_json(data: object) -> None:
+    """Machine-readable output: pydantic records and plain data alike."""
+    out.print_json(json.dumps(data, default=_jsonable))
+
+
+def _jsonable(value: object) -> object:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 @contextmanager
@@ -79,28 +111,36 @@ def read_model_file(path: Path) -> bytes:
 
 
 @app.command()
-def targets() -> None:
+def targets(as_json: JsonOpt = False) -> None:
     """List target boards with their memory."""
     from tinymlaas.targets import load_boards
 
+    boards = list(load_boards(get_settings().targets_dir).values())
+    if as_json:
+        print_json(boards)
+        return
     table = Table("board", "cpu", "arch", "flash", "RAM", "compilers", "emulator")
-    for b in load_boards(get_settings().targets_dir).values():
+    for b in boards:
         table.add_row(b.name, b.cpu, b.arch, f"{b.flash_bytes:,}", f"{b.ram_bytes:,}",
                       ",".join(b.compilers), str(b.emulator.get("qemu_machine", "container")))
     out.print(table)
 
 
 @app.command()
-def compilers() -> None:
+def compilers(as_json: JsonOpt = False) -> None:
     """List compiler plugins, their ops and options."""
+    from tinymlaas.plugins.base import Compiler
     from tinymlaas.plugins.registry import plugins
 
-    for cls in plugins("compilers").values():
-        d = cls.describe()
-        out.print(f"[bold]{d['name']}[/] {d['version']}: {d['doc']}")
-        out.print(f"  arches: {', '.join(d['arches'])}; dtypes: {', '.join(d['dtypes'])}")
-        out.print(f"  ops ({len(d['ops'])}): {', '.join(d['ops'])}")
-        for key, prop in d["options"].get("properties", {}).items():
+    cards = [cls.describe() for cls in plugins("compilers").values() if issubclass(cls, Compiler)]
+    if as_json:
+        print_json(cards)
+        return
+    for d in cards:
+        out.print(f"[bold]{d.name}[/] {d.version}: {d.doc}")
+        out.print(f"  arches: {', '.join(d.arches)}; dtypes: {', '.join(d.dtypes)}")
+        out.print(f"  ops ({len(d.ops)}): {', '.join(d.ops)}")
+        for key, prop in d.options.get("properties", {}).items():
             out.print(f"  -O {key}=<{prop.get('type', 'value')}>  {prop.get('description', '')}")
 
 
@@ -142,36 +182,51 @@ def build(
     output: Annotated[Path, typer.Option("--output", "-o", help="firmware directory to write")],
     builder: Annotated[str, typer.Option(help="docker (builder container) or local")] = "docker",
     version: Annotated[str, typer.Option(help="firmware version")] = "1.0.0",
+    as_json: JsonOpt = False,
 ) -> None:
     """Build a device OS image from an inference module."""
-    from tinymlaas.plugins.base import Builder
-    from tinymlaas.plugins.registry import get
+    from tinymlaas.plugins.registry import builder_plugin
     from tinymlaas.targets import get_board
 
     board = get_board(get_settings().targets_dir, target)
     with progress_bar("build") as report:
-        fw = get("builders", builder, Builder)().build(module, board, output, version=version,
-                                                       progress=report)
-    out.print(f"wrote {output / fw.image}: {fw.sizes} (headroom {fw.headroom})")
+        fw = builder_plugin(builder)().build(module, board, output, version=version, progress=report)
+    if as_json:
+        print_json(fw)
+        return
+    out.print(f"wrote {output / fw.image}: firmware {fw.version} for {fw.board}, "
+              f"model {fw.model_sha256[:12]}")
+    for region in ("flash", "ram"):
+        if region in fw.sizes:
+            used, free = fw.sizes[region], fw.headroom.get(region)
+            room = f", {free:,} B free of the board's {used + free:,} B" if free is not None else ""
+            out.print(f"  {region:<5} {used:>10,} B{room}")
 
 
 @app.command()
-def images() -> None:
+def images(as_json: JsonOpt = False) -> None:
     """Build the base and every board's images (only what changed)."""
     from tinymlaas.images import ensure_all
 
     with progress_bar("images") as report:
         built = ensure_all(get_settings(), progress=report)
+    if as_json:
+        print_json(built)
+        return
     for tag, rebuilt in built.items():
         out.print(f"{tag}: {'built' if rebuilt else 'up to date'}")
 
 
 @zoo_app.command("list")
-def zoo_list() -> None:
+def zoo_list(as_json: JsonOpt = False) -> None:
     """Recipes the zoo can train."""
     from tinymlaas.zoo import recipes
 
-    for name, cls in sorted(recipes().items()):
+    found = sorted(recipes().items())
+    if as_json:
+        print_json([{"name": name, "description": cls.description} for name, cls in found])
+        return
+    for name, cls in found:
         out.print(f"[bold]{name}[/]: {cls.description}")
 
 
@@ -199,6 +254,7 @@ def demo(
         "x86-tflm", "mps2-an385"],
     builder: Annotated[str, typer.Option(help="docker or local")] = "docker",
     lifecycle: Annotated[bool, typer.Option(help="then the dry-run over LwM2M (FOTA, SOTA)")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """The whole loop: hello_world -> compile -> build -> boot -> 7 inferences, per board;
     then the lifecycle over LwM2M: register, infer, FOTA and SOTA through the service."""
@@ -210,12 +266,19 @@ def demo(
     boards = [get_board(settings.targets_dir, t) for t in target]  # unknown boards fail first
     with progress_bar("images") as report:
         ensure_all(settings, progress=report)
-    failed = []
+    failed, report_rows = [], []
     for board in boards:
         with tempfile.TemporaryDirectory(prefix="tinymlaas-demo-") as tmp, \
                 progress_bar(f"demo {board.name}") as report:
             result = hello_world_loop(settings, Path(tmp), target=board.name, builder=builder,
                                       progress=report)
+        if not all(r.bit_exact and r.error < 0.15 for r in result.results):
+            failed.append(board.name)
+        if as_json:
+            report_rows.append({"board": board.name, "banner": result.banner, "firmware": result.firmware,
+                                "results": [{**asdict(r), "bit_exact": r.bit_exact, "error": r.error}
+                                            for r in result.results]})
+            continue
         out.print(result.banner, soft_wrap=True)
         counted = any(r.instructions is not None for r in result.results)
         table = Table("x", "sin(x)", "device int8", "device value", "TFLM int8", "|error|", "bit-exact",
@@ -229,28 +292,32 @@ def demo(
         fw = result.firmware
         out.print(f"firmware {fw.version} for {fw.board}: flash {fw.sizes.get('flash', 0):,} B, "
                   f"RAM {fw.sizes.get('ram', 0):,} B, model {fw.model_sha256[:12]}\n")
-        if not all(r.bit_exact and r.error < 0.15 for r in result.results):
-            failed.append(board.name)
+    runs = run_dry_run(target, as_json=as_json) if lifecycle and not failed else []
+    if as_json:
+        print_json({"boards": report_rows, "lifecycle": [asdict(r) for r in runs]})
     if failed:
         raise TinyMLaaSError(f"outputs differ from TFLM's or from sin(x) on: {', '.join(failed)}")
-    if lifecycle:
-        run_dry_run(target)
+    _check_runs(runs)
 
 
-def run_dry_run(boards: list[str], orchestrator: str = "lwm2m") -> None:
-    """Run the lifecycle dry-run and print one table per board; fail if any step failed."""
+def run_dry_run(boards: list[str], orchestrator: str = "lwm2m", *, as_json: bool = False) -> list[Any]:
+    """Run the lifecycle dry-run and print one table per board (unless ``as_json``)."""
     from tinymlaas.services.lifecycle import dry_run
 
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="tinymlaas-dryrun-") as tmp, \
             progress_bar("lifecycle") as report:
         runs = dry_run(settings, Path(tmp), boards, progress=report, orchestrator=orchestrator)
-    for run in runs:
+    for run in [] if as_json else runs:
         table = Table("step", "ok", "seconds", "detail",
                       title=f"lifecycle over {orchestrator} on {run.board} (device '{run.endpoint}')")
         for c in run.checks:
             table.add_row(c.step, "yes" if c.ok else "[red]NO[/]", f"{c.seconds:.1f}", c.detail)
         out.print(table)
+    return runs
+
+
+def _check_runs(runs: list[Any]) -> None:
     failed = [r.board for r in runs if not r.ok]
     if failed:
         raise TinyMLaaSError(f"the lifecycle dry-run failed on: {', '.join(failed)}")
@@ -261,20 +328,23 @@ def dryrun(
     target: Annotated[list[str], typer.Option("--target", "-t", help="boards to run on")] = [  # noqa: B006
         "x86-tflm", "lm3s6965evb"],
     orchestrator: Annotated[str, typer.Option(help="lwm2m or http-pull")] = "lwm2m",
+    as_json: JsonOpt = False,
 ) -> None:
     """The CTO's dry-run of the whole lifecycle: build, join, infer, FOTA, SOTA."""
     from tinymlaas.images import ensure_all
-    from tinymlaas.plugins.base import Orchestrator
-    from tinymlaas.plugins.registry import get
+    from tinymlaas.plugins.registry import orchestrator_plugin
     from tinymlaas.targets import get_board
 
     settings = get_settings()
     for t in target:
         get_board(settings.targets_dir, t)  # unknown boards fail before any work
-    get("orchestrators", orchestrator, Orchestrator)
+    orchestrator_plugin(orchestrator)
     with progress_bar("images") as report:
         ensure_all(settings, progress=report)
-    run_dry_run(target, orchestrator)
+    runs = run_dry_run(target, orchestrator, as_json=as_json)
+    if as_json:
+        print_json([asdict(r) for r in runs])
+    _check_runs(runs)
 
 
 @app.command()
@@ -288,12 +358,11 @@ def serve(
     import uvicorn
 
     from tinymlaas.api.main import create_app
-    from tinymlaas.plugins.base import Orchestrator
-    from tinymlaas.plugins.registry import get
+    from tinymlaas.plugins.registry import orchestrator_plugin
 
     settings = get_settings()
     if orchestrator is not None:
-        get("orchestrators", orchestrator, Orchestrator)  # an unknown name fails here, in one line
+        orchestrator_plugin(orchestrator)  # an unknown name fails here, in one line
         settings = settings.model_copy(update={"orchestrator": orchestrator})
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
 
@@ -304,29 +373,46 @@ def run(
     target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".npy: int8 = raw, float = quantized")],
     emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Boot FIRMWARE in an emulator, run the input through it, print outputs and instruction counts."""
     import numpy as np
 
-    from tinymlaas.services.mcu_device import McuDevice, input_tensors, output_values
-    from tinymlaas.targets import get_board
+    from tinymlaas.services.mcu_device import (
+        McuDevice,
+        check_image_board,
+        firmware_image,
+        input_tensors,
+        output_values,
+    )
+    from tinymlaas.targets import get_board, load_boards
 
-    board = get_board(get_settings().targets_dir, target)
+    settings = get_settings()
+    board = get_board(settings.targets_dir, target)
+    image = firmware_image(firmware)
+    check_image_board(image, board, load_boards(settings.targets_dir))
     try:
         values = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot read {input} as a .npy array: {exc}") from exc
-    with McuDevice(board, firmware, emulator=emulator) as device:
+    with McuDevice(board, image, emulator=emulator) as device:
         info = device.info()
         tensors = input_tensors(values, info)
-        out.print(f"{device.banner.line} (ready {device.boot_seconds:.2f} s after start)")
-        table = Table("#", "output int8", "output values", "instructions")
-        for i, tensor in enumerate(tensors):
+        rows = []
+        for tensor in tensors:
             result = device.infer(tensor)
-            vals = output_values(result, info)
-            table.add_row(str(i), " ".join(str(v) for v in result.values()),
-                          " ".join(f"{v:.6g}" for v in vals), f"{result.instructions:,}")
-        out.print(table)
+            rows.append({"output": result.values().tolist(),
+                         "values": output_values(result, info).tolist(),
+                         "instructions": result.instructions})
+    if as_json:
+        print_json({"banner": device.banner.line, "boot_seconds": device.boot_seconds, "inferences": rows})
+        return
+    out.print(f"{device.banner.line} (ready {device.boot_seconds:.2f} s after start)")
+    table = Table("#", "output int8", "output values", "instructions")
+    for i, row in enumerate(rows):
+        table.add_row(str(i), " ".join(map(str, row["output"])),
+                      " ".join(f"{v:.6g}" for v in row["values"]), f"{row['instructions']:,}")
+    out.print(table)
 
 
 @app.command()
@@ -365,19 +451,23 @@ def emulate(
         session.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the command; whatever goes wrong is one line on stderr and the family's exit code."""
     try:
-        typer.main.get_command(app).main(standalone_mode=False)
+        code = typer.main.get_command(app).main(argv, prog_name="tinymlaas", standalone_mode=False)
     except TinyMLaaSError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt) as exc:
+        sys.exit(getattr(exc, "exit_code", 130))
+    except Exception as exc:
+        # Usage errors: typer bundles its own click, whose exceptions carry these two.
+        exit_code, message = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
+        if not isinstance(exit_code, int) or not callable(message):
+            raise
+        print(f"error: {message()}", file=sys.stderr)
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,8 @@ async def serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
+    parts: Parts  # the objects tell it when the MCU runs something else
+
     class Firmware(BridgeFirmware):
         async def install(self, image: Path) -> None:
             await super().install(image)

@@ -134,7 +134,8 @@ class PullAgent:
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read())
+                reply: dict[str, Any] = json.loads(resp.read())
+                return reply
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500:
                 detail = exc.read().decode(errors="replace")
@@ -144,15 +145,16 @@ class PullAgent:
             raise
 
     async def _poll(self, wait_s: float) -> None:
-        body = {"status": self._status(), "accepted": self._accepted, "results": self._results,
-                "inferences": self._inferences, "wait_s": wait_s}
+        accepted, results, inferences = self._accepted, self._results, self._inferences
+        body = {"status": self._status(), "accepted": accepted, "results": results,
+                "inferences": inferences, "wait_s": wait_s}
         self._accepted, self._results, self._inferences = [], [], []
         try:
             reply = await asyncio.to_thread(self._post, body, wait_s + 30.0)
         except BaseException:  # not delivered: report it with the next poll
-            self._accepted = body["accepted"] + self._accepted
-            self._results = body["results"] + self._results
-            self._inferences = body["inferences"] + self._inferences
+            self._accepted = accepted + self._accepted
+            self._results = results + self._results
+            self._inferences = inferences + self._inferences
             raise
         if not self.connected.is_set():
             log.info("polling %s as %s", self.url, self.endpoint)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
@@ -26,13 +27,13 @@ class TflmError(RuntimeError):
     """TFLM refused or crashed on a model; the message says how."""
 
 
-def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+def quantize(values: npt.ArrayLike, scale: float, zero_point: int, dtype: npt.DTypeLike) -> np.ndarray:
     info = np.iinfo(dtype)
     q = np.round(np.asarray(values, dtype=np.float64) / scale) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+def dequantize(values: npt.ArrayLike, scale: float, zero_point: int) -> np.ndarray:
     return (np.asarray(values, dtype=np.float64) - zero_point) * scale
 
 

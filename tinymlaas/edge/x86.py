@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(runtime, args)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(runtime))
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an IPv4 server's address
     print(
         f"TinyMLaaS board={m['board']} firmware={m['version']} model={runtime.model.sha256[:12]} "
         f"READY http://{host}:{port}",

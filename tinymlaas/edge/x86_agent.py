@@ -37,6 +37,11 @@ from tinymlaas.edge.package import unpack
 from tinymlaas.edge.x86 import FirmwareImage, Model, Runtime
 
 log = logging.getLogger("tinymlaas.device")
+
+
+def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+    """Run ``fn(*args)`` on the agent's loop (the HTTP server calls from its threads)."""
+    loop.call_soon_threadsafe(fn, *args)
 REBOOT = 75
 MARKER = "fota.json"
 
@@ -274,9 +279,10 @@ class Agent:
                           modules=self.modules, inference=X86Inference(self), workdir=self.flash.dir,
                           token=token, boot_result=self._fota_result(), wait_s=self.args.ota_wait)
         self.runtime.listeners.append(
-            lambda i, o, lat: loop.call_soon_threadsafe(agent.record, i, o, lat, None))
+            lambda i, o, lat: _soon(loop, agent.record, i, o, lat, None))
         announcer = loop.create_task(
             _announce(agent.connected, lambda: f"OTA POLLING endpoint={self.endpoint}"))
+        assert self._stop is not None
         await agent.run(self._stop)
         announcer.cancel()
 
@@ -284,7 +290,7 @@ class Agent:
         tinyml = TinyMLObject(X86Inference(self))
         self.model_changed = tinyml.refresh
         self.runtime.listeners.append(
-            lambda i, o, lat: loop.call_soon_threadsafe(tinyml.record, i, o, lat, None))
+            lambda i, o, lat: _soon(loop, tinyml.record, i, o, lat, None))
         work = self.flash.dir / "download"
         device = DeviceObject(self.device_values(), reboot=self.reboot)
         fw = FirmwareUpdate(X86Firmware(self), work, result=self._fota_result())
@@ -299,6 +305,7 @@ class Agent:
         await client.start()
         announcer = loop.create_task(_announce(
             client.registered, lambda: f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}"))
+        assert self._stop is not None
         await self._stop.wait()
         announcer.cancel()
         # A reboot is not a goodbye: the new firmware registers again.

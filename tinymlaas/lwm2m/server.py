@@ -34,6 +34,7 @@ from tinymlaas.edge.lwm2m.client import _retrieve, bound_port
 from tinymlaas.edge.lwm2m.codec import Content, Path, parse_path, path_str
 from tinymlaas.edge.lwm2m.links import Link, LinkFormatError, parse_links
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound, TinyMLaaSError
+from tinymlaas.lwm2m.security import CredentialStore
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 
@@ -485,13 +486,14 @@ class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().log(level, msg, *args, **kwargs)
 
     def getChild(self, suffix: str) -> logging.Logger:
-        return self.logger.getChild(suffix)
+        child: logging.Logger = self.logger.getChild(suffix)
+        return child
 
 
 class LwM2MServer:
     """The server: ``start()``/``stop()``, device operations by endpoint name."""
 
-    def __init__(self, settings: LwM2MSettings, credentials: Any = None) -> None:
+    def __init__(self, settings: LwM2MSettings, credentials: CredentialStore | None = None) -> None:
         self.settings = settings
         self.security = settings.security == "oscore"
         if self.security and credentials is None:
@@ -512,7 +514,7 @@ class LwM2MServer:
         site.add_resource(["rd"], RegistrationResource(self))  # /rd/{id}
         root: Any = site
         transports = ["udp6"]
-        if self.security:
+        if self.credentials is not None:
             from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
             root = OscoreSiteWrapper(site, self.credentials.credentials_map())
@@ -552,16 +554,17 @@ class LwM2MServer:
 
         if not isinstance(request.remote, OSCOREAddress):
             raise coap_error.Unauthorized("registration needs OSCORE credentials")
+        assert self.credentials is not None  # security on means a credential store
         identity = self.credentials.identity_of(request.remote.security_context)
-        if identity != endpoint:
+        if identity is None or identity != endpoint:
             raise coap_error.Forbidden(f"these credentials do not belong to endpoint '{endpoint}'")
         return identity
 
     def same_identity(self, request: aiocoap.Message, reg: Registration) -> bool:
         from aiocoap.transports.oscore import OSCOREAddress
 
-        return isinstance(request.remote, OSCOREAddress) and \
-            self.credentials.identity_of(request.remote.security_context) == reg.identity
+        return (self.credentials is not None and isinstance(request.remote, OSCOREAddress)
+                and self.credentials.identity_of(request.remote.security_context) == reg.identity)
 
     # -- queries ----------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:
@@ -694,7 +697,7 @@ class LwM2MServer:
         if isinstance(value, dict) and value and all(isinstance(k, tuple) for k in value):
             content: Content = value
         elif isinstance(value, dict) and len(p) == 3:  # a multiple resource: {riid: value}
-            content = {(*p, int(riid)): v for riid, v in value.items()}
+            content = {(*p, int(str(riid))): v for riid, v in value.items()}
         else:
             content = {p: value}
         reg = self.registry.online(endpoint)

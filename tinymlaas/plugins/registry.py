@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TypeVar
 
 from tinymlaas.errors import NotFound, PluginError, UnsupportedModel
 from tinymlaas.models import Board
@@ -20,8 +19,6 @@ GROUPS: dict[str, type[Plugin]] = {
     "emulators": Emulator,
     "orchestrators": Orchestrator,
 }
-
-P = TypeVar("P", bound=Plugin)
 
 
 @cache
@@ -61,19 +58,42 @@ def verify(base: type[Plugin], cls: object, entry_name: str) -> None:
                 raise PluginError(f"compiler '{entry_name}' does not declare {attr}")
 
 
-def get(kind: str, name: str, base: type[P]) -> type[P]:
+def get(kind: str, name: str) -> type[Plugin]:
+    """A plugin of one kind by name; NotFound lists the names there are."""
     available = plugins(kind)
     if name not in available:
         raise NotFound(f"no {kind[:-1]} named '{name}'; available: {', '.join(sorted(available))}")
-    cls = available[name]
-    assert issubclass(cls, base)
+    return available[name]
+
+
+def compiler_plugin(name: str) -> type[Compiler]:
+    cls = get("compilers", name)
+    assert issubclass(cls, Compiler)  # verified at discovery
+    return cls
+
+
+def builder_plugin(name: str) -> type[Builder]:
+    cls = get("builders", name)
+    assert issubclass(cls, Builder)
+    return cls
+
+
+def emulator_plugin(name: str) -> type[Emulator]:
+    cls = get("emulators", name)
+    assert issubclass(cls, Emulator)
+    return cls
+
+
+def orchestrator_plugin(name: str) -> type[Orchestrator]:
+    cls = get("orchestrators", name)
+    assert issubclass(cls, Orchestrator)
     return cls
 
 
 def compiler_for(board: Board, name: str | None = None) -> type[Compiler]:
     """The compiler to use for a board, refusing chains that cannot fit together."""
     chosen = name or board.default_compiler
-    cls = get("compilers", chosen, Compiler)
+    cls = compiler_plugin(chosen)
     if chosen not in board.compilers or cls.output_kind != board.module_kind:
         raise UnsupportedModel(
             f"compiler '{chosen}' writes '{cls.output_kind}' modules but board '{board.name}' "

@@ -13,7 +13,7 @@ from tinymlaas.errors import InvalidInput
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
 from tinymlaas.plugins.base import Builder, Compiler, Progress
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import builder_plugin
 from tinymlaas.services.compile import compile_with, make_compiler
 from tinymlaas.store import Store
 from tinymlaas.targets import get_board
@@ -60,7 +60,7 @@ def start_build(store: Store, settings: Settings, runner: JobRunner, *, model: s
     rec = store.model(model)
     board = get_board(settings.targets_dir, target)
     comp = make_compiler(board, compiler, options)
-    builder_cls = get("builders", builder, Builder)
+    builder_cls = builder_plugin(builder)
     job = store.new_job("build")
     build = store.add_build(job_id=job.id, model_id=rec.id, target=board.name, compiler=compiler,
                             options=options, builder=builder, version=version)

@@ -27,8 +27,8 @@ from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import DeviceUnreachable, TinyMLaaSError
 from tinymlaas.models import Board, DeviceAttach, DeviceCredentials, JoinInfo
-from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.base import Progress, no_progress
+from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.targets import get_board
@@ -79,7 +79,7 @@ class _Api:
             if job["state"] == "failed":
                 raise TinyMLaaSError(f"job {job['kind']} failed: {job['error']}")
             if job["state"] == "succeeded":
-                return job
+                return dict(job)
             time.sleep(0.2)
         raise TinyMLaaSError(f"job {job_id} did not finish within {timeout:.0f} s")
 
@@ -188,7 +188,7 @@ class _Joiner:
     work: Path
 
     def attach(self, endpoint: str, credentials: dict[str, Any]) -> DeviceAttach:
-        plugin = get("orchestrators", self.info.plugin, Orchestrator)
+        plugin = orchestrator_plugin(self.info.plugin)
         folder = self.work / endpoint
         folder.mkdir(parents=True, exist_ok=True)
         return plugin.attach(self.info, api_url=self.api_url, endpoint=endpoint,

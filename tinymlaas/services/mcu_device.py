@@ -8,10 +8,12 @@ framed UART protocol (:mod:`tinymlaas.edge.uart`).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from tinymlaas.edge.uart import Banner, Inference, UartClient, quantization
 from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.models import Board, DeviceAttach, FirmwareManifest
 from tinymlaas.plugins.base import Emulator, EmulatorSession
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import emulator_plugin
 
 
 def firmware_image(path: Path) -> Path:
@@ -35,6 +37,27 @@ def firmware_image(path: Path) -> Path:
     return path
 
 
+_ELF_MAGIC = b"\x7fELF"
+_EM_ARM = 40
+
+
+def check_image_board(image: Path, board: Board, boards: Iterable[str]) -> None:
+    """Refuse, before booting, an image that is not an ARM ELF or names another of ``boards``
+    than ``board`` (an image for another memory map would only fault in the emulator)."""
+    head = image.read_bytes()
+    if head[:4] != _ELF_MAGIC or int.from_bytes(head[18:20], "little") != _EM_ARM:
+        raise InvalidInput(f"{image} is not an ARM ELF image, so not firmware for '{board.name}'")
+    manifest = image.parent / "manifest.json"
+    if manifest.is_file():
+        built_for = FirmwareManifest.model_validate(json.loads(manifest.read_text())).board
+        if built_for != board.name:
+            raise InvalidInput(f"{image} was built for board '{built_for}', not '{board.name}'")
+        return
+    named = {b for b in boards if re.search(rb"(?<![\w.-])" + re.escape(b.encode()) + rb"\x00", head)}
+    if board.name not in named and named:
+        raise InvalidInput(f"{image} was built for board '{sorted(named)[0]}', not '{board.name}'")
+
+
 def emulator_for(board: Board, name: str | None = None) -> Emulator:
     """The named emulator, or the first installed one that models this board."""
     from tinymlaas.plugins.registry import plugins
@@ -42,7 +65,7 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
     candidates = [name] if name else sorted(plugins("emulators"), key=lambda n: n != "qemu")
     reasons = []
     for cand in candidates:
-        emu = get("emulators", cand, Emulator)()
+        emu = emulator_plugin(cand)()
         why = emu.unavailable()
         if why is None and emu.supports(board):
             return emu
@@ -52,9 +75,15 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
 
 def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
     """Raw input tensors for the device: int8 arrays as they are, float arrays quantized
-    with the device's own input scale; one tensor per row when several fit."""
+    with the device's own input scale. The array is one tensor, or one tensor per row
+    (its first axis); anything else is refused rather than cut into tensors silently."""
     size = int(info["input_bytes"])
     arr = np.asarray(values)
+    rows = 1 if arr.size == size else (arr.shape[0] if arr.ndim >= 2 else 0)
+    if arr.size == 0 or rows * size != arr.size:
+        shape = "x".join(map(str, arr.shape)) or "scalar"
+        raise InvalidInput(f"the model takes {size} input values per inference; the input of shape "
+                           f"{shape} is neither one input nor one input per row (N x {size})")
     if arr.dtype == np.int8:
         flat = arr.reshape(-1)
     elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
@@ -65,9 +94,6 @@ def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
         flat = flat.astype(np.int8)
     else:
         raise InvalidInput(f"input of dtype {arr.dtype} is neither int8 nor numeric")
-    if flat.size == 0 or flat.size % size:
-        raise InvalidInput(f"the model takes {size} input values per inference; "
-                           f"the input holds {flat.size}")
     return [flat[i : i + size].tobytes() for i in range(0, flat.size, size)]
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, dequantize, quantize
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
-from tinymlaas.plugins.base import Builder, Progress, no_progress
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.base import Progress, no_progress
+from tinymlaas.plugins.registry import builder_plugin
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice
 from tinymlaas.services.x86_device import X86Device
@@ -68,7 +68,7 @@ def hello_world_loop(
     progress("compile for " + board.name, 0.2)
     module = compile_model(model, board, work / "module", name="hello_world")
     progress("build in the builder container", 0.4)
-    firmware = get("builders", builder, Builder)().build(work / "module", board, work / "firmware")
+    firmware = builder_plugin(builder)().build(work / "module", board, work / "firmware")
     progress("boot the device", 0.7)
     oracle = Tflm(model)
     out = module.outputs[0]

@@ -34,7 +34,8 @@ class DeviceClient:
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
+                reply: dict[str, Any] = json.loads(resp.read())
+                return reply
         except urllib.error.HTTPError as exc:
             raise DeviceUnreachable(f"device refused {path}: {exc.read().decode()}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
@@ -96,7 +97,7 @@ class X86Device:
     def _wait_ready(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            logs = self.container.logs().decode(errors="replace")
+            logs = self.logs()
             for line in logs.splitlines():
                 if " READY " in line:
                     return line
@@ -107,7 +108,8 @@ class X86Device:
         raise DeviceUnreachable(f"device did not print READY within {timeout:.0f} s")
 
     def logs(self) -> str:
-        return self.container.logs().decode(errors="replace")
+        raw: bytes = self.container.logs()
+        return raw.decode(errors="replace")
 
     def close(self) -> None:
         # Already gone is fine: closing must not mask the error that led here.

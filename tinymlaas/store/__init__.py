@@ -290,6 +290,6 @@ def _build(r: BuildRow) -> Build:
 
 
 def _deployment(r: DeploymentRow) -> Deployment:
-    outcome = {k: v for k, v in (r.outcome or {}).items() if k not in ("endpoint", "kind", "package_sha256")}
-    return Deployment(id=r.id, job_id=r.job_id, build_id=r.build_id, endpoint=r.endpoint,
-                      kind=r.kind, package_sha256=r.package_sha256, created_at=r.created_at, **outcome)
+    return Deployment.model_validate({
+        **(r.outcome or {}), "id": r.id, "job_id": r.job_id, "build_id": r.build_id, "endpoint": r.endpoint,
+        "kind": r.kind, "package_sha256": r.package_sha256, "created_at": r.created_at})

@@ -194,7 +194,8 @@ class DeviceObject(Instance):
     """Object 3: who the device is; Reboot calls back into the device."""
 
     def __init__(self, values: dict[int, Any], reboot: Callable[[], Any] | None = None) -> None:
-        base = {Dev.ERROR_CODE: {0: 0}, Dev.CURRENT_TIME: int(time.time()), Dev.BINDING_MODES: "U"}
+        base: dict[int, Any] = {Dev.ERROR_CODE: {0: 0}, Dev.CURRENT_TIME: int(time.time()),
+                                Dev.BINDING_MODES: "U"}
         super().__init__(Obj.DEVICE, 0, {**base, **values})
         self._reboot = reboot
 

@@ -295,7 +295,7 @@ def encode_tlv(content: Content, base: Path, types: TypeOf = resource_type) -> b
         ((_, v),) = content.items()
         val = _tlv_value(v, types(base[:3]))
         return _tlv_header(_RES_INST, base[3], len(val)) + val
-    return resource(*base[:3], content)
+    return resource(base[0], base[1], base[2], content)
 
 
 def decode_tlv(data: bytes, base: Path, types: TypeOf = resource_type) -> Content:

@@ -262,6 +262,9 @@ def inputs_hash(src: ImageSource, settings: Settings, base_id: str) -> str:
                 continue
             h.update(f"{name}/{p.relative_to(root)}".encode() + b"\0")
             h.update(hashlib.sha256(p.read_bytes()).digest())
+    if len(roots) > 1:  # the package is installed from these too
+        for name in ("pyproject.toml", "README.md"):
+            h.update(name.encode() + b"\0" + (REPO_ROOT / name).read_bytes())
     for board in src.boards:
         h.update(board.encode() + b"\0" + (settings.targets_dir / board / "board.toml").read_bytes())
     return h.hexdigest()

@@ -69,6 +69,6 @@ def service(tmp_path: Path, settings: Settings,
 
 @given("the service is running with a fresh database", target_fixture="api")
 def running_service(service: BackgroundServer) -> httpx.Client:
-    client = httpx.Client(base_url=service.url, timeout=30)
+    client = service.client(timeout=30)
     assert client.get("/health").json()["status"] == "ok"
     return client

@@ -56,7 +56,7 @@ class Lab:
 
 
 def start_lab(settings: Settings) -> Iterator[Lab]:
-    with BackgroundServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as api:
+    with BackgroundServer(settings) as server, server.client() as api:
         yield Lab(server, api, api.get("/lwm2m").json().get("uri", ""))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _auth import as_admin
 from fastapi.testclient import TestClient
 
 from tinymlaas.api.main import create_app
@@ -18,7 +19,7 @@ from tinymlaas.config import Settings
 def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, database_url=database_url, lwm2m={"port": 0})
     with TestClient(create_app(settings)) as c:
-        yield c
+        yield as_admin(c, tmp_path)
 
 
 def _upload(client: TestClient, data: bytes, name: str = "hw") -> httpx.Response:

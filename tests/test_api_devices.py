@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _auth import as_admin
 from fastapi.testclient import TestClient
 
 from tinymlaas.api.main import create_app
@@ -22,13 +23,13 @@ def make(tmp_path: Path, database_url: str, security: str) -> TestClient:
 @pytest.fixture
 def plain(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     with make(tmp_path, database_url, "off") as c:
-        yield c
+        yield as_admin(c, tmp_path)
 
 
 @pytest.fixture
 def secure(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     with make(tmp_path, database_url, "oscore") as c:
-        yield c
+        yield as_admin(c, tmp_path)
 
 
 def test_server_info_and_empty_inventory(plain: TestClient) -> None:

@@ -76,7 +76,7 @@ class Device:
 def service(tmp_path: Path) -> Iterator[tuple[BackgroundServer, httpx.Client]]:
     settings = Settings(data_dir=tmp_path / "service", orchestrator="http-pull", lwm2m={"port": 0},
                         http_pull={"security": "token", "poll_wait_s": 1.0, "offline_after_s": 1.5})
-    with BackgroundServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as api:
+    with BackgroundServer(settings) as server, server.client(timeout=30) as api:
         yield server, api
 
 

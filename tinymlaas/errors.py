@@ -20,6 +20,7 @@ from tinymlaas.edge.errors import (
     NotFound,
     PluginError,
     TinyMLaaSError,
+    Unauthenticated,
     UnsupportedModel,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "NotFound",
     "PluginError",
     "TinyMLaaSError",
+    "Unauthenticated",
     "UnsupportedModel",
 ]

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tinymlaas.errors import TinyMLaaSError
+from tinymlaas.errors import TinyMLaaSError, Unauthenticated
 
 PROBLEM = "application/problem+json"
 
@@ -48,7 +48,8 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 async def tinymlaas_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TinyMLaaSError)
-    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM, headers=headers)
 
 
 async def validation_error(_: Request, exc: Exception) -> JSONResponse:

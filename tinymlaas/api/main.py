@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 
 from tinymlaas import __version__
@@ -20,10 +21,12 @@ from tinymlaas.api.routes import (
     devices,
     jobs,
     models,
+    users,
 )
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
+from tinymlaas.services.accounts import first_admin
 from tinymlaas.store import Store
 
 
@@ -33,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
+        first_admin(store, settings.data_dir)
         store.fail_unfinished_jobs("the service restarted while the job ran")
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
@@ -51,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
-              devices.server_router, devices.router, credentials.router, deployments.router):
+              devices.server_router, devices.router, credentials.router, deployments.router, users.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)
@@ -71,6 +75,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                              routes=app.routes)
         for item in schema.get("paths", {}).values():
             for operation in item.values():
+                if operation.get("security"):  # a user route: who is calling, and may they
+                    operation["responses"].update(jsonable_encoder(
+                        {str(c): {k: v for k, v in r.items() if k != "model"}
+                         for c, r in handlers.problems(401, 403).items()}))
                 for code, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if code[0] in "45" and handlers.PROBLEM in content:

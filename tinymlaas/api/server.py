@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import uvicorn
 
 from tinymlaas.api.main import create_app
 from tinymlaas.config import Settings
 from tinymlaas.errors import TinyMLaaSError
 from tinymlaas.net import free_port
+from tinymlaas.services.accounts import initial_admin_token
 
 
 class BackgroundServer:
@@ -33,6 +35,16 @@ class BackgroundServer:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise TinyMLaaSError(f"the API did not start on {self.url}")
             time.sleep(0.05)
+
+    @property
+    def admin_token(self) -> str:
+        """The token of the first admin, which a new service makes (its data directory keeps it)."""
+        return initial_admin_token(self.settings.data_dir)
+
+    def client(self, timeout: float = 60.0) -> httpx.Client:
+        """An HTTP client of this service, calling as its first admin."""
+        return httpx.Client(base_url=self.url, timeout=timeout,
+                            headers={"Authorization": f"Bearer {self.admin_token}"})
 
     def stop(self) -> None:
         self.server.should_exit = True

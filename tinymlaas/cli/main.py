@@ -25,6 +25,9 @@ from tinymlaas.plugins.base import no_progress
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 zoo_app = typer.Typer(no_args_is_help=True, help="Models the zoo can train.")
 app.add_typer(zoo_app, name="zoo")
+users_app = typer.Typer(no_args_is_help=True,
+                        help="Users of the management API and their tokens (on this host's database).")
+app.add_typer(users_app, name="users")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 # Tables are the output: never squeeze them into 80 columns when piped to a log.
@@ -246,6 +249,67 @@ def zoo_get(
         report("done", 1.0)
     output.write_bytes(data)
     out.print(f"wrote {output} ({len(data)} bytes)")
+
+
+def _local_store() -> Any:
+    from tinymlaas.store import Store
+
+    settings = get_settings()
+    return Store(settings.db_url, settings.artifacts_dir)
+
+
+@users_app.command("create")
+def users_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, data-scientist, operator or admin")] = "viewer",
+    admin: Annotated[bool, typer.Option("--admin", help="same as --role admin")] = False,
+    password: Annotated[bool, typer.Option(help="also set a password (asked for) for the web app")] = False,
+) -> None:
+    """Create a user and print their first API token (shown once)."""
+    from tinymlaas.auth import Role
+
+    try:
+        chosen = Role.admin if admin else Role(role)
+    except ValueError:
+        raise InvalidInput(f"role '{role}' is none of {', '.join(r.value for r in Role)}") from None
+    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    store = _local_store()
+    try:
+        store.users.create(name, chosen, password=secret)
+        token = store.users.issue_token(name, "cli")
+    finally:
+        store.close()
+    out.print(f"created {chosen.value} '{name}'; API token (shown once): {token.token}")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """Users, their roles, and their tokens (never the secrets)."""
+    store = _local_store()
+    try:
+        users, tokens = store.users.all(), store.users.tokens()
+    finally:
+        store.close()
+    if as_json:
+        print_json({"users": users, "tokens": tokens})
+        return
+    table = Table("user", "role", "disabled", "tokens")
+    for u in users:
+        mine = [f"{t.name} ({t.prefix}…)" for t in tokens if t.user == u.name]
+        table.add_row(u.name, u.role.value, "yes" if u.disabled else "", ", ".join(mine))
+    out.print(table)
+
+
+@users_app.command("token")
+def users_token(name: str, label: Annotated[str, typer.Option("--name", help="what it is for")] = "cli"
+                ) -> None:
+    """A new API token for a user (shown once)."""
+    store = _local_store()
+    try:
+        token = store.users.issue_token(name, label)
+    finally:
+        store.close()
+    out.print(token.token)
 
 
 @app.command()

@@ -6,7 +6,8 @@
     │   └── DoesNotFit         model does not fit the board's flash or RAM
     ├── NotFound (404, exit 3)
     ├── Conflict (409, exit 4)
-    ├── Forbidden (403, exit 10)         no (valid) credentials or grant
+    ├── Unauthenticated (401, exit 11)   no or unknown credentials for the management API
+    ├── Forbidden (403, exit 10)         credentials that do not allow it, or no grant
     ├── PluginError (500, exit 5)
     ├── BuildFailed (500, exit 6)
     ├── EmulatorError (500, exit 7)
@@ -70,6 +71,14 @@ class Conflict(TinyMLaaSError):
     status = 409
     exit_code = 4
     code = "conflict"
+
+
+class Unauthenticated(TinyMLaaSError):
+    """The management API does not know who is calling (no token, or an unknown one)."""
+
+    status = 401
+    exit_code = 11
+    code = "unauthenticated"
 
 
 class Forbidden(TinyMLaaSError):

@@ -32,6 +32,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, ValidationError
 
+from tinymlaas.api.security import DEVICE
 from tinymlaas.config import HttpPullSettings
 from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
@@ -392,7 +393,7 @@ class HttpPullOrchestrator(Orchestrator):
 router = APIRouter(prefix="/ota", tags=["http-pull devices"])
 
 
-@router.post("/{endpoint}/poll")
+@router.post("/{endpoint}/poll", dependencies=DEVICE)
 async def poll(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: Poll, request: Request,
                authorization: Annotated[str | None, Header()] = None) -> PollReply:
     """A device's long poll: its status, results and inferences in; its commands out."""

@@ -61,8 +61,8 @@ class BoardRun:
 class _Api:
     """The service's REST API, failing loudly with the service's own message."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=120)
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
         r = self.http.request(method, path, **kw)
@@ -133,7 +133,7 @@ def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progres
     })
     runs = []
     with BackgroundServer(service_settings) as server:
-        api = _Api(server.url)
+        api = _Api(server.client(timeout=120))
         join = _Joiner(server.url, JoinInfo.model_validate(api.call("GET", "/orchestrator")), work)
         progress("training and registering hello_world (v1 and a retrained v2)", 0.02)
         api.job(api.call("POST", "/models/train", json={"recipe": "hello_world"})["id"])

@@ -38,6 +38,7 @@ from tinymlaas.models import (
 )
 from tinymlaas.store.artifacts import ArtifactStore
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
+from tinymlaas.store.users import Users
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
 
@@ -109,6 +110,7 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer: serialize this process's writes instead of failing on a lock.
         self._write_lock = threading.RLock()
+        self.users = Users(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import Scientist, Viewer
 from tinymlaas.models import Build, Job
 from tinymlaas.services.builds import start_build
 
@@ -36,8 +37,8 @@ class BuildDetail(Build):
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
-def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep,
-                 runner: RunnerDep) -> BuildAccepted:
+def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
+                 user: Scientist) -> BuildAccepted:
     """Everything that can be refused (unknown model or board, bad option, a compiler that does not
     fit the board) is refused now with a 4xx; the build itself runs as a job."""
     build, job = start_build(store, settings, runner, model=body.model, target=body.target,
@@ -47,11 +48,11 @@ def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep,
 
 
 @router.get("")
-def list_builds(store: StoreDep) -> list[Build]:
+def list_builds(store: StoreDep, user: Viewer) -> list[Build]:
     return store.builds()
 
 
 @router.get("/{build_id}", responses=problems(404))
-def read_build(build_id: str, store: StoreDep) -> BuildDetail:
+def read_build(build_id: str, store: StoreDep, user: Viewer) -> BuildDetail:
     build = store.build(build_id)
     return BuildDetail(**build.model_dump(), job=store.job(build.job_id))

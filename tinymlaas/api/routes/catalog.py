@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from tinymlaas.api.deps import SettingsDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import Viewer
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import Compiler, CompilerInfoCard
 from tinymlaas.plugins.registry import plugins
@@ -22,20 +23,20 @@ class ZooRecipe(BaseModel):
 
 
 @router.get("/targets")
-def list_targets(settings: SettingsDep) -> list[Board]:
+def list_targets(settings: SettingsDep, user: Viewer) -> list[Board]:
     return list(load_boards(settings.targets_dir).values())
 
 
 @router.get("/targets/{name}", responses=problems(404))
-def read_target(name: str, settings: SettingsDep) -> Board:
+def read_target(name: str, settings: SettingsDep, user: Viewer) -> Board:
     return get_board(settings.targets_dir, name)
 
 
 @router.get("/compilers")
-def list_compilers() -> list[CompilerInfoCard]:
+def list_compilers(user: Viewer) -> list[CompilerInfoCard]:
     return [cls.describe() for cls in plugins("compilers").values() if issubclass(cls, Compiler)]
 
 
 @router.get("/zoo")
-def list_zoo() -> list[ZooRecipe]:
+def list_zoo(user: Viewer) -> list[ZooRecipe]:
     return [ZooRecipe(name=n, description=c.description) for n, c in sorted(recipes().items())]

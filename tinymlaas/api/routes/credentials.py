@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tinymlaas.api.deps import OrchestratorDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import Operator
 from tinymlaas.models import DeviceCredentials
 
 router = APIRouter(prefix="/devices", tags=["credentials"])
@@ -19,7 +20,7 @@ class ProvisionRequest(BaseModel):
 
 
 @router.post("/{endpoint}/credentials", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
-async def provision(endpoint: str, orch: OrchestratorDep,
+async def provision(endpoint: str, orch: OrchestratorDep, user: Operator,
                     body: ProvisionRequest | None = None) -> DeviceCredentials:
     """New credentials for a device (OSCORE over LwM2M, a bearer token over HTTP pull); a device
     without them cannot join."""
@@ -28,7 +29,7 @@ async def provision(endpoint: str, orch: OrchestratorDep,
 
 @router.delete("/{endpoint}/credentials", status_code=status.HTTP_204_NO_CONTENT,
                responses=problems(404, 409))
-async def revoke(endpoint: str, orch: OrchestratorDep) -> Response:
+async def revoke(endpoint: str, orch: OrchestratorDep, user: Operator) -> Response:
     """Revoke a device's credentials; it is dropped and cannot join again."""
     orch.revoke(endpoint)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

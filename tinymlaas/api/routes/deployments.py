@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import OrchestratorDep, RunnerDep, StoreDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import Operator, Viewer
 from tinymlaas.models import Deployment, Job
 from tinymlaas.services.deployments import start_deployment
 
@@ -29,7 +30,7 @@ class DeploymentAccepted(BaseModel):
 @router.post("/devices/{endpoint}/firmware", status_code=status.HTTP_202_ACCEPTED,
              responses=problems(404, 422, 504))
 def deploy_firmware(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                    orch: OrchestratorDep, runner: RunnerDep) -> DeploymentAccepted:
+                    orch: OrchestratorDep, runner: RunnerDep, user: Operator) -> DeploymentAccepted:
     """FOTA: the device downloads the OS image, checks its SHA-256, installs it and reboots."""
     dep, job = start_deployment(store, orch, runner, kind="firmware", endpoint=endpoint,
                                 build_id=body.build, artifact=body.artifact,
@@ -40,7 +41,7 @@ def deploy_firmware(endpoint: str, body: DeployRequest, request: Request, store:
 @router.post("/devices/{endpoint}/model", status_code=status.HTTP_202_ACCEPTED,
              responses=problems(404, 422, 504))
 def deploy_model(endpoint: str, body: DeployRequest, request: Request, store: StoreDep,
-                 orch: OrchestratorDep, runner: RunnerDep) -> DeploymentAccepted:
+                 orch: OrchestratorDep, runner: RunnerDep, user: Operator) -> DeploymentAccepted:
     """SOTA: only the inference module, swapped without stopping the device (FOTA if it cannot)."""
     dep, job = start_deployment(store, orch, runner, kind="model", endpoint=endpoint,
                                 build_id=body.build, artifact=body.artifact,
@@ -49,10 +50,10 @@ def deploy_model(endpoint: str, body: DeployRequest, request: Request, store: St
 
 
 @router.get("/deployments")
-def list_deployments(store: StoreDep, endpoint: str | None = None) -> list[Deployment]:
+def list_deployments(store: StoreDep, user: Viewer, endpoint: str | None = None) -> list[Deployment]:
     return store.deployments(endpoint)
 
 
 @router.get("/deployments/{deployment_id}", responses=problems(404))
-def read_deployment(deployment_id: str, store: StoreDep) -> Deployment:
+def read_deployment(deployment_id: str, store: StoreDep, user: Viewer) -> Deployment:
     return store.deployment(deployment_id)

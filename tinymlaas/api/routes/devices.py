@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tinymlaas.api.deps import OrchestratorDep, StoreDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import DEVICE, Scientist, Viewer
 from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo
 from tinymlaas.services import devices as service
 
@@ -21,18 +22,18 @@ server_router = APIRouter(tags=["devices"])
 @server_router.get("/orchestrator", response_model_exclude_none=True)
 # /lwm2m: its first name, when LwM2M was the only orchestrator
 @server_router.get("/lwm2m", include_in_schema=False, response_model_exclude_none=True)
-async def orchestration_server(orch: OrchestratorDep) -> JoinInfo:
+async def orchestration_server(orch: OrchestratorDep, user: Viewer) -> JoinInfo:
     """How devices join: the orchestrator plugin, where (LwM2M URI or poll path) and the security mode."""
     return orch.join_info()
 
 
 @router.get("")
-async def list_devices(orch: OrchestratorDep) -> list[Device]:
+async def list_devices(orch: OrchestratorDep, user: Viewer) -> list[Device]:
     return orch.devices()
 
 
 @router.get("/{endpoint}", responses=problems(404))
-async def read_device(endpoint: str, orch: OrchestratorDep) -> DeviceDetail:
+async def read_device(endpoint: str, orch: OrchestratorDep, user: Viewer) -> DeviceDetail:
     """The device record and, when it is online, what it reports about itself now."""
     return await service.device_detail(orch, endpoint)
 
@@ -51,7 +52,7 @@ class InferRequest(BaseModel):
 
 
 @router.post("/{endpoint}/infer", responses=problems(404, 409, 422, 502, 504))
-async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep) -> InferenceReport:
+async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep, user: Scientist) -> InferenceReport:
     """One inference on the device, through the orchestration protocol."""
     return await service.infer(orch, endpoint, values=body.values, raw=body.input)
 
@@ -60,7 +61,7 @@ async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep) -> Inf
             responses={**problems(404, 409, 502, 504),
                        200: {"content": {"text/event-stream": {}},
                              "description": "one `inference` event per inference the device runs"}})
-async def results(endpoint: str, orch: OrchestratorDep,
+async def results(endpoint: str, orch: OrchestratorDep, user: Viewer,
                   count: int = Query(0, ge=0, description="stop after this many (0: never)")
                   ) -> StreamingResponse:
     """Server-sent events, one per inference the device runs (LwM2M Observe underneath).
@@ -78,7 +79,8 @@ async def results(endpoint: str, orch: OrchestratorDep,
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404))
+@router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404),
+            dependencies=DEVICE)
 async def download_package(endpoint: str, sha256: str, store: StoreDep, orch: OrchestratorDep,
                      grant: str | None = None) -> FileResponse:
     """A package sent to this device (FOTA/SOTA pull). Range requests resume a broken download."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
 from tinymlaas.api.handlers import problems
+from tinymlaas.api.security import Scientist, Viewer
 from tinymlaas.models import Job, Model
 from tinymlaas.services.builds import MAX_MODEL_BYTES, start_training, upload_model
 
@@ -26,6 +27,7 @@ class TrainRequest(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(413, 422))
 def create_model(
     store: StoreDep,
+    user: Scientist,
     file: Annotated[UploadFile, File(description=".tflite flatbuffer")],
     name: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Model:
@@ -35,30 +37,31 @@ def create_model(
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
-def train_model(body: TrainRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep) -> Job:
+def train_model(body: TrainRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
+                user: Scientist) -> Job:
     """Train a zoo recipe and register the result, as a job."""
     return start_training(store, settings, runner, body.recipe, body.seed)
 
 
 @router.get("")
-def list_models(store: StoreDep) -> list[Model]:
+def list_models(store: StoreDep, user: Viewer) -> list[Model]:
     return store.models()
 
 
 @router.get("/{ref}", responses=problems(404))
-def read_model(ref: str, store: StoreDep) -> Model:
+def read_model(ref: str, store: StoreDep, user: Viewer) -> Model:
     """By id, ``name`` (latest version) or ``name:version``."""
     return store.model(ref)
 
 
 @router.get("/{ref}/file", response_class=FileResponse, responses=problems(404))
-def download_model(ref: str, store: StoreDep) -> FileResponse:
+def download_model(ref: str, store: StoreDep, user: Viewer) -> FileResponse:
     rec = store.model(ref)
     return FileResponse(store.artifacts.get(rec.sha256), media_type="application/octet-stream",
                         filename=f"{rec.name}-v{rec.version}.tflite")
 
 
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404, 409))
-def delete_model(ref: str, store: StoreDep) -> Response:
+def delete_model(ref: str, store: StoreDep, user: Scientist) -> Response:
     store.delete_model(ref)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

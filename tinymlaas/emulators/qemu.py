@@ -55,7 +55,7 @@ class QemuEmulator(Emulator):
     Options = QemuOptions
 
     def supports(self, board: Board) -> bool:
-        return "qemu_machine" in board.emulator
+        return self.name in board.emulators
 
     def command(self, firmware: Path, board: Board, uart_socket: Path) -> list[str]:
         assert isinstance(self.options, QemuOptions)
@@ -75,7 +75,7 @@ class QemuEmulator(Emulator):
     def start(self, firmware: Path, board: Board) -> SocketSession:
         assert isinstance(self.options, QemuOptions)
         if not self.supports(board):
-            raise InvalidInput(f"board '{board.name}' names no qemu_machine in its [emulator]")
+            raise InvalidInput(f"board '{board.name}' does not name qemu in its emulators")
         reason = self.unavailable()
         if reason:
             raise EmulatorError(reason)

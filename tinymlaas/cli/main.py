@@ -302,7 +302,9 @@ def run(
     firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
     target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".npy: int8 = raw, float = quantized")],
-    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+    emulator: Annotated[str | None, typer.Option(
+        help="qemu or renode; default: the emulator.backend setting, else the first of the "
+             "board's emulators that is installed")] = None,
 ) -> None:
     """Boot FIRMWARE in an emulator, run the input through it, print outputs and instruction counts."""
     import numpy as np

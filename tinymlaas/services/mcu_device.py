@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymlaas.config import EmulatorSettings, get_settings
 from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.models import Board, FirmwareManifest, LwM2MAttach, PullAttach
 from tinymlaas.plugins.base import Emulator, EmulatorSession
@@ -35,11 +36,12 @@ def firmware_image(path: Path) -> Path:
     return path
 
 
-def emulator_for(board: Board, name: str | None = None) -> Emulator:
-    """The named emulator, or the first installed one that models this board."""
-    from tinymlaas.plugins.registry import plugins
-
-    candidates = [name] if name else sorted(plugins("emulators"), key=lambda n: n != "qemu")
+def emulator_for(board: Board, name: str | None = None,
+                 settings: EmulatorSettings | None = None) -> Emulator:
+    """The named emulator, else the ``emulator.backend`` setting, else the first of the
+    board's ``emulators`` that is installed."""
+    name = name or (settings or get_settings().emulator).backend
+    candidates = [name] if name else board.emulators
     reasons = []
     for cand in candidates:
         emu = get("emulators", cand, Emulator)()
@@ -47,6 +49,8 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
         if why is None and emu.supports(board):
             return emu
         reasons.append(f"{cand}: {why or 'does not model this board'}")
+    if not candidates:
+        reasons.append("its board.toml names no emulators")
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
 
 
@@ -87,10 +91,11 @@ class McuDevice:
     """One booted emulated board; ``with`` stops it. ``restart`` boots another image."""
 
     def __init__(self, board: Board, firmware: Path, *, emulator: str | None = None,
-                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0) -> None:
+                 boot_timeout_s: float | None = None, timeout_s: float = 30.0) -> None:
+        settings = get_settings().emulator
         self.board = board
-        self.emulator = emulator_for(board, emulator)
-        self.boot_timeout_s = boot_timeout_s
+        self.emulator = emulator_for(board, emulator, settings)
+        self.boot_timeout_s = boot_timeout_s or settings.boot_timeout_s
         self.timeout_s = timeout_s
         self.session: EmulatorSession | None = None
         self.boot(firmware)

@@ -115,7 +115,7 @@ def _quantized(built: Built, samples: np.ndarray) -> list[np.ndarray]:
     t = built.module.inputs[0]
     assert t.scale is not None and t.zero_point is not None
     return [quantize(np.asarray(x, dtype=np.float64).reshape(t.shape), t.scale, t.zero_point,
-                     np.int8) for x in samples]
+                     np.dtype(np.int8)) for x in samples]
 
 
 def _compare(device: McuDevice, built: Built, inputs: list[np.ndarray], ctx: dict[str, Any]) -> None:

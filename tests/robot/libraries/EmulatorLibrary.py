@@ -20,7 +20,7 @@ from tinymlaas.config import Settings
 from tinymlaas.images import docker_client, ensure_base, ensure_image, image_sources
 from tinymlaas.models import Board, ModuleManifest
 from tinymlaas.plugins.base import Emulator, EmulatorSession
-from tinymlaas.plugins.registry import get
+from tinymlaas.plugins.registry import plugins
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import emulator_for
 from tinymlaas.targets import get_board, load_boards
@@ -78,7 +78,10 @@ class EmulatorLibrary:
     @keyword("Skip Unless Installed")
     def skip_unless_installed(self, emulator: str) -> None:
         """Skip the test, saying why, when ``emulator`` cannot run on this machine."""
-        why = get("emulators", emulator, Emulator).unavailable()
+        cls = plugins("emulators").get(emulator)
+        if cls is None or not issubclass(cls, Emulator):
+            raise AssertionError(f"no emulator plugin named {emulator!r}")
+        why = cls.unavailable()
         if why:
             BuiltIn().skip(f"{why}: {emulator} has no package in the registries CI reaches")
 
@@ -160,8 +163,9 @@ class EmulatorLibrary:
     def quantized_input(self, x: float) -> list[int]:
         assert self._module is not None, "no firmware built yet"
         t = self._module.inputs[0]
+        assert t.scale is not None and t.zero_point is not None, "the input is not quantized"
         return [int(v) for v in quantize(np.array([[float(x)]]), t.scale, t.zero_point,
-                                          np.int8).ravel()]
+                                          np.dtype(np.int8)).ravel()]
 
     @keyword("TFLM Outputs")
     def tflm_outputs(self, values: list[int]) -> list[int]:

@@ -10,6 +10,7 @@ ends the session instead of looping through boots.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -76,9 +77,8 @@ class QemuEmulator(Emulator):
         assert isinstance(self.options, QemuOptions)
         if not self.supports(board):
             raise InvalidInput(f"board '{board.name}' does not name qemu in its emulators")
-        reason = self.unavailable()
-        if reason:
-            raise EmulatorError(reason)
+        if shutil.which(self.options.binary) is None:  # the configured one, not the default
+            raise EmulatorError(f"{self.options.binary} is not on PATH")
         if not firmware.is_file():
             raise NotFound(f"no firmware image at {firmware}")
         workdir = Path(tempfile.mkdtemp(prefix="tinymlaas-qemu-"))

@@ -31,6 +31,7 @@ firmware's estimate, so every client sees the emulator's count.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -241,9 +242,8 @@ class RenodeEmulator(Emulator):
         assert isinstance(self.options, RenodeOptions)
         if not self.supports(board):
             raise InvalidInput(f"board '{board.name}' does not name renode in its emulators")
-        reason = self.unavailable()
-        if reason:
-            raise EmulatorError(reason)
+        if shutil.which(self.options.binary) is None:  # the configured one, not the default
+            raise EmulatorError(f"{self.options.binary} is not on PATH")
         if not firmware.is_file():
             raise NotFound(f"no firmware image at {firmware}")
         workdir = Path(tempfile.mkdtemp(prefix="tinymlaas-renode-"))

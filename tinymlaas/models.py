@@ -118,15 +118,18 @@ class Board(BaseModel):
 
     @model_validator(mode="after")
     def _emulators_have_settings(self) -> Board:
-        """A backend named in ``emulators`` has its settings, and an emulator table names the
-        backends it is for: a board cannot claim an emulator it gives nothing to run with."""
+        """Every backend named in ``emulators`` has settings in ``[emulator]``, and every
+        setting belongs to a named backend: a board can neither claim an emulator it gives
+        nothing to run with, nor keep settings for one it does not name."""
         if len(set(self.emulators)) != len(self.emulators):
             raise ValueError(f"emulators lists a backend twice: {self.emulators}")
         for name in self.emulators:
             if not any(key.startswith(f"{name}_") for key in self.emulator):
                 raise ValueError(f"emulators names '{name}' but [emulator] has no {name}_* key")
-        if self.emulator and not self.emulators:
-            raise ValueError("[emulator] is set but emulators names no backend to run it")
+        stray = [k for k in self.emulator if not k.startswith(tuple(f"{n}_" for n in self.emulators))]
+        if stray:
+            raise ValueError(f"[emulator] keys {stray} belong to no backend in emulators "
+                             f"{self.emulators}")
         return self
 
 

@@ -39,7 +39,7 @@ class QemuBoard(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     qemu_machine: str
-    icount_shift: int = Field(10, ge=0, le=10)
+    qemu_icount_shift: int = Field(10, ge=0, le=10)
 
 
 def qemu_board(board: Board) -> QemuBoard:
@@ -66,7 +66,7 @@ class QemuEmulator(Emulator):
             "-monitor", "none", "-no-reboot",
             "-chardev", f"socket,id=uart,path={uart_socket},server=on,wait=on",
             "-serial", "chardev:uart",
-            "-icount", f"shift={qb.icount_shift},align=off,sleep=on",
+            "-icount", f"shift={qb.qemu_icount_shift},align=off,sleep=on",
             "-kernel", str(firmware),
         ]
         if self.options.trace is not None:

@@ -66,6 +66,7 @@ class SocketSession(EmulatorSession):
         self._eof = False
         self._stopped = False
         self._sock: Link | None = None
+        self._reader: threading.Thread | None = None
         self._log = self.log_path.open("wb")
         # A console-mode emulator (Renode --console) quits when its stdin ends: keep a pipe
         # open for it until stop.
@@ -166,6 +167,10 @@ class SocketSession(EmulatorSession):
             return
         self._stopped = True
         self._end_group()
+        if self._reader is not None:
+            # The emulator is gone, so its end of the UART is closed and the reader returns;
+            # only then is the link closed (a reused descriptor must not be read).
+            self._reader.join(timeout=2)
         if self._sock is not None:
             self._sock.close()
         if self.proc.stdin is not None:

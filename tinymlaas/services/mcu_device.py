@@ -44,7 +44,7 @@ def emulator_for(board: Board, name: str | None = None,
     candidates = [name] if name else board.emulators
     reasons = []
     for cand in candidates:
-        emu = get("emulators", cand, Emulator)()
+        emu = get("emulators", cand, Emulator)()  # type: ignore[type-abstract]  # a concrete subclass comes back
         why = emu.unavailable()
         if why is None and emu.supports(board):
             return emu

@@ -98,6 +98,22 @@ def test_boards_renode_does_not_model_are_refused() -> None:
             emulator_for(board, "renode")
 
 
+def test_the_emulator_is_the_named_one_else_the_setting_else_the_boards_first() -> None:
+    from tinymlaas.config import EmulatorSettings
+
+    board = get_board(TARGETS, "netduinoplus2")  # emulators = ["qemu", "renode"]
+    assert emulator_for(board, settings=EmulatorSettings()).name == "qemu"
+    assert emulator_for(board, "qemu", EmulatorSettings(backend="renode")).name == "qemu"
+    if RenodeEmulator.unavailable() is None:
+        assert emulator_for(board, settings=EmulatorSettings(backend="renode")).name == "renode"
+    else:
+        with pytest.raises(InvalidInput, match="renode: renode is not on PATH"):
+            emulator_for(board, settings=EmulatorSettings(backend="renode"))
+    nano = get_board(TARGETS, "arduino-nano-33-ble-sense")  # Renode only
+    with pytest.raises(InvalidInput, match="qemu: does not model this board"):
+        emulator_for(nano, settings=EmulatorSettings(backend="qemu"))
+
+
 @pytest.mark.usefixtures("no_leftovers")
 @pytest.mark.parametrize("name", RENODE_BOARDS)
 @pytest.mark.renode

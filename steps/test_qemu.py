@@ -1,8 +1,10 @@
 """Steps for the emulated Cortex-M boards: real aot compiler, real builder containers
-(each board's firmware built once per session), real QEMU, TFLM as the oracle."""
+(each board's firmware built once per session), real QEMU and, where installed, real Renode;
+TFLM as the oracle."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,12 +18,14 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
+from tinymlaas.edge.uart import UartClient
 from tinymlaas.emulators.qemu import QemuEmulator
+from tinymlaas.emulators.renode import RenodeEmulator
 from tinymlaas.errors import DoesNotFit
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice
-from tinymlaas.targets import get_board
+from tinymlaas.targets import get_board, load_boards
 from tinymlaas.zoo import get_recipe
 
 pytestmark = pytest.mark.skipif(QemuEmulator.unavailable() is not None,
@@ -77,13 +81,26 @@ def the_board(settings: Settings, name: str) -> Board:
     return get_board(settings.targets_dir, name)
 
 
+@given("Renode is installed")
+def renode_installed() -> None:
+    reason = RenodeEmulator.unavailable()
+    if reason:
+        pytest.skip(f"{reason}: Renode has no package in the registries CI reaches")
+
+
 @when(parsers.parse("{model_name} is compiled with aot, built in the builder container and "
-                    "booted in QEMU"), target_fixture="device")
-def booted(mcu_build: Callable[[str, str], Built], board: Board, model_name: str,
+                    "booted in {emulator}"), target_fixture="device")
+def booted(mcu_build: Callable[[str, str], Built], board: Board, model_name: str, emulator: str,
            ctx: dict[str, Any]) -> Iterator[McuDevice]:
     ctx["built"] = mcu_build(model_name, board.name)
-    with McuDevice(board, ctx["built"].firmware_dir, emulator="qemu") as device:
+    with McuDevice(board, ctx["built"].firmware_dir, emulator=emulator.lower()) as device:
         yield device
+
+
+@when(parsers.parse("{model_name} is compiled with aot and built in the builder container"))
+def built_only(mcu_build: Callable[[str, str], Built], board: Board, model_name: str,
+               ctx: dict[str, Any]) -> None:
+    ctx["built"] = mcu_build(model_name, board.name)
 
 
 @then("the board prints its ready banner with the firmware version and the model hash")
@@ -98,7 +115,7 @@ def _quantized(built: Built, samples: np.ndarray) -> list[np.ndarray]:
     t = built.module.inputs[0]
     assert t.scale is not None and t.zero_point is not None
     return [quantize(np.asarray(x, dtype=np.float64).reshape(t.shape), t.scale, t.zero_point,
-                     np.int8) for x in samples]
+                     np.dtype(np.int8)) for x in samples]
 
 
 def _compare(device: McuDevice, built: Built, inputs: list[np.ndarray], ctx: dict[str, Any]) -> None:
@@ -131,6 +148,16 @@ def counts_repeat(device: McuDevice, ctx: dict[str, Any]) -> None:
     assert all(c > 0 for c in ctx["counts"])
     again = [device.infer(x).instructions for x in ctx["inputs"]]
     assert again == ctx["counts"]
+
+
+@then("the instruction counts equal QEMU's for the same firmware")
+def counts_equal_qemus(board: Board, ctx: dict[str, Any]) -> None:
+    with QemuEmulator().start(ctx["built"].firmware_dir / ctx["built"].firmware.image,
+                              board) as session:
+        client = UartClient(session, timeout=10)
+        client.wait_ready(10)
+        qemu = [client.infer(x).instructions for x in ctx["inputs"]]
+    assert qemu == ctx["counts"]
 
 
 @then("the firmware's flash and RAM are within the board's")
@@ -173,3 +200,28 @@ def refused(refusal: DoesNotFit, board: Board) -> None:
 @then("the refusal comes from the builder's fit check, not from the linker")
 def from_fit_check(refusal: DoesNotFit) -> None:
     assert "arena" in refusal.message and "linker" not in refusal.message
+
+
+def _examples(feature: str, outline: str) -> list[str]:
+    """The board column of one Scenario Outline's Examples in features/qemu/."""
+    text = (Path(__file__).parents[1] / "features" / "qemu" / feature).read_text()
+    block = text.split(outline, 1)[1].split("Scenario", 1)[0]
+    cells = re.findall(r"^\s*\|\s*([a-z0-9][\w.-]*)\s*\|\s*$", block, re.MULTILINE)
+    return cells[1:]  # below the "board" header
+
+
+def test_the_outlines_list_the_boards_their_emulator_runs(settings: Settings) -> None:
+    """The Examples are hand-written for readable reports; this keeps them equal to the
+    boards' data (digits_cnn skips the one board it does not fit)."""
+    boards = load_boards(settings.targets_dir)
+    runs = {emu: sorted(n for n, b in boards.items() if emu in b.emulators)
+            for emu in ("qemu", "renode")}
+    renode_only = sorted(set(runs["renode"]) - set(runs["qemu"]))
+    both = sorted(set(runs["renode"]) & set(runs["qemu"]))
+    assert sorted(_examples("cortex_m.feature", "hello_world on <board>")) == runs["qemu"]
+    assert sorted(_examples("cortex_m.feature", "digits CNN on <board>")) == \
+        sorted(set(runs["qemu"]) - {"stm32vldiscovery"})
+    assert _examples("renode_boards.feature", "hello_world for <board>") == renode_only
+    assert _examples("renode_boards.feature", "hello_world on <board> under Renode") == \
+        runs["renode"]
+    assert _examples("renode_boards.feature", "<board> counts the same") == both

@@ -74,3 +74,17 @@ def test_board_files_are_valid(settings: Settings) -> None:
     assert "x86-tflm" in boards
     for name, board in boards.items():
         assert (Path(settings.targets_dir) / name / board.builder.context).is_dir()
+
+
+def test_a_board_names_the_emulators_its_emulator_table_is_for() -> None:
+    from pydantic import ValidationError
+
+    ok = _board(emulators=["qemu", "renode"],
+                emulator={"qemu_machine": "m", "renode_platform": "p.repl", "renode_uart": "u"})
+    assert ok.emulators == ["qemu", "renode"]
+    with pytest.raises(ValidationError, match=r"names 'renode' but \[emulator\] has no renode_"):
+        _board(emulators=["qemu", "renode"], emulator={"qemu_machine": "m"})
+    with pytest.raises(ValidationError, match=r"keys \['renode_platform'\] belong to no backend"):
+        _board(emulators=["qemu"], emulator={"qemu_machine": "m", "renode_platform": "p.repl"})
+    with pytest.raises(ValidationError, match="twice"):
+        _board(emulators=["qemu", "qemu"], emulator={"qemu_machine": "m"})

@@ -23,7 +23,13 @@ class BuildSettings(BaseModel):
 
 
 class EmulatorSettings(BaseModel):
-    backend: str = "qemu"
+    """Which emulator runs MCU firmware, and how long a booted board may take to say READY."""
+
+    #: The emulator plugin to use (``qemu``, ``renode``); None: the first of the board's
+    #: ``emulators`` that is installed.
+    backend: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]*$")
+    #: From the emulator running to the firmware's ready banner (the emulator's own
+    #: start-up, e.g. Renode's Mono, is bounded by its plugin's options).
     boot_timeout_s: float = Field(10.0, gt=0)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODULE_FORMAT: Literal["tinymlaas.inference-module/1"] = "tinymlaas.inference-module/1"
 
@@ -105,6 +105,9 @@ class Board(BaseModel):
     regions: list[MemoryRegion] = []
     builder: ImageSpec
     device: ImageSpec | None = None
+    #: The emulator backends that can run this board, preferred first; each reads its own
+    #: keys of ``emulator`` (named ``<backend>_...``, e.g. ``qemu_machine``).
+    emulators: list[str] = []
     emulator: dict[str, Any] = {}
     board_support: dict[str, Any] = {}
     firmware: FirmwareNeeds = FirmwareNeeds()
@@ -112,6 +115,22 @@ class Board(BaseModel):
     @property
     def default_compiler(self) -> str:
         return self.compilers[0]
+
+    @model_validator(mode="after")
+    def _emulators_have_settings(self) -> Board:
+        """Every backend named in ``emulators`` has settings in ``[emulator]``, and every
+        setting belongs to a named backend: a board can neither claim an emulator it gives
+        nothing to run with, nor keep settings for one it does not name."""
+        if len(set(self.emulators)) != len(self.emulators):
+            raise ValueError(f"emulators lists a backend twice: {self.emulators}")
+        for name in self.emulators:
+            if not any(key.startswith(f"{name}_") for key in self.emulator):
+                raise ValueError(f"emulators names '{name}' but [emulator] has no {name}_* key")
+        stray = [k for k in self.emulator if not k.startswith(tuple(f"{n}_" for n in self.emulators))]
+        if stray:
+            raise ValueError(f"[emulator] keys {stray} belong to no backend in emulators "
+                             f"{self.emulators}")
+        return self
 
 
 class CompilerInfo(BaseModel):

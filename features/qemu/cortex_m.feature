@@ -4,6 +4,8 @@ Feature: Models run on emulated Cortex-M boards with their real memory maps
   infer on microcontroller firmware without any board: the aot compiler turns the
   model into C, the board's builder container links it for the board's real flash
   and RAM, and QEMU boots it; the firmware answers over the board's own UART.
+  The outlines list the boards whose board.toml names qemu (steps/test_qemu.py checks it);
+  the boards only Renode runs are in renode_boards.feature.
 
   Scenario Outline: hello_world on <board> is bit-exact with TFLM
     Given the board "<board>"

@@ -108,3 +108,19 @@ def test_declared_firmware_needs_cover_the_linked_firmware(echo_firmware: EchoFi
     _, _, fw = echo_firmware(name)
     assert fw.sizes["ram"] <= fw.planned["ram"]
     assert fw.sizes["flash"] <= fw.planned["flash"]
+
+
+@pytest.mark.parametrize("name", MCU_BOARDS)
+def test_boards_with_an_fpu_get_hard_float_the_others_soft(echo_firmware: EchoFirmware,
+                                                           name: str) -> None:
+    """[board_support] fpu selects -mfpu and the hard-float ABI (startup.c enables the FPU);
+    the ELF's build attributes say which one the linker got."""
+    import subprocess
+
+    board, elf, _ = echo_firmware(name)
+    attrs = subprocess.run(["arm-none-eabi-readelf", "-A", str(elf)], capture_output=True,
+                           text=True, check=True).stdout
+    fpu = board.board_support.get("fpu")
+    assert ("Tag_ABI_VFP_args: VFP registers" in attrs) == (fpu is not None)
+    if fpu is not None:
+        assert board.fpu and "Tag_FP_arch" in attrs

@@ -125,7 +125,7 @@ def targets(as_json: JsonOpt = False) -> None:
     table = Table("board", "cpu", "arch", "flash", "RAM", "compilers", "emulator")
     for b in boards:
         table.add_row(b.name, b.cpu, b.arch, f"{b.flash_bytes:,}", f"{b.ram_bytes:,}",
-                      ",".join(b.compilers), str(b.emulator.get("qemu_machine", "container")))
+                      ",".join(b.compilers), ", ".join(b.emulators) or "container")
     out.print(table)
 
 
@@ -436,7 +436,9 @@ def run(
     firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
     target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".npy: int8 = raw, float = quantized")],
-    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+    emulator: Annotated[str | None, typer.Option(
+        help="qemu or renode; default: the emulator.backend setting, else the first of the "
+             "board's emulators that is installed")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Boot FIRMWARE in an emulator, run the input through it, print outputs and instruction counts."""
@@ -483,18 +485,22 @@ def run(
 def emulate(
     firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
     target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
-    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: first that runs")] = None,
+    emulator: Annotated[str | None, typer.Option(help="qemu or renode; default: as for run")] = None,
 ) -> None:
-    """Boot FIRMWARE in an emulator with the board's UART on stdin/stdout, raw, until stdin closes
-    (the flasher a bridge runs for an emulated MCU)."""
+    """Boot FIRMWARE in an emulator with the board's UART on stdin/stdout until stdin closes: the
+    boot text up to the ready banner, then whole frames of the UART protocol (the flasher a
+    bridge runs for an emulated MCU; whole frames, so the emulator may correct their counts)."""
     import os
     import signal
     import threading
 
+    from tinymlaas.edge.uart import READY
+    from tinymlaas.errors import EmulatorError, FirmwareCrashed
     from tinymlaas.services.mcu_device import emulator_for, firmware_image
     from tinymlaas.targets import get_board
 
-    board = get_board(get_settings().targets_dir, target)
+    settings = get_settings()
+    board = get_board(settings.targets_dir, target)
     image = firmware_image(firmware)
     session = emulator_for(board, emulator).start(image, board)
     closed = threading.Event()
@@ -508,9 +514,17 @@ def emulate(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     threading.Thread(target=to_board, name="stdin", daemon=True).start()
     try:
+        line = b""
+        while not line.startswith(READY.encode()):
+            line = session.read_until(b"\n", settings.emulator.boot_timeout_s)
+            os.write(1, line)
         while not closed.is_set():
-            if data := session.read_some(0.2):
-                os.write(1, data)
+            try:
+                os.write(1, session.read_until(b"\x00", 0.2))
+            except FirmwareCrashed:
+                raise
+            except EmulatorError:  # nothing whole within 0.2 s: look at stdin again
+                continue
     finally:
         session.stop()
 

@@ -10,6 +10,7 @@ ends the session instead of looping through boots.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -38,7 +39,7 @@ class QemuBoard(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     qemu_machine: str
-    icount_shift: int = Field(10, ge=0, le=10)
+    qemu_icount_shift: int = Field(10, ge=0, le=10)
 
 
 def qemu_board(board: Board) -> QemuBoard:
@@ -55,7 +56,7 @@ class QemuEmulator(Emulator):
     Options = QemuOptions
 
     def supports(self, board: Board) -> bool:
-        return "qemu_machine" in board.emulator
+        return self.name in board.emulators
 
     def command(self, firmware: Path, board: Board, uart_socket: Path) -> list[str]:
         assert isinstance(self.options, QemuOptions)
@@ -65,7 +66,7 @@ class QemuEmulator(Emulator):
             "-monitor", "none", "-no-reboot",
             "-chardev", f"socket,id=uart,path={uart_socket},server=on,wait=on",
             "-serial", "chardev:uart",
-            "-icount", f"shift={qb.icount_shift},align=off,sleep=on",
+            "-icount", f"shift={qb.qemu_icount_shift},align=off,sleep=on",
             "-kernel", str(firmware),
         ]
         if self.options.trace is not None:
@@ -75,10 +76,9 @@ class QemuEmulator(Emulator):
     def start(self, firmware: Path, board: Board) -> SocketSession:
         assert isinstance(self.options, QemuOptions)
         if not self.supports(board):
-            raise InvalidInput(f"board '{board.name}' names no qemu_machine in its [emulator]")
-        reason = self.unavailable()
-        if reason:
-            raise EmulatorError(reason)
+            raise InvalidInput(f"board '{board.name}' does not name qemu in its emulators")
+        if shutil.which(self.options.binary) is None:  # the configured one, not the default
+            raise EmulatorError(f"{self.options.binary} is not on PATH")
         if not firmware.is_file():
             raise NotFound(f"no firmware image at {firmware}")
         workdir = Path(tempfile.mkdtemp(prefix="tinymlaas-qemu-"))

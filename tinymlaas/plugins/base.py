@@ -169,10 +169,6 @@ class EmulatorSession(ABC):
     def read_until(self, terminator: bytes, timeout: float) -> bytes:
         """Bytes up to and including ``terminator``."""
 
-    @abstractmethod
-    def read_some(self, timeout: float) -> bytes:
-        """Whatever the board printed (at least one byte), or b"" when ``timeout`` passes first."""
-
     def read_line(self, timeout: float) -> str:
         return self.read_until(b"\n", timeout).decode(errors="replace").rstrip("\r\n")
 

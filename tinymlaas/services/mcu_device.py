@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymlaas.config import EmulatorSettings, get_settings
 from tinymlaas.edge.uart import Banner, Inference, UartClient, quantization
 from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.models import Board, DeviceAttach, FirmwareManifest
@@ -58,11 +59,12 @@ def check_image_board(image: Path, board: Board, boards: Iterable[str]) -> None:
         raise InvalidInput(f"{image} was built for board '{sorted(named)[0]}', not '{board.name}'")
 
 
-def emulator_for(board: Board, name: str | None = None) -> Emulator:
-    """The named emulator, or the first installed one that models this board."""
-    from tinymlaas.plugins.registry import plugins
-
-    candidates = [name] if name else sorted(plugins("emulators"), key=lambda n: n != "qemu")
+def emulator_for(board: Board, name: str | None = None,
+                 settings: EmulatorSettings | None = None) -> Emulator:
+    """The named emulator, else the ``emulator.backend`` setting, else the first of the
+    board's ``emulators`` that is installed."""
+    name = name or (settings or get_settings().emulator).backend
+    candidates = [name] if name else board.emulators
     reasons = []
     for cand in candidates:
         emu = emulator_plugin(cand)()
@@ -70,6 +72,8 @@ def emulator_for(board: Board, name: str | None = None) -> Emulator:
         if why is None and emu.supports(board):
             return emu
         reasons.append(f"{cand}: {why or 'does not model this board'}")
+    if not candidates:
+        reasons.append("its board.toml names no emulators")
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
 
 
@@ -107,10 +111,11 @@ class McuDevice:
     """One booted emulated board; ``with`` stops it. ``restart`` boots another image."""
 
     def __init__(self, board: Board, firmware: Path, *, emulator: str | None = None,
-                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0) -> None:
+                 boot_timeout_s: float | None = None, timeout_s: float = 30.0) -> None:
+        settings = get_settings().emulator
         self.board = board
-        self.emulator = emulator_for(board, emulator)
-        self.boot_timeout_s = boot_timeout_s
+        self.emulator = emulator_for(board, emulator, settings)
+        self.boot_timeout_s = boot_timeout_s or settings.boot_timeout_s
         self.timeout_s = timeout_s
         self.session: EmulatorSession | None = None
         self.boot(firmware)

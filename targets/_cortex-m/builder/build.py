@@ -46,12 +46,14 @@ class Uart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["pl011", "cmsdk", "stm32", "nrf51"]
+    kind: Literal["pl011", "cmsdk", "stm32", "stm32f7", "nrf51", "nrf52_uarte", "sercom"]
     base: int
     irq: int = Field(ge=0, le=239)
+    irq_count: int = Field(1, ge=1, le=8, description="consecutive interrupt lines of the UART")
     divisor: int = Field(16, ge=1, description="baud-rate divisor register value")
-    clock_reg: int | None = Field(None, description="RCC enable register of the UART")
+    clock_reg: int | None = Field(None, description="clock enable register of the UART")
     clock_bit: int | None = None
+    gclk_id: int | None = Field(None, description="generic clock channel (SAM SERCOM core)")
     tx_pin: int | None = None
     rx_pin: int | None = None
 
@@ -60,6 +62,8 @@ class BoardSupport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uart: Uart
+    #: The FPU to build for (gcc's -mfpu, with the hard-float ABI); none: soft float.
+    fpu: Literal["fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16"] | None = None
 
 
 @dataclass(frozen=True)
@@ -216,12 +220,22 @@ def api_header(module: ModuleManifest) -> str:
 
 def uart_defines(board: Board) -> list[str]:
     u = board_support(board).uart
-    defs = [f"UART_BASE=0x{u.base:08x}u", f"UART_IRQ={u.irq}", f"UART_DIVISOR={u.divisor}u"]
+    defs = [f"UART_BASE=0x{u.base:08x}u", f"UART_IRQ={u.irq}", f"UART_IRQ_COUNT={u.irq_count}",
+            f"UART_DIVISOR={u.divisor}u"]
     if u.clock_reg is not None:
         defs += [f"UART_CLOCK_REG=0x{u.clock_reg:08x}u", f"UART_CLOCK_BIT=(1u<<{u.clock_bit})"]
+    if u.gclk_id is not None:
+        defs.append(f"UART_GCLK_ID={u.gclk_id}u")
     if u.tx_pin is not None:
         defs += [f"UART_TX_PIN={u.tx_pin}u", f"UART_RX_PIN={u.rx_pin}u"]
     return defs
+
+
+def float_flags(support: BoardSupport) -> list[str]:
+    """Hard float on the FPU the board declares (startup.c enables it), else soft float."""
+    if support.fpu is None:
+        return ["-mfloat-abi=soft"]
+    return [f"-mfpu={support.fpu}", "-mfloat-abi=hard"]
 
 
 _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
@@ -258,7 +272,8 @@ def compile_and_link(module_dir: Path, module: ModuleManifest, board: Board, wor
     sources.append(module_dir / module.model_file)
     elf = work / ELF
     cmd = [
-        "arm-none-eabi-gcc", f"-mcpu={board.cpu}", "-mthumb", "-mfloat-abi=soft", f"-{options.opt}",
+        "arm-none-eabi-gcc", f"-mcpu={board.cpu}", "-mthumb", *float_flags(support),
+        f"-{options.opt}",
         "-std=c99", "-ffreestanding", "-ffunction-sections", "-fdata-sections", "-Wall",
         f"-I{work}", f"-I{module_dir}", f"-I{FIRMWARE_SRC}",
         *[f"-D{d}" for d in defines], *map(str, sources),

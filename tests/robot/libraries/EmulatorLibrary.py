@@ -13,17 +13,19 @@ from pathlib import Path
 
 import numpy as np
 from robot.api.deco import keyword, library
+from robot.libraries.BuiltIn import BuiltIn
 
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.edge.uart import UartClient
 from tinymlaas.images import docker_client, ensure_base, ensure_image, image_sources
-from tinymlaas.models import Board
-from tinymlaas.plugins.base import EmulatorSession
+from tinymlaas.models import Board, ModuleManifest
+from tinymlaas.plugins.base import Emulator, EmulatorSession
+from tinymlaas.plugins.registry import plugins
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import emulator_for
-from tinymlaas.targets import get_board
+from tinymlaas.targets import get_board, load_boards
 from tinymlaas.zoo import get_recipe
 
 
@@ -41,7 +43,9 @@ class EmulatorLibrary:
         self.timeout = 10.0
         self._tmp = tempfile.TemporaryDirectory(prefix="tinymlaas-robot-")
         self._model: bytes | None = None
-        self._module = None
+        self._module: ModuleManifest | None = None
+        self._built: dict[tuple[str, str, str], tuple[str, bytes, ModuleManifest]] = {}
+        self._counts: list[int] = []
 
     # -- firmware ------------------------------------------------------------------
 
@@ -49,6 +53,9 @@ class EmulatorLibrary:
     def build_firmware(self, model: str, board: str, version: str = "1.0.0") -> str:
         """Compile zoo ``model`` with aot and build it in ``board``'s builder container;
         returns the firmware folder."""
+        if (model, board, version) in self._built:  # each board's firmware once per suite
+            fw, self._model, self._module = self._built[(model, board, version)]
+            return fw
         b = get_board(self.settings.targets_dir, board)
         client = docker_client()
         ensure_base(self.settings, client)
@@ -59,7 +66,24 @@ class EmulatorLibrary:
         work = Path(self._tmp.name) / f"{model}-{board}"
         self._module = compile_model(self._model, b, work / "module", compiler="aot", name=model)
         DockerBuilder().build(work / "module", b, work / "fw", version=version)
+        self._built[(model, board, version)] = (str(work / "fw"), self._model, self._module)
         return str(work / "fw")
+
+    @keyword("Boards Run By")
+    def boards_run_by(self, emulator: str) -> list[str]:
+        """The boards whose board.toml names ``emulator``."""
+        return sorted(n for n, b in load_boards(self.settings.targets_dir).items()
+                      if emulator in b.emulators)
+
+    @keyword("Skip Unless Installed")
+    def skip_unless_installed(self, emulator: str) -> None:
+        """Skip the test, saying why, when ``emulator`` cannot run on this machine."""
+        cls = plugins("emulators").get(emulator)
+        if cls is None or not issubclass(cls, Emulator):
+            raise AssertionError(f"no emulator plugin named {emulator!r}")
+        why = cls.unavailable()
+        if why:
+            BuiltIn().skip(f"{why}: {emulator} has no package in the registries CI reaches")
 
     @keyword("Model Hash")
     def model_hash(self) -> str:
@@ -81,11 +105,14 @@ class EmulatorLibrary:
         self.timeout = float(timeout)
 
     @keyword("Start Emulation")
-    def start_emulation(self) -> None:
+    def start_emulation(self, emulator: str = "") -> None:
+        """Boot the machine in ``emulator`` (default: the library's, else the board's first)."""
         if self.board is None or self.firmware is None:
             raise AssertionError("Create Machine first")
-        self.session = emulator_for(self.board, self.emulator_name).start(self.firmware, self.board)
+        emu = emulator_for(self.board, emulator or self.emulator_name)
+        self.session = emu.start(self.firmware, self.board)
         self.client = UartClient(self.session, timeout=self.timeout)
+        self._counts = []
 
     @keyword("Reset Emulation")
     def reset_emulation(self) -> None:
@@ -124,14 +151,21 @@ class EmulatorLibrary:
         """Send one raw int8 input frame; returns the int8 outputs and the instruction count."""
         assert self.client is not None, "Start Emulation first"
         result = self.client.infer(np.asarray([int(v) for v in values], dtype=np.int8))
+        self._counts.append(result.instructions)
         return [int(v) for v in result.values()], result.instructions
+
+    @keyword("Instruction Counts")
+    def instruction_counts(self) -> list[int]:
+        """The instruction counts of the inferences since ``Start Emulation``."""
+        return list(self._counts)
 
     @keyword("Quantized Hello World Input")
     def quantized_input(self, x: float) -> list[int]:
         assert self._module is not None, "no firmware built yet"
         t = self._module.inputs[0]
+        assert t.scale is not None and t.zero_point is not None, "the input is not quantized"
         return [int(v) for v in quantize(np.array([[float(x)]]), t.scale, t.zero_point,
-                                          np.int8).ravel()]
+                                          np.dtype(np.int8)).ravel()]
 
     @keyword("TFLM Outputs")
     def tflm_outputs(self, values: list[int]) -> list[int]:

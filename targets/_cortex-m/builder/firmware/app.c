@@ -291,7 +291,9 @@ static void banner(void) {
 
 int main(void) {
     uart_init();
-    nvic_enable(UART_IRQ);
+    for (unsigned irq = UART_IRQ; irq < UART_IRQ + UART_IRQ_COUNT; irq++) {
+        nvic_enable(irq);
+    }
     icount_init();
     banner();
     for (;;) {

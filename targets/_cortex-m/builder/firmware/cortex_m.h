@@ -1,4 +1,4 @@
-/* The few Cortex-M core registers the firmware touches (same on M0, M3, M4). */
+/* The few Cortex-M core registers the firmware touches (same on M0, M3, M4, M7). */
 #ifndef TINYMLAAS_CORTEX_M_H
 #define TINYMLAAS_CORTEX_M_H
 #include <stdint.h>
@@ -13,6 +13,7 @@
 #define SCB_CFSR REG32(0xE000ED28u)
 #define SCB_HFSR REG32(0xE000ED2Cu)
 #define SCB_BFAR REG32(0xE000ED38u)
+#define SCB_CPACR REG32(0xE000ED88u)
 
 static inline void nvic_enable(unsigned irq) { NVIC_ISER(irq / 32u) = 1u << (irq % 32u); }
 static inline void irq_disable(void) { __asm__ volatile("cpsid i" ::: "memory"); }

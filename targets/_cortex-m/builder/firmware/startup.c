@@ -23,6 +23,12 @@ static void copy(uint32_t *dst, const uint32_t *src, const uint32_t *end) {
 }
 
 void Reset_Handler(void) {
+#ifdef __ARM_FP
+    /* Built for the FPU (hard-float): grant full access to CP10/CP11 before any
+     * floating-point instruction runs. */
+    SCB_CPACR |= 0xFu << 20;
+    __asm__ volatile("dsb\n isb" ::: "memory");
+#endif
     copy(&_sdata, &_sidata, &_edata);
     if (&_smodel != &_smodel_load) { /* model data placed in RAM for live updates */
         copy(&_smodel, &_smodel_load, &_emodel);
@@ -82,10 +88,11 @@ __attribute__((naked)) void Fault_Handler(void) {
         "bx r1\n");
 }
 
-__attribute__((section(".isr_vector"), used)) void (*const vectors[16 + UART_IRQ + 1])(void) = {
+__attribute__((section(".isr_vector"), used)) void (*const vectors[16 + UART_IRQ + UART_IRQ_COUNT])(
+    void) = {
     [0] = (void (*)(void))(uintptr_t)&_estack,
     [1] = Reset_Handler,
     [2 ... 16 + UART_IRQ] = Fault_Handler, /* anything unexpected is reported as a crash */
     [15] = SysTick_Handler,
-    [16 + UART_IRQ] = uart_isr,
+    [16 + UART_IRQ ... 16 + UART_IRQ + UART_IRQ_COUNT - 1] = uart_isr,
 };

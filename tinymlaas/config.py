@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     #: default: one SQLite file in ``data_dir``.
     database_url: str | None = None
     api_host: str = "127.0.0.1"
+    #: Largest request body the API reads (an upload); larger ones get 413 before they are read.
+    max_body_bytes: int = Field(256 << 20, gt=0)
     api_port: int = Field(8000, ge=0, le=65535)
     build: BuildSettings = BuildSettings()
     emulator: EmulatorSettings = EmulatorSettings()

@@ -20,6 +20,7 @@ from tinymlaas.edge.errors import (
     NotFound,
     PluginError,
     TinyMLaaSError,
+    TooLarge,
     Unauthenticated,
     UnsupportedModel,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "NotFound",
     "PluginError",
     "TinyMLaaSError",
+    "TooLarge",
     "Unauthenticated",
     "UnsupportedModel",
 ]

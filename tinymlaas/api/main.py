@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
-    handlers.install(app)
+    handlers.install(app, settings.max_body_bytes)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router):
         app.include_router(r)

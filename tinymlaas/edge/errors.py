@@ -3,7 +3,8 @@
     TinyMLaaSError
     ├── InvalidInput (422, exit 2)
     │   ├── UnsupportedModel   model uses an op/dtype/shape a compiler cannot handle
-    │   └── DoesNotFit         model does not fit the board's flash or RAM
+    │   ├── DoesNotFit         model does not fit the board's flash or RAM
+    │   └── TooLarge (413)     a request body or file over its limit
     ├── NotFound (404, exit 3)
     ├── Conflict (409, exit 4)
     ├── Unauthenticated (401, exit 11)   no or unknown credentials for the management API
@@ -59,6 +60,11 @@ class UnsupportedModel(InvalidInput):
 
 class DoesNotFit(InvalidInput):
     code = "does_not_fit"
+
+
+class TooLarge(InvalidInput):
+    status = 413
+    code = "too_large"
 
 
 class NotFound(TinyMLaaSError):

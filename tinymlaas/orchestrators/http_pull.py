@@ -30,8 +30,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
+from tinymlaas.api.handlers import problems
 from tinymlaas.api.security import DEVICE
 from tinymlaas.config import HttpPullSettings
 from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
@@ -55,12 +56,23 @@ ENDPOINT = r"^[A-Za-z0-9._-]{1,64}$"
 
 # -- what travels in a poll ----------------------------------------------------------
 
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError as exc:  # binascii.Error is one
+        raise ValueError(f"not base64: {exc}") from None
+    return value
+
+
+Base64 = Annotated[str, AfterValidator(_base64), Field(json_schema_extra={"contentEncoding": "base64"})]
+
+
 class Inference(BaseModel):
     """One inference the device ran; tensors are base64 of their raw bytes."""
 
     count: int = Field(ge=0)
-    input: str
-    output: str
+    input: Base64
+    output: Base64
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
@@ -393,7 +405,7 @@ class HttpPullOrchestrator(Orchestrator):
 router = APIRouter(prefix="/ota", tags=["http-pull devices"])
 
 
-@router.post("/{endpoint}/poll", dependencies=DEVICE)
+@router.post("/{endpoint}/poll", dependencies=DEVICE, responses=problems(403, 404, 422))
 async def poll(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: Poll, request: Request,
                authorization: Annotated[str | None, Header()] = None) -> PollReply:
     """A device's long poll: its status, results and inferences in; its commands out."""

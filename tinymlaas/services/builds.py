@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
-from tinymlaas.errors import InvalidInput
+from tinymlaas.errors import TooLarge
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
 from tinymlaas.plugins.base import Builder, Compiler, Progress
@@ -26,7 +26,7 @@ def upload_model(store: Store, name: str, body: IO[bytes], *, filename: str, lim
     """Register an uploaded .tflite; read at most ``limit`` bytes, refuse anything larger."""
     data = body.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput(f"model file is larger than {limit} bytes")
+        raise TooLarge(f"model file is larger than {limit:,} bytes")
     return register_model(store, name, data, source=f"upload:{filename}")
 
 

@@ -20,7 +20,7 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 from tinymlaas.builders.container import DockerBuilder
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
-from tinymlaas.images import image_ref
+from tinymlaas.images import current_image, docker_client
 from tinymlaas.models import Board, FirmwareManifest, ModuleManifest
 from tinymlaas.net import free_port
 from tinymlaas.services.compile import compile_model
@@ -55,7 +55,7 @@ def booted(
 ) -> DeviceClient:
     board = board_named(firmware.board)
     port = free_port()
-    image = image_ref(settings, board.device.image)
+    image = current_image(settings, board.device.image, docker_client())
     container = (
         DockerContainer(image, _wait_strategy=LogMessageWaitStrategy(" READY "))
         .with_command(["--port", str(port)])
@@ -113,7 +113,8 @@ def _run_contract(image: str, model: bytes, root: Path) -> Path:
 @when("the builder container is run on the bare model with no network", target_fixture="contract_out")
 def contract_run(model_bytes: bytes, board_named: BoardNamed, workdir: Path, images: dict,
                  settings: Settings) -> Path:
-    return _run_contract(image_ref(settings, board_named("x86-tflm").builder.image), model_bytes,
+    image = current_image(settings, board_named("x86-tflm").builder.image, docker_client())
+    return _run_contract(image, model_bytes,
                          workdir / "a")
 
 
@@ -130,7 +131,8 @@ def contract_output(contract_out: Path, model_bytes: bytes, board: str) -> None:
 @then("building the same model twice gives the same image bytes")
 def reproducible(contract_out: Path, model_bytes: bytes, board_named: BoardNamed, workdir: Path,
                  settings: Settings) -> None:
-    again = _run_contract(image_ref(settings, board_named("x86-tflm").builder.image), model_bytes,
+    image = current_image(settings, board_named("x86-tflm").builder.image, docker_client())
+    again = _run_contract(image, model_bytes,
                           workdir / "b")
     assert (again / "firmware.pyz").read_bytes() == (contract_out / "firmware.pyz").read_bytes()
 

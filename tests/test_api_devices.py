@@ -50,11 +50,15 @@ def test_unknown_devices_and_deployments_are_404(plain: TestClient) -> None:
         assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_packages_need_a_grant(plain: TestClient) -> None:
-    r = plain.get(f"/devices/dev/packages/{'a' * 64}")
+def test_packages_need_a_grant_or_a_user(plain: TestClient, hello_world: bytes) -> None:
+    device = {"Authorization": ""}  # a device: no user token
+    r = plain.get(f"/devices/dev/packages/{'a' * 64}", headers=device)
     assert r.status_code == 403 and "grant" in r.json()["detail"]
-    r = plain.get(f"/devices/dev/packages/{'a' * 64}?grant=made-up")
+    r = plain.get(f"/devices/dev/packages/{'a' * 64}?grant=made-up", headers=device)
     assert r.status_code == 403
+    model = plain.post("/models", files={"file": ("m.tflite", hello_world)}, data={"name": "hw"}).json()
+    sha = model["sha256"]
+    assert plain.get(f"/devices/dev/packages/{sha}").content == hello_world  # a signed-in user may
 
 
 def test_credentials_only_with_security_on(plain: TestClient) -> None:

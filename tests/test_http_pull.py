@@ -203,3 +203,29 @@ def test_a_device_remembers_recent_commands_only() -> None:
     assert [seen.add(c) for c in ("a", "b", "a", "c", "d")] == [True, True, False, True, True]
     assert len(seen) == 3 and seen.add("a")  # the oldest was forgotten: memory stays bounded
     assert not seen.add("d")
+
+
+def test_a_grant_is_for_its_device_and_ends_with_the_deployment(
+        service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
+    server, api = service
+    token = api.post("/devices/pull-g/credentials").json()["token"]
+    seen: dict[str, int] = {}
+
+    with Device(server.url, "pull-g", token, hello_world, tmp_path / "dev") as dev:
+        wait_for(lambda: api.get("/devices/pull-g").json().get("device", {}).get("online"))
+        fetch = dev.agent._fetch
+
+        def spying_fetch(cmd: dict[str, Any], dest: Path, max_bytes: int) -> Path:
+            url = cmd["url"]
+            seen["anonymous"] = httpx.get(url).status_code  # the URL alone opens nothing
+            seen["other device"] = httpx.get(url, headers={"Authorization": "Bearer nope"}).status_code
+            seen["this device"] = httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+            seen["url"] = url  # type: ignore[assignment]
+            return fetch(cmd, dest, max_bytes)
+
+        dev.agent._fetch = spying_fetch  # type: ignore[method-assign]
+        store = ArtifactStore(server.settings.artifacts_dir)
+        assert deploy(api, "pull-g", store.put_bytes(b"FW4.0.0"))["succeeded"]
+    assert (seen["anonymous"], seen["other device"], seen["this device"]) == (403, 403, 200)
+    after = httpx.get(str(seen["url"]), headers={"Authorization": f"Bearer {token}"})
+    assert after.status_code == 403 and "no valid download grant" in after.json()["detail"]

@@ -24,8 +24,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -279,6 +281,17 @@ def image_ref(settings: Settings, name: str, client: DockerClient | None = None)
     raise InvalidInput(f"no board declares an image named {name}")
 
 
+def current_image(settings: Settings, name: str, client: DockerClient,
+                  progress: Progress = no_progress) -> str:
+    """The tag of image ``name`` for this checkout, built first if it has none (yet, or any more:
+    a checkout of other code may have pruned it)."""
+    for src in image_sources(settings):
+        if src.tag == name:
+            ensure_image(src, settings, client, progress)
+            return image_ref(settings, name, client)
+    raise InvalidInput(f"no board declares an image named {name}")
+
+
 def ensure_image(
     src: ImageSource, settings: Settings, client: DockerClient, progress: Progress = no_progress
 ) -> bool:
@@ -294,6 +307,23 @@ def ensure_image(
     ctx = assemble_context(src, settings)
     want = context_hash(ctx, image_id(client, BASE_TAG))
     log = settings.data_dir / "images" / f"{src.tag.replace('/', '_')}.log"
+    for attempt in (1, 2, 3):
+        try:
+            _build(client, ctx, ref, want, log, progress)
+            break
+        except BuildFailed as exc:
+            # The engine is shared: a layer it meant to reuse may have been removed meanwhile.
+            if attempt == 3 or not any(s in exc.message for s in _VANISHED):
+                raise
+    _prune(client, src.tag)
+    return True
+
+
+#: What the engine says when a cached layer it meant to reuse was removed during the build.
+_VANISHED = ("failed to get digest", "No such image", "no such file or directory")
+
+
+def _build(client: DockerClient, ctx: Path, ref: str, want: str, log: Path, progress: Progress) -> None:
     lines: list[str] = []
     try:
         for chunk in client.api.build(
@@ -308,21 +338,28 @@ def ensure_image(
                     progress(line, int(n) / max(int(total or 1), 1))
             if "error" in chunk:
                 lines.append(chunk["error"])
-                raise BuildFailed(f"building image {src.tag} failed: {chunk['error'].strip()}")
+                raise BuildFailed(f"building image {ref} failed: {chunk['error'].strip()}")
     finally:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("\n".join(lines) + "\n")
-    _prune(client, src.tag)
-    return True
 
 
-def _prune(client: DockerClient, repository: str, keep: int = 3) -> None:
-    """Drop all but the newest ``keep`` tags of a repository (other checkouts may use them);
-    an image a container still uses stays."""
+def _created(stamp: str) -> float:
+    """An RFC 3339 time with nanoseconds, as the engine writes it, in seconds since the epoch."""
+    return datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+
+
+def _prune(client: DockerClient, repository: str, keep: int = 3, min_age_s: float = 12 * 3600) -> None:
+    """Drop a repository's old tags: beyond the newest ``keep``, those older than ``min_age_s``
+    (other checkouts may still use a recent one: it costs only its own small layers); an
+    image a container still uses stays."""
     import docker
 
     images = sorted(client.images.list(name=repository), key=lambda i: i.attrs["Created"], reverse=True)
+    cutoff = time.time() - min_age_s
     for img in images[keep:]:
+        if _created(img.attrs["Created"]) > cutoff:
+            continue
         for tag in img.tags:
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(tag, noprune=False)

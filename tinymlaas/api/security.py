@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tinymlaas.api.deps import get_store
 from tinymlaas.auth import Role, User
 from tinymlaas.errors import Forbidden, NotFound, Unauthenticated
+from tinymlaas.store import Store
 
 SESSION_COOKIE = "tinymlaas_session"
 bearer = HTTPBearer(auto_error=False, scheme_name="token",
@@ -46,6 +47,15 @@ def require(*roles: Role) -> Callable[..., User]:
 
     caller.roles = needed  # type: ignore[attr-defined]  # read by the route-protection test
     return caller
+
+
+def is_user_token(store: Store, token: str) -> bool:
+    """Whether a bearer token is a (valid, enabled) user's, rather than a device's."""
+    try:
+        store.users.authenticate_token(token)
+    except (NotFound, Forbidden):
+        return False
+    return True
 
 
 def device_route() -> None:

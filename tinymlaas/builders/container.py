@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas.builders._common import ContractBuilder, failure, follow_progress, watchdog
 from tinymlaas.config import get_settings
-from tinymlaas.errors import BuildFailed
-from tinymlaas.images import docker_client, image_ref
+from tinymlaas.images import current_image, docker_client
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import Progress
 
@@ -33,15 +32,11 @@ class DockerBuilder(ContractBuilder):
     def execute(
         self, module_dir: Path, board: Board, out: Path, version: str, progress: Progress
     ) -> None:
-        import docker
 
         assert isinstance(self.options, DockerOptions)
         client = docker_client()
-        image = image_ref(get_settings(), board.builder.image, client)
-        try:
-            client.images.get(image)  # never let the engine try a pull
-        except docker.errors.ImageNotFound as exc:
-            raise BuildFailed(f"builder image {image} is not built; run 'tinymlaas images'") from exc
+        # Built here if missing: never let the engine try a pull.
+        image = current_image(get_settings(), board.builder.image, client)
         container = client.containers.run(
             image,
             ["/in/model.tflite", "--out", "/out", "--board", board.name, "--version", version],

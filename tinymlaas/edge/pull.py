@@ -219,7 +219,9 @@ class PullAgent:
         url = cmd["url"]
         if cmd.get("sha256") and cmd["sha256"] not in url:
             url += f"#sha256={cmd['sha256']}"
-        return download(url, dest, max_bytes=max_bytes)
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return download(url, dest, max_bytes=max_bytes, headers=auth)
 
     async def _fota(self, cmd: dict[str, Any]) -> None:
         image = self.workdir / "ota-firmware"

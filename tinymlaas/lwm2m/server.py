@@ -74,6 +74,16 @@ class Registration:
         return str(self.remote.hostinfo)
 
     @property
+    def host(self) -> str | None:
+        """The device's IP address (no port), as another protocol (HTTP) would see it."""
+        remote = getattr(self.remote, "underlying_address", self.remote)  # OSCORE wraps UDP
+        sockaddr = getattr(remote, "sockaddr", None)
+        if not sockaddr:
+            return None
+        host = str(sockaddr[0])
+        return host.removeprefix("::ffff:")  # an IPv4 peer on a dual-stack socket
+
+    @property
     def objects(self) -> dict[int, list[int]]:
         """Object id -> instance ids, from the registration's link list."""
         out: dict[int, list[int]] = {}

@@ -310,8 +310,11 @@ class HttpPullOrchestrator(Orchestrator):
         return self._online(endpoint).status
 
     # -- updates ------------------------------------------------------------------------
-    def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
-        self.grants.check(endpoint, sha256, grant)
+    def authorize_download(self, endpoint: str, sha256: str, grant: str | None, *, address: str | None,
+                           token: str | None) -> None:
+        if self.tokens is not None:  # the device proves who it is, as on its polls
+            self.tokens.check(endpoint, token)
+        self.grants.check(endpoint, sha256, grant, address=address)
 
     async def _update(self, endpoint: str, package: Package, kind: Literal["firmware", "model"], *,
                       download_base: str, progress: Progress) -> UpdateOutcome:
@@ -328,9 +331,10 @@ class HttpPullOrchestrator(Orchestrator):
             return self._done(out, started)
         progress(f"device pulls the {what}", 0.1)
         base = self.settings.package_base_url or download_base
-        url = self.grants.package_url(base, endpoint, package.sha256)
-        res = await self._command(endpoint, self.settings.update_timeout_s, op=kind, sha256=package.sha256,
-                                  size=package.size, url=url)
+        with self.grants.during(endpoint, package.sha256):
+            url = self.grants.package_url(base, endpoint, package.sha256, address=rec.address)
+            res = await self._command(endpoint, self.settings.update_timeout_s, op=kind,
+                                      sha256=package.sha256, size=package.size, url=url)
         rec = self._devices[endpoint]
         words = fw_result_words if kind == "firmware" else sw_result_words
         out.result_code = res.code

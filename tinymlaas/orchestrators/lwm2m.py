@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -115,24 +116,30 @@ class LwM2MOrchestrator(Orchestrator):
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
         base = self.settings.package_base_url or self._download_base
-        return self.grants.package_url(base, endpoint, sha256)
+        host = self.srv.registry.online(endpoint).host
+        return self.grants.package_url(base, endpoint, sha256, address=host)
 
-    def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
-        self.grants.check(endpoint, sha256, grant)
+    def authorize_download(self, endpoint: str, sha256: str, grant: str | None, *, address: str | None,
+                           token: str | None) -> None:
+        self.grants.check(endpoint, sha256, grant, address=address)
 
     async def deploy_firmware(self, endpoint: str, package: Package, *, download_base: str,
                               progress: Progress = no_progress) -> UpdateOutcome:
         self._download_base = download_base
-        return await self.updater.fota(endpoint, package.sha256, progress=progress)
+        with self.grants.during(endpoint, package.sha256):
+            return await self.updater.fota(endpoint, package.sha256, progress=progress)
 
     async def deploy_model(self, endpoint: str, module: Package, *, download_base: str,
                            fallback_firmware: Package | None = None,
                            progress: Progress = no_progress) -> UpdateOutcome:
         self._download_base = download_base
-        return await self.updater.deploy_model(
-            endpoint, module.sha256, model_sha256=module.model_sha256,
-            fallback_firmware_sha256=fallback_firmware.sha256 if fallback_firmware else None,
-            progress=progress)
+        fallback = fallback_firmware.sha256 if fallback_firmware else None
+        with contextlib.ExitStack() as grants:
+            for sha in filter(None, (module.sha256, fallback)):
+                grants.enter_context(self.grants.during(endpoint, sha))
+            return await self.updater.deploy_model(
+                endpoint, module.sha256, model_sha256=module.model_sha256,
+                fallback_firmware_sha256=fallback, progress=progress)
 
     # -- inference -------------------------------------------------------------------
     async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:

@@ -278,5 +278,7 @@ class Orchestrator(Plugin):
         fail (unknown or offline device, no TinyML object) fails here, before the first one."""
 
     @abstractmethod
-    def authorize_download(self, endpoint: str, sha256: str, grant: str | None) -> None:
-        """Raise Forbidden unless this device was sent this package (with this grant)."""
+    def authorize_download(self, endpoint: str, sha256: str, grant: str | None, *, address: str | None,
+                           token: str | None) -> None:
+        """Raise Forbidden unless this device, calling from ``address`` (with its ``token`` where
+        devices have one), was sent this package with this grant and is being updated now."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from tinymlaas.config import get_settings
 from tinymlaas.errors import BuildFailed, DeviceUnreachable
-from tinymlaas.images import docker_client, image_ref
+from tinymlaas.images import current_image, docker_client
 from tinymlaas.models import Board, DeviceAttach
 from tinymlaas.net import free_port
 
@@ -63,14 +63,9 @@ class X86Device:
                  attach: DeviceAttach | None = None) -> None:
         if board.device is None:
             raise BuildFailed(f"board '{board.name}' has no device image")
-        import docker
 
         self.client = docker_client()
-        image = image_ref(get_settings(), board.device.image, self.client)
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound as exc:
-            raise BuildFailed(f"device image {image} is not built; run 'tinymlaas images'") from exc
+        image = current_image(get_settings(), board.device.image, self.client)
         self.port = free_port()
         args = ["--port", str(self.port)]
         volumes = {str(firmware_dir.resolve()): {"bind": "/flash", "mode": "rw" if attach else "ro"}}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tinymlaas.api.deps import OrchestratorDep, StoreDep
 from tinymlaas.api.handlers import problems
-from tinymlaas.api.security import DEVICE, Scientist, Viewer
+from tinymlaas.api.security import DEVICE, Scientist, Viewer, is_user_token
 from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo
 from tinymlaas.services import devices as service
 
@@ -81,10 +81,15 @@ async def results(endpoint: str, orch: OrchestratorDep, user: Viewer,
 
 @router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404),
             dependencies=DEVICE)
-async def download_package(endpoint: str, sha256: str, store: StoreDep, orch: OrchestratorDep,
-                     grant: str | None = None) -> FileResponse:
-    """A package sent to this device (FOTA/SOTA pull). Range requests resume a broken download."""
-    orch.authorize_download(endpoint, sha256, grant)
+async def download_package(endpoint: str, sha256: str, request: Request, store: StoreDep,
+                           orch: OrchestratorDep, grant: str | None = None) -> FileResponse:
+    """A package sent to this device (FOTA/SOTA pull) while it is being updated, or to a signed-in
+    user. Range requests resume a broken download."""
+    auth = request.headers.get("authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    if not (token and is_user_token(store, token)):
+        orch.authorize_download(endpoint, sha256, grant,
+                                address=request.client.host if request.client else None, token=token)
     path = store.artifacts.get(sha256)
     return FileResponse(path, media_type="application/octet-stream",
                         headers={"ETag": f'"{sha256}"', "Cache-Control": "private, immutable"})

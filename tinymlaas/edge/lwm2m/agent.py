@@ -80,11 +80,13 @@ def check_uri(uri: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
 
 
 def download(uri: str, dest: Path, *, max_bytes: int, attempts: int = 4, timeout: float = 30.0,
-             progress: Callable[[int, int | None], None] | None = None) -> Path:
+             progress: Callable[[int, int | None], None] | None = None,
+             headers: dict[str, str] | None = None) -> Path:
     """Fetch ``uri`` into ``dest``, resuming with Range after a broken connection.
 
     The SHA-256 is checked before ``dest`` appears; a partial file is kept as
-    ``dest.part`` between attempts.
+    ``dest.part`` between attempts. ``headers`` go with every request (a device's
+    credentials, where its protocol has them).
     """
     digest = check_uri(uri)
     part = dest.with_name(dest.name + ".part")
@@ -92,7 +94,8 @@ def download(uri: str, dest: Path, *, max_bytes: int, attempts: int = 4, timeout
     total: int | None = None
     for attempt in range(1, attempts + 1):
         have = part.stat().st_size if part.exists() else 0
-        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        ranged = {"Range": f"bytes={have}-"} if have else {}
+        req = urllib.request.Request(url, headers={**(headers or {}), **ranged})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 if resp.status == 200 and have:

@@ -17,6 +17,7 @@ from tinymlaas.api.routes import (
     builds,
     catalog,
     credentials,
+    datasets,
     deployments,
     devices,
     jobs,
@@ -55,7 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
-              devices.server_router, devices.router, credentials.router, deployments.router, users.router):
+              devices.server_router, devices.router, credentials.router, deployments.router, users.router,
+              datasets.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

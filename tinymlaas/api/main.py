@@ -20,8 +20,11 @@ from tinymlaas.api.routes import (
     datasets,
     deployments,
     devices,
+    evaluations,
     jobs,
     models,
+    profiles,
+    trainings,
     users,
 )
 from tinymlaas.config import Settings
@@ -57,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
-              datasets.router):
+              datasets.router, trainings.router, evaluations.router, profiles.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

@@ -66,8 +66,13 @@ def decode(name: str, data: bytes, task: Task, spec: SampleSpec, label: str | No
             return _csv(name, data, task, spec, label)
     except _Refused as exc:
         return [Decoded(name, reason=str(exc))]
-    return [Decoded(name, reason=f"unsupported file type '{ext or name}' (PNG, JPEG, WAV, CSV, NPY, "
-                                 "or a zip/tar archive of them)")]
+    return [
+        Decoded(
+            name,
+            reason=f"unsupported file type '{ext or name}' (PNG, JPEG, WAV, CSV, NPY, "
+            "or a zip/tar archive of them)",
+        )
+    ]
 
 
 class _Refused(ValueError):
@@ -82,8 +87,10 @@ def _image(data: bytes, spec: SampleSpec) -> np.ndarray:
             img.load()
             height, width, channels = spec.shape
             if img.size != (width, height):
-                raise _Refused(f"image is {img.size[0]}x{img.size[1]} (width x height); the dataset "
-                               f"takes {width}x{height}")
+                raise _Refused(
+                    f"image is {img.size[0]}x{img.size[1]} (width x height); the dataset "
+                    f"takes {width}x{height}"
+                )
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
         raise _Refused("not a readable image (PNG or JPEG)") from None
@@ -119,8 +126,9 @@ def _npy(name: str, data: bytes, spec: SampleSpec, label: str | None) -> list[De
         return [_checked(name, arr, spec, label)]
     if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
         return [_checked(f"{name}[{i}]", row, spec, label) for i, row in enumerate(arr)]
-    raise _Refused(f"array of shape {list(arr.shape)}: the dataset takes {list(shape)} "
-                   f"(or N x {list(shape)})")
+    raise _Refused(
+        f"array of shape {list(arr.shape)}: the dataset takes {list(shape)} (or N x {list(shape)})"
+    )
 
 
 def _csv(name: str, data: bytes, task: Task, spec: SampleSpec, label: str | None) -> list[Decoded]:
@@ -190,8 +198,9 @@ def _checked(name: str, arr: np.ndarray, spec: SampleSpec, label: str | None) ->
         return Decoded(name, reason="contains NaN or infinity")
     if spec.dtype in _DTYPE_RANGE:
         lo, hi = _DTYPE_RANGE[spec.dtype]
-        if arr.size and (arr.min() < lo or arr.max() > hi or (arr.dtype.kind == "f" and
-                                                              np.any(arr != np.round(arr)))):
+        if arr.size and (
+            arr.min() < lo or arr.max() > hi or (arr.dtype.kind == "f" and np.any(arr != np.round(arr)))
+        ):
             return Decoded(name, reason=f"values must be {spec.dtype} integers in {lo}..{hi}")
     return Decoded(name, array=arr.reshape(spec.shape).astype(spec.dtype), label=label)
 
@@ -210,8 +219,11 @@ def archive_entries(name: str, fh: IO[bytes]) -> Iterator[tuple[str, bytes | Non
                 if info.is_dir() or _hidden(info.filename):
                     continue
                 if info.file_size > MAX_ENTRY_BYTES:
-                    yield info.filename, None, f"expands to {info.file_size} bytes (at most " \
-                                               f"{MAX_ENTRY_BYTES})"
+                    yield (
+                        info.filename,
+                        None,
+                        f"expands to {info.file_size} bytes (at most {MAX_ENTRY_BYTES})",
+                    )
                     continue
                 try:
                     yield info.filename, zf.read(info), None

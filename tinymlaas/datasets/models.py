@@ -230,12 +230,13 @@ class Collector(BaseModel):
 
 Template = Literal["cnn", "ds-cnn", "mlp"]
 #: The model template each task trains when the settings name none.
-DEFAULT_TEMPLATE: dict[Task, Template] = {Task.image: "cnn", Task.time_series: "ds-cnn",
-                                          Task.tabular: "mlp"}
+DEFAULT_TEMPLATE: dict[Task, Template] = {Task.image: "cnn", Task.time_series: "ds-cnn", Task.tabular: "mlp"}
 #: The templates that can take a task's samples.
-TEMPLATES: dict[Task, tuple[Template, ...]] = {Task.image: ("cnn", "ds-cnn"),
-                                               Task.time_series: ("ds-cnn", "cnn"),
-                                               Task.tabular: ("mlp",)}
+TEMPLATES: dict[Task, tuple[Template, ...]] = {
+    Task.image: ("cnn", "ds-cnn"),
+    Task.time_series: ("ds-cnn", "cnn"),
+    Task.tabular: ("mlp",),
+}
 
 
 class TrainingSettings(BaseModel):
@@ -244,16 +245,23 @@ class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(description="a dataset's id or name; ``name:version`` for an older version")
-    name: str | None = Field(None, pattern=NAME_PATTERN,
-                             description="the model's name (default: the dataset's)")
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN, description="the model's name (default: the dataset's)"
+    )
     template: Template | None = Field(
-        None, description="cnn (images), ds-cnn (depthwise-separable, time series and audio), mlp "
-                          "(tabular); default: the task's")
+        None,
+        description="cnn (images), ds-cnn (depthwise-separable, time series and audio), mlp "
+        "(tabular); default: the task's",
+    )
     input_size: list[int] | None = Field(
-        None, min_length=1, max_length=2,
-        description="images: [height, width] to resize to; time series: [length] to resample to")
-    width: int = Field(16, ge=2, le=256,
-                       description="filters (or units) of the first layer; later ones double")
+        None,
+        min_length=1,
+        max_length=2,
+        description="images: [height, width] to resize to; time series: [length] to resample to",
+    )
+    width: int = Field(
+        16, ge=2, le=256, description="filters (or units) of the first layer; later ones double"
+    )
     epochs: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: float = Field(0.005, gt=0, le=1)
@@ -263,8 +271,9 @@ class TrainingSettings(BaseModel):
     augmentation: bool = False
     seed: int = Field(1, ge=0, le=2**31 - 1)
     base: str | None = Field(None, description="continue training this model version (id or name:version)")
-    calibration_samples: int = Field(500, ge=1, le=100_000,
-                                     description="training samples the int8 conversion is calibrated on")
+    calibration_samples: int = Field(
+        500, ge=1, le=100_000, description="training samples the int8 conversion is calibrated on"
+    )
 
 
 class EpochMetrics(BaseModel):

@@ -46,3 +46,38 @@ def npy_bytes(arr: np.ndarray) -> bytes:
 def npy_load(data: bytes) -> np.ndarray:
     arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
     return arr
+
+
+def fits(sample_shape: list[int], shape: list[int]) -> bool:
+    """Whether :func:`fit_input` can turn samples of one shape into the other: the same rank and
+    channels (images resize, series resample), or the same shape."""
+    return sample_shape == shape or (
+        len(sample_shape) == len(shape) and len(shape) in (2, 3) and sample_shape[-1] == shape[-1]
+    )
+
+
+def fit_input(x: np.ndarray, shape: list[int]) -> np.ndarray:
+    """Samples ``[N, *sample shape]`` as a model's input ``shape``: images resized (bilinear), time
+    series resampled (linear); the same shape passes through."""
+    x = np.asarray(x, dtype=np.float32)
+    if list(x.shape[1:]) == list(shape):
+        return x
+    if not fits(list(x.shape[1:]), shape):
+        raise ValueError(f"samples of shape {list(x.shape[1:])} cannot become the input {shape}")
+    if len(x) == 0:
+        return np.zeros((0, *shape), dtype=np.float32)
+    if len(shape) == 3:
+        from PIL import Image
+
+        out = np.empty((len(x), *shape), dtype=np.float32)
+        for i, img in enumerate(x):
+            for c in range(shape[2]):
+                channel = Image.fromarray(np.ascontiguousarray(img[..., c]))
+                out[i, ..., c] = np.asarray(channel.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+        return out
+    src, dst = np.linspace(0.0, 1.0, x.shape[1]), np.linspace(0.0, 1.0, shape[0])
+    out = np.empty((len(x), *shape), dtype=np.float32)
+    for i, series in enumerate(x):
+        for c in range(shape[1]):
+            out[i, :, c] = np.interp(dst, src, series[:, c])
+    return out

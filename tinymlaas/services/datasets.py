@@ -57,8 +57,11 @@ def resolve(store: Store, ref: str) -> tuple[Dataset, int]:
 
 def detail(store: Store, ref: str) -> DatasetDetail:
     ds, version = resolve(store, ref)
-    return DatasetDetail(**ds.model_dump(), counts=store.datasets.counts(ds.id, version),
-                         versions=store.datasets.versions(ds.id))
+    return DatasetDetail(
+        **ds.model_dump(),
+        counts=store.datasets.counts(ds.id, version),
+        versions=store.datasets.versions(ds.id),
+    )
 
 
 def update(store: Store, ref: str, req: DatasetUpdate) -> Dataset:
@@ -70,8 +73,9 @@ def delete(store: Store, ref: str) -> None:
     store.datasets.delete(store.datasets.get(ref).id)
 
 
-def upload(store: Store, ref: str, files: Iterable[tuple[str, IO[bytes]]], *, label: str | None = None
-           ) -> UploadResult:
+def upload(
+    store: Store, ref: str, files: Iterable[tuple[str, IO[bytes]]], *, label: str | None = None
+) -> UploadResult:
     """Add the samples in ``files`` (each a sample file, a CSV/NPY of many, or a zip/tar archive);
     every sample that cannot be one is refused with its reason and the others are kept."""
     ds = store.datasets.get(ref)
@@ -81,14 +85,19 @@ def upload(store: Store, ref: str, files: Iterable[tuple[str, IO[bytes]]], *, la
     refused: list[Refusal] = []
     for decoded in _decoded(ds, files, label):
         if len(new) >= MAX_SAMPLES:
-            refused.append(Refusal(name=decoded.name,
-                                   reason=f"the upload already holds {MAX_SAMPLES} samples"))
+            refused.append(
+                Refusal(name=decoded.name, reason=f"the upload already holds {MAX_SAMPLES} samples")
+            )
             continue
         if decoded.array is None:
             refused.append(Refusal(name=decoded.name, reason=decoded.reason or "not a sample"))
         elif decoded.label is not None and decoded.label not in ds.spec.classes:
-            refused.append(Refusal(name=decoded.name, reason=f"unknown label '{decoded.label}'; the classes "
-                                                             f"are {', '.join(ds.spec.classes)}"))
+            refused.append(
+                Refusal(
+                    name=decoded.name,
+                    reason=f"unknown label '{decoded.label}'; the classes are {', '.join(ds.spec.classes)}",
+                )
+            )
         else:
             sha = store.artifacts.put_bytes(npy_bytes(decoded.array))
             new.append(NewSample(sha, decoded.label, split_of(sha, ds.split), decoded.name))
@@ -130,14 +139,30 @@ def remove(store: Store, ref: str, keys: list[str]) -> Changed:
     return Changed(dataset=ds.name, version=store.datasets.remove_samples(ds.id, keys), changed=len(keys))
 
 
-def browse(store: Store, ref: str, *, label: str | None = None, unlabelled: bool = False,
-           split: Split | None = None, source: str | None = None, offset: int = 0, limit: int = 100
-           ) -> SamplePage:
+def browse(
+    store: Store,
+    ref: str,
+    *,
+    label: str | None = None,
+    unlabelled: bool = False,
+    split: Split | None = None,
+    source: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> SamplePage:
     ds, version = resolve(store, ref)
     if label is not None and unlabelled:
         raise InvalidInput("filter by a label or by 'unlabelled', not both")
-    return store.datasets.samples(ds.id, version, label=label, unlabelled=unlabelled, split=split,
-                                  source=source, offset=offset, limit=limit)
+    return store.datasets.samples(
+        ds.id,
+        version,
+        label=label,
+        unlabelled=unlabelled,
+        split=split,
+        source=source,
+        offset=offset,
+        limit=limit,
+    )
 
 
 def sample(store: Store, ref: str, key: str) -> Sample:
@@ -177,8 +202,9 @@ def report_sample(report: InferenceReport, tensor: dict[str, Any], ds: Dataset) 
     """The input a device ran, as a sample of the dataset (ValueError saying why it is not one)."""
     raw = np.asarray(report.input, dtype=np.float64)
     if raw.size != ds.spec.size:
-        raise ValueError(f"the device's input has {raw.size} values; the dataset's samples have "
-                         f"{ds.spec.size}")
+        raise ValueError(
+            f"the device's input has {raw.size} values; the dataset's samples have {ds.spec.size}"
+        )
     if tensor.get("scale"):
         raw = (raw - float(tensor.get("zero_point") or 0)) * float(tensor["scale"])
     return from_model(raw, ds.spec)
@@ -194,19 +220,33 @@ class Collectors:
 COLLECTORS = Collectors()
 
 
-def start_collecting(store: Store, orch: Orchestrator, runner: JobRunner, ref: str, req: CollectRequest,
-                     collectors: Collectors = COLLECTORS) -> Collector:
+def start_collecting(
+    store: Store,
+    orch: Orchestrator,
+    runner: JobRunner,
+    ref: str,
+    req: CollectRequest,
+    collectors: Collectors = COLLECTORS,
+) -> Collector:
     """Add the inputs of the device's next inferences to the dataset (unlabelled), as a job that
     ends after ``count`` samples or, ``continuous``, when it is cancelled."""
     ds = store.datasets.get(ref)
     orch.device(req.endpoint)  # NotFound for a device never seen
     key = (ds.id, req.endpoint)
     if key in collectors.running:
-        raise Conflict(f"device '{req.endpoint}' is already being collected into '{ds.name}' "
-                       f"(job {collectors.running[key].job_id})")
+        raise Conflict(
+            f"device '{req.endpoint}' is already being collected into '{ds.name}' "
+            f"(job {collectors.running[key].job_id})"
+        )
     job = store.new_job("collect")
-    rec = Collector(dataset=ds.name, endpoint=req.endpoint, job_id=job.id, continuous=req.continuous,
-                    collected=0, refused=0)
+    rec = Collector(
+        dataset=ds.name,
+        endpoint=req.endpoint,
+        job_id=job.id,
+        continuous=req.continuous,
+        collected=0,
+        refused=0,
+    )
     collectors.running[key] = rec
 
     async def run(progress: Progress) -> dict[str, Any]:
@@ -217,8 +257,10 @@ def start_collecting(store: Store, orch: Orchestrator, runner: JobRunner, ref: s
                 async with asyncio.timeout(req.timeout_s):
                     await _collect(store, orch, ds, req, rec, progress)
         except TimeoutError:
-            raise DeviceUnreachable(f"device '{req.endpoint}' ran {rec.collected} of {req.count} "
-                                    f"inferences within {req.timeout_s:.0f} s") from None
+            raise DeviceUnreachable(
+                f"device '{req.endpoint}' ran {rec.collected} of {req.count} "
+                f"inferences within {req.timeout_s:.0f} s"
+            ) from None
         finally:
             collectors.running.pop(key, None)
         return rec.model_dump()
@@ -227,8 +269,9 @@ def start_collecting(store: Store, orch: Orchestrator, runner: JobRunner, ref: s
     return rec
 
 
-async def _collect(store: Store, orch: Orchestrator, ds: Dataset, req: CollectRequest, rec: Collector,
-                   progress: Progress) -> None:
+async def _collect(
+    store: Store, orch: Orchestrator, ds: Dataset, req: CollectRequest, rec: Collector, progress: Progress
+) -> None:
     caps = await orch.capabilities(req.endpoint)
     tensor = _input_spec(caps)
     stream = await orch.subscribe(req.endpoint)
@@ -245,8 +288,10 @@ async def _collect(store: Store, orch: Orchestrator, ds: Dataset, req: CollectRe
             data = npy_bytes(arr)
             await asyncio.to_thread(_add_one, store, ds, data, f"device:{req.endpoint}#{report.count}")
             rec.collected += 1
-            progress(f"collected {rec.collected} sample(s) from {req.endpoint}",
-                     0.0 if req.continuous else rec.collected / req.count)
+            progress(
+                f"collected {rec.collected} sample(s) from {req.endpoint}",
+                0.0 if req.continuous else rec.collected / req.count,
+            )
             if not req.continuous and rec.collected >= req.count:
                 return
     finally:
@@ -265,8 +310,9 @@ def collectors(store: Store, ref: str, running: Collectors = COLLECTORS) -> list
     return [c for (dataset_id, _), c in running.running.items() if dataset_id == ds.id]
 
 
-def stop_collecting(store: Store, runner: JobRunner, ref: str, endpoint: str,
-                    running: Collectors = COLLECTORS) -> Job:
+def stop_collecting(
+    store: Store, runner: JobRunner, ref: str, endpoint: str, running: Collectors = COLLECTORS
+) -> Job:
     ds = store.datasets.get(ref)
     rec = running.running.get((ds.id, endpoint))
     if rec is None:

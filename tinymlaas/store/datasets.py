@@ -66,8 +66,10 @@ class DatasetVersionRow(Base):
 
 class SampleRow(Base):
     __tablename__ = "dataset_samples"
-    __table_args__ = (Index("dataset_samples_live", "dataset_id", "added_in", "removed_in"),
-                      Index("dataset_samples_key", "dataset_id", "key"))
+    __table_args__ = (
+        Index("dataset_samples_live", "dataset_id", "added_in", "removed_in"),
+        Index("dataset_samples_key", "dataset_id", "key"),
+    )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     key: Mapped[str] = mapped_column(String)
@@ -129,26 +131,50 @@ def _id() -> str:
 
 
 def _live(version: int) -> ColumnElement[bool]:
-    return and_(SampleRow.added_in <= version,
-                or_(SampleRow.removed_in.is_(None), SampleRow.removed_in > version))
+    return and_(
+        SampleRow.added_in <= version, or_(SampleRow.removed_in.is_(None), SampleRow.removed_in > version)
+    )
 
 
 def _dataset(r: DatasetRow) -> Dataset:
-    return Dataset(id=r.id, name=r.name, task=Task(r.task), spec=SampleSpec.model_validate(r.spec),
-                   split=SplitSpec.model_validate(r.split), description=r.description, head=r.head,
-                   created_at=r.created_at)
+    return Dataset(
+        id=r.id,
+        name=r.name,
+        task=Task(r.task),
+        spec=SampleSpec.model_validate(r.spec),
+        split=SplitSpec.model_validate(r.split),
+        description=r.description,
+        head=r.head,
+        created_at=r.created_at,
+    )
 
 
 def _sample(r: SampleRow) -> Sample:
-    return Sample(id=r.key, label=r.label, split=Split(r.split), sha256=r.sha256, source=r.source,
-                  version=r.added_in, created_at=r.created_at)
+    return Sample(
+        id=r.key,
+        label=r.label,
+        split=Split(r.split),
+        sha256=r.sha256,
+        source=r.source,
+        version=r.added_in,
+        created_at=r.created_at,
+    )
 
 
 def _training(r: TrainingRow) -> Training:
-    return Training(id=r.id, job_id=r.job_id, dataset_id=r.dataset_id, dataset_version=r.dataset_version,
-                    settings=TrainingSettings.model_validate(r.settings), state=TrainingState(r.state),
-                    epochs=[EpochMetrics.model_validate(e) for e in r.epochs], model_id=r.model_id,
-                    error=r.error, seconds=r.seconds, created_at=r.created_at)
+    return Training(
+        id=r.id,
+        job_id=r.job_id,
+        dataset_id=r.dataset_id,
+        dataset_version=r.dataset_version,
+        settings=TrainingSettings.model_validate(r.settings),
+        state=TrainingState(r.state),
+        epochs=[EpochMetrics.model_validate(e) for e in r.epochs],
+        model_id=r.model_id,
+        error=r.error,
+        seconds=r.seconds,
+        created_at=r.created_at,
+    )
 
 
 class NewSample:
@@ -171,9 +197,16 @@ class Datasets:
         with self.store.tx() as db:
             if db.scalars(select(DatasetRow).where(DatasetRow.name == req.name)).first() is not None:
                 raise Conflict(f"dataset '{req.name}' exists")
-            row = DatasetRow(id=_id(), name=req.name, task=req.task.value, spec=req.spec.model_dump(),
-                             split=req.split.model_dump(), description=req.description, head=1,
-                             created_at=_now())
+            row = DatasetRow(
+                id=_id(),
+                name=req.name,
+                task=req.task.value,
+                spec=req.spec.model_dump(),
+                split=req.split.model_dump(),
+                description=req.description,
+                head=1,
+                created_at=_now(),
+            )
             db.add(row)
             db.add(DatasetVersionRow(dataset_id=row.id, version=1, created_at=row.created_at, locked_at=None))
             return _dataset(row)
@@ -181,8 +214,10 @@ class Datasets:
     def get(self, ref: str) -> Dataset:
         """By id or name."""
         with self.store.read() as db:
-            row = db.get(DatasetRow, ref) or \
-                db.scalars(select(DatasetRow).where(DatasetRow.name == ref)).first()
+            row = (
+                db.get(DatasetRow, ref)
+                or db.scalars(select(DatasetRow).where(DatasetRow.name == ref)).first()
+            )
             if row is None:
                 raise NotFound(f"no dataset '{ref}'")
             return _dataset(row)
@@ -209,10 +244,12 @@ class Datasets:
 
     def delete(self, dataset_id: str) -> None:
         with self.store.tx() as db:
-            used = db.scalar(select(func.count()).select_from(LineageRow)
-                             .where(LineageRow.dataset_id == dataset_id))
-            trained = db.scalar(select(func.count()).select_from(TrainingRow)
-                                .where(TrainingRow.dataset_id == dataset_id))
+            used = db.scalar(
+                select(func.count()).select_from(LineageRow).where(LineageRow.dataset_id == dataset_id)
+            )
+            trained = db.scalar(
+                select(func.count()).select_from(TrainingRow).where(TrainingRow.dataset_id == dataset_id)
+            )
             if used or trained:
                 raise Conflict(f"dataset '{dataset_id}' has models or trainings made from it")
             db.execute(delete(SampleRow).where(SampleRow.dataset_id == dataset_id))
@@ -232,8 +269,9 @@ class Datasets:
         head = db.get(DatasetVersionRow, (dataset_id, row.head))
         if head is not None and head.locked_at is not None:
             row.head += 1
-            db.add(DatasetVersionRow(dataset_id=dataset_id, version=row.head, created_at=_now(),
-                                     locked_at=None))
+            db.add(
+                DatasetVersionRow(dataset_id=dataset_id, version=row.head, created_at=_now(), locked_at=None)
+            )
             db.flush()
         return row.head
 
@@ -242,23 +280,40 @@ class Datasets:
         """Add samples to the head in one transaction; returns the version and the records."""
         with self.store.tx() as db:
             version, t = self._head(db, dataset_id), _now()
-            rows = [SampleRow(id=_id() + _id(), key=_id(), dataset_id=dataset_id, label=s.label,
-                              split=s.split.value, sha256=s.sha256, source=s.source, added_in=version,
-                              removed_in=None, created_at=t) for s in items]
+            rows = [
+                SampleRow(
+                    id=_id() + _id(),
+                    key=_id(),
+                    dataset_id=dataset_id,
+                    label=s.label,
+                    split=s.split.value,
+                    sha256=s.sha256,
+                    source=s.source,
+                    added_in=version,
+                    removed_in=None,
+                    created_at=t,
+                )
+                for s in items
+            ]
             db.add_all(rows)
             return version, [_sample(r) for r in rows]
 
     def _live_rows(self, db: Session, dataset_id: str, version: int, keys: list[str]) -> list[SampleRow]:
         rows: list[SampleRow] = []
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            rows += db.scalars(select(SampleRow).where(SampleRow.dataset_id == dataset_id,
-                                                       SampleRow.key.in_(chunk), _live(version)))
+            chunk = keys[i : i + 500]
+            rows += db.scalars(
+                select(SampleRow).where(
+                    SampleRow.dataset_id == dataset_id, SampleRow.key.in_(chunk), _live(version)
+                )
+            )
         missing = set(keys) - {r.key for r in rows}
         if missing:
             few = sorted(missing)[:5]
-            raise NotFound(f"no sample(s) {', '.join(few)}{' ...' if len(missing) > 5 else ''} in this "
-                           "dataset", missing=sorted(missing))
+            raise NotFound(
+                f"no sample(s) {', '.join(few)}{' ...' if len(missing) > 5 else ''} in this dataset",
+                missing=sorted(missing),
+            )
         return rows
 
     def set_label(self, dataset_id: str, keys: list[str], label: str | None) -> tuple[int, int]:
@@ -275,9 +330,20 @@ class Datasets:
                     row.label = label
                     continue
                 row.removed_in = version
-                db.add(SampleRow(id=_id() + _id(), key=row.key, dataset_id=dataset_id, label=label,
-                                 split=row.split, sha256=row.sha256, source=row.source, added_in=version,
-                                 removed_in=None, created_at=_now()))
+                db.add(
+                    SampleRow(
+                        id=_id() + _id(),
+                        key=row.key,
+                        dataset_id=dataset_id,
+                        label=label,
+                        split=row.split,
+                        sha256=row.sha256,
+                        source=row.source,
+                        added_in=version,
+                        removed_in=None,
+                        created_at=_now(),
+                    )
+                )
             return version, changed
 
     def remove_samples(self, dataset_id: str, keys: list[str]) -> int:
@@ -291,9 +357,18 @@ class Datasets:
                     row.removed_in = version
             return version
 
-    def samples(self, dataset_id: str, version: int, *, label: str | None = None, unlabelled: bool = False,
-                split: Split | None = None, source: str | None = None, offset: int = 0,
-                limit: int = 100) -> SamplePage:
+    def samples(
+        self,
+        dataset_id: str,
+        version: int,
+        *,
+        label: str | None = None,
+        unlabelled: bool = False,
+        split: Split | None = None,
+        source: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> SamplePage:
         where = [SampleRow.dataset_id == dataset_id, _live(version)]
         if unlabelled:
             where.append(SampleRow.label.is_(None))
@@ -305,48 +380,85 @@ class Datasets:
             where.append(SampleRow.source.startswith(source, autoescape=True))
         with self.store.read() as db:
             total = db.scalar(select(func.count()).select_from(SampleRow).where(*where)) or 0
-            rows = db.scalars(select(SampleRow).where(*where).order_by(SampleRow.created_at, SampleRow.key)
-                              .offset(offset).limit(limit))
+            rows = db.scalars(
+                select(SampleRow)
+                .where(*where)
+                .order_by(SampleRow.created_at, SampleRow.key)
+                .offset(offset)
+                .limit(limit)
+            )
             return SamplePage(total=total, offset=offset, limit=limit, items=[_sample(r) for r in rows])
 
     def sample(self, dataset_id: str, key: str, version: int) -> Sample:
         with self.store.read() as db:
             return _sample(self._live_rows(db, dataset_id, version, [key])[0])
 
-    def labelled(self, dataset_id: str, version: int, split: Split | None = None
-                 ) -> list[tuple[str, str, Split]]:
-        """(sha256, label, split) of every labelled sample of a version, in a stable order."""
+    def labelled(
+        self, dataset_id: str, version: int, split: Split | None = None
+    ) -> list[tuple[str, str, Split]]:
+        """(sha256, label, split) of every labelled sample of a version, ordered by content, so the
+        same data trains the same model however it was uploaded."""
         where = [SampleRow.dataset_id == dataset_id, _live(version), SampleRow.label.is_not(None)]
         if split is not None:
             where.append(SampleRow.split == split.value)
         with self.store.read() as db:
-            rows = db.execute(select(SampleRow.sha256, SampleRow.label, SampleRow.split).where(*where)
-                              .order_by(SampleRow.created_at, SampleRow.key))
+            rows = db.execute(
+                select(SampleRow.sha256, SampleRow.label, SampleRow.split)
+                .where(*where)
+                .order_by(SampleRow.sha256, SampleRow.label)
+            )
             return [(sha, str(lab), Split(sp)) for sha, lab, sp in rows]
 
     def counts(self, dataset_id: str, version: int) -> Counts:
         live = [SampleRow.dataset_id == dataset_id, _live(version)]
         with self.store.read() as db:
-            by_label = dict(db.execute(select(SampleRow.label, func.count()).where(*live)
-                                       .group_by(SampleRow.label)).tuples().all())
-            by_split = dict(db.execute(select(SampleRow.split, func.count()).where(*live)
-                                       .group_by(SampleRow.split)).tuples().all())
+            by_label = dict(
+                db.execute(select(SampleRow.label, func.count()).where(*live).group_by(SampleRow.label))
+                .tuples()
+                .all()
+            )
+            by_split = dict(
+                db.execute(select(SampleRow.split, func.count()).where(*live).group_by(SampleRow.split))
+                .tuples()
+                .all()
+            )
         unlabelled = by_label.pop(None, 0)
-        return Counts(total=sum(by_split.values()), unlabelled=unlabelled,
-                      labels={str(k): v for k, v in sorted(by_label.items(), key=lambda kv: str(kv[0]))},
-                      splits=by_split)
+        return Counts(
+            total=sum(by_split.values()),
+            unlabelled=unlabelled,
+            labels={str(k): v for k, v in sorted(by_label.items(), key=lambda kv: str(kv[0]))},
+            splits=by_split,
+        )
 
     # -- versions -------------------------------------------------------------------------
     def versions(self, dataset_id: str) -> list[DatasetVersion]:
         with self.store.read() as db:
-            rows = list(db.scalars(select(DatasetVersionRow).where(DatasetVersionRow.dataset_id == dataset_id)
-                                   .order_by(DatasetVersionRow.version)))
-            models = db.execute(select(LineageRow.dataset_version, LineageRow.model_id)
-                                .where(LineageRow.dataset_id == dataset_id)).tuples().all()
-        return [DatasetVersion(version=r.version, locked=r.locked_at is not None,
-                               models=[m for v, m in models if v == r.version],
-                               counts=self.counts(dataset_id, r.version), created_at=r.created_at)
-                for r in rows]
+            rows = list(
+                db.scalars(
+                    select(DatasetVersionRow)
+                    .where(DatasetVersionRow.dataset_id == dataset_id)
+                    .order_by(DatasetVersionRow.version)
+                )
+            )
+            models = (
+                db.execute(
+                    select(LineageRow.dataset_version, LineageRow.model_id).where(
+                        LineageRow.dataset_id == dataset_id
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        return [
+            DatasetVersion(
+                version=r.version,
+                locked=r.locked_at is not None,
+                models=[m for v, m in models if v == r.version],
+                counts=self.counts(dataset_id, r.version),
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
 
     def check_version(self, dataset_id: str, version: int) -> None:
         with self.store.read() as db:
@@ -356,18 +468,34 @@ class Datasets:
     def lock(self, dataset_id: str, version: int) -> None:
         """From now on this version never changes (a model is made from it)."""
         with self.store.tx() as db:
-            db.execute(update(DatasetVersionRow)
-                       .where(DatasetVersionRow.dataset_id == dataset_id,
-                              DatasetVersionRow.version == version, DatasetVersionRow.locked_at.is_(None))
-                       .values(locked_at=_now()))
+            db.execute(
+                update(DatasetVersionRow)
+                .where(
+                    DatasetVersionRow.dataset_id == dataset_id,
+                    DatasetVersionRow.version == version,
+                    DatasetVersionRow.locked_at.is_(None),
+                )
+                .values(locked_at=_now())
+            )
 
     # -- trainings ------------------------------------------------------------------------
-    def add_training(self, *, job_id: str, dataset_id: str, version: int, settings: TrainingSettings
-                     ) -> Training:
+    def add_training(
+        self, *, job_id: str, dataset_id: str, version: int, settings: TrainingSettings
+    ) -> Training:
         with self.store.tx() as db:
-            row = TrainingRow(id=_id(), job_id=job_id, dataset_id=dataset_id, dataset_version=version,
-                              settings=settings.model_dump(mode="json"), state=TrainingState.queued.value,
-                              epochs=[], model_id=None, error=None, seconds=None, created_at=_now())
+            row = TrainingRow(
+                id=_id(),
+                job_id=job_id,
+                dataset_id=dataset_id,
+                dataset_version=version,
+                settings=settings.model_dump(mode="json"),
+                state=TrainingState.queued.value,
+                epochs=[],
+                model_id=None,
+                error=None,
+                seconds=None,
+                created_at=_now(),
+            )
             db.add(row)
             return _training(row)
 
@@ -396,16 +524,24 @@ class Datasets:
 
     def fail_unfinished_trainings(self, reason: str) -> None:
         with self.store.tx() as db:
-            db.execute(update(TrainingRow).where(TrainingRow.state.in_(
-                [TrainingState.queued.value, TrainingState.running.value]))
-                .values(state=TrainingState.failed.value, error=reason))
+            db.execute(
+                update(TrainingRow)
+                .where(TrainingRow.state.in_([TrainingState.queued.value, TrainingState.running.value]))
+                .values(state=TrainingState.failed.value, error=reason)
+            )
 
     # -- lineage --------------------------------------------------------------------------
     def add_lineage(self, lineage: Lineage) -> Lineage:
         with self.store.tx() as db:
-            db.merge(LineageRow(model_id=lineage.model_id, dataset_id=lineage.dataset_id,
-                                dataset_version=lineage.dataset_version,
-                                record=lineage.model_dump(mode="json"), created_at=lineage.created_at))
+            db.merge(
+                LineageRow(
+                    model_id=lineage.model_id,
+                    dataset_id=lineage.dataset_id,
+                    dataset_version=lineage.dataset_version,
+                    record=lineage.model_dump(mode="json"),
+                    created_at=lineage.created_at,
+                )
+            )
         return lineage
 
     def lineage(self, model_id: str) -> Lineage:
@@ -418,8 +554,14 @@ class Datasets:
     # -- evaluations ----------------------------------------------------------------------
     def add_evaluation(self, evaluation: Evaluation) -> Evaluation:
         with self.store.tx() as db:
-            db.add(EvaluationRow(id=evaluation.id, model_id=evaluation.model_id,
-                                 record=evaluation.model_dump(mode="json"), created_at=evaluation.created_at))
+            db.add(
+                EvaluationRow(
+                    id=evaluation.id,
+                    model_id=evaluation.model_id,
+                    record=evaluation.model_dump(mode="json"),
+                    created_at=evaluation.created_at,
+                )
+            )
         return evaluation
 
     def evaluation(self, evaluation_id: str) -> Evaluation:

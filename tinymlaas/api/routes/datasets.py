@@ -64,9 +64,13 @@ def upload_samples(
     ref: str,
     store: StoreDep,
     user: Scientist,
-    files: Annotated[list[UploadFile], File(
-        description="PNG/JPEG, WAV, CSV, NPY files, or zip/tar archives of them (a folder named like a "
-                    "class labels its files)")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description="PNG/JPEG, WAV, CSV, NPY files, or zip/tar archives of them (a folder named like a "
+            "class labels its files)"
+        ),
+    ],
     label: Annotated[str | None, Form(description="the label of every sample in this upload")] = None,
 ) -> UploadResult:
     """Add samples; each bad one is refused with its reason, the rest are kept (the answer lists both)."""
@@ -75,7 +79,9 @@ def upload_samples(
 
 @router.get("/{ref}/samples", responses=problems(404, 422))
 def browse_samples(
-    ref: str, store: StoreDep, user: Viewer,
+    ref: str,
+    store: StoreDep,
+    user: Viewer,
     label: str | None = None,
     unlabelled: bool = False,
     split: Split | None = None,
@@ -83,8 +89,9 @@ def browse_samples(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SamplePage:
-    return service.browse(store, ref, label=label, unlabelled=unlabelled, split=split, source=source,
-                          offset=offset, limit=limit)
+    return service.browse(
+        store, ref, label=label, unlabelled=unlabelled, split=split, source=source, offset=offset, limit=limit
+    )
 
 
 @router.patch("/{ref}/samples", responses=problems(404, 422))
@@ -99,8 +106,13 @@ def read_sample(ref: str, sample_id: str, store: StoreDep, user: Viewer) -> Samp
 
 
 @router.get("/{ref}/samples/{sample_id}/data", response_class=Response, responses=problems(404, 422))
-def sample_data(ref: str, sample_id: str, store: StoreDep, user: Viewer,
-                format: Annotated[str, Query(pattern="^(npy|png)$")] = "npy") -> Response:
+def sample_data(
+    ref: str,
+    sample_id: str,
+    store: StoreDep,
+    user: Viewer,
+    format: Annotated[str, Query(pattern="^(npy|png)$")] = "npy",
+) -> Response:
     """The sample as .npy (its dataset's shape and dtype), or as PNG for images."""
     data, media = service.sample_data(store, ref, sample_id, format)
     return Response(data, media_type=media)
@@ -118,8 +130,9 @@ def list_versions(ref: str, store: StoreDep, user: Viewer) -> list[DatasetVersio
 
 
 @router.post("/{ref}/collect", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 409, 422))
-async def collect(ref: str, body: CollectRequest, store: StoreDep, orch: OrchestratorDep, runner: RunnerDep,
-            user: Scientist) -> Collector:
+async def collect(
+    ref: str, body: CollectRequest, store: StoreDep, orch: OrchestratorDep, runner: RunnerDep, user: Scientist
+) -> Collector:
     """Add the inputs of a device's next inferences, unlabelled: ``count`` of them, or ``continuous``.
     On the loop: it asks the orchestrator whether the device exists."""
     return service.start_collecting(store, orch, runner, ref, body)

@@ -275,6 +275,7 @@ async def _collect(
     caps = await orch.capabilities(req.endpoint)
     tensor = _input_spec(caps)
     stream = await orch.subscribe(req.endpoint)
+    progress(f"collecting from {req.endpoint}", 0.0)
     try:
         async for report in stream:
             if report.model_sha256 and caps.model_sha256 and report.model_sha256 != caps.model_sha256:

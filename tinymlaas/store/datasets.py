@@ -412,16 +412,14 @@ class Datasets:
     def counts(self, dataset_id: str, version: int) -> Counts:
         live = [SampleRow.dataset_id == dataset_id, _live(version)]
         with self.store.read() as db:
-            by_label = dict(
-                db.execute(select(SampleRow.label, func.count()).where(*live).group_by(SampleRow.label))
-                .tuples()
-                .all()
-            )
-            by_split = dict(
-                db.execute(select(SampleRow.split, func.count()).where(*live).group_by(SampleRow.split))
-                .tuples()
-                .all()
-            )
+            by_label: dict[str | None, int] = {
+                k: v for k, v in db.execute(select(SampleRow.label, func.count()).where(*live)
+                                            .group_by(SampleRow.label))
+            }
+            by_split: dict[str, int] = {
+                k: v for k, v in db.execute(select(SampleRow.split, func.count()).where(*live)
+                                            .group_by(SampleRow.split))
+            }
         unlabelled = by_label.pop(None, 0)
         return Counts(
             total=sum(by_split.values()),
@@ -440,15 +438,9 @@ class Datasets:
                     .order_by(DatasetVersionRow.version)
                 )
             )
-            models = (
-                db.execute(
-                    select(LineageRow.dataset_version, LineageRow.model_id).where(
-                        LineageRow.dataset_id == dataset_id
-                    )
-                )
-                .tuples()
-                .all()
-            )
+            query = select(LineageRow.dataset_version, LineageRow.model_id).where(
+                LineageRow.dataset_id == dataset_id)
+            models = [(v, m) for v, m in db.execute(query)]
         return [
             DatasetVersion(
                 version=r.version,

@@ -1,10 +1,12 @@
 """Profile a model across boards before deploying it: per board, whether it fits (the compiler's
 planned arena and the builder's linked sizes against flash and RAM), the instructions one inference
 takes on the board's emulator, and the latency that implies at the board's clock. Measured, not
-estimated: the firmware is really built and booted."""
+estimated: the firmware is really built and booted (a build is kept for the next profile of the
+same model, board and builder image)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tempfile
@@ -18,7 +20,7 @@ from tinymlaas.config import Settings
 from tinymlaas.datasets.models import BoardProfile, Profile, ProfileRequest
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.jobs import JobRunner
-from tinymlaas.models import Board, Job
+from tinymlaas.models import Board, FirmwareManifest, Job
 from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.store import Store
 from tinymlaas.targets import get_board, load_boards
@@ -42,8 +44,6 @@ def profile(
     progress: Progress = no_progress,
 ) -> Profile:
     """Every board, two at a time; a board that cannot take the model says why in its row."""
-    import hashlib
-
     start = time.monotonic()
     done: list[BoardProfile] = []
     with (
@@ -70,31 +70,50 @@ def _work(settings: Settings) -> Path:
     return path
 
 
+def _cached_build(settings: Settings, model: bytes, board: Board) -> Path | None:
+    """Where a build of this model for this board is kept: keyed by the model, the board and the
+    builder image's tag (the hash of its inputs, the compiler's code among them), so a warm profile
+    boots what an earlier one built. Only for the Docker builder, whose image names its inputs."""
+    if settings.build.executor != "docker":
+        return None
+    from tinymlaas.images import image_ref
+
+    parts = [hashlib.sha256(model).digest(), board.model_dump_json().encode(),
+             image_ref(settings, board.builder.image).encode()]
+    return settings.data_dir / "cache" / "profile" / hashlib.sha256(b"|".join(parts)).hexdigest()[:24]
+
+
 def _board(settings: Settings, model: bytes, board: Board, work: Path) -> BoardProfile:
     from tinymlaas.plugins.registry import builder_plugin
-    from tinymlaas.services.compile import compile_model
+    from tinymlaas.services.compile import compile_model, read_module
+    from tinymlaas.services.staging import staged_dir
 
     start = time.monotonic()
-    row = BoardProfile(
-        board=board.name,
-        cpu=board.cpu,
-        clock_hz=board.clock_hz,
-        fits=False,
-        compiler=board.default_compiler,
-        flash_total=board.flash_bytes,
-        ram_total=board.ram_bytes,
-    )
+    row = BoardProfile(board=board.name, cpu=board.cpu, clock_hz=board.clock_hz, fits=False,
+                       compiler=board.default_compiler, flash_total=board.flash_bytes,
+                       ram_total=board.ram_bytes)
+    cache = _cached_build(settings, model, board)
     try:
-        module = compile_model(model, board, work / "module", name="model")
+        if cache is not None and (cache / "firmware" / "manifest.json").is_file():
+            module = read_module(cache / "module")
+            fw = FirmwareManifest.model_validate_json((cache / "firmware" / "manifest.json").read_text())
+            built = cache
+        else:
+            module = compile_model(model, board, work / "module", name="model")
+            fw = builder_plugin(settings.build.executor)().build(work / "module", board, work / "firmware")
+            built = work
+            if cache is not None:
+                with staged_dir(cache) as tmp:
+                    shutil.copytree(work / "module", tmp / "module")
+                    shutil.copytree(work / "firmware", tmp / "firmware")
         row.arena_bytes = module.memory.arena_bytes
-        fw = builder_plugin(settings.build.executor)().build(work / "module", board, work / "firmware")
     except InvalidInput as exc:  # does not fit, or an op or dtype the board's compiler lacks
         row.reason = exc.message
         row.seconds = round(time.monotonic() - start, 2)
         return row
     row.fits = True
     row.flash_bytes, row.ram_bytes = fw.sizes.get("flash"), fw.sizes.get("ram")
-    _measure(board, work / "firmware", module.inputs[0].nbytes, row)
+    _measure(board, built / "firmware", module.inputs[0].nbytes, row)
     shutil.rmtree(work, ignore_errors=True)
     row.seconds = round(time.monotonic() - start, 2)
     return row

@@ -12,7 +12,7 @@ import pytest
 from tinymlaas.config import Settings
 from tinymlaas.datasets.models import DatasetCreate, TrainingSettings
 from tinymlaas.datasets.samples import EXAMPLES
-from tinymlaas.errors import InvalidInput
+from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.services import datasets as datasets_service
 from tinymlaas.services.training import import_now, plan_training, train_now
 from tinymlaas.store import Store
@@ -48,7 +48,7 @@ def test_training_settings_are_checked_before_any_work(iris: tuple[Store, Settin
         plan_training(store, TrainingSettings(dataset="iris", template="cnn"))
     with pytest.raises(InvalidInput, match="input_size: a tabular model"):
         plan_training(store, TrainingSettings(dataset="iris", input_size=[3]))
-    with pytest.raises(InvalidInput, match="base: model"):
+    with pytest.raises(NotFound, match="no model 'nothing-here'"):
         plan_training(store, TrainingSettings(dataset="iris", base="nothing-here"))
     with pytest.raises(ValueError, match="Extra inputs"):
         TrainingSettings.model_validate({"dataset": "iris", "epoch": 3})

@@ -31,6 +31,18 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/deployments"): V, ("GET", "/deployments/{deployment_id}"): V,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
+    ("GET", "/datasets"): V, ("POST", "/datasets"): S, ("GET", "/datasets/{ref}"): V,
+    ("PATCH", "/datasets/{ref}"): S, ("DELETE", "/datasets/{ref}"): S, ("GET", "/datasets/{ref}/samples"): V,
+    ("POST", "/datasets/{ref}/samples"): S, ("PATCH", "/datasets/{ref}/samples"): S,
+    ("GET", "/datasets/{ref}/samples/{sample_id}"): V, ("DELETE", "/datasets/{ref}/samples/{sample_id}"): S,
+    ("GET", "/datasets/{ref}/samples/{sample_id}/data"): V, ("GET", "/datasets/{ref}/versions"): V,
+    ("POST", "/datasets/{ref}/collect"): S, ("GET", "/datasets/{ref}/collectors"): V,
+    ("DELETE", "/datasets/{ref}/collectors/{endpoint}"): S,
+    ("GET", "/trainings"): V, ("POST", "/trainings"): S, ("GET", "/trainings/{training_id}"): V,
+    ("POST", "/trainings/{training_id}/cancel"): S, ("POST", "/models/import"): S,
+    ("GET", "/models/{ref}/lineage"): V, ("GET", "/models/{ref}/variants/{variant}"): V,
+    ("GET", "/evaluations"): V, ("POST", "/evaluations"): S, ("GET", "/evaluations/{evaluation_id}"): V,
+    ("GET", "/evaluations/{evaluation_id}/confusion.png"): V, ("POST", "/profiles"): S,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
 }

@@ -11,17 +11,23 @@ Two lanes: CPU-bound work (training, builds) runs in threads, ``concurrency``
 at a time; waiting work (deployments: the device does the work) runs as
 coroutines on the loop, ``io_concurrency`` at a time, so a fleet rollout is
 neither serialized behind a build nor limited by the thread pool.
+
+A job submitted as ``cancellable`` can be cancelled: a coroutine job is cancelled
+on the loop; a thread job's next ``progress`` call raises :class:`JobCancelled`
+(threads cannot be stopped from outside, so such a job reports progress often
+and cleans up as it unwinds, e.g. kills its child process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tinymlaas.errors import TinyMLaaSError
+from tinymlaas.errors import Conflict, TinyMLaaSError
 from tinymlaas.models import Job, JobState
 from tinymlaas.plugins.base import Progress
 from tinymlaas.store import Store
@@ -33,6 +39,10 @@ AsyncJobFn = Callable[[Progress], Awaitable[dict[str, Any]]]
 _PROGRESS_EVERY_S = 0.25
 
 
+class JobCancelled(Exception):
+    """Raised by a cancelled job's progress callback, so the job unwinds."""
+
+
 class JobRunner:
     def __init__(self, store: Store, concurrency: int = 1, io_concurrency: int = 64) -> None:
         """Made on the loop that will run the jobs (the API's lifespan)."""
@@ -41,20 +51,43 @@ class JobRunner:
         self._sem = asyncio.Semaphore(concurrency)
         self._io_sem = asyncio.Semaphore(io_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Cancellable jobs not yet ended: their cancel flag, and their task once spawned.
+        self._cancel: dict[str, threading.Event] = {}
+        self._coroutine_tasks: dict[str, asyncio.Task[None]] = {}
 
-    def submit(self, job: Job, fn: JobFn) -> Job:
+    def submit(self, job: Job, fn: JobFn, *, cancellable: bool = False) -> Job:
         """A blocking job, run in a thread."""
-        return self._start(job, lambda p: asyncio.to_thread(fn, p), self._sem)
+        return self._start(job, lambda p: asyncio.to_thread(fn, p), self._sem, cancellable, False)
 
-    def submit_async(self, job: Job, fn: AsyncJobFn) -> Job:
+    def submit_async(self, job: Job, fn: AsyncJobFn, *, cancellable: bool = False) -> Job:
         """A job that mostly waits (on devices), run on the loop."""
-        return self._start(job, fn, self._io_sem)
+        return self._start(job, fn, self._io_sem, cancellable, True)
 
-    def _start(self, job: Job, fn: AsyncJobFn, sem: asyncio.Semaphore) -> Job:
+    def cancel(self, job_id: str) -> Job:
+        """Ask a cancellable job to stop; it ends in state ``cancelled`` (from any thread)."""
+        flag = self._cancel.get(job_id)
+        if flag is None:
+            job = self.store.job(job_id)  # NotFound for an unknown id
+            if job.state in (JobState.succeeded, JobState.failed, JobState.cancelled):
+                raise Conflict(f"job '{job_id}' has already ended ({job.state.value})")
+            raise Conflict(f"a {job.kind} job cannot be cancelled")
+        flag.set()
+        task = self._coroutine_tasks.get(job_id)
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+        return self.store.job(job_id)
+
+    def _start(self, job: Job, fn: AsyncJobFn, sem: asyncio.Semaphore, cancellable: bool,
+               coroutine: bool) -> Job:
+        if cancellable:
+            self._cancel[job.id] = threading.Event()
+
         def spawn() -> None:
             task = self._loop.create_task(self._run(job.id, fn, sem), name=f"job-{job.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if cancellable and coroutine:
+                self._coroutine_tasks[job.id] = task
 
         try:
             on_loop = asyncio.get_running_loop() is self._loop
@@ -67,29 +100,50 @@ class JobRunner:
         return job
 
     async def _run(self, job_id: str, fn: AsyncJobFn, sem: asyncio.Semaphore) -> None:
-        async with sem:
-            self.store.update_job(job_id, state=JobState.running)
-            last = 0.0
+        flag = self._cancel.get(job_id)
+        try:
+            async with sem:
+                await self._run_held(job_id, fn, flag)
+        except asyncio.CancelledError:
+            if flag is None or not flag.is_set():
+                raise
+            self.store.update_job(job_id, state=JobState.cancelled, error="cancelled")
+        finally:
+            self._cancel.pop(job_id, None)
+            self._coroutine_tasks.pop(job_id, None)
 
-            def progress(step: str, fraction: float) -> None:
-                nonlocal last
-                if time.monotonic() - last >= _PROGRESS_EVERY_S:
-                    last = time.monotonic()
-                    self.store.update_job(job_id, step=step, progress=min(max(fraction, 0.0), 1.0))
+    async def _run_held(self, job_id: str, fn: AsyncJobFn, flag: threading.Event | None) -> None:
+        if flag is not None and flag.is_set():
+            self.store.update_job(job_id, state=JobState.cancelled, error="cancelled before it started")
+            return
+        self.store.update_job(job_id, state=JobState.running)
+        last = 0.0
 
-            try:
-                result = await fn(progress)
-            except TinyMLaaSError as exc:
-                self.store.update_job(job_id, state=JobState.failed, error=exc.message)
-            except Exception as exc:  # a bug must still end the job, visibly
-                log.exception("job %s crashed", job_id)
-                self.store.update_job(job_id, state=JobState.failed,
-                                      error=f"internal error: {type(exc).__name__}: {exc}")
-            else:
-                self.store.update_job(job_id, state=JobState.succeeded, progress=1.0, step="done",
-                                      result=result)
+        def progress(step: str, fraction: float) -> None:
+            nonlocal last
+            if flag is not None and flag.is_set():
+                raise JobCancelled(job_id)
+            if time.monotonic() - last >= _PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self.store.update_job(job_id, step=step, progress=min(max(fraction, 0.0), 1.0))
+
+        try:
+            result = await fn(progress)
+        except JobCancelled:
+            self.store.update_job(job_id, state=JobState.cancelled, error="cancelled")
+        except TinyMLaaSError as exc:
+            self.store.update_job(job_id, state=JobState.failed, error=exc.message)
+        except Exception as exc:  # a bug must still end the job, visibly
+            log.exception("job %s crashed", job_id)
+            self.store.update_job(job_id, state=JobState.failed,
+                                  error=f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            self.store.update_job(job_id, state=JobState.succeeded, progress=1.0, step="done",
+                                  result=result)
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Let running jobs finish (threads cannot be cancelled) before shutdown."""
+        """Let running jobs finish before shutdown; cancellable ones are asked to stop first."""
+        for job_id in list(self._cancel):
+            self.cancel(job_id)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)

@@ -243,6 +243,7 @@ class JobState(enum.StrEnum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Job(BaseModel):

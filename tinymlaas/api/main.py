@@ -17,10 +17,14 @@ from tinymlaas.api.routes import (
     builds,
     catalog,
     credentials,
+    datasets,
     deployments,
     devices,
+    evaluations,
     jobs,
     models,
+    profiles,
+    trainings,
     users,
 )
 from tinymlaas.config import Settings
@@ -55,7 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app, settings.max_body_bytes)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
-              devices.server_router, devices.router, credentials.router, deployments.router, users.router):
+              devices.server_router, devices.router, credentials.router, deployments.router, users.router,
+              datasets.router, trainings.router, evaluations.router, profiles.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

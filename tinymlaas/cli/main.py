@@ -548,5 +548,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# The data scientist's commands (datasets, train, evaluate, profile) live in their own module.
+from tinymlaas.cli.datasets import register as _register_datasets  # noqa: E402
+
+_register_datasets(app)
+
 if __name__ == "__main__":
     main()

@@ -37,6 +37,7 @@ from tinymlaas.models import (
     UpdateOutcome,
 )
 from tinymlaas.store.artifacts import ArtifactStore
+from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.users import Users
 
@@ -111,6 +112,7 @@ class Store:
         # SQLite allows one writer: serialize this process's writes instead of failing on a lock.
         self._write_lock = threading.RLock()
         self.users = Users(self)
+        self.datasets = Datasets(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

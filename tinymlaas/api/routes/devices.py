@@ -79,7 +79,7 @@ async def results(endpoint: str, orch: OrchestratorDep, user: Viewer,
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404),
+@router.get("/{endpoint}/packages/{sha256}", response_class=FileResponse, responses=problems(403, 404, 422),
             dependencies=DEVICE)
 async def download_package(endpoint: str, sha256: str, request: Request, store: StoreDep,
                            orch: OrchestratorDep, grant: str | None = None) -> FileResponse:

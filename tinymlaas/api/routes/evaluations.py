@@ -23,7 +23,7 @@ def start_evaluation(
     return service.start_evaluation(store, settings, runner, body)
 
 
-@router.get("")
+@router.get("", responses=problems(404))
 def list_evaluations(store: StoreDep, user: Viewer, model: str | None = None) -> list[Evaluation]:
     return service.evaluations(store, model)
 

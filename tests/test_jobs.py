@@ -75,3 +75,31 @@ def test_waiting_jobs_have_their_own_lane(database_url: str, tmp_path: Path) -> 
     assert order == ["deploy waits", "build", "deploy done"]
     assert store.job(waiting).state == store.job(built).state == JobState.succeeded
     store.close()
+
+
+def test_a_new_step_is_stored_at_once_repeats_are_throttled(database_url: str, tmp_path: Path) -> None:
+    """Steps that follow each other quickly (reading, then a long download) all show."""
+    store = Store(database_url, tmp_path / "a")
+    seen: list[str | None] = []
+
+    async def go() -> str:
+        runner = JobRunner(store, io_concurrency=1)
+        shown = asyncio.Event()
+
+        async def deploy(progress: Progress) -> dict:
+            progress("reading the device", 0.02)
+            progress("device downloads the package", 0.1)  # 0 ms later: a new step
+            seen.append(store.job(job.id).step)
+            for i in range(50):  # the same step, often: throttled
+                progress("device downloads the package", 0.1 + i / 1000)
+            shown.set()
+            return {}
+
+        job = runner.submit_async(store.new_job("deploy"), deploy)
+        await shown.wait()
+        await runner.drain()
+        return job.id
+
+    asyncio.run(go())
+    assert seen == ["device downloads the package"]
+    store.close()

@@ -117,14 +117,16 @@ class JobRunner:
             self.store.update_job(job_id, state=JobState.cancelled, error="cancelled before it started")
             return
         self.store.update_job(job_id, state=JobState.running)
-        last = 0.0
+        last, last_step = 0.0, ""
 
         def progress(step: str, fraction: float) -> None:
-            nonlocal last
+            """Stored at once when the step changes (a waiting step must show while it waits);
+            repeats of one step are throttled."""
+            nonlocal last, last_step
             if flag is not None and flag.is_set():
                 raise JobCancelled(job_id)
-            if time.monotonic() - last >= _PROGRESS_EVERY_S:
-                last = time.monotonic()
+            if step != last_step or time.monotonic() - last >= _PROGRESS_EVERY_S:
+                last, last_step = time.monotonic(), step
                 self.store.update_job(job_id, step=step, progress=min(max(fraction, 0.0), 1.0))
 
         try:

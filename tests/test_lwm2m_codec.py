@@ -109,11 +109,21 @@ def test_bad_payloads_are_named(fmt: int, payload: bytes, base: tuple[int, ...],
         codec.decode(fmt, payload, base)
 
 
-def test_plain_text_refuses_structures_and_opaque() -> None:
+def test_plain_text_refuses_structures_and_carries_opaque_as_base64() -> None:
     with pytest.raises(CodecError):
         codec.encode(codec.TEXT, DEVICE, (3, 0))
-    with pytest.raises(CodecError):
-        codec.encode(codec.TEXT, {(5, 0, 0): b"\x00"}, (5, 0, 0))
+    assert codec.encode(codec.TEXT, {(5, 0, 0): b"\x00\xff"}, (5, 0, 0)) == b"AP8="
+    # LwM2M 1.1 Appendix C: other stacks write opaque resources as base64 text
+    assert codec.decode(codec.TEXT, b"AP8=", (5, 0, 0)) == {(5, 0, 0): b"\x00\xff"}
+    assert codec.decode(None, b"AP8=\n", (33100, 0, 9)) == {(33100, 0, 9): b"\x00\xff"}
+    with pytest.raises(CodecError, match="base64"):
+        codec.decode(codec.TEXT, b"not base64!", (5, 0, 0))
+
+
+def test_single_values_are_known_from_the_object_definitions() -> None:
+    assert codec.single_value((3, 0, 1)) and codec.single_value((3, 0, 11, 0))
+    assert not codec.single_value((3, 0, 11))  # Error Code is a multiple resource
+    assert not codec.single_value((3, 0)) and not codec.single_value((4242, 0, 1))  # unknown object
 
 
 @pytest.mark.parametrize("text", ["/3/0/1", "3/0/1/", ("3", "0", "1")])

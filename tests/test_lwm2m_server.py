@@ -249,6 +249,57 @@ async def test_block_wise_starts_at_the_block_size_the_device_showed(server: LwM
         assert await server.read_value("small", "/33100/0/9") == body
         first = dev.requests[0].opt.block2  # the next transfer asks for 64-byte blocks at once
         assert first is not None and first.size_exponent == 2 and first.block_number == 0
-        assert [r.opt.accept for r in dev.requests] == [codec.SENML_CBOR] * 4  # always an Accept
+        assert [r.opt.accept for r in dev.requests] == [codec.OPAQUE] * 4  # always an Accept
     finally:
         transport.close()
+
+
+class Silent(LwM2MClient):
+    """A 1.1 client that announces no content format (so the server must find one)."""
+
+    def object_links(self) -> list[Any]:
+        links = super().object_links()
+        return [links[0].__class__("/", {"rt": "oma.lwm2m"}), *links[1:]]
+
+
+async def test_formats_follow_what_the_client_announced(server: LwM2MServer) -> None:
+    """A stock 1.1 client announcing only SenML JSON is never asked for SenML CBOR."""
+    client = await connect(server, "json-only", content_formats=(codec.SENML_JSON,))
+    asked: list[tuple[int | None, tuple[str, ...]]] = []
+    handle = client.handle
+
+    async def spy(request: Any) -> Any:
+        asked.append((request.opt.accept or request.opt.content_format, request.opt.uri_path))
+        return await handle(request)
+
+    client.handle = spy  # type: ignore[method-assign]
+    assert server.registry.online("json-only").announced == [codec.SENML_JSON]
+    assert (await server.read("json-only", "/3/0"))[(3, 0, 1)] == "x86-tflm"
+    assert await server.read_value("json-only", "/3/0/2") == "sn-1"  # one value: plain text
+    assert await server.read_value("json-only", "/33100/0/9") == bytes(range(256)) * 11  # opaque
+    await server.write("json-only", "/3/0", {(3, 0, 13): 7}, replace=False)
+    obs = await server.observe("json-only", "/33100/0")
+    client.instance(33100).set(11, 5)
+    await obs.wait_for(lambda v: v.get((33100, 0, 11)) == 5, 3)
+    obs.cancel()
+    assert [a for a, _ in asked] == [codec.SENML_JSON, codec.TEXT, codec.OPAQUE, codec.SENML_JSON,
+                                     codec.SENML_JSON]
+    await client.stop()
+
+
+async def test_a_refused_format_is_retried_once_with_the_next_and_remembered(server: LwM2MServer) -> None:
+    client = Silent("quiet", server.uri, device_objects(), content_formats=(codec.SENML_JSON,))
+    await client.start()
+    await asyncio.wait_for(client.registered.wait(), 5)
+    assert (await server.read("quiet", "/3/0"))[(3, 0, 0)] == "TinyMLaaS"  # CBOR: 4.06, then JSON
+    assert server.registry.devices["quiet"].refused_formats == {codec.SENML_CBOR}
+    assert server.formats_for(server.registry.online("quiet"))[0] == codec.SENML_JSON
+    await client.stop()
+    tlv = Silent("tlv-only", server.uri, device_objects(), content_formats=(codec.TLV,))
+    await tlv.start()
+    await asyncio.wait_for(tlv.registered.wait(), 5)
+    with pytest.raises(DeviceError, match="none of the content formats offered for Read /3/0 "
+                                          r"\(application/senml\+cbor and application/senml\+json\)"):
+        await server.read("tlv-only", "/3/0")  # one retry only
+    assert (await server.read("tlv-only", "/3/0"))[(3, 0, 0)] == "TinyMLaaS"  # remembered: TLV now
+    await tlv.stop()

@@ -33,12 +33,15 @@ from tinymlaas.edge.lwm2m import codec
 from tinymlaas.edge.lwm2m.client import _retrieve, bound_port
 from tinymlaas.edge.lwm2m.codec import Content, Path, parse_path, path_str
 from tinymlaas.edge.lwm2m.links import Link, LinkFormatError, parse_links
+from tinymlaas.edge.lwm2m.objects import ResType, resource_type
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound, TinyMLaaSError
 from tinymlaas.lwm2m.security import CredentialStore
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 
 FORMATS = {"senml-cbor": codec.SENML_CBOR, "senml-json": codec.SENML_JSON, "tlv": codec.TLV}
+#: Formats that carry several values (an instance, an object), in the default preference.
+MULTI_FORMATS = (codec.SENML_CBOR, codec.SENML_JSON, codec.TLV)
 _SZX = {16: 0, 32: 1, 64: 2, 128: 3, 256: 4, 512: 5, 1024: 6}
 _EP_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -110,13 +113,16 @@ class Registration:
         return out
 
     @property
-    def content_format(self) -> int | None:
-        """The format the device announced on its root link (``</>;ct=...``)."""
+    def announced(self) -> list[int]:
+        """The content formats the device announced on its root link (``</>;ct=110`` or
+        ``ct="110 112"``), in its order."""
+        out: list[int] = []
         for link in self.links:
             if link.target == "/" and link.attrs.get("ct"):
-                with contextlib.suppress(ValueError):
-                    return int(str(link.attrs["ct"]).split()[0])
-        return None
+                for word in str(link.attrs["ct"]).split():
+                    with contextlib.suppress(ValueError):
+                        out.append(int(word))
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -137,6 +143,10 @@ class DeviceRecord:
     offline_since: float | None = None
     offline_reason: str = ""
     last: dict[str, Any] = field(default_factory=dict)
+    #: Content formats the device answered 4.06/4.15 to; not offered again while it
+    #: announces the same formats (remembered across its registrations).
+    refused_formats: set[int] = field(default_factory=set)
+    announced: list[int] = field(default_factory=list)
 
     @property
     def online(self) -> bool:
@@ -174,6 +184,9 @@ class Registry:
     def add(self, reg: Registration) -> Registration | None:
         """Store a new registration; returns the one it replaces (same endpoint)."""
         rec = self.devices.setdefault(reg.endpoint, DeviceRecord(reg.endpoint))
+        if rec.announced != reg.announced:  # new firmware may speak other formats
+            rec.refused_formats.clear()
+            rec.announced = reg.announced
         old = rec.registration
         if old is not None:
             self._drop(old)
@@ -364,8 +377,10 @@ def _links(payload: bytes) -> list[Link]:
 class Observation:
     """A server-side observation: the latest value, a stream of changes, and cancel()."""
 
-    def __init__(self, server: LwM2MServer, reg: Registration, path: Path, fmt: int) -> None:
-        self.server, self.reg, self.path, self.fmt = server, reg, path, fmt
+    def __init__(self, server: LwM2MServer, reg: Registration, path: Path, formats: list[int]) -> None:
+        self.server, self.reg, self.path, self.formats = server, reg, path, formats
+        #: The format the device accepted (the first of ``formats`` it did not refuse).
+        self.fmt = formats[0]
         self.value: Content = {}
         self.error: BaseException | None = None
         self.notifications = 0
@@ -377,11 +392,16 @@ class Observation:
         self._queues: list[asyncio.Queue[Content]] = []
 
     async def _start(self) -> None:
-        msg = aiocoap.Message(code=Code.GET, observe=0, accept=self.fmt,
-                              uri_path=[str(p) for p in self.path])
-        self._request = self.server._send(self.reg, msg)
-        first = await self.server._await(self.reg, self._request.response, f"Observe {path_str(self.path)}")
-        self.server._check(self.reg, first, "Observe", self.path)
+        srv, what = self.server, f"Observe {path_str(self.path)}"
+        for attempt, fmt in enumerate(self.formats[:2]):
+            self.fmt = fmt
+            msg = aiocoap.Message(code=Code.GET, observe=0, accept=fmt, uri_path=[str(p) for p in self.path])
+            self._request = srv._send(self.reg, msg)
+            first = await srv._await(self.reg, self._request.response, what)
+            if first.code != Code.NOT_ACCEPTABLE or attempt or len(self.formats) == 1:
+                break
+            srv._refused(self.reg, fmt, "Observe", self.path, first.code)
+        srv._check(self.reg, first, "Observe", self.path)
         if first.opt.observe is None:
             self.cancel()
             raise DeviceError(f"device '{self.reg.endpoint}' does not let {path_str(self.path)} "
@@ -403,8 +423,7 @@ class Observation:
                 self._cond.notify_all()
 
     async def _update(self, msg: aiocoap.Message) -> None:
-        fmt = msg.opt.content_format
-        value = codec.decode(fmt, msg.payload, self.path)
+        value = self.server._decode(self.reg, msg, self.path, "Notify")
         async with self._cond:
             self.value = {**self.value, **value} if len(self.path) >= 3 else value
             self.notifications += 1
@@ -581,11 +600,63 @@ class LwM2MServer:
         return [rec.summary() for rec in sorted(self.registry.devices.values(),
                                                 key=lambda r: r.endpoint)]
 
-    def format_for(self, reg: Registration) -> int:
-        """SenML CBOR/JSON for LwM2M 1.1 clients (the preferred one), TLV for 1.0."""
+    def formats_for(self, reg: Registration) -> list[int]:
+        """Formats for payloads of several values, best first.
+
+        TLV for LwM2M 1.0 clients; for 1.1 clients the formats they announced
+        (``ct`` on ``</>``), the preferred setting first if it is among them, or
+        every SenML/TLV format (preferred first) when they announced none. Formats
+        the device refused before are left out.
+        """
         if reg.lwm2m == "1.0":
-            return codec.TLV
-        return self.preferred
+            return [codec.TLV]
+        order = [self.preferred, *(f for f in MULTI_FORMATS if f != self.preferred)]
+        announced = [f for f in reg.announced if f in MULTI_FORMATS]
+        candidates = sorted(announced, key=order.index) if announced else order
+        return self._usable(reg, candidates)
+
+    def accepts_for(self, reg: Registration, path: Path) -> list[int]:
+        """Formats to read or write ``path`` in, best first: plain text (opaque for opaque
+        resources) for one single resource value, then the formats for several values."""
+        multi = self.formats_for(reg)
+        if not codec.single_value(path):
+            return multi
+        single = codec.OPAQUE if resource_type(path[:3]) is ResType.opaque else codec.TEXT
+        return self._usable(reg, [single]) + multi
+
+    def _usable(self, reg: Registration, formats: list[int]) -> list[int]:
+        rec = self.registry.devices.get(reg.endpoint)
+        refused = rec.refused_formats if rec is not None else set()
+        return [f for f in formats if f not in refused] or formats[-1:]
+
+    def _refused(self, reg: Registration, fmt: int, op: str, path: Path, code: Any) -> None:
+        rec = self.registry.devices.get(reg.endpoint)
+        # A refused multi-value format, or plain text for a known single value, says what the
+        # device speaks; plain text refused for a resource we know nothing of does not.
+        if rec is not None and (fmt in MULTI_FORMATS or codec.single_value(path)):
+            rec.refused_formats.add(fmt)
+        log.info("%s answered %s to %s %s in %s; using another format from now on", reg.endpoint,
+                 code, op, path_str(path), codec.NAMES.get(fmt, fmt))
+
+    async def negotiate(self, reg: Registration, op: str, path: Path, formats: list[int],
+                        make: Callable[[int], aiocoap.Message],
+                        refusal: Code) -> tuple[aiocoap.Message, int]:
+        """Send ``make(format)``; when the device refuses that format (``refusal``: 4.06 for
+        a read, 4.15 for a write) retry once with the next one, and remember the refusal."""
+        for attempt, fmt in enumerate(formats[:2]):
+            msg = make(fmt)
+            msg.opt.uri_path = [str(p) for p in path]
+            resp = await self.exchange(reg, msg, f"{op} {path_str(path)}")
+            if resp.code == refusal and attempt == 0 and len(formats) > 1:
+                self._refused(reg, fmt, op, path, resp.code)
+                continue
+            if resp.code == refusal:
+                tried = " and ".join(codec.NAMES.get(f, str(f)) for f in formats[:attempt + 1])
+                raise DeviceError(f"device '{reg.endpoint}' takes none of the content formats offered "
+                                  f"for {op} {path_str(path)} ({tried}): {resp.code}",
+                                  coap_code=str(resp.code))
+            return self._check(reg, resp, op, path), fmt
+        raise AssertionError("unreachable: formats is never empty")
 
     # -- the exchange, with our own block-wise transfer -------------------------
     def _send(self, reg: Registration, msg: aiocoap.Message) -> Any:
@@ -684,12 +755,23 @@ class LwM2MServer:
     async def read(self, endpoint: str, path: str | Path, *, fmt: int | None = None) -> Content:
         p = parse_path(path) if isinstance(path, str) else path
         reg = self.registry.online(endpoint)
-        accept = fmt or self.format_for(reg)
-        resp = await self._operate(endpoint, "Read", p, aiocoap.Message(code=Code.GET, accept=accept))
+        formats = [fmt] if fmt else self.accepts_for(reg, p)
+        resp, _ = await self.negotiate(reg, "Read", p, formats,
+                                       lambda f: aiocoap.Message(code=Code.GET, accept=f),
+                                       Code.NOT_ACCEPTABLE)
+        return self._decode(reg, resp, p, "Read")
+
+    @staticmethod
+    def _decode(reg: Registration, resp: aiocoap.Message, p: Path, op: str) -> Content:
         got = resp.opt.content_format
-        if got not in codec.SUPPORTED:
-            raise DeviceError(f"device '{endpoint}' answered Read {path_str(p)} in content format {got}")
-        return codec.decode(got, resp.payload, p)
+        if got not in (*codec.SUPPORTED, None):
+            raise DeviceError(f"device '{reg.endpoint}' answered {op} {path_str(p)} in content "
+                              f"format {got}")
+        try:
+            return codec.decode(got, resp.payload, p)  # no format: plain text (CoAP's default)
+        except codec.CodecError as exc:
+            raise DeviceError(f"device '{reg.endpoint}' answered {op} {path_str(p)} with a payload "
+                              f"that is not {codec.NAMES.get(got or codec.TEXT)}: {exc}") from exc
 
     async def read_value(self, endpoint: str, path: str | Path) -> Any:
         p = parse_path(path) if isinstance(path, str) else path
@@ -711,14 +793,17 @@ class LwM2MServer:
         else:
             content = {p: value}
         reg = self.registry.online(endpoint)
-        if fmt is None:
-            single = len(content) == 1 and p in content and len(p) >= 3
-            v = content.get(p)
-            fmt = (codec.OPAQUE if isinstance(v, bytes) else codec.TEXT) if single \
-                else self.format_for(reg)
+        if fmt is not None:
+            formats = [fmt]
+        elif len(content) == 1 and p in content and len(p) >= 3:
+            single = codec.OPAQUE if isinstance(content[p], bytes) else codec.TEXT
+            formats = self._usable(reg, [single]) + self.formats_for(reg)
+        else:
+            formats = self.formats_for(reg)
         code = Code.PUT if replace or len(p) != 2 else Code.POST
-        await self._operate(endpoint, "Write", p, aiocoap.Message(
-            code=code, content_format=fmt, payload=codec.encode(fmt, content, p)))
+        await self.negotiate(reg, "Write", p, formats, lambda f: aiocoap.Message(
+            code=code, content_format=f, payload=codec.encode(f, content, p)),
+            Code.UNSUPPORTED_CONTENT_FORMAT)
 
     async def execute(self, endpoint: str, path: str | Path, args: str = "") -> None:
         p = parse_path(path) if isinstance(path, str) else path
@@ -745,15 +830,18 @@ class LwM2MServer:
 
     async def create(self, endpoint: str, oid: int, values: dict[int, Any], iid: int | None = None) -> int:
         reg = self.registry.online(endpoint)
-        fmt = self.format_for(reg)
         inst = iid if iid is not None else 0
         content: Content = {(oid, inst, rid): v for rid, v in values.items()}
-        if iid is None and fmt == codec.TLV:  # TLV without an instance wrapper: the client picks
-            payload = codec.encode_tlv(content, (oid, inst))
-        else:
-            payload = codec.encode(fmt, content, (oid,))
-        resp = await self._operate(endpoint, "Create", (oid,), aiocoap.Message(
-            code=Code.POST, content_format=fmt, payload=payload))
+
+        def make(fmt: int) -> aiocoap.Message:
+            if iid is None and fmt == codec.TLV:  # TLV without an instance wrapper: the client picks
+                payload = codec.encode_tlv(content, (oid, inst))
+            else:
+                payload = codec.encode(fmt, content, (oid,))
+            return aiocoap.Message(code=Code.POST, content_format=fmt, payload=payload)
+
+        resp, _ = await self.negotiate(reg, "Create", (oid,), self.formats_for(reg), make,
+                                       Code.UNSUPPORTED_CONTENT_FORMAT)
         loc = resp.opt.location_path
         return int(loc[-1]) if loc else inst
 
@@ -764,7 +852,7 @@ class LwM2MServer:
     async def observe(self, endpoint: str, path: str | Path) -> Observation:
         p = parse_path(path) if isinstance(path, str) else path
         reg = self.registry.online(endpoint)
-        obs = Observation(self, reg, p, self.format_for(reg))
+        obs = Observation(self, reg, p, self.accepts_for(reg, p))
         await obs._start()
         self._observations.add(obs)
         return obs

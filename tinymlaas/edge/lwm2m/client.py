@@ -307,8 +307,12 @@ class LwM2MClient:
         bind: tuple[str, int] = ("127.0.0.1", 0),
         tuning: TransportTuning | None = None,
         retry_max_s: float = 30.0,
+        content_formats: tuple[int, ...] = (codec.SENML_CBOR, codec.SENML_JSON, codec.TLV),
     ) -> None:
         self.endpoint = endpoint
+        #: The formats for several values this client announces and takes, preferred first
+        #: (plain text and opaque for single values are always taken).
+        self.content_formats = content_formats
         self.server = server.rstrip("/")
         self.lifetime = lifetime
         self.binding = binding
@@ -355,7 +359,7 @@ class LwM2MClient:
             raise coap_error.NotFound(f"no instance /{oid}/{iid}") from None
 
     def object_links(self) -> list[Link]:
-        out = [Link("/", {"rt": "oma.lwm2m", "ct": str(codec.SENML_CBOR)})]
+        out = [Link("/", {"rt": "oma.lwm2m", "ct": " ".join(str(f) for f in self.content_formats)})]
         by_obj: dict[int, list[int]] = {}
         for oid, iid in sorted(self.instances):
             by_obj.setdefault(oid, []).append(iid)
@@ -440,8 +444,8 @@ class LwM2MClient:
             single = len(path) >= 3 and len(content) == 1 and len(next(iter(content))) == len(path)
             value = next(iter(content.values())) if single else None
             accept = (codec.OPAQUE if isinstance(value, bytes) else codec.TEXT) if single \
-                else codec.SENML_CBOR
-        if accept not in codec.SUPPORTED:
+                else self.content_formats[0]
+        if accept not in self.formats:
             raise coap_error.NotAcceptable(f"content format {accept} is not supported")
         try:
             payload = codec.encode(accept, content, path)
@@ -499,9 +503,14 @@ class LwM2MClient:
         self.site.changed(path)
         return aiocoap.Message(code=Code.CHANGED)
 
+    @property
+    def formats(self) -> tuple[int, ...]:
+        """Every content format this client reads and writes values in."""
+        return (*self.content_formats, codec.TEXT, codec.OPAQUE)
+
     def _decode(self, path: Path, request: aiocoap.Message) -> Content:
         fmt = request.opt.content_format
-        if fmt is not None and fmt not in codec.SUPPORTED:
+        if fmt is not None and fmt not in self.formats:
             raise coap_error.UnsupportedContentFormat(f"content format {fmt} is not supported")
         return codec.decode(fmt, request.payload, path)
 

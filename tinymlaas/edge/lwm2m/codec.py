@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from tinymlaas.edge.lwm2m.objects import ResType, resource_type
+from tinymlaas.edge.lwm2m.objects import ResType, is_multiple, resource_type
 
 Path = tuple[int, ...]
 Content = dict[Path, Any]
@@ -75,6 +75,12 @@ def under(path: Path, base: Path) -> bool:
     return path[: len(base)] == base
 
 
+def single_value(path: Path) -> bool:
+    """Whether ``path`` names one value (plain text or opaque can carry it): a resource
+    instance, or a resource the object definitions know as single."""
+    return len(path) == 4 or (len(path) == 3 and is_multiple(path) is False)
+
+
 def _type_for(types: TypeOf, path: Path) -> ResType | None:
     return types(path[:3]) if len(path) >= 3 else None
 
@@ -125,8 +131,8 @@ def _single(content: Content, base: Path, fmt: str) -> Any:
 def encode_text(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"1" if value else b"0"
-    if isinstance(value, bytes):
-        raise CodecError("opaque values have no plain-text form; use application/octet-stream")
+    if isinstance(value, bytes | bytearray):  # LwM2M 1.1 Appendix C: opaque as base64 text
+        return base64.b64encode(value)
     if isinstance(value, float):
         return repr(value).encode()
     return str(value).encode()
@@ -134,8 +140,11 @@ def encode_text(value: Any) -> bytes:
 
 def decode_text(data: bytes, rtype: ResType | None) -> Any:
     text = data.decode("utf-8")
-    if rtype is ResType.opaque:
-        raise CodecError("opaque resources are not written as plain text")
+    if rtype is ResType.opaque:  # LwM2M 1.1 Appendix C: base64, as other stacks send it
+        try:
+            return base64.b64decode("".join(text.split()), validate=True)
+        except ValueError as exc:
+            raise CodecError(f"plain text for an opaque resource is base64; {text[:20]!r} is not") from exc
     if rtype in (ResType.integer, ResType.unsigned, ResType.time):
         return coerce(text.strip(), rtype) if text.strip().lstrip("-").isdigit() else _bad(text, rtype)
     if rtype is ResType.float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from aiocoap import interfaces
 from aiocoap.blockwise import Block1Spool, Block2Cache
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
+from aiocoap.optiontypes import BlockOption
 
 from tinymlaas.edge.lwm2m import codec
 from tinymlaas.edge.lwm2m.codec import Content, Path
@@ -282,6 +284,17 @@ async def _response(request: Any) -> aiocoap.Message:
     return await asyncio.shield(fut)
 
 
+def _block_szx_asked(response: aiocoap.Message) -> int | None:
+    """The block size exponent a server asks for: its Block1, else the largest block that
+    fits its Size1 (None when it says neither)."""
+    if response.opt.block1 is not None:
+        return int(min(response.opt.block1.size_exponent, 6))
+    size1 = response.opt.size1
+    if size1 is not None and size1 >= 16:
+        return min(max(int(size1).bit_length() - 5, 0), 6)
+    return None
+
+
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     """Mark a shielded future's late exception as seen (no "never retrieved" noise)."""
     if not fut.cancelled():
@@ -320,6 +333,9 @@ class LwM2MClient:
         self.bind = bind
         self.tuning = tuning or TransportTuning()
         self.retry_max_s = retry_max_s
+        #: Block size exponent for requests with large payloads (the object list); lowered
+        #: when the server asks for smaller blocks.
+        self.block_szx = 6
         self.site = ClientSite(self)
         self.instances: dict[tuple[int, int], Instance] = {}
         self.attributes: dict[Path, dict[str, float]] = {}
@@ -614,10 +630,52 @@ class LwM2MClient:
         self._update_now.set()
 
     async def _request(self, msg: aiocoap.Message, path: tuple[str, ...]) -> aiocoap.Message:
-        assert self.ctx is not None
         msg.set_request_uri(self.server + "/" + "/".join(path))
         msg.transport_tuning = self.tuning
-        return await _response(self.ctx.request(msg))
+        return await self._send(msg)
+
+    async def _send(self, msg: aiocoap.Message) -> aiocoap.Message:
+        """One request; a payload larger than the server takes goes block-wise (Block1).
+
+        A server may answer 4.13 (Request Entity Too Large) with the block size it
+        wants (Block1) or the largest body it takes (Size1); the request is then sent
+        again in blocks of that size (RFC 7959 2.9.3), which aiocoap leaves undone.
+        """
+        assert self.ctx is not None
+        if len(msg.payload) > 1 << (self.block_szx + 4):
+            return await self._send_blocks(msg)
+        response = await _response(self.ctx.request(msg, handle_blockwise=False))
+        if response.code != Code.REQUEST_ENTITY_TOO_LARGE:
+            return response
+        szx = _block_szx_asked(response)
+        if szx is None:
+            return response  # no block size to try: the refusal stands
+        self.block_szx = min(szx, self.block_szx)
+        log.info("%s: the server takes blocks of %d bytes; sending again block-wise", self.endpoint,
+                 1 << (self.block_szx + 4))
+        return await self._send_blocks(msg)
+
+    async def _send_blocks(self, msg: aiocoap.Message) -> aiocoap.Message:
+        assert self.ctx is not None
+        payload, offset = msg.payload, 0
+        while True:
+            size = 1 << (self.block_szx + 4)
+            more = offset + size < len(payload)
+            part = msg.copy(payload=payload[offset:offset + size], mid=None, token=b"",
+                            block1=BlockOption.BlockwiseTuple(offset // size, more, self.block_szx))
+            if offset == 0:
+                part.opt.size1 = len(payload)
+            response = await _response(self.ctx.request(part, handle_blockwise=False))
+            asked = _block_szx_asked(response)
+            if response.code == Code.REQUEST_ENTITY_TOO_LARGE and asked is not None \
+                    and asked < self.block_szx and offset == 0:
+                self.block_szx = asked  # smaller still: start over at that size
+                continue
+            if not more or response.code != Code.CONTINUE:
+                return response
+            if asked is not None and asked < self.block_szx:  # RFC 7959 2.3: smaller from here on
+                self.block_szx = asked
+            offset += size
 
     async def register(self) -> None:
         msg = aiocoap.Message(code=Code.POST, content_format=codec.LINK_FORMAT,
@@ -626,8 +684,7 @@ class LwM2MClient:
         msg.opt.uri_query = (f"ep={self.endpoint}", f"lt={self.lifetime}",
                              f"lwm2m={LWM2M_VERSION}", f"b={self.binding}")
         msg.transport_tuning = self.tuning
-        assert self.ctx is not None
-        response = await _response(self.ctx.request(msg))
+        response = await self._send(msg)
         if response.code != Code.CREATED or not response.opt.location_path:
             self.registered.clear()
             raise RegistrationError(f"registration refused: {response.code} "
@@ -677,6 +734,8 @@ class LwM2MClient:
                                    else str(exc) or type(exc).__name__)
                 if not isinstance(exc, coap_error.Error | RegistrationError | OSError):
                     log.exception("unexpected failure in the registration loop")
-                log.warning("%s: %s; retrying in %.0f s", self.endpoint, self.last_error, delay)
-                await asyncio.sleep(delay)
+                # Jitter, so a fleet that lost its server does not come back in lockstep.
+                wait = delay * random.uniform(0.5, 1.0)
+                log.warning("%s: %s; retrying in %.1f s", self.endpoint, self.last_error, wait)
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, self.retry_max_s)

@@ -166,7 +166,7 @@ async def test_object5_state_machine(files: Files, tmp_path: Path, anyio_backend
     fw.write(1, "")
     assert fw.values[5] == FwResult.initial
     # An unsupported protocol is reported in Update Result; the Write itself succeeds.
-    fw.write(1, "coap://127.0.0.1/" + SHA)
+    fw.write(1, "coaps://127.0.0.1/" + SHA)
     assert fw.state is FwState.idle and fw.values[5] == FwResult.unsupported_protocol
 
 

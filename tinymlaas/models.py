@@ -424,6 +424,8 @@ class UpdateOutcome(BaseModel):
     result: str = ""
     detail: str = ""
     states: list[str] = []
+    #: How the package reached the device ("pull over HTTP", "pull over CoAP", "push ...").
+    delivery: str = ""
     firmware_before: str | None = None
     firmware_after: str | None = None
     model_sha256: str | None = None

@@ -1,7 +1,10 @@
 """FOTA (Object 5) and SOTA (Object 9), driven by the server.
 
-FOTA: reset the state machine if needed, observe ``/5/0``, write the Package
-URI, wait for Downloaded (or an Update Result saying why not; "connection lost"
+FOTA: read how the device takes packages (5/0/8 protocols, 5/0/9 delivery
+method) and pick a way both sides have -- pull over HTTP(S), pull over CoAP from
+this server's ``/packages`` resource (block-wise), or push (block-wise writes of
+5/0/0) -- or fail at once saying why; reset the state machine if needed, observe
+``/5/0``, deliver the package, wait for Downloaded (or an Update Result saying why not; "connection lost"
 is retried), execute Update, then wait for the device to come back (it reboots
 and registers again) and read the Update Result and its firmware version.
 
@@ -21,6 +24,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tinymlaas.edge.lwm2m import vocab
@@ -29,6 +34,8 @@ from tinymlaas.edge.lwm2m.vocab import (
     SW_CANNOT,
     Dev,
     Fw,
+    FwDelivery,
+    FwProtocol,
     FwResult,
     FwState,
     Obj,
@@ -36,6 +43,7 @@ from tinymlaas.edge.lwm2m.vocab import (
     SwResult,
     SwState,
     Tiny,
+    fw_protocol_words,
     fw_result_words,
     fw_state_words,
     sw_result_words,
@@ -54,6 +62,12 @@ FIRMWARE_VERSION = vocab.uri(Obj.DEVICE, 0, Dev.FIRMWARE_VERSION)
 MODEL_SHA256 = vocab.uri(Obj.TINYML, 0, Tiny.MODEL_SHA256)
 FW = vocab.uri(Obj.FIRMWARE, 0)
 FW_URI = vocab.uri(Obj.FIRMWARE, 0, Fw.PACKAGE_URI)
+FW_PROTOCOLS = vocab.path(Obj.FIRMWARE, 0, Fw.PROTOCOL_SUPPORT)
+FW_DELIVERY = vocab.path(Obj.FIRMWARE, 0, Fw.DELIVERY_METHOD)
+
+
+FW_PACKAGE = vocab.uri(Obj.FIRMWARE, 0, Fw.PACKAGE)
+PULL_WEB = (FwProtocol.http, FwProtocol.https)
 
 
 def _int(content: Content, path: tuple[int, ...], default: int = -1) -> int:
@@ -61,16 +75,85 @@ def _int(content: Content, path: tuple[int, ...], default: int = -1) -> int:
     return int(value) if isinstance(value, int | float) else default
 
 
-class Updater:
-    """Runs FOTA and SOTA on one server; ``package_url(endpoint, sha256)`` makes the URI."""
+def _fw_words(v: Content) -> str:
+    """Where a device's Object 5 stands, in words (for timeouts)."""
+    return (f"state {fw_state_words(_int(v, FW_STATE))!r} and update result "
+            f"{fw_result_words(_int(v, FW_RESULT, 0))!r}")
 
-    def __init__(self, server: LwM2MServer, package_url: Callable[[str, str], str]) -> None:
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a package gets to a device: pulled over ``protocol``, or pushed (``protocol`` None)."""
+
+    protocol: FwProtocol | None
+
+    def __str__(self) -> str:
+        if self.protocol is None:
+            return "push (the server writes the package block-wise)"
+        return f"pull over {fw_protocol_words(self.protocol)}"
+
+
+def device_methods(fw: Content) -> tuple[set[FwProtocol] | None, FwDelivery | None]:
+    """The pull protocols (5/0/8) and delivery method (5/0/9) a device reports; None where
+    it reports nothing."""
+    protocols = {FwProtocol(int(v)) for p, v in fw.items()
+                 if p[:3] == FW_PROTOCOLS and isinstance(v, int) and v in FwProtocol._value2member_map_}
+    reported = any(p[:3] == FW_PROTOCOLS for p in fw)
+    delivery = _int(fw, FW_DELIVERY)
+    return (protocols if reported else None,
+            FwDelivery(delivery) if delivery in FwDelivery._value2member_map_ else None)
+
+
+def choose_delivery(fw: Content, *, pull: set[FwProtocol], push: bool) -> Delivery | str:
+    """The best way the device and this server share: HTTP(S) pull, CoAP pull, then push.
+    ``pull``: the protocols this server can serve packages over. A string says why none fits."""
+    protocols, delivery = device_methods(fw)
+    if protocols is None:  # an Object 5 without 5/0/8: the URI it was always given
+        protocols = {FwProtocol.http, FwProtocol.https}
+    if delivery in (None, FwDelivery.pull, FwDelivery.both):
+        for proto in (*PULL_WEB, FwProtocol.coap):
+            if proto in protocols and proto in pull:
+                return Delivery(proto)
+    if delivery in (None, FwDelivery.push, FwDelivery.both) and push:
+        return Delivery(None)
+
+    def either(words: list[str]) -> str:
+        return " or ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else "nothing"
+
+    def ways(protos: set[FwProtocol], pushes: bool) -> str:
+        out = ["pull over " + either([fw_protocol_words(p) for p in sorted(protos)])] if protos else []
+        return ", or ".join([*out, *(["push"] if pushes else [])]) or "nothing"
+
+    theirs = ways(protocols if delivery != FwDelivery.push else set(), delivery != FwDelivery.pull)
+    return f"the device takes firmware by {theirs}; this server offers {ways(pull, push)}"
+
+
+class Updater:
+    """Runs FOTA and SOTA on one server.
+
+    ``package_url(endpoint, sha256)`` makes an HTTP(S) URI; ``coap_package_url`` a
+    ``coap://`` one on this server (for devices that pull only over CoAP) and
+    ``package_file(sha256)`` the package's bytes (to push); without them those ways
+    are not offered.
+    """
+
+    def __init__(self, server: LwM2MServer, package_url: Callable[[str, str], str], *,
+                 coap_package_url: Callable[[str, str], str] | None = None,
+                 package_file: Callable[[str], Path] | None = None) -> None:
         self.server = server
         self.package_url = package_url
+        self.coap_package_url = coap_package_url
+        self.package_file = package_file
         self.settings = server.settings
 
-    def _uri(self, endpoint: str, sha256: str) -> str:
-        uri = self.package_url(endpoint, sha256)
+    def _pull_protocols(self) -> set[FwProtocol]:
+        web = {FwProtocol.http, FwProtocol.https}
+        return web | ({FwProtocol.coap} if self.coap_package_url is not None else set())
+
+    def _uri(self, endpoint: str, sha256: str, protocol: FwProtocol | None = None) -> str:
+        make = self.coap_package_url if protocol == FwProtocol.coap else self.package_url
+        assert make is not None  # only chosen when offered
+        uri = make(endpoint, sha256)
         if len(uri) > 255:
             raise InvalidInput(f"the package URI for '{endpoint}' is {len(uri)} characters; "
                                "LwM2M allows 255 (use a shorter endpoint name or base URL)")
@@ -87,24 +170,39 @@ class Updater:
             raise DeviceError(f"device '{endpoint}' has no Firmware Update object (5)")
         progress("reading the device", 0.02)
         out.firmware_before = str(await srv.read_value(endpoint, FIRMWARE_VERSION))
-        uri = self._uri(endpoint, sha256)
+        state = await srv.read(endpoint, FW)
+        how = choose_delivery(state, pull=self._pull_protocols(), push=self.package_file is not None)
+        if isinstance(how, str):
+            out.result = "no delivery method in common"
+            out.detail = f"device '{endpoint}' cannot be sent this package: {how}"
+            return self._done(out, started)
+        out.delivery = str(how)
         obs = None
         try:
             for attempt in range(1, self.settings.retries + 2):
                 out.attempts = attempt
-                state = await srv.read(endpoint, FW)
+                if attempt > 1:
+                    state = await srv.read(endpoint, FW)
                 if _int(state, FW_STATE) == FwState.updating:
                     raise DeviceError(f"device '{endpoint}' is installing another update")
                 if _int(state, FW_STATE) != FwState.idle or _int(state, FW_RESULT) != FwResult.initial:
                     await srv.write(endpoint, FW_URI, "")  # reset the state machine
                 if obs is None:
                     obs = await srv.observe(endpoint, FW)
-                progress(f"device downloads the package (attempt {attempt})", 0.1)
-                await srv.write(endpoint, FW_URI, uri)
+                if how.protocol is None:
+                    assert self.package_file is not None
+                    progress(f"the server pushes the package to the device (attempt {attempt})", 0.1)
+                    data = await asyncio.to_thread(self.package_file(sha256).read_bytes)
+                    await srv.write(endpoint, FW_PACKAGE, data)
+                else:
+                    progress(f"device downloads the package over {fw_protocol_words(how.protocol)} "
+                             f"(attempt {attempt})", 0.1)
+                    await srv.write(endpoint, FW_URI, self._uri(endpoint, sha256, how.protocol))
                 value = await obs.wait_for(
                     lambda v: _int(v, FW_STATE) == FwState.downloaded
                     or (_int(v, FW_STATE) == FwState.idle and _int(v, FW_RESULT) > FwResult.initial),
-                    self.settings.download_timeout_s)
+                    self.settings.download_timeout_s, expected="finish downloading the package",
+                    describe=_fw_words)
                 out.states.append(fw_state_words(_int(value, FW_STATE)))
                 result = _int(value, FW_RESULT)
                 if _int(value, FW_STATE) == FwState.downloaded:

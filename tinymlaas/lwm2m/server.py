@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pathlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -374,6 +375,38 @@ def _links(payload: bytes) -> list[Link]:
         raise coap_error.BadRequest(f"bad object list: {exc}") from None
 
 
+#: Where a package for a device is, on the service (``(endpoint, sha256, grant, address)`` ->
+#: the file); raises Forbidden (no grant) or NotFound.
+PackageSource = Callable[[str, str, "str | None", "str | None"], "pathlib.Path"]
+
+
+class PackageResource(resource.Resource, resource.PathCapable):
+    """``GET /packages/{endpoint}/{sha256}?grant=...``: packages for devices that pull over CoAP
+    (block-wise, Block2), with the same grants as the API's HTTP download."""
+
+    def __init__(self, server: LwM2MServer) -> None:
+        super().__init__()
+        self.server = server
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = request.opt.uri_path
+        source = self.server.packages
+        if len(path) != 2 or source is None:
+            raise coap_error.NotFound("no such package")
+        grant = _query(request).get("grant")
+        remote = getattr(request.remote, "underlying_address", request.remote)
+        sockaddr = getattr(remote, "sockaddr", None) or getattr(remote, "address", None)
+        address = str(sockaddr[0]).removeprefix("::ffff:") if sockaddr else None
+        try:
+            file = source(path[0], path[1], grant, address)
+            data = await asyncio.to_thread(file.read_bytes)
+        except NotFound as exc:
+            raise coap_error.NotFound(exc.message) from None
+        except TinyMLaaSError as exc:  # Forbidden: no valid grant
+            raise coap_error.Forbidden(exc.message) from None
+        return aiocoap.Message(code=Code.CONTENT, content_format=codec.OPAQUE, payload=data)
+
+
 class Observation:
     """A server-side observation: the latest value, a stream of changes, and cancel()."""
 
@@ -437,11 +470,14 @@ class Observation:
         return self._task is not None and not self._task.done()
 
     async def wait_for(self, predicate: Callable[[Content], Any], timeout: float,
-                       poll_s: float = 5.0) -> Content:
+                       poll_s: float = 5.0, *, expected: str = "",
+                       describe: Callable[[Content], str] | None = None) -> Content:
         """Until ``predicate(value)`` holds; DeviceUnreachable if the observation ends first.
 
         Notifications may be non-confirmable, and a lost one must not stall an
         update: without news for ``poll_s`` seconds the path is read instead.
+        A timeout says, in words, what was awaited (``expected``) and where the device
+        stood (``describe(value)``; by default each value by its path).
         """
 
         def ready() -> bool:
@@ -451,9 +487,10 @@ class Observation:
         while True:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
+                where = (describe or _describe)(self.value)
                 raise DeviceUnreachable(
-                    f"device '{self.reg.endpoint}' did not reach the expected "
-                    f"{path_str(self.path)} within {timeout:.0f} s (last: {self.value})")
+                    f"device '{self.reg.endpoint}' did not {expected or 'reach the expected state'} "
+                    f"within {timeout:.0f} s; it last reported {where}")
             async with self._cond:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._cond.wait_for(ready), min(left, poll_s))
@@ -464,8 +501,9 @@ class Observation:
                 async with self._cond:
                     self.value = {**self.value, **polled} if len(self.path) >= 3 else polled
         if not predicate(self.value):
-            raise DeviceUnreachable(f"observation of {path_str(self.path)} on "
-                                    f"'{self.reg.endpoint}' ended: {self.error}")
+            raise DeviceUnreachable(f"the observation of {path_str(self.path)} on device "
+                                    f"'{self.reg.endpoint}' ended before it could "
+                                    f"{expected or 'reach the expected state'}: {self.error}")
         return self.value
 
     async def changes(self) -> AsyncIterator[Content]:
@@ -490,6 +528,13 @@ class Observation:
         if self._task is not None:
             self._task.cancel()
         self.server._observations.discard(self)
+
+
+def _describe(value: Content) -> str:
+    """Values by their paths, for people: ``/5/0/3 = 1, /5/0/5 = 0``."""
+    if not value:
+        return "nothing"
+    return ", ".join(f"{path_str(p)} = {v!r}" for p, v in sorted(value.items()))
 
 
 class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -535,12 +580,15 @@ class LwM2MServer:
         self.ctx: aiocoap.Context | None = None
         self.port = settings.port
         self._observations: set[Observation] = set()
+        #: Packages devices may pull over CoAP (set by the orchestrator); None: not offered.
+        self.packages: PackageSource | None = None
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         site = resource.Site()
         site.add_resource(["rd"], RegisterResource(self))  # /rd itself
         site.add_resource(["rd"], RegistrationResource(self))  # /rd/{id}
+        site.add_resource(["packages"], PackageResource(self))
         root: Any = site
         transports = ["udp6"]
         if self.credentials is not None:

@@ -28,6 +28,7 @@ from tinymlaas.models import (
 from tinymlaas.orchestrators.grants import Grants
 from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
+from tinymlaas.store.artifacts import ArtifactStore
 
 TINYML = vocab.uri(Obj.TINYML, 0)
 
@@ -57,8 +58,13 @@ class LwM2MOrchestrator(Orchestrator):
         if self.settings.security == "oscore":
             self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
         self.server = LwM2MServer(self.settings, self.credentials)
+        # The service's content-addressed artifacts (Settings.artifacts_dir), which the API
+        # serves over HTTP: the LwM2M server serves the same over CoAP, or pushes them.
+        self.artifacts = ArtifactStore(data_dir / "artifacts")
+        self.server.packages = self._package_file
         await self.server.start()
-        self.updater = Updater(self.server, self._package_url)
+        self.updater = Updater(self.server, self._package_url, coap_package_url=self._coap_package_url,
+                               package_file=self.artifacts.get)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -118,6 +124,15 @@ class LwM2MOrchestrator(Orchestrator):
         base = self.settings.package_base_url or self._download_base
         host = self.srv.registry.online(endpoint).host
         return self.grants.package_url(base, endpoint, sha256, address=host)
+
+    def _coap_package_url(self, endpoint: str, sha256: str) -> str:
+        """The same package on this LwM2M server (``coap://``), for devices that pull over CoAP."""
+        grant = self.grants.issue(endpoint, sha256, address=self.srv.registry.online(endpoint).host)
+        return f"{self.srv.uri}/packages/{endpoint}/{sha256}?grant={grant}"
+
+    def _package_file(self, endpoint: str, sha256: str, grant: str | None, address: str | None) -> Path:
+        self.grants.check(endpoint, sha256, grant, address=address)
+        return self.artifacts.get(sha256)
 
     def authorize_download(self, endpoint: str, sha256: str, grant: str | None, *, address: str | None,
                            token: str | None) -> None:

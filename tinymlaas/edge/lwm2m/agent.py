@@ -5,7 +5,8 @@ A device (the x86 firmware, the MCU bridge) supplies a :class:`FirmwareBackend`
 (how to check and install an OS image, i.e. flash + reboot), a
 :class:`ModuleBackend` (how to install and activate an inference module without
 stopping) and an :class:`InferenceRuntime`; the objects here run the LwM2M state
-machines on top. Packages are pulled over HTTP with Range resumption, and their
+machines on top. Packages are pulled over HTTP with Range resumption or over CoAP
+(block-wise), or pushed by the server, and their
 SHA-256 (the last path segment of a content-addressed URL, or ``#sha256=``) is
 checked before anything is installed. Standard library + aiocoap only.
 """
@@ -29,9 +30,12 @@ from aiocoap import error as coap_error
 
 from tinymlaas.edge.lwm2m.client import Instance
 from tinymlaas.edge.lwm2m.vocab import (
+    FW_PROTOCOL_SCHEMES,
     SW_FROM_DOWNLOAD,
     Dev,
     Fw,
+    FwDelivery,
+    FwProtocol,
     FwResult,
     FwState,
     Obj,
@@ -147,6 +151,48 @@ def download(uri: str, dest: Path, *, max_bytes: int, attempts: int = 4, timeout
     return dest
 
 
+async def fetch_coap(uri: str, dest: Path, *, max_bytes: int, attempts: int = 4,
+                     timeout: float = 60.0) -> Path:
+    """Fetch ``uri`` (``coap://``; block-wise, Block2) into ``dest``; SHA-256 checked as
+    :func:`download` does. For devices that pull packages from their LwM2M server."""
+    import aiocoap
+
+    digest = check_uri(uri, ("coap",))
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                request = ctx.request(aiocoap.Message(code=aiocoap.GET, uri=uri))
+                response = await asyncio.wait_for(request.response, timeout)
+            except (coap_error.Error, OSError, TimeoutError) as exc:
+                log.warning("CoAP download of %s broke (%s); attempt %d/%d", uri, exc or type(exc).__name__,
+                            attempt, attempts)
+                if attempt == attempts:
+                    raise DownloadError(FwResult.connection_lost,
+                                        f"connection lost after {attempts} attempts: {exc}") from exc
+                await asyncio.sleep(min(0.5 * attempt, 2.0))
+                continue
+            if not response.code.is_successful():
+                why = response.payload.decode(errors="replace")
+                result = FwResult.invalid_uri if response.code.class_ == 4 else FwResult.connection_lost
+                raise DownloadError(result, f"CoAP {response.code} for {uri}: {why}".strip())
+            break
+    finally:
+        await ctx.shutdown()
+    data = response.payload
+    if len(data) > max_bytes:
+        raise DownloadError(FwResult.not_enough_flash, f"package of {len(data)} B exceeds the "
+                            f"{max_bytes} B available")
+    got = hashlib.sha256(data).hexdigest()
+    if got != digest:
+        raise DownloadError(FwResult.integrity_failure,
+                            f"SHA-256 {got[:12]}… does not match {digest[:12]}…")
+    part = dest.with_name(dest.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, dest)
+    return dest
+
+
 # -- what a device provides ----------------------------------------------------------
 
 class FirmwareBackend(Protocol):
@@ -214,17 +260,29 @@ class DeviceObject(Instance):
         await super().execute(rid, args)
 
 
+#: The pull protocols the device agents implement.
+PULL_PROTOCOLS = (FwProtocol.coap, FwProtocol.http, FwProtocol.https)
+
+
 class FirmwareUpdate(Instance):
-    """Object 5 (v1.1) state machine, pull (HTTP) and push (Package resource)."""
+    """Object 5 (v1.1) state machine: pull (CoAP, HTTP, HTTPS) and push (Package resource).
+
+    ``protocols`` and ``delivery`` are what the device says it takes (5/0/8, 5/0/9); a
+    device built with fewer refuses the others as a real one would (Update Result 9, or
+    4.05 to a pushed package).
+    """
 
     def __init__(self, backend: FirmwareBackend, workdir: Path, *, result: FwResult = FwResult.initial,
-                 attempts: int = 4) -> None:
+                 attempts: int = 4, protocols: tuple[FwProtocol, ...] = PULL_PROTOCOLS,
+                 delivery: FwDelivery = FwDelivery.both) -> None:
         super().__init__(Obj.FIRMWARE, 0, {
             Fw.PACKAGE_URI: "", Fw.STATE: int(FwState.idle), Fw.UPDATE_RESULT: int(result),
             Fw.PKG_NAME: "", Fw.PKG_VERSION: "",
-            Fw.PROTOCOL_SUPPORT: {0: 2, 1: 3},  # HTTP, HTTPS
-            Fw.DELIVERY_METHOD: 2,  # pull and push
+            Fw.PROTOCOL_SUPPORT: {i: int(p) for i, p in enumerate(protocols)},
+            Fw.DELIVERY_METHOD: int(delivery),
             Fw.SEVERITY: 1, Fw.LAST_STATE_CHANGE: int(time.time()), Fw.MAX_DEFER: 0})
+        self.schemes = tuple(FW_PROTOCOL_SCHEMES[p] for p in protocols if p in PULL_PROTOCOLS)
+        self.delivery = delivery
         self.backend = backend
         self.workdir = workdir
         self.attempts = attempts
@@ -271,7 +329,9 @@ class FirmwareUpdate(Instance):
                                               "write an empty Package URI to reset it first")
         self.set(Fw.PACKAGE_URI, uri)
         try:
-            check_uri(uri)
+            if self.delivery is FwDelivery.push:
+                raise DownloadError(FwResult.unsupported_protocol, "this device only takes pushed packages")
+            check_uri(uri, self.schemes)
         except DownloadError as exc:  # errors are reported in Update Result, not the Write
             log.warning("firmware package URI refused: %s", exc)
             self.set(Fw.UPDATE_RESULT, int(exc.result))
@@ -287,6 +347,8 @@ class FirmwareUpdate(Instance):
             return
         if self.state is not FwState.idle:
             raise coap_error.MethodNotAllowed(f"firmware update is {self.state.name}")
+        if self.delivery is FwDelivery.pull:
+            raise coap_error.MethodNotAllowed("this device pulls its packages: write the Package URI")
         if len(data) > self.backend.max_bytes:
             self.set(Fw.UPDATE_RESULT, int(FwResult.not_enough_flash))
             return
@@ -297,8 +359,11 @@ class FirmwareUpdate(Instance):
     async def _download(self, uri: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            await asyncio.to_thread(download, uri, self.image, max_bytes=self.backend.max_bytes,
-                                    attempts=self.attempts)
+            if uri.startswith("coap://"):
+                await fetch_coap(uri, self.image, max_bytes=self.backend.max_bytes, attempts=self.attempts)
+            else:
+                await asyncio.to_thread(download, uri, self.image, max_bytes=self.backend.max_bytes,
+                                        attempts=self.attempts)
         except DownloadError as exc:
             log.warning("firmware download failed: %s", exc)
             self._reset(exc.result)

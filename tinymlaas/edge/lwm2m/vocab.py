@@ -129,6 +129,25 @@ class FwResult(enum.IntEnum):
     deferred = 11
 
 
+class FwProtocol(enum.IntEnum):
+    """Object 5 Firmware Update Protocol Support (5/0/8): how a device can pull a package."""
+
+    coap = 0
+    coaps = 1
+    http = 2
+    https = 3
+    coap_tcp = 4
+    coap_tls = 5
+
+
+class FwDelivery(enum.IntEnum):
+    """Object 5 Firmware Update Delivery Method (5/0/9)."""
+
+    pull = 0
+    push = 1
+    both = 2
+
+
 class SwState(enum.IntEnum):
     """Object 9 Update State (9/x/7)."""
 
@@ -187,6 +206,15 @@ SW_RESULT_WORDS: dict[int, str] = {
     SwResult.install_failure: "software installation failure",
     SwResult.uninstall_failure: "uninstallation failure",
 }
+FW_PROTOCOL_WORDS: dict[int, str] = {
+    FwProtocol.coap: "CoAP", FwProtocol.coaps: "CoAPS", FwProtocol.http: "HTTP",
+    FwProtocol.https: "HTTPS", FwProtocol.coap_tcp: "CoAP over TCP", FwProtocol.coap_tls: "CoAP over TLS",
+}
+#: URI schemes a package can be pulled with, by protocol.
+FW_PROTOCOL_SCHEMES: dict[int, str] = {
+    FwProtocol.coap: "coap", FwProtocol.coaps: "coaps", FwProtocol.http: "http",
+    FwProtocol.https: "https", FwProtocol.coap_tcp: "coap+tcp", FwProtocol.coap_tls: "coaps+tcp",
+}
 #: A failed package download (reported as a firmware result) as a Software Management result.
 SW_FROM_DOWNLOAD: dict[FwResult, SwResult] = {
     FwResult.not_enough_flash: SwResult.not_enough_storage,
@@ -204,6 +232,10 @@ def fw_result_words(code: int) -> str:
 
 def sw_result_words(code: int) -> str:
     return SW_RESULT_WORDS.get(code, f"result {code}")
+
+
+def fw_protocol_words(code: int) -> str:
+    return FW_PROTOCOL_WORDS.get(code, f"protocol {code}")
 
 
 def fw_state_words(code: int) -> str:

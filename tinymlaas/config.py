@@ -39,8 +39,11 @@ class LwM2MSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(5683, ge=0, le=65535)
     #: "oscore": devices must register (and are managed) over OSCORE with
-    #: credentials provisioned per device; "off": plain CoAP.
-    security: Literal["off", "oscore"] = "off"
+    #: credentials provisioned per device; "psk": over DTLS 1.2 with a pre-shared key
+    #: per device, on ``coaps_port``; "off": plain CoAP.
+    security: Literal["off", "oscore", "psk"] = "off"
+    #: UDP port of the DTLS (coaps://) server when security is "psk" (0: any free one).
+    coaps_port: int = Field(5684, ge=0, le=65535)
     #: Base URL devices download packages from (the API); default: the API's address.
     package_base_url: str | None = None
     #: Preferred content format for reads and writes (LwM2M 1.0 clients get TLV).

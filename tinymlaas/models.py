@@ -378,20 +378,26 @@ class DeviceAttach(BaseModel):
 
 
 class LwM2MAttach(DeviceAttach):
-    """Joins an LwM2M server: its URI, the endpoint name, an OSCORE context folder."""
+    """Joins an LwM2M server: its URI, the endpoint name, and its credentials: an OSCORE
+    context folder, or a folder holding a DTLS pre-shared key, ``psk.json`` (``security="psk"``)."""
 
     uri: str
     lifetime_s: int = Field(60, gt=0)
+    security: Literal["oscore", "psk"] = "oscore"
 
     def args(self, credentials_dir: str | None = None) -> list[str]:
         args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
-        if self.credentials is not None:
+        if self.credentials is not None and self.security == "psk":
+            args += ["--psk", f"{credentials_dir or self.credentials}/psk.json"]
+        elif self.credentials is not None:
             args += ["--oscore", credentials_dir or str(self.credentials)]
         return args
 
     @property
     def how(self) -> str:
-        return "registered over OSCORE" if self.credentials is not None else "registered over CoAP"
+        if self.credentials is None:
+            return "registered over CoAP"
+        return "registered over DTLS (PSK)" if self.security == "psk" else "registered over OSCORE"
 
 
 class PullAttach(DeviceAttach):

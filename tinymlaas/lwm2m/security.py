@@ -1,12 +1,11 @@
-"""Per-device OSCORE credentials (RFC 8613) for the LwM2M server.
+"""Per-device credentials for the LwM2M server: OSCORE (RFC 8613) or DTLS 1.2 PSK.
 
-Why OSCORE and not DTLS-PSK: aiocoap's DTLS needs the DTLSSocket package, which
-PyPI only has as a source distribution (autotools + Cython to build, on the
-host and in the offline device image), and aiocoap 0.4.17's DTLS server listens
-on port+1 and cannot send server-initiated requests (Read, Write, Execute,
-Observe), which is most of LwM2M. OSCORE protects each CoAP message end to end
-over the same UDP socket in both directions, is pure Python on wheels that
-exist (cryptography, cbor2), and is an LwM2M 1.1 security mode (Object 21).
+OSCORE protects each CoAP message end to end over the server's UDP socket in both
+directions (pure Python: cryptography, cbor2; LwM2M 1.1 Object 21). DTLS with a
+pre-shared key (LwM2M's mandatory-to-implement security mode, what Zephyr,
+Wakaama and Anjay clients and Leshan servers use) runs on the server's CoAPS port
+through aiocoap's tinydtls transport (:mod:`tinymlaas.lwm2m.dtls`; DTLSSocket is
+built from its source distribution at set-up).
 
 Each device gets a master secret and salt, a recipient id that names it to the
 server (its sender id), and an empty server sender id. The server keeps one
@@ -86,8 +85,7 @@ class CredentialStore:
 
     def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
         """New credentials for ``endpoint``; the material is returned once and not kept readable."""
-        if not endpoint or not all(c.isalnum() or c in "-_.:" for c in endpoint) or len(endpoint) > 128:
-            raise InvalidInput(f"'{endpoint}' is not a valid endpoint name (letters, digits, -_.:)")
+        _check_endpoint(endpoint)
         with self._lock:
             if self.has(endpoint) and not replace:
                 raise Conflict(f"device '{endpoint}' already has credentials; revoke them first "
@@ -129,3 +127,71 @@ class CredentialStore:
                 lock.release()
                 ctx.lockfile = None
         shutil.rmtree(self.root / endpoint, ignore_errors=True)
+
+
+class PskStore:
+    """The server's DTLS pre-shared keys (LwM2M Security mode 0), one file per endpoint.
+
+    The PSK identity is the endpoint name (as Leshan and Wakaama default to), so the
+    identity a device proves in its handshake names the only endpoint it may register
+    as. A key cannot be hashed (the server needs it for the handshake): each file is
+    mode 0600 in a 0700 directory, and the key is shown once, when provisioned.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self._lock = threading.Lock()
+        self._keys: dict[bytes, tuple[bytes, str]] = {}
+        for f in sorted(root.glob("*.json")):
+            material = json.loads(f.read_text())
+            self._keys[material["psk_identity"].encode()] = (bytes.fromhex(material["psk_key_hex"]),
+                                                             material["endpoint"])
+
+    def lookup(self, identity: bytes) -> tuple[bytes, str] | None:
+        """(key, endpoint) for a PSK identity a device presents in its handshake."""
+        return self._keys.get(identity)
+
+    def endpoints(self) -> list[str]:
+        return sorted(ep for _, ep in self._keys.values())
+
+    def has(self, endpoint: str) -> bool:
+        return endpoint.encode() in self._keys
+
+    def provision(self, endpoint: str, *, replace: bool = False) -> dict[str, str]:
+        _check_endpoint(endpoint)
+        with self._lock:
+            if self.has(endpoint) and not replace:
+                raise Conflict(f"device '{endpoint}' already has credentials; revoke them first "
+                               "or ask to replace them")
+            material = {"endpoint": endpoint, "psk_identity": endpoint,
+                        "psk_key_hex": secrets.token_bytes(16).hex()}
+            path = self.root / f"{endpoint}.json"
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(material, fh)
+            self._keys[endpoint.encode()] = (bytes.fromhex(material["psk_key_hex"]), endpoint)
+        return material
+
+    def revoke(self, endpoint: str) -> None:
+        with self._lock:
+            if self._keys.pop(endpoint.encode(), None) is None:
+                raise NotFound(f"device '{endpoint}' has no credentials")
+            (self.root / f"{endpoint}.json").unlink(missing_ok=True)
+
+
+def write_psk(path: Path, material: dict[str, str]) -> Path:
+    """A device's copy of its PSK (identity and key), mode 0600, as ``--psk FILE`` reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"identity": material["psk_identity"], "key_hex": material["psk_key_hex"]}, fh)
+    return path
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if not endpoint or not all(c.isalnum() or c in "-_.:" for c in endpoint) or len(endpoint) > 128:
+        raise InvalidInput(f"'{endpoint}' is not a valid endpoint name (letters, digits, -_.:)")

@@ -36,7 +36,8 @@ from tinymlaas.edge.lwm2m.codec import Content, Path, parse_path, path_str
 from tinymlaas.edge.lwm2m.links import Link, LinkFormatError, parse_links
 from tinymlaas.edge.lwm2m.objects import ResType, resource_type
 from tinymlaas.errors import DeviceError, DeviceUnreachable, NotFound, TinyMLaaSError
-from tinymlaas.lwm2m.security import CredentialStore
+from tinymlaas.lwm2m.dtls import add_dtls_server, dtls_identity
+from tinymlaas.lwm2m.security import CredentialStore, PskStore
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 
@@ -80,8 +81,10 @@ class Registration:
     @property
     def host(self) -> str | None:
         """The device's IP address (no port), as another protocol (HTTP) would see it."""
-        remote = getattr(self.remote, "underlying_address", self.remote)  # OSCORE wraps UDP
-        sockaddr = getattr(remote, "sockaddr", None)
+        # OSCORE wraps a UDP address; aiocoap's DTLS server remote keeps it private.
+        remote = (getattr(self.remote, "underlying_address", None)
+                  or getattr(self.remote, "_underlying_address", None) or self.remote)
+        sockaddr = getattr(remote, "sockaddr", None) or getattr(remote, "address", None)
         if not sockaddr:
             return None
         host = str(sockaddr[0])
@@ -254,7 +257,8 @@ def _grow_receive_buffer(ctx: aiocoap.Context, size: int) -> None:
 
     for ri in ctx.request_interfaces:
         mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
-        sock = mi.transport.get_extra_info("socket") if mi is not None else None
+        transport = getattr(mi, "transport", None)  # the plain UDP socket (not the DTLS one)
+        sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None:
             continue
         for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
@@ -567,12 +571,15 @@ class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 class LwM2MServer:
     """The server: ``start()``/``stop()``, device operations by endpoint name."""
 
-    def __init__(self, settings: LwM2MSettings, credentials: CredentialStore | None = None) -> None:
+    def __init__(self, settings: LwM2MSettings,
+                 credentials: CredentialStore | PskStore | None = None) -> None:
         self.settings = settings
-        self.security = settings.security == "oscore"
-        if self.security and credentials is None:
-            raise TinyMLaaSError("LwM2M security 'oscore' needs a credential store")
+        self.security = settings.security != "off"
+        want = {"oscore": CredentialStore, "psk": PskStore}.get(settings.security)
+        if want is not None and not isinstance(credentials, want):
+            raise TinyMLaaSError(f"LwM2M security '{settings.security}' needs a {want.__name__}")
         self.credentials = credentials
+        self.coaps_port: int | None = None
         self.registry = Registry()
         self.tuning = _tuning(settings)
         self.default_szx = _SZX[settings.block_size]
@@ -591,7 +598,7 @@ class LwM2MServer:
         site.add_resource(["packages"], PackageResource(self))
         root: Any = site
         transports = ["udp6"]
-        if self.credentials is not None:
+        if isinstance(self.credentials, CredentialStore):
             from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
             root = OscoreSiteWrapper(site, self.credentials.credentials_map())
@@ -605,10 +612,14 @@ class LwM2MServer:
             raise TinyMLaaSError(f"the LwM2M server cannot bind udp "
                                  f"{self.settings.host}:{self.settings.port}: {exc}") from exc
         self.port = bound_port(self.ctx)
+        if isinstance(self.credentials, PskStore):
+            if self.settings.coaps_port:
+                _check_port_free(self.settings.host, self.settings.coaps_port)
+            self.coaps_port = await add_dtls_server(self.ctx, (self.settings.host, self.settings.coaps_port),
+                                                    self.credentials.lookup)
         self.ctx.log = _LibraryLog(self.ctx.log, {})  # used by every request's pipe from here on
         _grow_receive_buffer(self.ctx, 4 << 20)
-        log.info("LwM2M server on coap://%s:%d (security: %s)", self.settings.host, self.port,
-                 self.settings.security)
+        log.info("LwM2M server on %s (security: %s)", self.uri, self.settings.security)
 
     async def stop(self) -> None:
         for obs in list(self._observations):
@@ -620,28 +631,44 @@ class LwM2MServer:
 
     @property
     def uri(self) -> str:
+        """Where devices register: ``coaps://`` with DTLS-PSK, ``coap://`` otherwise."""
+        if self.coaps_port is not None:
+            return f"coaps://{self.settings.host}:{self.coaps_port}"
+        return f"coap://{self.settings.host}:{self.port}"
+
+    @property
+    def coap_uri(self) -> str:
+        """The plain CoAP port (packages for devices that pull over CoAP)."""
         return f"coap://{self.settings.host}:{self.port}"
 
     # -- security ----------------------------------------------------------------
+    def identity(self, request: aiocoap.Message) -> str | None:
+        """The endpoint whose credentials protected ``request`` (None: unprotected)."""
+        if isinstance(self.credentials, PskStore):
+            endpoint = dtls_identity(request.remote)  # a session outlives a revoked key: check it
+            return endpoint if endpoint is not None and self.credentials.has(endpoint) else None
+        if isinstance(self.credentials, CredentialStore):
+            from aiocoap.transports.oscore import OSCOREAddress
+
+            if isinstance(request.remote, OSCOREAddress):
+                return self.credentials.identity_of(request.remote.security_context)
+        return None
+
     def authenticate(self, request: aiocoap.Message, endpoint: str) -> str | None:
         """The identity behind a registration; refuses unauthenticated or foreign ones."""
         if not self.security:
             return None
-        from aiocoap.transports.oscore import OSCOREAddress
-
-        if not isinstance(request.remote, OSCOREAddress):
-            raise coap_error.Unauthorized("registration needs OSCORE credentials")
-        assert self.credentials is not None  # security on means a credential store
-        identity = self.credentials.identity_of(request.remote.security_context)
-        if identity is None or identity != endpoint:
+        identity = self.identity(request)
+        if identity is None:
+            raise coap_error.Unauthorized("registration needs DTLS with a pre-shared key"
+                                          if self.settings.security == "psk"
+                                          else "registration needs OSCORE credentials")
+        if identity != endpoint:
             raise coap_error.Forbidden(f"these credentials do not belong to endpoint '{endpoint}'")
         return identity
 
     def same_identity(self, request: aiocoap.Message, reg: Registration) -> bool:
-        from aiocoap.transports.oscore import OSCOREAddress
-
-        return (self.credentials is not None and isinstance(request.remote, OSCOREAddress)
-                and self.credentials.identity_of(request.remote.security_context) == reg.identity)
+        return self.identity(request) == reg.identity
 
     # -- queries ----------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from tinymlaas.edge.lwm2m.codec import Content
 from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
 from tinymlaas.errors import Conflict, DeviceError, InvalidInput
 from tinymlaas.lwm2m.deploy import Updater
-from tinymlaas.lwm2m.security import CredentialStore, write_context
+from tinymlaas.lwm2m.security import CredentialStore, PskStore, write_context, write_psk
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.models import (
     Device,
@@ -49,7 +49,7 @@ class LwM2MOrchestrator(Orchestrator):
         assert isinstance(self.options, LwM2MSettings)
         self.settings: LwM2MSettings = self.options
         self.server: LwM2MServer | None = None
-        self.credentials: CredentialStore | None = None
+        self.credentials: CredentialStore | PskStore | None = None
         self.grants = Grants(self.settings.grant_ttl_s)
         self._download_base = ""
 
@@ -57,6 +57,8 @@ class LwM2MOrchestrator(Orchestrator):
     async def start(self, data_dir: Path) -> None:
         if self.settings.security == "oscore":
             self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
+        elif self.settings.security == "psk":
+            self.credentials = PskStore(data_dir / "lwm2m" / "psk")
         self.server = LwM2MServer(self.settings, self.credentials)
         # The service's content-addressed artifacts (Settings.artifacts_dir), which the API
         # serves over HTTP: the LwM2M server serves the same over CoAP, or pushes them.
@@ -69,7 +71,7 @@ class LwM2MOrchestrator(Orchestrator):
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
-        if self.credentials is not None:
+        if isinstance(self.credentials, CredentialStore):
             self.credentials.close()
 
     @property
@@ -87,9 +89,13 @@ class LwM2MOrchestrator(Orchestrator):
                folder: Path) -> LwM2MAttach:
         if join.uri is None:
             raise InvalidInput("the LwM2M join information has no server URI")
-        oscore = None
-        if credentials is not None:
-            oscore = write_context(folder / "oscore", credentials.model_dump(), role="device")
+        if credentials is None:
+            return LwM2MAttach(uri=join.uri, endpoint=endpoint)
+        material = credentials.model_dump()
+        if "psk_key_hex" in material:
+            write_psk(folder / "psk" / "psk.json", material)
+            return LwM2MAttach(uri=join.uri, endpoint=endpoint, security="psk", credentials=folder / "psk")
+        oscore = write_context(folder / "oscore", material, role="device")
         return LwM2MAttach(uri=join.uri, endpoint=endpoint, credentials=oscore)
 
     # -- inventory ---------------------------------------------------------------
@@ -128,7 +134,7 @@ class LwM2MOrchestrator(Orchestrator):
     def _coap_package_url(self, endpoint: str, sha256: str) -> str:
         """The same package on this LwM2M server (``coap://``), for devices that pull over CoAP."""
         grant = self.grants.issue(endpoint, sha256, address=self.srv.registry.online(endpoint).host)
-        return f"{self.srv.uri}/packages/{endpoint}/{sha256}?grant={grant}"
+        return f"{self.srv.coap_uri}/packages/{endpoint}/{sha256}?grant={grant}"
 
     def _package_file(self, endpoint: str, sha256: str, grant: str | None, address: str | None) -> Path:
         self.grants.check(endpoint, sha256, grant, address=address)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -270,7 +272,8 @@ def bound_port(ctx: aiocoap.Context) -> int:
     """The UDP port an aiocoap context's socket got (it may have been asked for 0)."""
     for ri in ctx.request_interfaces:
         mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
-        sock = mi.transport.get_extra_info("socket") if mi is not None else None
+        transport = getattr(mi, "transport", None)  # udp6 (a DTLS interface has its own sockets)
+        sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None:
             return int(sock.getsockname()[1])
     raise RuntimeError("the CoAP context has no UDP socket")
@@ -301,6 +304,14 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+def load_psk(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """A device's DTLS pre-shared key file (``{"identity": ..., "key_hex": ...}``, as the
+    service provisions it) as (identity, key)."""
+    with open(path) as fh:
+        material = json.load(fh)
+    return str(material["identity"]).encode(), bytes.fromhex(material["key_hex"])
+
+
 class RegistrationError(RuntimeError):
     """The server refused the registration (the message names the CoAP code)."""
 
@@ -317,6 +328,7 @@ class LwM2MClient:
         lifetime: int = 300,
         binding: str = "U",
         security: Any = None,
+        psk: tuple[bytes, bytes] | None = None,
         bind: tuple[str, int] = ("127.0.0.1", 0),
         tuning: TransportTuning | None = None,
         retry_max_s: float = 30.0,
@@ -330,6 +342,9 @@ class LwM2MClient:
         self.lifetime = lifetime
         self.binding = binding
         self.security = security
+        #: DTLS pre-shared key (identity, key); the server URI is then ``coaps://``.
+        self.psk = psk
+        self._session: Any = None  # the DTLS session, held so it outlives each exchange
         self.bind = bind
         self.tuning = tuning or TransportTuning()
         self.retry_max_s = retry_max_s
@@ -412,7 +427,11 @@ class LwM2MClient:
 
     # -- security --------------------------------------------------------------
     def check_authenticated(self, request: aiocoap.Message) -> None:
-        """With OSCORE on, only the server's protected requests are served."""
+        """With OSCORE or DTLS on, only the server's protected requests are served."""
+        if self.psk is not None:
+            if request.remote is not self._session:
+                raise coap_error.Unauthorized("this device only answers its server over DTLS")
+            return
         if self.security is None:
             return
         from aiocoap.transports.oscore import OSCOREAddress
@@ -605,10 +624,18 @@ class LwM2MClient:
             creds[":server"] = self.security
             site = OscoreSiteWrapper(self.site, creds)
             transports = ["oscore", "udp6"]
+        if self.psk is not None:
+            if not self.server.startswith("coaps://"):
+                raise ValueError(f"DTLS needs a coaps:// server URI, not {self.server}")
+            transports = ["tinydtls", "udp6"]  # the server's requests come over the same session
         self.ctx = await aiocoap.Context.create_server_context(site, bind=self.bind,
                                                                 transports=transports)
         if self.security is not None:
             self.ctx.client_credentials[f"{self.server}/*"] = self.security
+        if self.psk is not None:
+            identity, key = self.psk
+            self.ctx.client_credentials.load_from_dict(
+                {f"{self.server}/*": {"dtls": {"psk": key, "client-identity": identity}}})
         self.port = bound_port(self.ctx)
         self._task = asyncio.create_task(self._run(), name=f"lwm2m-client-{self.endpoint}")
 
@@ -644,7 +671,7 @@ class LwM2MClient:
         assert self.ctx is not None
         if len(msg.payload) > 1 << (self.block_szx + 4):
             return await self._send_blocks(msg)
-        response = await _response(self.ctx.request(msg, handle_blockwise=False))
+        response = await self._exchange(msg)
         if response.code != Code.REQUEST_ENTITY_TOO_LARGE:
             return response
         szx = _block_szx_asked(response)
@@ -654,6 +681,13 @@ class LwM2MClient:
         log.info("%s: the server takes blocks of %d bytes; sending again block-wise", self.endpoint,
                  1 << (self.block_szx + 4))
         return await self._send_blocks(msg)
+
+    async def _exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
+        assert self.ctx is not None
+        response = await _response(self.ctx.request(msg, handle_blockwise=False))
+        if self.psk is not None:  # aiocoap drops a DTLS session nobody refers to
+            self._session = response.remote
+        return response
 
     async def _send_blocks(self, msg: aiocoap.Message) -> aiocoap.Message:
         assert self.ctx is not None
@@ -665,7 +699,7 @@ class LwM2MClient:
                             block1=BlockOption.BlockwiseTuple(offset // size, more, self.block_szx))
             if offset == 0:
                 part.opt.size1 = len(payload)
-            response = await _response(self.ctx.request(part, handle_blockwise=False))
+            response = await self._exchange(part)
             asked = _block_szx_asked(response)
             if response.code == Code.REQUEST_ENTITY_TOO_LARGE and asked is not None \
                     and asked < self.block_szx and offset == 0:

@@ -7,12 +7,17 @@ VAR="$PWD/var"
 mkdir -p "$VAR"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages (only the missing ones).
-PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql)
+# 1. Debian packages (only the missing ones). autoconf, automake and a C compiler build
+#    DTLSSocket (DTLS-PSK for LwM2M), which PyPI has only as source, in .venv and for the
+#    device image; Node.js and npm run the LwM2M interop suite's independent implementation
+#    (Debian's nodejs and npm, unless a Node.js with its own npm is installed already).
+PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql
+      autoconf automake gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -7,6 +7,8 @@ needs from outside is downloaded on the host first and copied into the build
 context:
 
 * ``wheels.txt`` -- pip requirements, downloaded as wheels into ``wheels/``;
+* ``sdists.txt`` -- packages PyPI has only as source, built into wheels on the host
+  (Debian bookworm and CPython 3.11 like the base) and added to ``wheels/``;
 * ``debs.txt``   -- Debian packages missing from the base, into ``debs/``;
 * ``package.txt`` (any content) -- a copy of the ``tinymlaas`` package into ``src/``.
 
@@ -188,6 +190,20 @@ def _download_wheels(req: Path, cache: Path) -> Path:
     return dest
 
 
+def _build_wheels(req: Path, cache: Path) -> Path:
+    """Wheels built on the host from source distributions (e.g. DTLSSocket: Cython from
+    PyPI, autotools from Debian), for images that install offline."""
+    key = hashlib.sha256(req.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    dest = cache / "built-wheels" / key
+    if not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), "-r", str(req)],
+             cache / "built-wheels" / f"{key}.log")
+        (dest / ".complete").touch()
+    return dest
+
+
 def _download_debs(pkgs: Path, settings: Settings) -> Path:
     status = settings.data_dir / "images" / "base.dpkg-status"
     names = [ln.strip() for ln in pkgs.read_text().splitlines() if ln.strip() and ln[0] != "#"]
@@ -225,6 +241,9 @@ def assemble_context(src: ImageSource, settings: Settings) -> Path:
     if (ctx / "wheels.txt").exists():
         shutil.copytree(_download_wheels(ctx / "wheels.txt", cache), ctx / "wheels",
                         ignore=shutil.ignore_patterns(".complete"))
+    if (ctx / "sdists.txt").exists():
+        shutil.copytree(_build_wheels(ctx / "sdists.txt", cache), ctx / "wheels", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".complete"))
     if (ctx / "debs.txt").exists():
         shutil.copytree(_download_debs(ctx / "debs.txt", settings), ctx / "debs",
                         ignore=shutil.ignore_patterns(".complete", "lock"))
@@ -251,7 +270,7 @@ def context_hash(ctx: Path, base_id: str) -> str:
 def inputs_hash(src: ImageSource, settings: Settings, base_id: str) -> str:
     """What an image is made of, hashed before anything is downloaded or copied.
 
-    The downloads are named by their lists (``wheels.txt``, ``debs.txt``), which
+    The downloads are named by their lists (``wheels.txt``, ``sdists.txt``, ``debs.txt``), which
     are part of the folder; the package is hashed from the checkout.
     """
     h = hashlib.sha256(base_id.encode())

@@ -10,7 +10,7 @@ says so (Update Result 54) and the service falls back to FOTA.
 
     python -m tinymlaas.edge.bridge --board-file board.toml --flash DIR \\
         --flasher "tinymlaas emulate --target lm3s6965evb {image}" \\
-        --lwm2m coap://127.0.0.1:5683 --endpoint mcu-1 [--oscore DIR]
+        --lwm2m coap://127.0.0.1:5683 --endpoint mcu-1 [--oscore DIR | --psk FILE]
     python -m tinymlaas.edge.bridge ... --ota http://127.0.0.1:8000 --endpoint mcu-1 [--token-file FILE]
 
 ``DIR`` is the MCU's flash as the bridge keeps it: the firmware folder a
@@ -39,7 +39,7 @@ from typing import Any
 from tinymlaas.edge.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.edge.link import ProcessLink, flasher_command
 from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
-from tinymlaas.edge.lwm2m.client import LwM2MClient
+from tinymlaas.edge.lwm2m.client import LwM2MClient, client_security
 from tinymlaas.edge.lwm2m.vocab import Dev, Tiny
 from tinymlaas.edge.package import unpack
 from tinymlaas.edge.uart import Banner, UartClient, quantization
@@ -328,13 +328,8 @@ async def _lwm2m(args: argparse.Namespace, parts: Parts, stop: asyncio.Event) ->
     parts.listeners.append(refresh)
     fw = FirmwareUpdate(parts.firmware, parts.work)
     sw = SoftwareManagement(parts.modules, parts.work)
-    security = None
-    if args.oscore is not None:
-        from aiocoap.oscore import FilesystemSecurityContext
-
-        security = FilesystemSecurityContext(str(args.oscore))
     client = LwM2MClient(args.endpoint, args.lwm2m, [device, fw, sw, tinyml],
-                         lifetime=args.lifetime, security=security)
+                         lifetime=args.lifetime, **client_security(args.oscore, args.psk))
     await client.start()
     try:
         await asyncio.wait_for(client.registered.wait(), 30)
@@ -358,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     how.add_argument("--ota", metavar="URL", help="poll this service (the http-pull orchestrator)")
     ap.add_argument("--lifetime", type=int, default=60, help="LwM2M registration lifetime, s")
     ap.add_argument("--oscore", type=Path, metavar="DIR", help="LwM2M: OSCORE security context")
+    ap.add_argument("--psk", type=Path, metavar="FILE", help="LwM2M: DTLS pre-shared key (psk.json)")
     ap.add_argument("--token-file", type=Path, metavar="FILE", help="HTTP pull: the bearer token")
     ap.add_argument("--ota-wait", type=float, default=20.0, help="HTTP pull: long-poll wait, s")
     args = ap.parse_args(argv)

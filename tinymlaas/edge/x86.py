@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     lw.add_argument("--lifetime", type=int, default=60, help="registration lifetime, s")
     lw.add_argument("--oscore", type=Path, metavar="DIR",
                     help="OSCORE security context directory (credentials from the service)")
+    lw.add_argument("--psk", type=Path, metavar="FILE",
+                    help="DTLS pre-shared key file, psk.json (credentials from the service; coaps:// URI)")
     ota = ap.add_argument_group("HTTP pull (the http-pull orchestrator: FOTA, SOTA)")
     ota.add_argument("--ota", metavar="URL", help="poll this service, e.g. http://127.0.0.1:8000")
     ota.add_argument("--token-file", type=Path, metavar="FILE", help="the device's bearer token")

@@ -31,7 +31,7 @@ from typing import Any
 
 from tinymlaas.edge.archive import sha256_file
 from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
-from tinymlaas.edge.lwm2m.client import LwM2MClient
+from tinymlaas.edge.lwm2m.client import LwM2MClient, client_security
 from tinymlaas.edge.lwm2m.vocab import Dev, FwResult, Tiny
 from tinymlaas.edge.package import unpack
 from tinymlaas.edge.x86 import FirmwareImage, Model, Runtime
@@ -295,13 +295,8 @@ class Agent:
         device = DeviceObject(self.device_values(), reboot=self.reboot)
         fw = FirmwareUpdate(X86Firmware(self), work, result=self._fota_result())
         sw = SoftwareManagement(self.modules, work, name=name, version=version)
-        security = None
-        if self.args.oscore is not None:
-            from aiocoap.oscore import FilesystemSecurityContext
-
-            security = FilesystemSecurityContext(str(self.args.oscore))
         client = LwM2MClient(self.endpoint, self.args.lwm2m, [device, fw, sw, tinyml],
-                             lifetime=self.args.lifetime, security=security)
+                             lifetime=self.args.lifetime, **client_security(self.args.oscore, self.args.psk))
         await client.start()
         announcer = loop.create_task(_announce(
             client.registered, lambda: f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}"))

@@ -312,6 +312,21 @@ def load_psk(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     return str(material["identity"]).encode(), bytes.fromhex(material["key_hex"])
 
 
+def client_security(oscore: str | os.PathLike[str] | None,
+                    psk: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """:class:`LwM2MClient` keyword arguments for the device agents' ``--oscore DIR`` or
+    ``--psk FILE`` (nothing: plain CoAP)."""
+    if oscore is not None and psk is not None:
+        raise ValueError("--oscore and --psk are two ways to secure LwM2M: choose one")
+    if psk is not None:
+        return {"psk": load_psk(psk)}
+    if oscore is not None:
+        from aiocoap.oscore import FilesystemSecurityContext
+
+        return {"security": FilesystemSecurityContext(str(oscore))}
+    return {}
+
+
 class RegistrationError(RuntimeError):
     """The server refused the registration (the message names the CoAP code)."""
 

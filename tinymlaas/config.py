@@ -61,6 +61,11 @@ class LwM2MSettings(BaseModel):
     retries: int = Field(2, ge=0, le=10)
     #: How long a package download grant stays valid.
     grant_ttl_s: float = Field(3600.0, gt=0)
+    #: Queue mode (binding UQ): how long a device stays awake after it sent something
+    #: (LwM2M's default is MAX_TRANSMIT_WAIT, 93 s), and how long a request waits for a
+    #: sleeping device to wake before it fails.
+    queue_awake_s: float = Field(93.0, gt=0)
+    queue_timeout_s: float = Field(900.0, gt=0)
 
 
 class HttpPullSettings(BaseModel):

@@ -287,6 +287,10 @@ class Device(BaseModel):
     objects: dict[int, list[int]] = {}
     versions: dict[int, str] = {}
     secure: bool = False
+    #: LwM2M queue mode: the device sleeps between its messages; requests wait for it to wake.
+    queue_mode: bool = False
+    #: Requests waiting for the device to wake (queue mode).
+    queued: int = 0
     offline_since: float | None = None
     offline_reason: str = ""
 
@@ -447,6 +451,16 @@ class Deployment(UpdateOutcome):
     job_id: str | None = None
     build_id: str | None = None
     created_at: datetime
+
+
+class QueuedRequest(BaseModel):
+    """A request to a device that sleeps (LwM2M queue mode): it is sent when the device next
+    wakes; the job shows "queued" until then, and the result afterwards."""
+
+    state: Literal["queued"] = "queued"
+    endpoint: str
+    job: Job
+    detail: str = ""
 
 
 class InferenceReport(BaseModel):

@@ -73,6 +73,11 @@ class Registration:
     #: Block size exponent to start transfers with; lowered when the device shows a smaller one.
     block_szx: int = 6
     expiry: asyncio.Task[None] | None = None
+    #: Queue mode (binding ``UQ``, or the ``Q`` parameter of LwM2M 1.1): the device sleeps
+    #: between its messages and is only sent to while it is awake after one.
+    queue_mode: bool = False
+    #: When the device last sent something (time.monotonic()).
+    heard_at: float = field(default_factory=time.monotonic)
 
     @property
     def address(self) -> str:
@@ -134,7 +139,7 @@ class Registration:
             "lifetime": self.lifetime, "lwm2m": self.lwm2m, "binding": self.binding,
             "address": self.address, "registered_at": self.registered_at,
             "updated_at": self.updated_at, "objects": self.objects, "versions": self.versions,
-            "secure": self.identity is not None,
+            "secure": self.identity is not None, "queue_mode": self.queue_mode,
         }
 
 
@@ -151,14 +156,23 @@ class DeviceRecord:
     #: announces the same formats (remembered across its registrations).
     refused_formats: set[int] = field(default_factory=set)
     announced: list[int] = field(default_factory=list)
+    #: Requests waiting for the device to wake (queue mode), resolved when it does.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
     def online(self) -> bool:
         return self.registration is not None
 
+    def wake(self, error: BaseException | None = None) -> None:
+        """Release the requests queued for this device (with ``error``: fail them)."""
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(error) if error is not None else fut.set_result(None)
+
     def summary(self) -> dict[str, Any]:
         if self.registration is not None:
-            return self.registration.summary()
+            return {**self.registration.summary(), "queued": len(self.waiters)}
         return {**self.last, "endpoint": self.endpoint, "online": False,
                 "offline_since": self.offline_since, "offline_reason": self.offline_reason}
 
@@ -169,6 +183,8 @@ class Registry:
     def __init__(self) -> None:
         self.devices: dict[str, DeviceRecord] = {}
         self.by_id: dict[str, Registration] = {}
+        #: Registrations by the device's address (``host:port``), to know who sent a message.
+        self.by_address: dict[str, Registration] = {}
         self.changed = asyncio.Condition()
         self.listeners: list[Callable[[str, Registration], None]] = []
 
@@ -196,14 +212,25 @@ class Registry:
             self._drop(old)
         rec.registration, rec.offline_since, rec.offline_reason = reg, None, ""
         self.by_id[reg.id] = reg
+        self.by_address[reg.address] = reg
         self._arm(reg)
+        self.heard(reg)
         self._emit("registered", reg)
         return old
 
     def refresh(self, reg: Registration) -> None:
         reg.updated_at = time.time()
+        self.by_address[reg.address] = reg
         self._arm(reg)
+        self.heard(reg)
         self._emit("updated", reg)
+
+    def heard(self, reg: Registration) -> None:
+        """The device sent something: it is awake, and its queued requests go now."""
+        reg.heard_at = time.monotonic()
+        rec = self.devices.get(reg.endpoint)
+        if rec is not None and rec.waiters:
+            rec.wake()
 
     def remove(self, reg: Registration, reason: str) -> None:
         rec = self.devices.get(reg.endpoint)
@@ -212,10 +239,14 @@ class Registry:
         self._drop(reg)
         rec.last = reg.summary()
         rec.registration, rec.offline_since, rec.offline_reason = None, time.time(), reason
+        rec.wake(DeviceUnreachable(f"device '{reg.endpoint}' went offline ({reason}) while requests "
+                                   "waited for it to wake"))
         self._emit(reason, reg)
 
     def _drop(self, reg: Registration) -> None:
         self.by_id.pop(reg.id, None)
+        if self.by_address.get(reg.address) is reg:
+            del self.by_address[reg.address]
         if reg.expiry is not None and reg.expiry is not asyncio.current_task():
             reg.expiry.cancel()
 
@@ -314,7 +345,8 @@ class RegisterResource(resource.Resource):
         links = _links(request.payload)
         reg = Registration(id=secrets.token_hex(4), endpoint=ep, lifetime=lifetime, lwm2m=version,
                            binding=q.get("b", "U"), links=links, remote=request.remote,
-                           identity=identity, block_szx=self.server.default_szx)
+                           identity=identity, block_szx=self.server.default_szx,
+                           queue_mode="Q" in q or "Q" in q.get("b", ""))
         if request.opt.block1 is not None:
             reg.block_szx = min(reg.block_szx, request.opt.block1.size_exponent)
         old = self.server.registry.add(reg)
@@ -349,8 +381,13 @@ class RegistrationResource(resource.Resource, resource.PathCapable):
             reg.lifetime = _lifetime(q["lt"])
         if "b" in q:
             reg.binding = q["b"]
+            reg.queue_mode = "Q" in q or "Q" in q["b"]
+        elif "Q" in q:
+            reg.queue_mode = True
         if request.payload:
             reg.links = _links(request.payload)
+        if self.server.registry.by_address.get(reg.address) is reg:
+            del self.server.registry.by_address[reg.address]
         reg.remote = request.remote  # a NAT rebinding moves the device
         self.server.registry.refresh(reg)
         return aiocoap.Message(code=Code.CHANGED)
@@ -377,6 +414,38 @@ def _links(payload: bytes) -> list[Link]:
         return parse_links(payload.decode("utf-8"))
     except (UnicodeDecodeError, LinkFormatError) as exc:
         raise coap_error.BadRequest(f"bad object list: {exc}") from None
+
+
+class SendResource(resource.Resource):
+    """``POST /dp``: LwM2M 1.1 Send. A registered device reports values unasked (SenML);
+    they go to the same listeners as its notifications, and the device is awake."""
+
+    def __init__(self, server: LwM2MServer) -> None:
+        super().__init__()
+        self.server = server
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        srv = self.server
+        identity = srv.identity(request)
+        if identity is not None:
+            reg = srv.registry.devices[identity].registration if identity in srv.registry.devices else None
+        else:
+            reg = srv.registry.by_address.get(str(request.remote.hostinfo))
+            if srv.security:
+                reg = None  # an unprotected Send is nobody's
+        if reg is None:
+            raise coap_error.Forbidden("Send is for registered devices, from their registration's address")
+        fmt = request.opt.content_format
+        if fmt not in (codec.SENML_CBOR, codec.SENML_JSON):
+            raise coap_error.UnsupportedContentFormat("Send carries SenML CBOR (112) or SenML JSON (110)")
+        try:
+            content = codec.decode(fmt, request.payload, ())
+        except codec.CodecError as exc:
+            raise coap_error.BadRequest(f"bad Send payload: {exc}") from None
+        srv.registry.heard(reg)
+        for listener in list(srv.send_listeners.get(reg.endpoint, ())):
+            listener(content)
+        return aiocoap.Message(code=Code.CHANGED)
 
 
 #: Where a package for a device is, on the service (``(endpoint, sha256, grant, address)`` ->
@@ -461,6 +530,8 @@ class Observation:
 
     async def _update(self, msg: aiocoap.Message) -> None:
         value = self.server._decode(self.reg, msg, self.path, "Notify")
+        if self.reg.queue_mode:  # a notification wakes a sleeping device: its queue goes now
+            self.server.registry.heard(self.reg)
         async with self._cond:
             self.value = {**self.value, **value} if len(self.path) >= 3 else value
             self.notifications += 1
@@ -589,6 +660,8 @@ class LwM2MServer:
         self._observations: set[Observation] = set()
         #: Packages devices may pull over CoAP (set by the orchestrator); None: not offered.
         self.packages: PackageSource | None = None
+        #: Who hears a device's Send (``/dp``) reports, by endpoint.
+        self.send_listeners: dict[str, list[Callable[[Content], None]]] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -596,6 +669,7 @@ class LwM2MServer:
         site.add_resource(["rd"], RegisterResource(self))  # /rd itself
         site.add_resource(["rd"], RegistrationResource(self))  # /rd/{id}
         site.add_resource(["packages"], PackageResource(self))
+        site.add_resource(["dp"], SendResource(self))
         root: Any = site
         transports = ["udp6"]
         if isinstance(self.credentials, CredentialStore):
@@ -733,6 +807,38 @@ class LwM2MServer:
             return self._check(reg, resp, op, path), fmt
         raise AssertionError("unreachable: formats is never empty")
 
+    # -- queue mode ---------------------------------------------------------------
+    def awake(self, reg: Registration) -> bool:
+        """Whether the device listens now: always, or (queue mode) for a while after it
+        last sent something."""
+        return not reg.queue_mode or time.monotonic() - reg.heard_at < self.settings.queue_awake_s
+
+    async def ready(self, endpoint: str, what: str) -> Registration:
+        """The device's registration once it can be sent ``what``: at once, or -- a device in
+        queue mode that sleeps -- when it next wakes (an Update, a Send, a new registration)."""
+        reg = self.registry.online(endpoint)
+        if self.awake(reg):
+            return reg
+        rec = self.registry.devices[endpoint]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rec.waiters.append(fut)
+        timeout = self.settings.queue_timeout_s
+        log.info("%s sleeps (queue mode): %s waits until it wakes", endpoint, what)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise DeviceUnreachable(f"device '{endpoint}' sleeps (queue mode) and did not wake within "
+                                    f"{timeout:.0f} s, so {what} was not sent") from None
+        finally:
+            if fut in rec.waiters:
+                rec.waiters.remove(fut)
+        return self.registry.online(endpoint)
+
+    def queued(self, endpoint: str) -> bool:
+        """Whether a request to this device would wait for it to wake."""
+        rec = self.registry.devices.get(endpoint)
+        return rec is not None and rec.registration is not None and not self.awake(rec.registration)
+
     # -- the exchange, with our own block-wise transfer -------------------------
     def _send(self, reg: Registration, msg: aiocoap.Message) -> Any:
         if self.ctx is None:
@@ -788,6 +894,7 @@ class LwM2MServer:
             if msg.code == Code.GET and szx < 6 and msg.opt.observe is None:
                 msg.opt.block2 = BlockOption.BlockwiseTuple(0, False, szx)
             resp = await self._await(reg, self._send(reg, msg).response, what)
+        reg.heard_at = time.monotonic()
         b2 = resp.opt.block2
         if b2 is not None and b2.more:
             body = bytearray(resp.payload)
@@ -821,7 +928,7 @@ class LwM2MServer:
                           coap_code=str(resp.code))
 
     async def _operate(self, endpoint: str, op: str, path: Path, msg: aiocoap.Message) -> aiocoap.Message:
-        reg = self.registry.online(endpoint)
+        reg = await self.ready(endpoint, f"{op} {path_str(path)}")
         msg.opt.uri_path = [str(p) for p in path]
         resp = await self.exchange(reg, msg, f"{op} {path_str(path)}")
         return self._check(reg, resp, op, path)
@@ -829,7 +936,7 @@ class LwM2MServer:
     # -- device management & service enablement ---------------------------------
     async def read(self, endpoint: str, path: str | Path, *, fmt: int | None = None) -> Content:
         p = parse_path(path) if isinstance(path, str) else path
-        reg = self.registry.online(endpoint)
+        reg = await self.ready(endpoint, f"Read {path_str(p)}")
         formats = [fmt] if fmt else self.accepts_for(reg, p)
         resp, _ = await self.negotiate(reg, "Read", p, formats,
                                        lambda f: aiocoap.Message(code=Code.GET, accept=f),
@@ -867,7 +974,7 @@ class LwM2MServer:
             content = {(*p, int(str(riid))): v for riid, v in value.items()}
         else:
             content = {p: value}
-        reg = self.registry.online(endpoint)
+        reg = await self.ready(endpoint, f"Write {path_str(p)}")
         if fmt is not None:
             formats = [fmt]
         elif len(content) == 1 and p in content and len(p) >= 3:
@@ -904,7 +1011,7 @@ class LwM2MServer:
         await self._operate(endpoint, "Write-Attributes", p, msg)
 
     async def create(self, endpoint: str, oid: int, values: dict[int, Any], iid: int | None = None) -> int:
-        reg = self.registry.online(endpoint)
+        reg = await self.ready(endpoint, f"Create /{oid}")
         inst = iid if iid is not None else 0
         content: Content = {(oid, inst, rid): v for rid, v in values.items()}
 
@@ -926,7 +1033,7 @@ class LwM2MServer:
 
     async def observe(self, endpoint: str, path: str | Path) -> Observation:
         p = parse_path(path) if isinstance(path, str) else path
-        reg = self.registry.online(endpoint)
+        reg = await self.ready(endpoint, f"Observe {path_str(p)}")
         obs = Observation(self, reg, p, self.accepts_for(reg, p))
         await obs._start()
         self._observations.add(obs)

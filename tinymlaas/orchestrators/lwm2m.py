@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,10 @@ from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 from tinymlaas.store.artifacts import ArtifactStore
 
 TINYML = vocab.uri(Obj.TINYML, 0)
+
+
+def _put(queue: asyncio.Queue[tuple[str, Content]], kind: str, content: Content) -> None:
+    queue.put_nowait((kind, content))
 
 
 def _get(content: Content, rid: Tiny) -> Any:
@@ -172,26 +178,56 @@ class LwM2MOrchestrator(Orchestrator):
         return self._report(endpoint, await srv.read(endpoint, TINYML))
 
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
+        """Each inference: from notifications of the observed inference count, and from what
+        the device reports by LwM2M Send (``/dp``), in one stream."""
         srv = self.srv
         if Obj.TINYML not in srv.registry.online(endpoint).objects:
             raise Conflict(f"device '{endpoint}' has no TinyML object ({Obj.TINYML}): "
                            "it reports no inferences")
         count = vocab.path(Obj.TINYML, 0, Tiny.INFERENCE_COUNT)
         base = await srv.read(endpoint, TINYML)
-        obs = await srv.observe(endpoint, vocab.uri(*count))
+        events: asyncio.Queue[tuple[str, Content]] = asyncio.Queue()
+        listeners = srv.send_listeners.setdefault(endpoint, [])
+        listener = functools.partial(_put, events, "send")
+        listeners.append(listener)
+        try:
+            obs = await srv.observe(endpoint, vocab.uri(*count))
+        except BaseException:
+            listeners.remove(listener)
+            raise
+
+        async def pump() -> None:
+            async for change in obs.changes():
+                events.put_nowait(("observe", change))
+            events.put_nowait(("ended", {}))
 
         async def changes() -> AsyncIterator[InferenceReport]:
             nonlocal base
+            pumping = asyncio.ensure_future(pump())
             try:
-                async for change in obs.changes():
-                    if change.get(count) == base.get(count):
+                while True:
+                    kind, content = await events.get()
+                    if kind == "ended":  # a sleeping device (queue mode) may still Send
+                        if not srv.registry.get(endpoint).online:
+                            return
                         continue
-                    base = await srv.read(endpoint, TINYML)
+                    if content.get(count, base.get(count)) == base.get(count):
+                        continue
+                    if kind == "send":
+                        base = {**base, **{p: v for p, v in content.items() if p[:2] == (Obj.TINYML, 0)}}
+                    else:
+                        base = await srv.read(endpoint, TINYML)
                     yield self._report(endpoint, base)
             finally:
+                pumping.cancel()
                 obs.cancel()
+                if listener in listeners:
+                    listeners.remove(listener)
 
         return changes()
+
+    def asleep(self, endpoint: str) -> bool:
+        return self.srv.queued(endpoint)
 
     @staticmethod
     def _report(endpoint: str, t: Content) -> InferenceReport:

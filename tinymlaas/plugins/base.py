@@ -272,6 +272,11 @@ class Orchestrator(Plugin):
     async def infer(self, endpoint: str, tensor: bytes) -> InferenceReport:
         """Run one inference on the device through the orchestration channel."""
 
+    def asleep(self, endpoint: str) -> bool:
+        """Whether a request to this device would wait for it to wake (LwM2M queue mode);
+        the service then queues the request as a job. Devices that always listen: False."""
+        return False
+
     @abstractmethod
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         """The device's inferences as they happen (however they were triggered). Whatever can

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
 
 from tinymlaas.edge.tflm import quantize
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
-from tinymlaas.models import DeviceCapabilities, DeviceDetail, InferenceReport
-from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.jobs import JobRunner
+from tinymlaas.models import DeviceCapabilities, DeviceDetail, InferenceReport, QueuedRequest
+from tinymlaas.plugins.base import Orchestrator, Progress
+from tinymlaas.store import Store
 
 
 async def device_detail(orch: Orchestrator, endpoint: str) -> DeviceDetail:
     """The device record and, when it is online, what it reports about itself now."""
     detail = DeviceDetail(device=orch.device(endpoint))
-    if detail.device.online:
+    if detail.device.online and orch.asleep(endpoint):
+        detail.capabilities_error = ("the device sleeps (queue mode): it is read when it next wakes; "
+                                     "ask again then")
+    elif detail.device.online:
         try:
             detail.capabilities = await orch.capabilities(endpoint)
         except TinyMLaaSError as exc:  # the record is still worth showing; say why there is no more
@@ -51,3 +57,22 @@ async def infer(orch: Orchestrator, endpoint: str, *, values: list[float] | None
     """One inference on the device, through the orchestration protocol."""
     caps = await orch.capabilities(endpoint)
     return await orch.infer(endpoint, input_tensor(caps, values=values, raw=raw))
+
+
+async def infer_or_queue(orch: Orchestrator, runner: JobRunner, store: Store, endpoint: str, *,
+                         values: list[float] | None,
+                         raw: list[float] | None) -> InferenceReport | QueuedRequest:
+    """One inference now, or -- a device that sleeps (LwM2M queue mode) -- a job that runs it when
+    the device next wakes (its step says "queued" until then, its result is the report)."""
+    if not orch.asleep(endpoint):
+        return await infer(orch, endpoint, values=values, raw=raw)
+    job = await asyncio.to_thread(store.new_job, "infer")
+
+    async def run(progress: Progress) -> dict[str, Any]:
+        progress("queued until the device wakes (queue mode)", 0.0)
+        report = await infer(orch, endpoint, values=values, raw=raw)
+        return report.model_dump(mode="json")
+
+    runner.submit_async(job, run)
+    return QueuedRequest(endpoint=endpoint, job=await asyncio.to_thread(store.job, job.id),
+                         detail="the device sleeps (queue mode); the inference runs when it next wakes")

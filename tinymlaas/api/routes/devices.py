@@ -6,13 +6,13 @@ import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tinymlaas.api.deps import OrchestratorDep, StoreDep
+from tinymlaas.api.deps import OrchestratorDep, RunnerDep, StoreDep
 from tinymlaas.api.handlers import problems
 from tinymlaas.api.security import DEVICE, Scientist, Viewer, is_user_token
-from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo
+from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo, QueuedRequest
 from tinymlaas.services import devices as service
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -51,10 +51,17 @@ class InferRequest(BaseModel):
         return self
 
 
-@router.post("/{endpoint}/infer", responses=problems(404, 409, 422, 502, 504))
-async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep, user: Scientist) -> InferenceReport:
+@router.post("/{endpoint}/infer", response_model=InferenceReport,
+             responses={**problems(404, 409, 422, 502, 504),
+                        202: {"model": QueuedRequest, "description": "the device sleeps (queue mode): "
+                              "the inference is queued as a job that runs when it next wakes"}})
+async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep, runner: RunnerDep, store: StoreDep,
+                user: Scientist) -> InferenceReport | JSONResponse:
     """One inference on the device, through the orchestration protocol."""
-    return await service.infer(orch, endpoint, values=body.values, raw=body.input)
+    out = await service.infer_or_queue(orch, runner, store, endpoint, values=body.values, raw=body.input)
+    if isinstance(out, QueuedRequest):
+        return JSONResponse(out.model_dump(mode="json"), status_code=202)
+    return out
 
 
 @router.get("/{endpoint}/results", response_class=StreamingResponse,

@@ -230,6 +230,7 @@ class ClientSite(interfaces.Resource):
                 number += 1
                 msg = aiocoap.Message(code=Code.CONTENT, content_format=obs.fmt, observe=number,
                                       payload=codec.encode(obs.fmt, now, path))
+                self.client.woke()  # queue mode: a notification wakes the device
                 pipe.add_response(msg, is_last=False)
                 sent_at, last = time.monotonic(), now
         finally:
@@ -348,6 +349,8 @@ class LwM2MClient:
         tuning: TransportTuning | None = None,
         retry_max_s: float = 30.0,
         content_formats: tuple[int, ...] = (codec.SENML_CBOR, codec.SENML_JSON, codec.TLV),
+        queue_mode: bool = False,
+        awake_s: float = 93.0,
     ) -> None:
         self.endpoint = endpoint
         #: The formats for several values this client announces and takes, preferred first
@@ -360,6 +363,11 @@ class LwM2MClient:
         #: DTLS pre-shared key (identity, key); the server URI is then ``coaps://``.
         self.psk = psk
         self._session: Any = None  # the DTLS session, held so it outlives each exchange
+        #: Queue mode (LwM2M 1.1 ``Q``): the radio is off except for ``awake_s`` after the
+        #: device sent something; the server keeps its requests until then.
+        self.queue_mode = queue_mode
+        self.awake_s = awake_s
+        self._sent_at = time.monotonic()
         self.bind = bind
         self.tuning = tuning or TransportTuning()
         self.retry_max_s = retry_max_s
@@ -643,8 +651,7 @@ class LwM2MClient:
             if not self.server.startswith("coaps://"):
                 raise ValueError(f"DTLS needs a coaps:// server URI, not {self.server}")
             transports = ["tinydtls", "udp6"]  # the server's requests come over the same session
-        self.ctx = await aiocoap.Context.create_server_context(site, bind=self.bind,
-                                                                transports=transports)
+        self.ctx = await aiocoap.Context.create_server_context(site, bind=self.bind, transports=transports)
         if self.security is not None:
             self.ctx.client_credentials[f"{self.server}/*"] = self.security
         if self.psk is not None:
@@ -652,7 +659,34 @@ class LwM2MClient:
             self.ctx.client_credentials.load_from_dict(
                 {f"{self.server}/*": {"dtls": {"psk": key, "client-identity": identity}}})
         self.port = bound_port(self.ctx)
+        if self.queue_mode:
+            self._receive_only_when_awake()
         self._task = asyncio.create_task(self._run(), name=f"lwm2m-client-{self.endpoint}")
+
+    def _receive_only_when_awake(self) -> None:
+        """Queue mode: the radio receives nothing while the device sleeps (what the server
+        sends then is lost, as on a real sleeping device); sending wakes it."""
+        assert self.ctx is not None
+        for ri in self.ctx.request_interfaces:
+            mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+            receive = getattr(mi, "datagram_msg_received", None)  # aiocoap's udp6 socket
+            if mi is None or receive is None:
+                continue
+
+            def gated(*args: Any, receive: Callable[..., None] = receive) -> None:
+                if not self.asleep:
+                    receive(*args)
+
+            mi.datagram_msg_received = gated
+
+    @property
+    def asleep(self) -> bool:
+        """Queue mode: ``awake_s`` after the device last sent something, it sleeps."""
+        return self.queue_mode and time.monotonic() - self._sent_at >= self.awake_s
+
+    def woke(self) -> None:
+        """The device sends something (a request, a notification): it is awake from now."""
+        self._sent_at = time.monotonic()
 
     async def stop(self, *, deregister: bool = True) -> None:
         if self._task is not None:
@@ -667,6 +701,20 @@ class LwM2MClient:
         if self.ctx is not None:
             await self.ctx.shutdown()
             self.ctx = None
+
+    async def send(self, paths: Iterable[Path]) -> None:
+        """LwM2M Send (``POST /dp``): report these values unasked (a sleeping device wakes
+        for it, and the server sends what it queued meanwhile)."""
+        content: Content = {}
+        for path in paths:
+            content.update(self.content(path))
+        fmt = next((f for f in self.content_formats if f in (codec.SENML_CBOR, codec.SENML_JSON)),
+                   codec.SENML_CBOR)
+        msg = aiocoap.Message(code=Code.POST, content_format=fmt, payload=codec.encode(fmt, content, ()))
+        response = await self._request(msg, ("dp",))
+        if not response.code.is_successful():
+            raise RegistrationError(f"Send refused: {response.code} "
+                                    f"{response.payload.decode(errors='replace')}".strip())
 
     def trigger_update(self) -> None:
         self._update_now.set()
@@ -683,7 +731,6 @@ class LwM2MClient:
         wants (Block1) or the largest body it takes (Size1); the request is then sent
         again in blocks of that size (RFC 7959 2.9.3), which aiocoap leaves undone.
         """
-        assert self.ctx is not None
         if len(msg.payload) > 1 << (self.block_szx + 4):
             return await self._send_blocks(msg)
         response = await self._exchange(msg)
@@ -699,13 +746,16 @@ class LwM2MClient:
 
     async def _exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
         assert self.ctx is not None
-        response = await _response(self.ctx.request(msg, handle_blockwise=False))
+        self.woke()
+        try:
+            response = await _response(self.ctx.request(msg, handle_blockwise=False))
+        finally:
+            self.woke()  # it listened for the answer
         if self.psk is not None:  # aiocoap drops a DTLS session nobody refers to
             self._session = response.remote
         return response
 
     async def _send_blocks(self, msg: aiocoap.Message) -> aiocoap.Message:
-        assert self.ctx is not None
         payload, offset = msg.payload, 0
         while True:
             size = 1 << (self.block_szx + 4)
@@ -730,8 +780,9 @@ class LwM2MClient:
         msg = aiocoap.Message(code=Code.POST, content_format=codec.LINK_FORMAT,
                               payload=format_links(self.object_links()).encode())
         msg.set_request_uri(self.server + "/rd")
+        queue = ("Q",) if self.queue_mode else ()  # LwM2M 1.1: queue mode is its own parameter
         msg.opt.uri_query = (f"ep={self.endpoint}", f"lt={self.lifetime}",
-                             f"lwm2m={LWM2M_VERSION}", f"b={self.binding}")
+                             f"lwm2m={LWM2M_VERSION}", f"b={self.binding}", *queue)
         msg.transport_tuning = self.tuning
         response = await self._send(msg)
         if response.code != Code.CREATED or not response.opt.location_path:

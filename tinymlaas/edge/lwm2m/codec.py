@@ -11,6 +11,7 @@ Runs on devices: standard library plus cbor2.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import struct
@@ -55,7 +56,17 @@ class ObjLink(NamedTuple):
 
 def parse_path(text: str | tuple[str, ...] | list[str]) -> Path:
     """``"/3/0/1"`` (or CoAP Uri-Path segments) -> ``(3, 0, 1)``; at most four ids."""
-    parts = [p for p in text.split("/") if p != ""] if isinstance(text, str) else list(text)
+    if isinstance(text, str):  # SenML names repeat in every notification: parse each once
+        return _parse_path_text(text)
+    return _parse_parts(list(text), text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_path_text(text: str) -> Path:
+    return _parse_parts([p for p in text.split("/") if p != ""], text)
+
+
+def _parse_parts(parts: list[str], text: object) -> Path:
     if len(parts) > 4:
         raise CodecError(f"LwM2M paths have at most 4 levels: {text!r}")
     try:

@@ -12,7 +12,9 @@ local builder) to 100 devices at once: real HTTP downloads with SHA-256 checks,
 Update, re-registration.
 
 Targets: 10,000 registered devices on one 2-core machine; p99 read latency
-< 50 ms at 1,000 devices; FOTA to 100 devices in < 60 s.
+< 50 ms at 1,000 devices; notify p99 < 50 ms at 10,000 devices; FOTA to 100
+devices in < 60 s. Each row records the machine's load average around it (the
+machine is shared); ``benchmarks/readme.py`` writes the README's table from the JSON.
 
     python benchmarks/run.py lwm2m [--json var/bench.json]
 """
@@ -34,6 +36,7 @@ from typing import Any
 from _common import bar_plot, hello_world_firmware, percentile, report, rss_kib
 
 HERE = Path(__file__).parent
+TITLE = "LwM2M server: simulated devices over UDP loopback"
 SIZES = (100, 1_000, 10_000)
 FOTA_DEVICES = 100
 SAMPLE = 1_000
@@ -198,7 +201,9 @@ def run(json_path: Path | None = None, plots: Path | None = None,
         work = Path(tmp)
         image = hello_world_firmware(work)
         for n in sizes:
+            load_before = os.getloadavg()[0]
             r = asyncio.run(_run_size(n, image if n == FOTA_DEVICES else None, work))
+            load_after = os.getloadavg()[0]
             per_k = (r["server_rss_kib"] - r["server_base_rss_kib"]) / r["devices"] * 1000 / 1024
             row = {
                 "devices": r["devices"],
@@ -207,6 +212,8 @@ def run(json_path: Path | None = None, plots: Path | None = None,
                 "reads/s (50 in flight)": r["reads_per_s"], "p99 ms (50 in flight)": r["loaded_p99_ms"],
                 "notify p50 ms": r["notify_p50_ms"], "notify p99 ms": r["notify_p99_ms"],
                 "server MiB": r["server_rss_kib"] / 1024, "MiB per 1k devices": per_k,
+                # The machine is shared: the 1-minute load average around the run.
+                "load before": load_before, "load after": load_after,
             }
             if "fota_s" in r:
                 row["FOTA s"] = r["fota_s"]
@@ -220,8 +227,10 @@ def run(json_path: Path | None = None, plots: Path | None = None,
         "p99 read < 50 ms @1k": 1000 in by_n and by_n[1000]["read p99 ms"] < 50,
         "FOTA 100 < 60 s": any(r.get("FOTA s", 1e9) < 60 and r.get("FOTA ok") == "100/100" for r in rows),
     }
-    report("LwM2M server: simulated devices over UDP loopback", rows, json_path=json_path,
-           extra={"targets": targets})
+    targets["notify p99 < 50 ms @10k"] = 10_000 in by_n and by_n[10_000]["notify p99 ms"] < 50
+    report(TITLE, rows, json_path=json_path,
+           extra={"targets": targets, "cpus": os.cpu_count(),
+                  "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     print("targets:", ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
     if plots is not None:
         labels = [f"{r['devices']:,}" for r in rows]

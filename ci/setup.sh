@@ -39,6 +39,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# 2b. The LwM2M interop suite's independent implementation (lwm2m-node-lib from npm), pinned
+#     by ci/interop/package-lock.json; reinstalled only when the lock file changes.
+stamp=ci/interop/node_modules/.tinymlaas-lock
+want=$(sha256sum ci/interop/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the LwM2M interop suite's lwm2m-node-lib (npm ci)"
+  npm ci --prefix ci/interop --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
 # 3. A Docker engine: no default bridge and no iptables rules; containers use
 #    --network host (loopback only) or --network none.
 if ! docker info >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ front of QEMU, firmware built by the service's builder containers."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 import time
@@ -17,12 +18,14 @@ import httpx
 import numpy as np
 import pytest
 from api_jobs import follow_job
+from lwm2m_devices import StockDevice
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.api.server import BackgroundServer
-from tinymlaas.config import Settings
+from tinymlaas.config import LwM2MSettings, Settings
+from tinymlaas.edge.lwm2m.vocab import FwDelivery, FwProtocol
 from tinymlaas.edge.tflm import Tflm, quantize
-from tinymlaas.lwm2m.security import write_context
+from tinymlaas.lwm2m.security import write_context, write_psk
 from tinymlaas.models import LwM2MAttach, PullAttach
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
@@ -84,6 +87,28 @@ def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
         "lwm2m": base.lwm2m.model_copy(update={"port": 0}),
         "http_pull": base.http_pull.model_copy(update={"security": "token", "update_timeout_s": 60}),
     }))
+
+
+@pytest.fixture(scope="session")
+def psk_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
+            service_databases: Callable[[Path], str]) -> Iterator[Lab]:
+    """The LwM2M service with DTLS-PSK on its CoAPS port."""
+    base = Settings()
+    data = tmp_path_factory.mktemp("psk-service")
+    yield from start_lab(base.model_copy(update={
+        "data_dir": data, "database_url": service_databases(data),
+        "lwm2m": base.lwm2m.model_copy(update={"port": 0, "coaps_port": 0, "security": "psk",
+                                               "ack_timeout_s": 1.0, "download_timeout_s": 60,
+                                               "update_timeout_s": 60}),
+    }))
+
+
+@given("the LwM2M service is running with DTLS-PSK security", target_fixture="lab")
+def psk_service_up(psk_lab: Lab) -> Lab:
+    """This feature's steps talk to the DTLS-PSK service (it stands in for ``lab``)."""
+    info = psk_lab.api.get("/lwm2m").json()
+    assert info["security"] == "psk" and info["uri"].startswith("coaps://127.0.0.1:")
+    return psk_lab
 
 
 @given("the service runs the http-pull orchestrator with token security", target_fixture="lab")
@@ -192,7 +217,8 @@ def wrong_token(lab: Lab, devices: dict[str, Any], ep: str) -> None:
 def wrong_credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
     credentials(lab, devices, ep)
     material = devices["credentials"][ep]
-    material["secret_hex"] = hashlib.sha256(material["secret_hex"].encode()).hexdigest()
+    key = "psk_key_hex" if "psk_key_hex" in material else "secret_hex"
+    material[key] = hashlib.sha256(material[key].encode()).hexdigest()[:len(material[key])]
     devices.setdefault("tampered", set()).add(ep)
 
 
@@ -208,6 +234,10 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
         tokens.mkdir()
         (tokens / "token").write_text(devices["credentials"][ep]["token"])
         attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tokens, wait_s=10)
+    elif secure and "psk_key_hex" in devices["credentials"][ep]:
+        write_psk(tmp_path / f"{ep}-psk" / "psk.json", devices["credentials"][ep])
+        attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=tmp_path / f"{ep}-psk",
+                             security="psk", lifetime_s=lifetime)
     else:
         oscore = None
         if secure:
@@ -261,6 +291,12 @@ def listed(lab: Lab, ep: str) -> None:
     assert dev["secure"] is True and dev["lwm2m"] == "1.1"
     assert {"3", "5", "9", "33100"} <= set(dev["objects"])
     assert dev["versions"]["5"] == "1.1"
+
+
+@then(parsers.parse('the service lists "{ep}" online over DTLS with objects 3, 5, 9 and 33100'))
+def listed_dtls(lab: Lab, ep: str) -> None:
+    listed(lab, ep)
+    assert lab.api.get("/lwm2m").json()["security"] == "psk"
 
 
 @then(parsers.parse('the service lists "{ep}" online over HTTP pull with board "{board}" and '
@@ -604,3 +640,165 @@ def fell_back(deployment: dict[str, Any]) -> None:
     assert deployment["succeeded"] is True and deployment["fell_back_to_firmware"] is True, deployment
     assert "no writable model region" in deployment["detail"]
     assert deployment["result"] == "firmware updated successfully"
+
+
+# -- devices the project did not write (stock LwM2M 1.1 clients beside the service) -----------
+
+@pytest.fixture
+def stock(request: pytest.FixtureRequest) -> dict[str, StockDevice]:
+    """Stock devices started by this scenario; closed after it."""
+    started: dict[str, StockDevice] = {}
+    request.addfinalizer(lambda: [d.close() for d in started.values()])
+    return started
+
+
+@given(parsers.parse("the service runs its LwM2M server with default settings, battery devices staying "
+                     "awake {awake:g} s"), target_fixture="lab")
+def vendor_service(tmp_path: Path, service_databases: Callable[[Path], str], awake: float,
+                   request: pytest.FixtureRequest) -> Lab:
+    """A fresh service whose LwM2M settings are the defaults (its ports aside: any free one)."""
+    base = Settings()
+    data = tmp_path / "vendor-service"
+    settings = base.model_copy(update={
+        "data_dir": data, "database_url": service_databases(data),
+        "lwm2m": LwM2MSettings(port=0, queue_awake_s=awake)})
+    assert settings.lwm2m.content_format == LwM2MSettings().content_format == "senml-cbor"
+    server = BackgroundServer(settings)
+    request.addfinalizer(server.stop)
+    api = server.client()
+    request.addfinalizer(api.close)
+    return Lab(server, api, api.get("/lwm2m").json()["uri"])
+
+
+FIRMWARE_WAYS = {
+    "pushed by the server": {"delivery": FwDelivery.push, "protocols": ()},
+    "pulled over CoAP": {"delivery": FwDelivery.pull, "protocols": (FwProtocol.coap,)},
+    "pulled over CoAPS": {"delivery": FwDelivery.pull, "protocols": (FwProtocol.coaps,)},
+}
+
+
+@given(parsers.parse('a stock LwM2M 1.1 device "{ep}" that speaks only SenML JSON and takes firmware {how}'))
+def stock_device(lab: Lab, stock: dict[str, StockDevice], tmp_path: Path, ep: str, how: str) -> None:
+    model = get_recipe("hello_world").load(Settings().zoo_dir)
+    image = b"VENDOR-FW-2.0.0" + bytes(range(256)) * 64  # 16 KiB: many blocks either way
+    stock[ep] = StockDevice(ep, lab.lwm2m_uri, model, tmp_path, image=image, **FIRMWARE_WAYS[how])
+    wait_until(lambda: online(lab, ep), 10, f"{ep} registering")
+
+
+@given(parsers.parse('a stock LwM2M 1.1 device "{ep}" that sleeps between its messages'))
+def sleeping_device(lab: Lab, stock: dict[str, StockDevice], tmp_path: Path, ep: str) -> None:
+    model = get_recipe("hello_world").load(Settings().zoo_dir)
+    stock[ep] = StockDevice(ep, lab.lwm2m_uri, model, tmp_path, queue_mode=True, awake_s=1.0)
+    dev = wait_until(lambda: online(lab, ep), 10, f"{ep} registering")
+    assert dev["queue_mode"] is True
+
+
+@then(parsers.parse('the service shows that "{ep}" is made by "{maker}" and runs firmware "{version}"'))
+def vendor_caps(lab: Lab, ep: str, maker: str, version: str) -> None:
+    detail = lab.api.get(f"/devices/{ep}").json()
+    assert detail["device"]["lwm2m"] == "1.1", detail
+    caps = detail["capabilities"]
+    assert caps is not None, detail
+    assert caps["manufacturer"] == maker and caps["firmware_version"] == version and caps["fota"]
+    assert caps["tensors"]["inputs"][0]["dtype"] == "int8"  # the TinyML object, read as SenML JSON
+
+
+def stream_results(lab: Lab, ep: str) -> tuple[threading.Thread, list[dict[str, Any]], threading.Event]:
+    """Follow the device's results (server-sent events) in a thread until one arrives."""
+    got: list[dict[str, Any]] = []
+    open_ = threading.Event()
+
+    def follow() -> None:
+        with lab.server.client(timeout=60) as api, \
+                api.stream("GET", f"/devices/{ep}/results", params={"count": 1}) as reply:
+            assert reply.status_code == 200, reply.read()
+            open_.set()
+            for line in reply.iter_lines():
+                if line.startswith("data: "):
+                    got.append(json.loads(line[6:]))
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return thread, got, open_
+
+
+@then(parsers.parse('the service reports each inference "{ep}" runs, as it happens'))
+def vendor_results(lab: Lab, ep: str) -> None:
+    thread, got, open_ = stream_results(lab, ep)
+    assert open_.wait(15), "the results stream did not open"
+    report = lab.api.post(f"/devices/{ep}/infer", json={"values": [1.0]})
+    assert report.status_code == 200, report.text
+    thread.join(15)
+    assert got and got[0]["count"] == report.json()["count"] and got[0]["output"] == report.json()["output"]
+
+
+@when(parsers.parse('the service deploys new firmware to "{ep}"'), target_fixture="deployment")
+def vendor_deploy(lab: Lab, stock: dict[str, StockDevice], ep: str) -> dict[str, Any]:
+    sha = ArtifactStore(lab.server.settings.artifacts_dir).put_bytes(stock[ep].image)
+    t0 = time.monotonic()
+    reply = lab.api.post(f"/devices/{ep}/firmware", json={"artifact": sha})
+    assert reply.status_code == 202, reply.text
+    follow_job(lab.api, reply.json()["job"]["id"], timeout=120)
+    dep: dict[str, Any] = lab.api.get(f"/deployments/{reply.json()['deployment']['id']}").json()
+    dep["took_s"] = time.monotonic() - t0
+    return dep
+
+
+@then(parsers.parse("the deployment succeeds, the package having gone by {delivery}"))
+def vendor_deployed(deployment: dict[str, Any], delivery: str) -> None:
+    assert deployment["succeeded"] is True, deployment
+    assert deployment["delivery"].startswith(delivery), deployment
+    assert deployment["result"] == "firmware updated successfully"
+
+
+@then(parsers.parse('the deployment fails within seconds, saying "{why}"'))
+def vendor_refused(deployment: dict[str, Any], why: str) -> None:
+    assert deployment["succeeded"] is False and deployment["took_s"] < 10, deployment
+    assert why in deployment["detail"], deployment
+
+
+@when(parsers.parse('someone asks "{ep}" for an inference while it sleeps'), target_fixture="queued")
+def ask_sleeping(lab: Lab, stock: dict[str, StockDevice], ep: str) -> dict[str, Any]:
+    wait_until(lambda: stock[ep].asleep() and lab.api.get(f"/devices/{ep}").json()["capabilities"] is None,
+               10, f"{ep} falling asleep")
+    reply = lab.api.post(f"/devices/{ep}/infer", json={"values": [2.0]})
+    assert reply.status_code == 202, reply.text
+    return {"endpoint": ep, **reply.json()}
+
+
+@then("the service answers that the inference is queued")
+def answered_queued(lab: Lab, queued: dict[str, Any]) -> None:
+    assert queued["state"] == "queued" and queued["job"]["kind"] == "infer", queued
+    job = lab.api.get(f"/jobs/{queued['job']['id']}").json()
+    assert job["state"] in ("queued", "running") and "queued until the device wakes" in job["step"], job
+    detail = lab.api.get(f"/devices/{queued['endpoint']}").json()
+    assert "sleeps (queue mode)" in detail["capabilities_error"], detail
+
+
+@then(parsers.parse('the job gives the inference\'s result once "{ep}" wakes'))
+def queued_result(lab: Lab, queued: dict[str, Any], ep: str) -> None:
+    seen = follow_job(lab.api, queued["job"]["id"], timeout=30)
+    assert seen[-1]["state"] == "succeeded", seen
+    result = seen[-1]["result"]
+    oracle = Tflm(get_recipe("hello_world").load(Settings().zoo_dir))
+    q = oracle.input["quantization_parameters"]
+    tensor = quantize(np.array([[2.0]]), q["scales"][0], q["zero_points"][0], np.int8)
+    assert result["endpoint"] == ep and result["output"] == oracle.invoke(tensor).ravel().tolist()
+
+
+@when(parsers.parse('"{ep}" runs an inference on its own and sends it to the service'),
+      target_fixture="sent")
+def device_sends(lab: Lab, stock: dict[str, StockDevice], ep: str) -> dict[str, Any]:
+    thread, got, open_ = stream_results(lab, ep)  # opens when the device next wakes
+    assert open_.wait(30), "the results stream did not open"
+    wait_until(stock[ep].asleep, 10, f"{ep} falling asleep again")
+    before = lab.api.get(f"/devices/{ep}").json()["device"]
+    stock[ep].run_inference_and_send(bytes([5]))
+    thread.join(15)
+    return {"reports": got, "device_before": before}
+
+
+@then("the service reports that inference, as it happens")
+def sent_reported(sent: dict[str, Any]) -> None:
+    assert len(sent["reports"]) == 1, sent
+    assert sent["reports"][0]["input"] == [5] and sent["reports"][0]["count"] >= 2

@@ -124,3 +124,19 @@ def test_psk_files_round_trip(tmp_path: Path) -> None:
         b"ep-1", bytes.fromhex(material["psk_key_hex"]))
 
 
+
+
+def test_a_device_started_beside_the_service_gets_its_key_and_the_flags(tmp_path: Path) -> None:
+    """The orchestrator's attach: the key file in the device's folder, --psk for the agents."""
+    from tinymlaas.models import DeviceCredentials, JoinInfo
+    from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
+
+    store = PskStore(tmp_path / "server")
+    creds = DeviceCredentials.model_validate(store.provision("ep-9"))
+    join = JoinInfo(plugin="lwm2m", security="psk", uri="coaps://127.0.0.1:5684")
+    attach = LwM2MOrchestrator.attach(join, api_url="http://127.0.0.1:8000", endpoint="ep-9",
+                                      credentials=creds, folder=tmp_path / "device")
+    assert attach.security == "psk" and attach.how == "registered over DTLS (PSK)"
+    assert attach.args("/credentials")[-2:] == ["--psk", "/credentials/psk.json"]
+    key = bytes.fromhex(creds.secret("psk_key_hex"))
+    assert load_psk(tmp_path / "device" / "psk" / "psk.json") == (b"ep-9", key)

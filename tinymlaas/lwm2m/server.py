@@ -1,13 +1,16 @@
 """The LwM2M 1.1 server on aiocoap: registration interface, device management, observation.
 
 State lives in :class:`Registry` (one :class:`Registration` per online device,
-whose lifetime is a cancellable task) and the ``/rd`` resources are thin
+whose lifetime is a cancellable timer) and the ``/rd`` resources are thin
 adapters onto it. :class:`LwM2MServer` sends the server's operations (Read,
-Write, Execute, Discover, Write-Attributes, Create, Delete, Observe) with an
-Accept option, does block-wise transfers itself so they start at the block size
-the device has shown, and turns CoAP failures into the service's errors:
-no answer -> :class:`~tinymlaas.errors.DeviceUnreachable`, an error code ->
-:class:`~tinymlaas.errors.DeviceError` (4.04 -> NotFound).
+Write, Execute, Discover, Write-Attributes, Create, Delete, Observe) in a
+content format the device announced (retrying once in the next on 4.06/4.15),
+does block-wise transfers itself so they start at the block size the device has
+shown, holds requests for a device in queue mode until it wakes, and turns CoAP
+failures into the service's errors: no answer ->
+:class:`~tinymlaas.errors.DeviceUnreachable`, an error code ->
+:class:`~tinymlaas.errors.DeviceError` (4.04 -> NotFound). It also serves Send
+(``/dp``) and packages for devices that pull over CoAP (``/packages``).
 """
 
 from __future__ import annotations

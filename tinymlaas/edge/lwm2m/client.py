@@ -4,10 +4,12 @@ Devices (the x86 firmware, the MCU bridge) build a :class:`LwM2MClient` from
 :class:`Instance` objects. The client registers with the server (``POST /rd``),
 keeps the registration alive with Updates, answers the server's Read, Write,
 Execute, Discover, Write-Attributes, Create and Delete, and sends notifications
-for observed paths, honouring ``pmin``/``pmax``/``gt``/``lt``/``st``.
+for observed paths, honouring ``pmin``/``pmax``/``gt``/``lt``/``st``. It announces
+the content formats it takes, reports values unasked (Send, ``/dp``), may sleep
+between its messages (queue mode), and is secured by OSCORE or DTLS-PSK.
 
-Runs on devices: standard library, aiocoap (+ cbor2, and the OSCORE extra when
-security is on).
+Runs on devices: standard library, aiocoap (+ cbor2, and the OSCORE or tinydtls
+extra when security is on).
 """
 
 from __future__ import annotations

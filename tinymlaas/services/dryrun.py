@@ -68,8 +68,11 @@ def _run(store: Store, settings: Settings, job_id: str, plan: dict[str, Any],
 
 
 def dry_run_record(store: Store, run_id: str) -> DryRun:
-    job = store.job(run_id)
-    if job.kind != KIND:
+    try:
+        job = store.job(run_id)
+    except NotFound:
+        job = None
+    if job is None or job.kind != KIND:
         raise NotFound(f"no dry-run '{run_id}'")
     return _record(job)
 

@@ -51,10 +51,14 @@ class LoginRequired(Exception):
     """A page was asked for without a valid session."""
 
 
-class PageForbidden(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class PageError(Exception):
+    """A page that cannot be shown (not allowed, no such thing): an HTML page with the API's words."""
+
+    TITLES = {403: "Not allowed", 404: "Not found"}
+
+    def __init__(self, error: TinyMLaaSError) -> None:
+        super().__init__(error.message)
+        self.status, self.message = error.status, error.message
 
 
 def page_access(*roles: Role) -> Callable[..., User]:
@@ -69,7 +73,7 @@ def page_access(*roles: Role) -> Callable[..., User]:
         except Unauthenticated:
             raise LoginRequired from None
         except Forbidden as exc:
-            raise PageForbidden(exc.message) from None
+            raise PageError(exc) from None
 
     return user
 
@@ -131,9 +135,10 @@ async def login_required(request: Request, _: Exception) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-async def page_forbidden(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PageForbidden)
-    return HTMLResponse(render("error.html", title="Not allowed", message=exc.message), status_code=403,
+async def page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    title = PageError.TITLES.get(exc.status, "Cannot show this page")
+    return HTMLResponse(render("error.html", title=title, message=exc.message), status_code=exc.status,
                         headers=security_headers())
 
 
@@ -170,5 +175,5 @@ class CsrfMiddleware:
 def install(app: Any) -> None:
     app.add_middleware(CsrfMiddleware)
     app.add_exception_handler(LoginRequired, login_required)
-    app.add_exception_handler(PageForbidden, page_forbidden)
+    app.add_exception_handler(PageError, page_error)
     app.include_router(router)

@@ -31,6 +31,8 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/deployments"): V, ("GET", "/deployments/{deployment_id}"): V,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
+    ("GET", "/telemetry/fleet"): V,
+    ("GET", "/dryruns"): V, ("POST", "/dryruns"): OP, ("GET", "/dryruns/{run_id}"): V,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
 }

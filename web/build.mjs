@@ -27,6 +27,15 @@ for (const [name, from] of Object.entries(vendor)) {
   cpSync(join(here, "node_modules", from), to);
   files[`vendor/${name}`] = to;
 }
+// ReDoc's side menu shows a logo from its vendor's CDN (no option turns it off): the bundle gets
+// an empty inline image instead, so the page makes no request outside this service.
+const redoc = join(dist, "vendor", "redoc", "redoc.standalone.js");
+const remoteLogo = '"https://cdn.redoc.ly/redoc/logo-mini.svg"';
+const source = readFileSync(redoc, "utf8");
+if (!source.includes(remoteLogo)) {
+  throw new Error(`redoc.standalone.js no longer loads ${remoteLogo}: check build.mjs against this release`);
+}
+writeFileSync(redoc, source.replaceAll(remoteLogo, JSON.stringify("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E")));
 cpSync(join(here, "src"), dist, { recursive: true });
 for (const name of ["app.css", "app.js", "docs.js"]) files[name] = join(dist, name);
 // Each file's hash, so pages can ask for /static/NAME?v=HASH and browsers cache it for good.

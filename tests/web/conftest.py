@@ -15,6 +15,14 @@ from tinymlaas.auth import Role
 from tinymlaas.config import Settings
 
 
+@pytest.fixture(scope="session")
+def images() -> dict[str, bool]:
+    """Every declared image, current (only rebuilt when its context changed)."""
+    from tinymlaas.images import ensure_all
+
+    return ensure_all(Settings())
+
+
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[Web]:
     """The service with the http-pull orchestrator (devices are plain HTTP polls here) and a

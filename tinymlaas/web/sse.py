@@ -1,21 +1,22 @@
 """Server-sent events for pages: htmx's SSE extension swaps the HTML each event carries.
 
-A stream lasts at most ``MAX_S`` and the browser reconnects by itself (``retry``), so no
-stream holds the service open at shutdown for long; every (re)connection starts with the
-current state, so nothing is missed in between.
+A stream lasts until the page goes away (or, for one job, until it ends: :data:`DONE`). A
+stream the service ends would be an error in the page, so the service bounds its shutdown
+instead (uvicorn's ``timeout_graceful_shutdown``). If the connection drops, the browser
+reconnects by itself (``retry``) and every connection starts with the current state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-MAX_S = 25.0
 RETRY_MS = 1000
+#: How long the service waits for open streams when it stops (they do not end by themselves).
+SHUTDOWN_GRACE_S = 3
 
 
 def event(name: str, html: str) -> str:
@@ -35,8 +36,7 @@ def stream(request: Request, poll: Callable[[], Awaitable[list[str]]], *,
 
     async def events() -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        end = time.monotonic() + MAX_S
-        while time.monotonic() < end and not await request.is_disconnected():
+        while not await request.is_disconnected():
             out = await poll()
             for e in out:
                 yield e

@@ -1,7 +1,8 @@
 """A service with a fleet behind it, for the web app's benchmark and its screenshots.
 
 ``tinymlaas serve`` runs in its own process (its own data directory, LwM2M without device
-security, a telemetry tick every 2 s); N light simulated LwM2M devices (``_lwm2m_sim``) run on
+security, its telemetry read every device within seconds of its start and then once a minute, as by
+default); N light simulated LwM2M devices (``_lwm2m_sim``) run on
 an event loop in a thread of this process, with boards, firmware, latency, instruction counts
 and inference counters of their own (a share of them with a short lifetime, so they go
 offline). A hello_world model, a local build and FOTA updates of a few devices give the other
@@ -32,12 +33,13 @@ FIRMWARE = ("1.0.0", "1.1.0", "1.1.0", "2.0.0")
 
 
 class Fleet:
-    def __init__(self, n: int, work: Path, *, offline_share: float = 0.05, seed: int = 7) -> None:
+    def __init__(self, n: int, work: Path, *, offline_share: float = 0.05, seed: int = 7,
+                 telemetry_s: float = 60) -> None:
         self.n, self.work, self.rng = n, work, random.Random(seed)
         self.port, self.coap = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TINYMLAAS_DATA_DIR": str(work / "service"),
-               "TINYMLAAS_LWM2M__PORT": str(self.coap), "TINYMLAAS_TELEMETRY_INTERVAL_S": "2"}
+               "TINYMLAAS_LWM2M__PORT": str(self.coap), "TINYMLAAS_TELEMETRY_INTERVAL_S": str(telemetry_s)}
         exe = Path(sys.executable).with_name("tinymlaas")
         self.log = (work / "service.log").open("w")
         self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port)], env=env,
@@ -96,6 +98,17 @@ class Fleet:
 
         for _ in range(rounds):
             self.loop.call_soon_threadsafe(bump)
+
+    def ticked(self, after: str | None = None, timeout: float = 120) -> str:
+        """Wait for a telemetry tick later than ``after`` that read the devices; its time."""
+        seen: dict[str, Any] = {}
+
+        def check() -> bool:
+            seen.update(self.api.get("/telemetry/fleet").json())
+            return bool(seen["sampled_at"]) and seen["sampled_at"] != after and bool(seen["firmware"])
+
+        self._wait(check, timeout, "a telemetry tick")
+        return str(seen["sampled_at"])
 
     def job(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + 300

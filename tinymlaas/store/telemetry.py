@@ -121,10 +121,10 @@ class Telemetry:
             return db.scalar(select(FleetRow.at).order_by(FleetRow.at.desc()).limit(1))
 
     def devices(self) -> list[DeviceTelemetry]:
+        """Plain rows, not ORM objects: the pages read a thousand of these per view."""
         with self.store.read() as db:
-            return [DeviceTelemetry(endpoint=r.endpoint, online=r.online, seen_at=r.seen_at,
-                                    **{n: getattr(r, n) for n in _FIGURES})
-                    for r in db.scalars(select(DeviceRow).order_by(DeviceRow.endpoint))]
+            rows = db.execute(select(DeviceRow.__table__).order_by(DeviceRow.endpoint)).mappings()
+            return [DeviceTelemetry.model_validate(dict(r)) for r in rows]
 
     def inferences(self, since: datetime) -> list[InferenceHour]:
         with self.store.read() as db:

@@ -10,9 +10,21 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from tinymlaas.web import docs, session
 from tinymlaas.web.site import STATIC_DIR, sections
+
+
+class Assets(StaticFiles):
+    """The built assets; pages ask for them with their hash (``?v=``), so browsers keep them."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200 and b"v=" in scope.get("query_string", b""):
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 def install(app: FastAPI) -> None:
@@ -21,7 +33,7 @@ def install(app: FastAPI) -> None:
     app.include_router(docs.router)
     for section in sections():
         app.include_router(section.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.mount("/static", Assets(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
     @app.get("/ui", include_in_schema=False)

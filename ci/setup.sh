@@ -8,7 +8,9 @@ mkdir -p "$VAR"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages (only the missing ones).
-PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql)
+PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql
+      chromium fonts-dejavu-core)  # chromium: the browser tests (Playwright drives Debian's build)
+command -v npm >/dev/null || PKGS+=(nodejs npm)  # the web app's assets come from npm packages
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,7 +36,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# 3. A Docker engine: no default bridge and no iptables rules; containers use
+# 3. The web app's browser assets (htmx, Chart.js, Swagger UI, ReDoc): npm packages pinned by
+#    web/package-lock.json (npm ci, reinstalled only when the lock changes; no install scripts),
+#    copied into web/dist, which the service serves. Nothing is fetched when a page loads.
+stamp=web/node_modules/.tinymlaas-lock
+want=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the web app's npm packages"
+  (cd web && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts --loglevel=error)
+  echo "$want" > "$stamp"
+fi
+node web/build.mjs >/dev/null
+
+# 4. A Docker engine: no default bridge and no iptables rules; containers use
 #    --network host (loopback only) or --network none.
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (log: var/dockerd.log)"
@@ -44,5 +58,5 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { tail -n 20 "$VAR/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
 fi
 
-# 4. Images, built offline; rebuilt only when their inputs' hash changes.
+# 5. Images, built offline; rebuilt only when their inputs' hash changes.
 .venv/bin/tinymlaas images

@@ -43,6 +43,8 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/models/{ref}/lineage"): V, ("GET", "/models/{ref}/variants/{variant}"): V,
     ("GET", "/evaluations"): V, ("POST", "/evaluations"): S, ("GET", "/evaluations/{evaluation_id}"): V,
     ("GET", "/evaluations/{evaluation_id}/confusion.png"): V, ("POST", "/profiles"): S,
+    ("GET", "/telemetry/fleet"): V,
+    ("GET", "/dryruns"): V, ("POST", "/dryruns"): OP, ("GET", "/dryruns/{run_id}"): V,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
 }

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     orchestrator: str = "lwm2m"
     #: Deployments running at once (they wait on devices; builds have their own limit).
     deploy_concurrency: int = Field(64, ge=1, le=4096)
+    #: How often the dashboard's telemetry reads every online device (firmware, model, counters).
+    telemetry_interval_s: float = Field(60.0, gt=0)
     lwm2m: LwM2MSettings = LwM2MSettings()
     http_pull: HttpPullSettings = HttpPullSettings()
 

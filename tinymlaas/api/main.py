@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 
-from tinymlaas import __version__
+from tinymlaas import __version__, web
 from tinymlaas.api import handlers
 from tinymlaas.api.routes import (
     artifacts,
@@ -20,10 +20,12 @@ from tinymlaas.api.routes import (
     datasets,
     deployments,
     devices,
+    dryruns,
     evaluations,
     jobs,
     models,
     profiles,
+    telemetry,
     trainings,
     users,
 )
@@ -31,6 +33,7 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.telemetry import Sampler
 from tinymlaas.store import Store
 
 
@@ -46,21 +49,26 @@ def create_app(settings: Settings) -> FastAPI:
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         await orchestrator.start(settings.data_dir)
+        sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
+        sampler.start()
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
         try:
             yield
         finally:
+            await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
             store.close()
 
-    app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,
+    # The docs pages are the web app's: their scripts are served locally, not from a CDN.
+    app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app, settings.max_body_bytes)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
-              datasets.router, trainings.router, evaluations.router, profiles.router):
+              datasets.router, trainings.router, evaluations.router, profiles.router,
+              telemetry.router, dryruns.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)
@@ -69,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    web.install(app)  # the pages under /ui, /static, /docs and /redoc
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -423,12 +423,14 @@ def serve(
 
     from tinymlaas.api.main import create_app
     from tinymlaas.plugins.registry import orchestrator_plugin
+    from tinymlaas.web.sse import SHUTDOWN_GRACE_S
 
     settings = get_settings()
     if orchestrator is not None:
         orchestrator_plugin(orchestrator)  # an unknown name fails here, in one line
         settings = settings.model_copy(update={"orchestrator": orchestrator})
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)  # the web app's live streams stay open
 
 
 @app.command()

@@ -39,6 +39,7 @@ from tinymlaas.models import (
 from tinymlaas.store.artifacts import ArtifactStore
 from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
+from tinymlaas.store.telemetry import Telemetry
 from tinymlaas.store.users import Users
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
@@ -113,6 +114,7 @@ class Store:
         self._write_lock = threading.RLock()
         self.users = Users(self)
         self.datasets = Datasets(self)
+        self.telemetry = Telemetry(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -202,10 +204,12 @@ class Store:
                 raise NotFound(f"no job '{job_id}'")
             return _job(row)
 
-    def jobs(self, limit: int = 100) -> list[Job]:
+    def jobs(self, limit: int = 100, kind: str | None = None) -> list[Job]:
+        query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
         with self.read() as db:
-            rows = db.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
-            return [_job(r) for r in rows]
+            return [_job(r) for r in db.scalars(query)]
 
     def fail_unfinished_jobs(self, reason: str) -> int:
         """Jobs a previous process left queued/running can never finish: say so."""

@@ -23,7 +23,7 @@ from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.lwm2m.security import write_context
-from tinymlaas.models import LwM2MAttach, PullAttach
+from tinymlaas.models import DeviceCredentials, LwM2MAttach, PullAttach
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
 from tinymlaas.store import ArtifactStore
@@ -177,7 +177,7 @@ def credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
 @given(parsers.parse('device "{ep}" has a token from the service'))
 def token(lab: Lab, devices: dict[str, Any], ep: str) -> None:
     credentials(lab, devices, ep)
-    assert set(devices["credentials"][ep]) == {"endpoint", "token"}
+    assert set(devices["credentials"][ep]) == {"endpoint", "token", "signing_key"}
 
 
 @given(parsers.parse('device "{ep}" has a token from the service, but the device\'s copy is wrong'))
@@ -207,11 +207,13 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
         tokens = tmp_path / f"{ep}-token"
         tokens.mkdir()
         (tokens / "token").write_text(devices["credentials"][ep]["token"])
+        DeviceCredentials.model_validate(devices["credentials"][ep]).write_trust(tokens)
         attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tokens, wait_s=10)
     else:
         oscore = None
         if secure:
             oscore = write_context(tmp_path / f"{ep}-oscore", devices["credentials"][ep], role="device")
+            DeviceCredentials.model_validate(devices["credentials"][ep]).write_trust(oscore)
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore, lifetime_s=lifetime)
     board = get_board(Settings().targets_dir, "x86-tflm")
     dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach), flash)
@@ -566,9 +568,11 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
     attach: LwM2MAttach | PullAttach
     if pull:
         (tmp_path / ep / "token").write_text(devices["credentials"][ep]["token"])
+        DeviceCredentials.model_validate(devices["credentials"][ep]).write_trust(tmp_path / ep)
         attach = PullAttach(url=lab.server.url, endpoint=ep, credentials=tmp_path / ep, wait_s=10)
     else:
         oscore = write_context(tmp_path / ep / "oscore", devices["credentials"][ep], role="device")
+        DeviceCredentials.model_validate(devices["credentials"][ep]).write_trust(oscore)
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore)
     targets = Settings().targets_dir
     process = BridgeProcess(get_board(targets, board), flash, attach, tmp_path / ep / "bridge.log",

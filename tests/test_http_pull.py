@@ -4,6 +4,7 @@ device's pull agent in process, with the real TFLM runtime and an in-place firmw
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import threading
@@ -20,37 +21,43 @@ from _devices import TflmRuntime
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.edge.pull import PullAgent, Refused, Seen
+from tinymlaas.edge.signing import unwrap
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.registry import orchestrator_plugin
+from tinymlaas.signing import Signer
 from tinymlaas.store import ArtifactStore
 
 pytestmark = pytest.mark.ota
 
 
 class InPlaceFirmware:
-    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>"."""
+    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>".
+    With a trust key it takes only images signed with it."""
 
     max_bytes = 1 << 16
 
-    def __init__(self) -> None:
+    def __init__(self, trust: bytes | None = None) -> None:
         self.version = "1.0.0"
+        self.trust = trust
 
     def check(self, image: Path) -> tuple[str, str]:
+        unwrap(image, self.trust)
         data = image.read_bytes()
         if not data.startswith(b"FW"):
             raise ValueError("not a firmware image")
         return "fw", data[2:].decode()
 
     async def install(self, image: Path) -> None:
-        self.version = self.check(image)[1]
+        self.version = image.read_bytes()[2:].decode()  # checked (and unwrapped) before
 
 
 class Device:
     """A pull agent on its own thread and event loop, as on a device."""
 
-    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path) -> None:
-        self.firmware = InPlaceFirmware()
+    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path,
+                 trust: bytes | None = None) -> None:
+        self.firmware = InPlaceFirmware(trust)
         self.runtime = TflmRuntime(model)
 
         def device() -> dict[int, Any]:
@@ -229,3 +236,23 @@ def test_a_grant_is_for_its_device_and_ends_with_the_deployment(
     assert (seen["anonymous"], seen["other device"], seen["this device"]) == (403, 403, 200)
     after = httpx.get(str(seen["url"]), headers={"Authorization": f"Bearer {token}"})
     assert after.status_code == 403 and "no valid download grant" in after.json()["detail"]
+
+
+def test_a_device_that_trusts_the_service_takes_only_what_it_signed(
+        service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
+    server, api = service
+    creds = api.post("/devices/pull-s/credentials").json()
+    trust = base64.b64decode(creds["signing_key"])
+    signer = Signer.load_or_create(server.settings.data_dir)
+    assert trust == signer.public_key
+    with Device(server.url, "pull-s", creds["token"], hello_world, tmp_path, trust=trust) as dev:
+        wait_for(lambda: api.get("/devices/pull-s").json().get("device", {}).get("online"))
+        store = ArtifactStore(server.settings.artifacts_dir)
+        unsigned = deploy(api, "pull-s", store.put_bytes(b"FW6.6.6"))
+        assert (unsigned["succeeded"], unsigned["result_code"]) == (False, 5), unsigned
+        assert "not signed" in unsigned["detail"] and dev.firmware.version == "1.0.0"
+        other_key = Signer.load_or_create(tmp_path / "k")
+        forged = deploy(api, "pull-s", store.put_bytes(other_key.sign(b"FW6.6.6")))
+        assert (forged["result_code"], dev.firmware.version) == (5, "1.0.0"), forged
+        signed = deploy(api, "pull-s", store.put_bytes(signer.sign(b"FW5.0.0")))
+        assert signed["succeeded"] and dev.firmware.version == "5.0.0", signed

@@ -210,12 +210,16 @@ class StoredModule(ModuleManifest):
     """A build's inference module: its manifest, and each of its files as an artifact."""
 
     artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+    package_sha256: str | None = Field(None, description="the module as devices get it (SOTA): "
+                                                         "packed and signed by the service")
 
 
 class StoredFirmware(FirmwareManifest):
     """A build's OS image: the builder's manifest, and each of its files as an artifact."""
 
     artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+    package_sha256: str | None = Field(None, description="the OS image as devices get it (FOTA): "
+                                                         "signed by the service")
 
     @property
     def image_artifact(self) -> str:
@@ -352,6 +356,14 @@ class DeviceCredentials(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     endpoint: str
+    signing_key: str | None = Field(None, description="the service's public key (base64): the device "
+                                                      "installs only updates signed with it")
+
+    def write_trust(self, folder: Path) -> None:
+        """Keep the signing key where the device agents look for it (``--trust``)."""
+        if self.signing_key:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / TRUST_FILE).write_text(self.signing_key + "\n")
 
     def secret(self, key: str) -> str:
         value = (self.model_extra or {}).get(key)
@@ -360,9 +372,14 @@ class DeviceCredentials(BaseModel):
         return value
 
 
+#: The file in a device's credentials folder that holds the service's public signing key.
+TRUST_FILE = "trust.pub"
+
+
 class DeviceAttach(BaseModel):
     """How a device started next to the service (dry-run, tests, demos) joins it: the device
-    agents' command-line flags, with its credentials in a folder it can read."""
+    agents' command-line flags, with its credentials in a folder it can read (and, in
+    ``trust.pub``, the key its updates must be signed with)."""
 
     endpoint: str
     credentials: Path | None = None
@@ -370,6 +387,11 @@ class DeviceAttach(BaseModel):
     def args(self, credentials_dir: str | None = None) -> list[str]:
         """The device agents' flags (``credentials_dir``: where the device sees the folder)."""
         raise NotImplementedError
+
+    def trust_args(self, credentials_dir: str | None) -> list[str]:
+        if self.credentials is None or not (self.credentials / TRUST_FILE).is_file():
+            return []
+        return ["--trust", f"{credentials_dir or self.credentials}/{TRUST_FILE}"]
 
     @property
     def how(self) -> str:
@@ -387,7 +409,7 @@ class LwM2MAttach(DeviceAttach):
         args = ["--lwm2m", self.uri, "--endpoint", self.endpoint, "--lifetime", str(self.lifetime_s)]
         if self.credentials is not None:
             args += ["--oscore", credentials_dir or str(self.credentials)]
-        return args
+        return args + self.trust_args(credentials_dir)
 
     @property
     def how(self) -> str:
@@ -405,7 +427,7 @@ class PullAttach(DeviceAttach):
         args = ["--ota", self.url, "--endpoint", self.endpoint, "--ota-wait", str(self.wait_s)]
         if self.credentials is not None:
             args += ["--token-file", f"{credentials_dir or self.credentials}/token"]
-        return args
+        return args + self.trust_args(credentials_dir)
 
     @property
     def how(self) -> str:

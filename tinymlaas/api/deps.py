@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 T = TypeVar("T")
@@ -33,6 +34,10 @@ def get_runner(request: Request) -> JobRunner:
     return _state(request, "runner", JobRunner)
 
 
+def get_signer(request: Request) -> Signer:
+    return _state(request, "signer", Signer)
+
+
 def get_orchestrator(request: Request) -> Orchestrator:
     orchestrator = request.app.state.orchestrator
     assert isinstance(orchestrator, Orchestrator)
@@ -43,3 +48,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+SignerDep = Annotated[Signer, Depends(get_signer)]

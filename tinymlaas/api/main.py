@@ -34,6 +34,7 @@ from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
 from tinymlaas.services.telemetry import Sampler
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         sampler.start()
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
+        app.state.signer = Signer.load_or_create(settings.data_dir)
         try:
             yield
         finally:

@@ -42,6 +42,7 @@ from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareMan
 from tinymlaas.edge.lwm2m.client import LwM2MClient
 from tinymlaas.edge.lwm2m.vocab import Dev, Tiny
 from tinymlaas.edge.package import unpack
+from tinymlaas.edge.signing import read_trust, unwrap
 from tinymlaas.edge.uart import Banner, UartClient, quantization
 
 log = logging.getLogger("tinymlaas.bridge")
@@ -159,11 +160,13 @@ class Mcu:
 class BridgeFirmware:
     """Object 5 backend: an ELF for this board, "flashed" by restarting the emulator."""
 
-    def __init__(self, mcu: Mcu) -> None:
+    def __init__(self, mcu: Mcu, trust: bytes | None = None) -> None:
         self.mcu = mcu
+        self.trust = trust
         self.max_bytes = mcu.board.flash_bytes * 16  # an ELF carries symbols beyond the flash image
 
     def check(self, image: Path) -> tuple[str, str]:
+        unwrap(image, self.trust)
         head = image.read_bytes()
         if head[:4] != _ELF_MAGIC or int.from_bytes(head[18:20], "little") != _EM_ARM:
             raise ValueError("not an ARM ELF image")
@@ -179,13 +182,15 @@ class BridgeFirmware:
 class BridgeModules:
     """Object 9 backend: new model weights into the MCU's model region, if it has one."""
 
-    def __init__(self, mcu: Mcu, on_change: Any) -> None:
+    def __init__(self, mcu: Mcu, on_change: Any, trust: bytes | None = None) -> None:
         self.mcu = mcu
+        self.trust = trust
         self.on_change = on_change
         self.max_bytes = mcu.board.flash_bytes
         self.pending: tuple[dict[str, Any], bytes] | None = None
 
     def check(self, package: Path) -> tuple[str, str]:
+        unwrap(package, self.trust)
         manifest, data = unpack(package)
         info = self.mcu.info
         if info.get("model_update") != "1":
@@ -286,8 +291,10 @@ async def serve(args: argparse.Namespace) -> int:
             await super().install(image)
             parts.changed()
 
-    parts = Parts(mcu, args.endpoint, Firmware(mcu), BridgeModules(mcu, lambda: parts.changed()),
-                  BridgeInference(mcu), args.flash.parent / f"{args.flash.name}.download")
+    trust = read_trust(args.trust) if args.trust else None
+    parts = Parts(mcu, args.endpoint, Firmware(mcu, trust),
+                  BridgeModules(mcu, lambda: parts.changed(), trust), BridgeInference(mcu),
+                  args.flash.parent / f"{args.flash.name}.download")
     await (_pull(args, parts, stop) if args.ota else _lwm2m(args, parts, stop))
     await asyncio.to_thread(mcu.close)
     return 0
@@ -360,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oscore", type=Path, metavar="DIR", help="LwM2M: OSCORE security context")
     ap.add_argument("--token-file", type=Path, metavar="FILE", help="HTTP pull: the bearer token")
     ap.add_argument("--ota-wait", type=float, default=20.0, help="HTTP pull: long-poll wait, s")
+    ap.add_argument("--trust", type=Path, metavar="FILE",
+                    help="the service's public key: updates must be signed with its key")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
     logging.getLogger("coap-server").setLevel(logging.WARNING)

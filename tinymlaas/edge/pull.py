@@ -32,6 +32,7 @@ from tinymlaas.edge.lwm2m.agent import (
     download,
 )
 from tinymlaas.edge.lwm2m.vocab import SW_FROM_DOWNLOAD, FwResult, SwResult, named_capabilities
+from tinymlaas.edge.signing import SignatureError
 
 log = logging.getLogger("tinymlaas.edge.pull")
 PENDING = "ota-pending.json"
@@ -234,6 +235,11 @@ class PullAgent:
         states.append("downloaded")
         try:
             name, version = self.firmware.check(image)
+        except SignatureError as exc:
+            image.unlink(missing_ok=True)
+            self._result(cmd["id"], False, code=int(FwResult.integrity_failure), detail=str(exc),
+                         states=[*states, "idle"])
+            return
         except ValueError as exc:
             image.unlink(missing_ok=True)
             self._result(cmd["id"], False, code=int(FwResult.unsupported_package), detail=str(exc),
@@ -266,6 +272,10 @@ class PullAgent:
             return
         try:
             self.modules.check(package)
+        except SignatureError as exc:
+            fail(cmd["id"], False, code=int(SwResult.integrity_failure), detail=str(exc),
+                 states=["downloaded"])
+            return
         except ValueError as exc:
             fail(cmd["id"], False, code=int(SwResult.unsupported_package), detail=str(exc),
                  states=["downloaded"])

@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ota.add_argument("--ota", metavar="URL", help="poll this service, e.g. http://127.0.0.1:8000")
     ota.add_argument("--token-file", type=Path, metavar="FILE", help="the device's bearer token")
     ota.add_argument("--ota-wait", type=float, default=20.0, help="long-poll wait, s")
+    ap.add_argument("--trust", type=Path, metavar="FILE",
+                    help="the service's public key: updates must be signed with its key")
     args = ap.parse_args(argv)
     if args.lwm2m and args.ota:
         ap.error("--lwm2m and --ota are two ways to be managed: choose one")

@@ -34,6 +34,7 @@ from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareMan
 from tinymlaas.edge.lwm2m.client import LwM2MClient
 from tinymlaas.edge.lwm2m.vocab import Dev, FwResult, Tiny
 from tinymlaas.edge.package import unpack
+from tinymlaas.edge.signing import read_trust, unwrap
 from tinymlaas.edge.x86 import FirmwareImage, Model, Runtime
 
 log = logging.getLogger("tinymlaas.device")
@@ -78,6 +79,7 @@ class X86Firmware:
         self.max_bytes = agent.flash.flash_bytes
 
     def check(self, image: Path) -> tuple[str, str]:
+        unwrap(image, self.agent.trust)
         try:
             fw = FirmwareImage.open(image)
         except Exception as exc:  # any unreadable zip is simply not our firmware
@@ -112,6 +114,7 @@ class X86Modules:
         self.firmware_model = agent.runtime.model
 
     def check(self, package: Path) -> tuple[str, str]:
+        unwrap(package, self.agent.trust)
         manifest, model = unpack(package)
         if hashlib.sha256(model).hexdigest() != manifest.get("model_sha256"):
             raise ValueError("the package's payload is not the module's .tflite model")
@@ -222,6 +225,8 @@ class Agent:
         self.module_kind = str(manifest.get("module", {}).get("kind", ""))
         self.endpoint = args.endpoint or socket.gethostname()
         self.flash = Flash(args.image, manifest)
+        #: The service's public key: updates not signed with its key are refused.
+        self.trust = read_trust(args.trust) if args.trust else None
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
         self.modules = X86Modules(self)

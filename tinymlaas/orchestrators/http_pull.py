@@ -206,6 +206,7 @@ class HttpPullOrchestrator(Orchestrator):
             holder.mkdir(parents=True, exist_ok=True)
             (holder / "token").write_text(credentials.secret("token"))
             (holder / "token").chmod(0o600)
+            credentials.write_trust(holder)
         return PullAttach(url=api_url, endpoint=endpoint, credentials=holder,
                           wait_s=min(join.poll_wait_s or 10.0, 10.0))
 

@@ -84,6 +84,7 @@ class LwM2MOrchestrator(Orchestrator):
         oscore = None
         if credentials is not None:
             oscore = write_context(folder / "oscore", credentials.model_dump(), role="device")
+            credentials.write_trust(oscore)
         return LwM2MAttach(uri=join.uri, endpoint=endpoint, credentials=oscore)
 
     # -- inventory ---------------------------------------------------------------

@@ -14,46 +14,56 @@ from typing import Any, Literal
 from tinymlaas.edge.package import pack
 from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
 from tinymlaas.jobs import JobRunner
-from tinymlaas.models import Build, Deployment, Job, Package
+from tinymlaas.models import Build, Deployment, Job, Package, StoredModule
 from tinymlaas.plugins.base import Orchestrator, Progress
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 #: The file of a compiled (C) module that holds its model data: what a model-only update writes.
 MODEL_DATA = "model_data.bin"
 
 
-def firmware_package(store: Store, build: Build) -> Package:
+def firmware_package(store: Store, build: Build, signer: Signer) -> Package:
+    """The build's OS image as devices get it: signed (made now for a build older than that)."""
     fw = build.firmware
     if fw is None:
         raise InvalidInput(f"build '{build.id}' has not finished; there is no firmware to deploy")
-    sha = fw.image_artifact
+    sha = fw.package_sha256 or sign_artifact(store, signer, fw.image_artifact)
     return Package(sha256=sha, size=store.artifacts.size(sha), kind="firmware",
                    name=f"{fw.board} firmware", version=fw.version, model_sha256=fw.model_sha256)
 
 
-def module_package(store: Store, build: Build) -> Package:
-    """The build's inference module packed for SOTA, stored by its hash.
-
-    The payload is what the device swaps: the .tflite for an interpreter module,
-    the model-data blob (the firmware's model region) for compiled C.
-    """
+def module_package(store: Store, build: Build, signer: Signer) -> Package:
+    """The build's inference module as devices get it (SOTA): packed and signed."""
     module = build.module
     if module is None:
         raise InvalidInput(f"build '{build.id}' has not finished; there is no module to deploy")
-    manifest = module.model_dump(mode="json", exclude={"artifacts"})
-    model = store.artifacts.get(store.model(build.model_id).sha256).read_bytes()
-    if module.kind == "c-source":
-        if MODEL_DATA in module.artifacts:
-            payload = store.artifacts.get(module.artifacts[MODEL_DATA]).read_bytes()
-        else:  # built before modules carried their model data
-            payload = _model_data(model, manifest)
-        name = MODEL_DATA
-    else:
-        name, payload = "model.tflite", model
-    data = pack(manifest, name, payload)
-    sha = store.artifacts.put_bytes(data)
-    return Package(sha256=sha, size=len(data), kind="module", name=module.name,
+    sha = module.package_sha256 or store.artifacts.put_bytes(
+        signer.sign(pack_module(store, module, store.model(build.model_id).sha256)))
+    return Package(sha256=sha, size=store.artifacts.size(sha), kind="module", name=module.name,
                    version=module.model_sha256[:12], model_sha256=module.model_sha256)
+
+
+def sign_artifact(store: Store, signer: Signer, sha256: str) -> str:
+    """Sign a stored artifact (whose bytes must still be what their hash says) and store that."""
+    data = store.artifacts.get(sha256).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InvalidInput(f"artifact {sha256[:12]} is corrupted at rest; it is not signed nor sent")
+    return store.artifacts.put_bytes(signer.sign(data))
+
+
+def pack_module(store: Store, module: StoredModule, model_sha256: str) -> bytes:
+    """What a device swaps, with the module's manifest: the .tflite for an interpreter module,
+    the model-data blob (the firmware's model region) for compiled C."""
+    manifest = module.model_dump(mode="json", exclude={"artifacts", "package_sha256"})
+    model = store.artifacts.get(model_sha256).read_bytes()
+    if module.kind != "c-source":
+        return pack(manifest, "model.tflite", model)
+    if MODEL_DATA in module.artifacts:
+        payload = store.artifacts.get(module.artifacts[MODEL_DATA]).read_bytes()
+    else:  # built before modules carried their model data
+        payload = _model_data(model, manifest)
+    return pack(manifest, MODEL_DATA, payload)
 
 
 def _model_data(model: bytes, manifest: dict[str, Any]) -> bytes:
@@ -69,7 +79,7 @@ def _model_data(model: bytes, manifest: dict[str, Any]) -> bytes:
     return blob
 
 
-def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner, *,
+def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner, signer: Signer, *,
                      kind: Literal["firmware", "model"], endpoint: str, build_id: str | None,
                      artifact: str | None, download_base: str) -> tuple[Deployment, Job]:
     """Check the device and what to send, then update the device as a job (blocking: call it
@@ -79,10 +89,10 @@ def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner
     fallback = None
     if build_id is not None:
         build = store.build(build_id)
-        package = firmware_package(store, build)
+        package = firmware_package(store, build, signer)
         if kind == "model":  # the firmware stays the fallback for a device that cannot swap models
-            package, fallback = module_package(store, build), package
-    elif artifact is not None and kind == "firmware":
+            package, fallback = module_package(store, build, signer), package
+    elif artifact is not None and kind == "firmware":  # a package in the store, sent as it is
         package = Package(sha256=artifact, size=store.artifacts.size(artifact), kind="firmware")
     else:
         raise InvalidInput("give 'build' (a finished build), or 'artifact' for a firmware image")

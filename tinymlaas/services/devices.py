@@ -8,8 +8,16 @@ import numpy as np
 
 from tinymlaas.edge.tflm import quantize
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
-from tinymlaas.models import DeviceCapabilities, DeviceDetail, InferenceReport
+from tinymlaas.models import DeviceCapabilities, DeviceCredentials, DeviceDetail, InferenceReport
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.signing import Signer
+
+
+def provision(orch: Orchestrator, signer: Signer, endpoint: str, *, replace: bool) -> DeviceCredentials:
+    """A device's new credentials, and the key its updates will be signed with."""
+    credentials = orch.provision(endpoint, replace=replace)
+    credentials.signing_key = signer.public_key_b64
+    return credentials
 
 
 async def device_detail(orch: Orchestrator, endpoint: str) -> DeviceDetail:

@@ -40,6 +40,7 @@ from tinymlaas.edge.lwm2m.vocab import (
     SwState,
     Tiny,
 )
+from tinymlaas.edge.signing import SignatureError
 
 log = logging.getLogger("tinymlaas.edge.lwm2m.agent")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -155,7 +156,9 @@ class FirmwareBackend(Protocol):
     max_bytes: int
 
     def check(self, image: Path) -> tuple[str, str]:
-        """(package name, version) of a valid image for this device; ValueError if not."""
+        """(package name, version) of a valid image for this device; ValueError if not,
+        SignatureError if it is not signed by a key the device trusts (it then holds only the
+        image, the signature envelope taken off)."""
 
     async def install(self, image: Path) -> None:
         """Flash the image and run it. A device that reboots never returns (its next
@@ -308,6 +311,10 @@ class FirmwareUpdate(Instance):
     def _downloaded(self) -> None:
         try:
             name, version = self.backend.check(self.image)
+        except SignatureError as exc:
+            log.warning("downloaded package refused: %s", exc)
+            self._reset(FwResult.integrity_failure)
+            return
         except ValueError as exc:
             log.warning("downloaded package is not firmware for this device: %s", exc)
             self._reset(FwResult.unsupported_package)
@@ -413,6 +420,9 @@ class SoftwareManagement(Instance):
     def _deliver(self) -> None:
         try:
             name, version = self.backend.check(self.package)
+        except SignatureError as exc:
+            self._fail(SwResult.integrity_failure, str(exc))
+            return
         except ValueError as exc:
             self._fail(SwResult.unsupported_package, str(exc))
             return

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from tinymlaas.api.deps import OrchestratorDep, RunnerDep, SettingsDep, StoreDep
+from tinymlaas.api.deps import OrchestratorDep, RunnerDep, SettingsDep, SignerDep, StoreDep
 from tinymlaas.api.security import Operator, Scientist, Viewer
 from tinymlaas.auth import Role, User
 from tinymlaas.errors import NotFound
@@ -132,10 +132,10 @@ async def capabilities(endpoint: str, user: Viewer, orch: OrchestratorDep) -> HT
 
 
 @router.post("/devices/{endpoint}/credentials")
-async def provision(endpoint: str, user: Operator, orch: OrchestratorDep,
+async def provision(endpoint: str, user: Operator, orch: OrchestratorDep, signer: SignerDep,
                     replace: Annotated[bool, Form()] = False) -> HTMLResponse:
     """New credentials, shown this once (the same call as POST /devices/{endpoint}/credentials)."""
-    creds = orch.provision(endpoint, replace=replace)
+    creds = device_service.provision(orch, signer, endpoint, replace=replace)
     return fragment("operator/_credentials.html", endpoint=endpoint, secret=creds.model_dump())
 
 
@@ -147,10 +147,10 @@ async def revoke(endpoint: str, user: Operator, orch: OrchestratorDep) -> HTMLRe
 
 @router.post("/devices/{endpoint}/deploy")
 def deploy(endpoint: str, request: Request, user: Operator, store: StoreDep, orch: OrchestratorDep,
-           runner: RunnerDep, build: Annotated[str, Form(min_length=1)],
+           runner: RunnerDep, signer: SignerDep, build: Annotated[str, Form(min_length=1)],
            kind: Annotated[Literal["model", "firmware"], Form()] = "model") -> HTMLResponse:
     """Start the deployment (refusals come back as the API's problem) and watch it."""
-    dep, job = start_deployment(store, orch, runner, kind=kind, endpoint=endpoint, build_id=build,
+    dep, job = start_deployment(store, orch, runner, signer, kind=kind, endpoint=endpoint, build_id=build,
                                 artifact=None, download_base=str(request.base_url).rstrip("/"))
     return fragment("operator/_deployment.html", dep=dep, job=job)
 
@@ -199,11 +199,12 @@ async def builds_page(request: Request, user: PageViewer, store: StoreDep, setti
 
 @router.post("/builds")
 def create_build(user: Scientist, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
+                 signer: SignerDep,
                  model: Annotated[str, Form(min_length=1)], target: Annotated[str, Form(min_length=1)],
                  version: Annotated[str, Form(pattern=r"^[0-9A-Za-z.+-]{1,40}$")] = "1.0.0"
                  ) -> HTMLResponse:
     """The same checks and job as POST /builds; the page then follows the job."""
-    build, job = start_build(store, settings, runner, model=model, target=target, compiler=None,
+    build, job = start_build(store, settings, runner, signer, model=model, target=target, compiler=None,
                              options={}, builder="docker", version=version)
     return fragment("operator/_job_watch.html", job=job, build=build)
 

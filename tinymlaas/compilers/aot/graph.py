@@ -78,6 +78,7 @@ class Op:
     inputs: list[int]        # tensor indices, -1 for an omitted optional input
     outputs: list[int]
     options: dict[str, Any] = field(default_factory=dict)
+    custom_code: str = ""    # a CUSTOM op's registration name
 
     def describe(self) -> str:
         return f"operator #{self.index} {self.kind}"
@@ -133,19 +134,24 @@ def _tensor(model: Any, sg: Any, index: int) -> Tensor:
 def read(model_bytes: bytes) -> Graph:
     """Parse a .tflite file into the IR, without any rewriting."""
     model = tflite.parse(model_bytes)
-    if len(model.subgraphs) != 1:
-        raise UnsupportedModel(
-            f"the model has {len(model.subgraphs)} subgraphs; the aot compiler supports one "
-            "(no control flow)")
     sg = model.subgraphs[0]
+    if len(model.subgraphs) != 1:
+        flow = sorted({tflite.opcode_of(model, op) for op in sg.operators or []}
+                      & {"WHILE", "IF", "CALL_ONCE"})
+        raise UnsupportedModel(
+            f"the model has {len(model.subgraphs)} subgraphs ({', '.join(flow) or 'control flow'})"
+            "; the aot compiler supports one; it runs on the x86 TFLM target (board x86-tflm)")
     tensors = {i: _tensor(model, sg, i) for i in range(len(sg.tensors or []))}
     ops = []
     for n, op in enumerate(sg.operators or []):
         opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
+        code = model.operatorCodes[op.opcodeIndex].customCode
         ops.append(Op(index=n, kind=tflite.opcode_of(model, op),
                       inputs=[int(i) for i in (op.inputs if op.inputs is not None else [])],
                       outputs=[int(i) for i in (op.outputs if op.outputs is not None else [])],
-                      options=opts))
+                      options=opts,
+                      custom_code=code.decode(errors="replace") if isinstance(code, bytes)
+                      else str(code or "")))
     return Graph(tensors=tensors, ops=ops, inputs=[int(i) for i in sg.inputs],
                  outputs=[int(i) for i in sg.outputs])
 

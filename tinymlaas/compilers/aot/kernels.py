@@ -52,7 +52,7 @@ def _act_bounds(op: Op) -> int:
     return {0: 0, 1: 1}.get(int(op.options.get("fusedActivationFunction", 0)), 2)
 
 
-@lowers("FULLY_CONNECTED")
+@lowers("FULLY_CONNECTED", dtypes=("int8", "int16", "float32"))
 def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -243,17 +243,17 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     return [step]
 
 
-@lowers("CONV_2D")
+@lowers("CONV_2D", dtypes=("int8", "int16"))
 def conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=False)
 
 
-@lowers("DEPTHWISE_CONV_2D")
+@lowers("DEPTHWISE_CONV_2D", dtypes=("int8", "int16"))
 def depthwise_conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=True)
 
 
-@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", dtypes=("int8",))
 def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
@@ -286,7 +286,7 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     return [step]
 
 
-@lowers("SOFTMAX")
+@lowers("SOFTMAX", dtypes=("int8",))
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
@@ -338,7 +338,7 @@ def _frexp_multiplier(real: float) -> tuple[int, int]:
     return quant.wrap32(quant.round_away(q * (1 << 31))), shift
 
 
-@lowers("LOGISTIC", "TANH")
+@lowers("LOGISTIC", "TANH", dtypes=("int8",))
 def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     for t in (x, y):
@@ -364,7 +364,7 @@ def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("RELU", "RELU6")
+@lowers("RELU", "RELU6", dtypes=("int8",))
 def relu(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     for t in (x, y):
@@ -381,7 +381,8 @@ def relu(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("QUANTIZE")
+@lowers("QUANTIZE", dtypes=("float32->int8", "int8->int8", "int16->int8", "int8->int16",
+                             "int16->int16", "int16->int32", "int32->int16"), conversion=True)
 def quantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     require_dtype(op, y, "int8")
@@ -396,7 +397,7 @@ def quantize(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("DEQUANTIZE")
+@lowers("DEQUANTIZE", dtypes=("int8->float32",), conversion=True)
 def dequantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     require_dtype(op, x, "int8")
@@ -432,7 +433,7 @@ def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
     return out + strides(a) + strides(b)
 
 
-@lowers("ADD", "MUL")
+@lowers("ADD", "SUB", "MUL", dtypes=("int8", "int16"))
 def add_mul(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -466,7 +467,7 @@ def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Arg]:
     return [_operand(ctx, i) if ctx.g.t(i).is_const else Buf(i, const=True) for i in indices]
 
 
-@lowers("CONCATENATION", "PACK")
+@lowers("CONCATENATION", "PACK", dtypes=("int8", "int16", "int32", "float32"))
 def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     y = g.t(op.outputs[0])
@@ -492,7 +493,7 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     return [Step("concat", args, reads, [op.outputs[0]], op.describe())]
 
 
-@lowers("STRIDED_SLICE")
+@lowers("STRIDED_SLICE", dtypes=("int8", "int16", "int32", "float32"))
 def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
     from tinymlaas.compilers.aot.graph import _strided_slice
 
@@ -523,7 +524,7 @@ def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
     return [Step("gather", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
 
-@lowers("PAD", "PADV2")
+@lowers("PAD", "PADV2", dtypes=("int8", "int16", "float32"))
 def pad(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
@@ -551,7 +552,7 @@ def pad(ctx: Ctx, op: Op) -> list[Step]:
     return [Step("pad_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
 
-@lowers("MEAN")
+@lowers("MEAN", dtypes=("int8",))
 def mean(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])

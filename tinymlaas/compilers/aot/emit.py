@@ -232,6 +232,8 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
             "#endif\n"
             "    return d;\n}\n")
         prologue += f"    const struct {p}_data *const d = {p}_data_ref();\n"
+        if not any("d->" in c for c in calls):
+            prologue += "    (void)d;\n"
         idn = identity
         data_decl += (
             "\n/* What the model-data section holds now: these follow a model-only\n"

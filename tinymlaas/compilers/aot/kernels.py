@@ -11,7 +11,17 @@ import numpy as np
 
 from tinymlaas.compilers.aot import quant
 from tinymlaas.compilers.aot.graph import Op, Tensor
-from tinymlaas.compilers.aot.lower import Arg, Buf, Ctx, Step, lowers, require, require_dtype
+from tinymlaas.compilers.aot.lower import (
+    CTYPES,
+    SUFFIX,
+    Arg,
+    Buf,
+    Ctx,
+    Step,
+    lowers,
+    require,
+    require_dtype,
+)
 
 
 def _wrap32(a: np.ndarray) -> np.ndarray:
@@ -37,11 +47,15 @@ def _per_channel(op: Op, x: Tensor, w: Tensor, y: Tensor, channels: int,
     return mults, shifts, per_channel
 
 
+#: Raw value range of quantized dtypes.
+QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-(1 << 31), (1 << 31) - 1)}
+
+
 def _act(op: Op, y: Tensor) -> tuple[int, int]:
     act = int(op.options.get("fusedActivationFunction", 0))
     require(act in (0, 1, 2, 3), op, f"fused activation code {act} is not supported "
             "(NONE, RELU, RELU_N1_TO_1, RELU6 are)")
-    return quant.activation_range(act, y.scale, y.zp)
+    return quant.activation_range(act, y.scale, y.zp, *QRANGE[y.dtype])
 
 
 def _act_bounds(op: Op) -> int:
@@ -66,6 +80,10 @@ def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
     require(y.size == rows * units, op, f"{y.describe()} does not hold {rows}x{units} values")
     if x.dtype == "float32":
         return _fully_connected_f32(ctx, op, x, w, b, y, rows, depth, units)
+    if x.dtype == "int16":
+        from tinymlaas.compilers.aot.kernels16 import fully_connected_s16
+
+        return fully_connected_s16(ctx, op, rows, depth, units)
     for t in (x, w, y):
         require_dtype(op, t, "int8")
     if b is not None:
@@ -187,8 +205,8 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     b = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    for t in (x, w, y):
-        require_dtype(op, t, "int8")
+    require_dtype(op, w, "int8")
+    require_dtype(op, y, x.dtype)
     require(w.is_const, op, f"{w.describe()} must be constant weights")
     require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
             "input, filter and output must be 4-D (NHWC)")
@@ -207,6 +225,11 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
                 "(grouped convolutions are not supported)")
     pt = _padding(op, ih, kh, sh, dh, oh, 0)
     pl = _padding(op, iw, kw, sw, dw, ow, 1)
+    if x.dtype == "int16":
+        from tinymlaas.compilers.aot.kernels16 import conv_s16
+
+        return conv_s16(ctx, op, depthwise, [ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw,
+                                             pt, pl, nb])
     if b is not None:
         require_dtype(op, b, "int32")
         require(b.is_const, op, f"{b.describe()} must be constant")
@@ -385,8 +408,10 @@ def relu(ctx: Ctx, op: Op) -> list[Step]:
                              "int16->int16", "int16->int32", "int32->int16"), conversion=True)
 def quantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
-    require_dtype(op, y, "int8")
-    require_dtype(op, x, "int8", "float32")
+    if x.dtype != "int8" or y.dtype != "int8":
+        if x.dtype != "float32":
+            return _requantize(ctx, op, x, y)
+        require_dtype(op, y, "int8")
     if x.dtype == "float32":
         args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
                            ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size]
@@ -395,6 +420,19 @@ def quantize(ctx: Ctx, op: Op) -> list[Step]:
     table = [max(-128, min(127, quant.mbqm(v - x.zp, mult, shift) + y.zp))
              for v in _INT8.tolist()]
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
+
+
+def _requantize(ctx: Ctx, op: Op, x: Tensor, y: Tensor) -> list[Step]:
+    """TFLM's Requantize between integer types: (x - zp_in) rescaled, + zp_out, clamped."""
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [mult, shift, x.zp, y.zp]), x.size,
+                       8 * y.itemsize]
+    step = Step(f"requant.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                op.describe())
+    if y.itemsize <= x.itemsize:
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+    return [step]
 
 
 @lowers("DEQUANTIZE", dtypes=("int8->float32",), conversion=True)
@@ -411,7 +449,7 @@ def _operand(ctx: Ctx, index: int) -> Arg:
     t = ctx.g.t(index)
     if t.is_const:
         assert t.data is not None
-        return ctx.data.add("c", "int8_t", t.data)
+        return ctx.data.add("c", CTYPES[t.dtype], t.data)
     return Buf(index, const=True)
 
 
@@ -434,27 +472,34 @@ def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
 
 
 @lowers("ADD", "SUB", "MUL", dtypes=("int8", "int16"))
-def add_mul(ctx: Ctx, op: Op) -> list[Step]:
+def add_sub_mul(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     for t in (a, b, y):
-        require_dtype(op, t, "int8")
+        require_dtype(op, t, a.dtype)
     lo, hi = _act(op, y)
-    if op.kind == "ADD":
+    if op.kind in ("ADD", "SUB"):  # TFLM's Prepare, in double
         twice = 2 * float(max(np.float32(a.scale), np.float32(b.scale)))
-        ma, sa = quant.quantize_multiplier(float(a.scale) / twice)
-        mb, sb = quant.quantize_multiplier(float(b.scale) / twice)
-        mo, so = quant.quantize_multiplier(twice / ((1 << 20) * float(y.scale)))
-        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi]
+        ra, rb = float(a.scale) / twice, float(b.scale) / twice
+        ro = twice / ((1 << (15 if y.dtype == "int16" else 20)) * float(y.scale))
+    if op.kind in ("ADD", "SUB"):
+        ma, sa = quant.quantize_multiplier(ra)
+        mb, sb = quant.quantize_multiplier(rb)
+        mo, so = quant.quantize_multiplier(ro)
+        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi,
+             15 if y.dtype == "int16" else 20, int(op.kind == "SUB")]
+        kernel = "addsub"
     else:
+        if a.dtype == "int16":
+            require(a.zp == b.zp == y.zp == 0, op, "int16 MUL needs zero points 0 (TFLM)")
         mo, so = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
         q = [-a.zp, -b.zp, mo, so, y.zp, lo, hi]
+        kernel = "mulq"
     geom = ctx.struct(_broadcast(op, a, b, y), "int32_t")
     args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
                        Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q), geom]
     reads = [i for i in op.inputs[:2] if not g.t(i).is_const]
-    step = Step("add_s8" if op.kind == "ADD" else "mul_s8", args, reads, [op.outputs[0]],
-                op.describe())
+    step = Step(f"{kernel}.{SUFFIX[y.dtype]}", args, reads, [op.outputs[0]], op.describe())
     for i in reads:
         if g.t(i).size == y.size:
             step.overlap[(op.outputs[0], i)] = 0
@@ -473,10 +518,10 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     y = g.t(op.outputs[0])
     xs = [g.t(i) for i in op.inputs]
     for t in [*xs, y]:
-        require_dtype(op, t, "int8")
+        require_dtype(op, t, y.dtype)
         require(t.zp == y.zp and t.scale == y.scale, op,
                 f"{t.describe()} is quantized differently from the output "
-                "(TFLM's int8 concatenation copies raw values)")
+                "(TFLM's concatenation copies raw values)")
     axis = int(op.options.get("axis", 0))
     rank = len(y.shape)
     axis = axis + rank if axis < 0 else axis
@@ -484,8 +529,8 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
         act = int(op.options.get("fusedActivationFunction", 0))
         require(act == 0, op, "a fused activation on CONCATENATION is not supported")
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
-    chunks = [t.size // outer for t in xs]
-    require(sum(chunks) * outer == y.size, op, "input sizes do not add up to the output")
+    chunks = [t.size // outer * t.itemsize for t in xs]
+    require(sum(chunks) * outer == y.nbytes, op, "input sizes do not add up to the output")
     from tinymlaas.compilers.aot.lower import PtrList
     args: list[Arg] = [Buf(op.outputs[0]), PtrList(_pointer_list(ctx, op.inputs)),
                        ctx.struct(chunks, "int32_t"), len(xs), outer]
@@ -499,7 +544,8 @@ def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
 
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    require_dtype(op, x, "int8", "float32")
+    require(not op.options.get("offset"), op, "the 'offset' form of STRIDED_SLICE is not "
+            "supported")
     consts = [g.t(i).data for i in op.inputs[1:]]
     require(all(c is not None for c in consts), op, "begin, end and strides must be constant")
     begin, end = consts[0], consts[1]
@@ -528,28 +574,29 @@ def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
 def pad(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
-    require(x.zp == y.zp and x.scale == y.scale, op, "input and output quantization must be equal")
+    require_dtype(op, y, x.dtype)
+    require(x.zp == y.zp and (x.scale == y.scale or not x.quantized), op,
+            "input and output quantization must be equal")
     pads = g.t(op.inputs[1]).data
     require(pads is not None, op, "the paddings must be constant")
     assert pads is not None
     pads = np.asarray(pads).reshape(-1, 2)
     require(len(x.shape) <= 4, op, f"{x.describe()} has more than 4 dimensions")
-    value = y.zp
+    value: float = y.zp if x.dtype == "int8" else 0  # TFLM: int16 pads with 0
     if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         cv = g.t(op.inputs[2]).data
         require(cv is not None, op, "the constant value must be constant")
         assert cv is not None
-        value = int(np.asarray(cv).ravel()[0])
+        value = np.asarray(cv).ravel()[0]
     lead = 4 - len(x.shape)
     ins = [1] * lead + list(x.shape)
     outs = [1] * lead + list(y.shape)
     before = [0] * lead + [int(p[0]) for p in pads]
     geom = ctx.struct([*outs, *ins, *before], "int32_t")
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [value]), geom]
-    return [Step("pad_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+                       ctx.data.add("v", CTYPES[x.dtype], [value]), geom]
+    return [Step(f"pad.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                 op.describe())]
 
 
 @lowers("MEAN", dtypes=("int8",))
@@ -576,13 +623,12 @@ def mean(ctx: Ctx, op: Op) -> list[Step]:
     n = int(np.prod([x.shape[d] for d in axes_set], dtype=np.int64)) if axes_set else 1
     inner = int(np.prod(x.shape[last + 1:], dtype=np.int64)) if reduced else 1
     require(outer * inner == y.size, op, f"{y.describe()} does not match the reduction")
-    if x.zp == y.zp and np.float32(x.scale) == np.float32(y.scale):
-        q = [0, 0, 0, 0, 0]
-    else:
-        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
-        s = min(n.bit_length() - 1, 32, 31 + shift)
-        mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
-        q = [1, quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
+    # TFLM requantizes with 1/n folded into the multiplier, even when input and
+    # output are quantized alike.
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    s = min(n.bit_length() - 1, 32, 31 + shift)
+    mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
+    q = [quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
     geom = ctx.struct([outer, n, inner], "int32_t")
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
                        ctx.data.add("q", "int32_t", q), geom]

@@ -197,8 +197,7 @@ def _registry() -> dict[str, Declared]:
 #: Ops that only ever survive as compile-time constants or aliases, with their dtypes.
 FOLDED_OPS = {"SHAPE": "any", "RESHAPE": "any", "SQUEEZE": "any", "EXPAND_DIMS": "any",
               "SPACE_TO_BATCH_ND": "int8 (fused into a dilated conv)",
-              "BATCH_TO_SPACE_ND": "int8 (fused into a dilated conv)",
-              "VAR_HANDLE": "resource", "CALL_ONCE": "(initial values of variables)"}
+              "BATCH_TO_SPACE_ND": "int8 (fused into a dilated conv)"}
 
 
 def supported_ops() -> frozenset[str]:

@@ -1,8 +1,7 @@
 /* aot:requires mbqm */
-/* MEAN int8 over one contiguous block of axes (outer x reduce x inner). TFLM
- * divides the raw sum (truncating) when input and output quantization are
- * equal, and otherwise requantizes with 1/n folded into the multiplier.
- * g: outer, reduce, inner; q: mode (0: divide), -zp_in*n, multiplier, shift, zp_out */
+/* MEAN int8 over one contiguous block of axes (outer x reduce x inner): TFLM
+ * requantizes the sum with 1/n folded into the multiplier.
+ * g: outer, reduce, inner; q: -zp_in*n, multiplier, shift, zp_out */
 static void aot_mean_s8(const int8_t *x, int8_t *y, const int32_t *q, const int32_t *g)
 {
     const int32_t outer = g[0], n = g[1], inner = g[2];
@@ -13,13 +12,9 @@ static void aot_mean_s8(const int8_t *x, int8_t *y, const int32_t *q, const int3
             for (r = 0; r < n; r++) {
                 sum += x[r * inner + i];
             }
-            if (q[0] == 0) {
-                *y++ = (int8_t)(sum / n);
-            } else {
-                int32_t v = aot_mbqm(sum + q[1], q[2], q[3]) + q[4];
-                v = v < -128 ? -128 : v > 127 ? 127 : v;
-                *y++ = (int8_t)v;
-            }
+            int32_t v = aot_mbqm(sum + q[0], q[1], q[2]) + q[3];
+            v = v < -128 ? -128 : v > 127 ? 127 : v;
+            *y++ = (int8_t)v;
         }
     }
 }

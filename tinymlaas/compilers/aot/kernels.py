@@ -599,12 +599,12 @@ def pad(ctx: Ctx, op: Op) -> list[Step]:
                  op.describe())]
 
 
-@lowers("MEAN", dtypes=("int8",))
+@lowers("MEAN", dtypes=("int8", "int16"))
 def mean(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     for t in (x, y):
-        require_dtype(op, t, "int8")
+        require_dtype(op, t, x.dtype)
     axes = g.t(op.inputs[1]).data
     require(axes is not None, op, "the axes must be constant")
     assert axes is not None
@@ -628,8 +628,9 @@ def mean(ctx: Ctx, op: Op) -> list[Step]:
     mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
     s = min(n.bit_length() - 1, 32, 31 + shift)
     mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
-    q = [quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
+    q = [quant.wrap32(-x.zp * n), mult, shift - s, y.zp, *QRANGE[y.dtype]]
     geom = ctx.struct([outer, n, inner], "int32_t")
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
                        ctx.data.add("q", "int32_t", q), geom]
-    return [Step("mean_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+    return [Step(f"mean.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                 op.describe())]

@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas import __version__
 from tinymlaas.compilers.aot import graph as graph_mod
+from tinymlaas.compilers.aot.coverage import CoverageRow, coverage
 from tinymlaas.compilers.aot.emit import Identity, Placement, Source, emit
 from tinymlaas.compilers.aot.lower import (
+    ELSEWHERE,
     Lowered,
     Step,
     lower,
@@ -38,7 +40,8 @@ from tinymlaas.models import (
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
 from tinymlaas.targets import firmware_ram_bytes
 
-__all__ = ["MODEL_DATA", "AotCompiler", "AotOptions", "Compiled", "compile_source"]
+__all__ = ["MODEL_DATA", "AotCompiler", "AotOptions", "Compiled", "CoverageRow", "compile_source",
+           "coverage"]
 
 #: The module file holding the model-data section's bytes (what a model-only update packs).
 MODEL_DATA = "model_data.bin"
@@ -174,6 +177,17 @@ class AotCompiler(Compiler):
     supported_ops = supported_ops()
     supported_dtypes = supported_dtypes()
     target_arches = frozenset({"armv6-m", "armv7-m", "armv7e-m", "x86_64"})
+
+    def check(self, model: ModelInfo, board: Board) -> None:
+        """The base checks, with refusals that say where the model can run instead."""
+        missing = [op for op in model.ops if op not in self.supported_ops]
+        if missing and board.arch in self.target_arches:
+            what = ", ".join("CUSTOM (a custom op, not a TFLite builtin)" if op == "CUSTOM"
+                             else op for op in missing)
+            raise UnsupportedModel(
+                f"compiler 'aot' does not support op(s) {what}; the model runs on {ELSEWHERE}."
+                f" Supported: {', '.join(sorted(self.supported_ops))}", unsupported_ops=missing)
+        super().check(model, board)
 
     def compile(
         self,

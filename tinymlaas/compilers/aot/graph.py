@@ -131,11 +131,12 @@ def _tensor(model: Any, sg: Any, index: int) -> Tensor:
                   zero_points=zps, quant_dim=qdim, data=data)
 
 
-def read(model_bytes: bytes) -> Graph:
-    """Parse a .tflite file into the IR, without any rewriting."""
+def read(model_bytes: bytes, *, main_only: bool = False) -> Graph:
+    """Parse a .tflite file into the IR, without any rewriting (``main_only``: read the
+    first subgraph of a model with several, as a description, not for compiling)."""
     model = tflite.parse(model_bytes)
     sg = model.subgraphs[0]
-    if len(model.subgraphs) != 1:
+    if len(model.subgraphs) != 1 and not main_only:
         flow = sorted({tflite.opcode_of(model, op) for op in sg.operators or []}
                       & {"WHILE", "IF", "CALL_ONCE"})
         raise UnsupportedModel(

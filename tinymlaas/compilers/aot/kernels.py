@@ -47,6 +47,13 @@ def _per_channel(op: Op, x: Tensor, w: Tensor, y: Tensor, channels: int,
     return mults, shifts, per_channel
 
 
+def same_quantization(a: Tensor, b: Tensor) -> bool:
+    """Both unquantized, or the same per-tensor scale and zero point (raw copies agree)."""
+    if not a.quantized or not b.quantized:
+        return a.quantized == b.quantized
+    return a.zp == b.zp and a.scale == b.scale
+
+
 #: Raw value range of quantized dtypes.
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-(1 << 31), (1 << 31) - 1)}
 
@@ -519,7 +526,7 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     xs = [g.t(i) for i in op.inputs]
     for t in [*xs, y]:
         require_dtype(op, t, y.dtype)
-        require(t.zp == y.zp and t.scale == y.scale, op,
+        require(same_quantization(t, y), op,
                 f"{t.describe()} is quantized differently from the output "
                 "(TFLM's concatenation copies raw values)")
     axis = int(op.options.get("axis", 0))

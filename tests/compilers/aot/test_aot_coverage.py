@@ -66,6 +66,6 @@ def test_custom_op_is_refused_naming_it_and_where_it_runs(hello_world: bytes, m3
 
 def test_declaration_lists_ops_with_dtypes() -> None:
     table = declaration()
-    assert table["CONV_2D"] == ["int16", "int8"]
+    assert table["CONV_2D"] == ["float32", "int16", "int8"]
     assert "int16->int8" in table["QUANTIZE"]
     assert table["RESHAPE"] == ["any"]

@@ -102,13 +102,16 @@ def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
             assert r not in first, f"tensor {g.t(r).name} written twice"
             first[r] = i
             last.setdefault(r, i)
+    state = state_roots(g, steps)
     for r in last:
-        if r not in first and r not in input_roots and not g.t(r).is_const:
+        if r not in first and r not in input_roots and r not in state and not g.t(r).is_const:
             raise UnsupportedModel(f"{g.t(r).describe()} is read but never computed")
     io = set(input_roots) | set(output_roots)
     arena = [r for r in first if r not in io]
     buffers = [Buffer(r, g.t(r).nbytes, 8 if g.t(r).itemsize == 8 else 4, first[r],
                       max(last[r], first[r])) for r in arena]
+    # State lives for the whole program: from before the first step to after the last.
+    buffers += [Buffer(r, g.t(r).nbytes, 4, -1, len(steps)) for r in state]
     relax: dict[tuple[int, int], int] = {}
     if in_place:
         for i, s in enumerate(steps):
@@ -119,6 +122,17 @@ def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
     p = plan(buffers, relax)
     return Placement(arena_bytes=p.arena_bytes, offsets=p.offsets, input_roots=input_roots,
                      output_roots=output_roots)
+
+
+def state_roots(g: graph_mod.Graph, steps: list[Step]) -> list[int]:
+    """Variable tensors the steps use: kept in the arena between invokes."""
+    roots: list[int] = []
+    for s in steps:
+        for t in s.reads:
+            r = g.root(t)
+            if g.t(r).is_variable and r not in roots:
+                roots.append(r)
+    return roots
 
 
 def _check_io(g: graph_mod.Graph) -> None:
@@ -153,7 +167,8 @@ def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) 
     place = _place(g, low.steps, in_place)
     digest = hashlib.sha256(model).hexdigest()
     identity = model_identity(g, low, digest)
-    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity)
+    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity,
+               state=state_roots(g, low.steps))
     weights = sum(m.nbytes for m in low.data.members if m.name[0] in "wb")
     return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
 

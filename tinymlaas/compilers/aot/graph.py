@@ -34,6 +34,8 @@ class Tensor:
     zero_points: np.ndarray | None = None  # int64
     quant_dim: int = 0
     data: np.ndarray | None = None          # constant contents, shaped
+    #: state an op keeps between invokes (SVDF's activation state), reset to zero point
+    is_variable: bool = False
 
     @property
     def size(self) -> int:
@@ -128,7 +130,7 @@ def _tensor(model: Any, sg: Any, index: int) -> Tensor:
         data = np.frombuffer(raw, dtype=_NP[dtype]).copy()
         data = data.reshape(shape) if data.size == int(np.prod(shape, dtype=np.int64)) else data
     return Tensor(index=index, name=name, shape=shape, dtype=dtype, scales=scales,
-                  zero_points=zps, quant_dim=qdim, data=data)
+                  zero_points=zps, quant_dim=qdim, data=data, is_variable=bool(t.isVariable))
 
 
 def read(model_bytes: bytes, *, main_only: bool = False) -> Graph:

@@ -109,6 +109,10 @@ class HostModule:
             raise RuntimeError(f"{self.name}_invoke returned {rc}")
         return ys
 
+    def reset(self) -> None:
+        """Back to the state a stateful model starts from (``NAME_reset``)."""
+        getattr(self._lib, f"{self.name}_reset")()
+
     def close(self) -> None:
         self._tmp.cleanup()
 

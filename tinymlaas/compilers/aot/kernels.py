@@ -212,7 +212,7 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     b = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    require_dtype(op, w, "int8")
+    require_dtype(op, w, "float32" if x.dtype == "float32" else "int8")
     require_dtype(op, y, x.dtype)
     require(w.is_const, op, f"{w.describe()} must be constant weights")
     require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
@@ -232,11 +232,15 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
                 "(grouped convolutions are not supported)")
     pt = _padding(op, ih, kh, sh, dh, oh, 0)
     pl = _padding(op, iw, kw, sw, dw, ow, 1)
+    geometry = [ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb]
     if x.dtype == "int16":
         from tinymlaas.compilers.aot.kernels16 import conv_s16
 
-        return conv_s16(ctx, op, depthwise, [ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw,
-                                             pt, pl, nb])
+        return conv_s16(ctx, op, depthwise, geometry)
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import conv_f32
+
+        return conv_f32(ctx, op, depthwise, geometry)
     if b is not None:
         require_dtype(op, b, "int32")
         require(b.is_const, op, f"{b.describe()} must be constant")
@@ -273,12 +277,12 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     return [step]
 
 
-@lowers("CONV_2D", dtypes=("int8", "int16"))
+@lowers("CONV_2D", dtypes=("int8", "int16", "float32"))
 def conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=False)
 
 
-@lowers("DEPTHWISE_CONV_2D", dtypes=("int8", "int16"))
+@lowers("DEPTHWISE_CONV_2D", dtypes=("int8", "int16", "float32"))
 def depthwise_conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=True)
 
@@ -320,10 +324,11 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
-    require(y.zp == -128 and abs(y.scale - 1 / 256) <= 0.001 / 256, op,
-            f"{y.describe()} must have scale 1/256 and zero point -128 (TFLM's int8 softmax)")
+    require_dtype(op, y, "int8", "int16")
+    bits = 8 * y.itemsize
+    require(y.zp == -(1 << (bits - 1)) and abs(y.scale * (1 << bits) - 1) <= 0.001, op,
+            f"{y.describe()} must have scale 1/{1 << bits} and zero point {-(1 << (bits - 1))}"
+            " (TFLM's softmax of int8)")
     depth = x.shape[-1] if x.shape else 1
     rows = x.size // depth
     beta = float(np.float32(op.options.get("beta", 1.0)))
@@ -332,9 +337,10 @@ def softmax(ctx: Ctx, op: Op) -> list[Step]:
     mult, ls = quant.quantize_multiplier(real)
     diff_min = -quant.calculate_input_radius(5, ls)
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [mult, ls, diff_min]), rows, depth]
+                       ctx.data.add("q", "int32_t", [mult, ls, diff_min]), rows, depth, bits]
     step = Step("softmax_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
-    step.overlap[(op.outputs[0], op.inputs[0])] = 0  # each row is read before it is written
+    if bits == 8:  # each row is read before it is written
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
     return [step]
 
 
@@ -394,9 +400,13 @@ def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("RELU", "RELU6", dtypes=("int8",))
+@lowers("RELU", "RELU6", dtypes=("int8", "float32"))
 def relu(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import unary_f32
+
+        return unary_f32(ctx, op)
     for t in (x, y):
         require_dtype(op, t, "int8")
     if op.kind == "RELU6":  # TFLM clamps the raw values in the input's quantization
@@ -478,10 +488,14 @@ def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
     return out + strides(a) + strides(b)
 
 
-@lowers("ADD", "SUB", "MUL", dtypes=("int8", "int16"))
+@lowers("ADD", "SUB", "MUL", dtypes=("int8", "int16", "int32", "float32"))
 def add_sub_mul(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    if a.dtype in ("float32", "int32"):
+        from tinymlaas.compilers.aot.kernels_more import binary
+
+        return binary(ctx, op)
     for t in (a, b, y):
         require_dtype(op, t, a.dtype)
     lo, hi = _act(op, y)
@@ -550,7 +564,7 @@ def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
     from tinymlaas.compilers.aot.graph import _strided_slice
 
     g = ctx.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    x = g.t(op.inputs[0])
     require(not op.options.get("offset"), op, "the 'offset' form of STRIDED_SLICE is not "
             "supported")
     consts = [g.t(i).data for i in op.inputs[1:]]
@@ -559,22 +573,34 @@ def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
     assert begin is not None and end is not None
     strides = consts[2] if len(consts) > 2 and consts[2] is not None else np.ones_like(begin)
     index = np.arange(x.size, dtype=np.int64).reshape(x.shape)
-    picked = _strided_slice(index, begin, end, strides, op.options).reshape(y.shape)
-    require(picked.ndim <= 4, op, f"{y.describe()} has more than 4 dimensions")
-    shape = [1] * (4 - picked.ndim) + list(picked.shape)
-    picked = picked.reshape(shape)
-    start = int(picked.ravel()[0]) if picked.size else 0
-    st = []
-    for d in range(4):
-        if shape[d] > 1:
-            sl = [0] * 4
-            sl[d] = 1
-            st.append(int(picked[tuple(sl)] - start) * x.itemsize)
+    picked = _strided_slice(index, begin, end, strides, op.options)
+    return [gather_step(ctx, op, op.inputs[0], op.outputs[0], picked)]
+
+
+def gather_step(ctx: Ctx, op: Op, x_index: int, y_index: int, picked: np.ndarray) -> Step:
+    """Copy ``x.flat[picked]`` (in ``picked``'s order) into the output, for ``picked`` an
+    affine array: slices, transposes, strided slices, depth/space rearrangements."""
+    x = ctx.g.t(x_index)
+    dims: list[tuple[int, int]] = []  # (size, element stride), outermost first
+    if picked.size:
+        for d in range(picked.ndim):
+            if picked.shape[d] > 1:
+                at = [0] * picked.ndim
+                at[d] = 1
+                dims.append((picked.shape[d], int(picked[tuple(at)] - picked.flat[0])))
+    merged: list[tuple[int, int]] = []
+    for n, st in dims:  # a dimension that continues the next-outer one joins it
+        if merged and merged[-1][1] == st * n:
+            merged[-1] = (merged[-1][0] * n, st)
         else:
-            st.append(0)
-    geom = ctx.struct([x.itemsize, start * x.itemsize, *shape, *st], "int32_t")
-    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), geom]
-    return [Step("gather", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+            merged.append((n, st))
+    require(len(merged) <= 6, op, "more than 6 independent dimensions are not supported")
+    merged = [(1, 0)] * (6 - len(merged)) + merged
+    start = int(picked.flat[0]) if picked.size else 0
+    geom = ctx.struct([x.itemsize, start * x.itemsize, *(n for n, _ in merged),
+                       *(st * x.itemsize for _, st in merged)], "int32_t")
+    args: list[Arg] = [Buf(x_index, const=True), Buf(y_index), geom]
+    return Step("gather", args, [x_index], [y_index], op.describe())
 
 
 @lowers("PAD", "PADV2", dtypes=("int8", "int16", "float32"))

@@ -18,8 +18,10 @@ from tinymlaas.compilers.aot.kernels import (
     _act,
     _per_channel,
     _unary,
+    gather_step,
 )
 from tinymlaas.compilers.aot.lower import (
+    CTYPES,
     SUFFIX,
     Arg,
     Buf,
@@ -179,23 +181,36 @@ def transpose(ctx: Ctx, op: Op) -> list[Step]:
     return [gather_step(ctx, op, op.inputs[0], op.outputs[0], index)]
 
 
-def gather_step(ctx: Ctx, op: Op, x_index: int, y_index: int, picked: np.ndarray) -> Step:
-    """Copy ``x.flat[picked]`` into the output, for ``picked`` an affine array of at most
-    four dimensions of size > 1 (slices, transposes, strided slices)."""
-    x = ctx.g.t(x_index)
-    squeezed = picked.reshape([n for n in picked.shape if n > 1] or [1])
-    require(squeezed.ndim <= 4, op, "more than 4 dimensions of size > 1 are not supported")
-    shape = [1] * (4 - squeezed.ndim) + list(squeezed.shape)
-    squeezed = squeezed.reshape(shape)
-    start = int(squeezed.ravel()[0]) if squeezed.size else 0
-    strides = []
-    for d in range(4):
-        if shape[d] > 1:
-            at = [0] * 4
-            at[d] = 1
-            strides.append(int(squeezed[tuple(at)] - start) * x.itemsize)
-        else:
-            strides.append(0)
-    geom = ctx.struct([x.itemsize, start * x.itemsize, *shape, *strides], "int32_t")
-    args: list[Arg] = [Buf(x_index, const=True), Buf(y_index), geom]
-    return Step("gather", args, [x_index], [y_index], op.describe())
+@lowers("SVDF", dtypes=("int8",))
+def svdf(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, wf, wt = (g.t(i) for i in op.inputs[:3])
+    require(op.inputs[3] >= 0, op, "an SVDF without a bias is not supported (TFLM needs one)")
+    b, st, y = g.t(op.inputs[3]), g.t(op.inputs[4]), g.t(op.outputs[0])
+    require_dtype(op, y, "int8")
+    require_dtype(op, wf, "int8")
+    require_dtype(op, st, "int8", "int16")
+    require_dtype(op, wt, st.dtype)
+    require(st.is_variable, op, f"{st.describe()} must be a variable tensor (the state)")
+    require(wf.is_const and wt.is_const and wf.data is not None and wt.data is not None, op,
+            "the weights must be constant")
+    assert wf.data is not None and wt.data is not None
+    rank = int(op.options.get("rank", 1))
+    nb, ni = x.shape[0], x.size // x.shape[0]
+    nf, nm = wf.shape[0], wt.shape[1]
+    require(nf % rank == 0 and st.size == nb * nf * nm, op, "the shapes do not match")
+    # TFLM's Prepare multiplies the float scales in float, then widens to double.
+    f32 = np.float32
+    m1, s1 = quant.quantize_multiplier(float(f32(x.scale) * f32(wf.scale) / f32(st.scale)))
+    m2, s2 = quant.quantize_multiplier(float(f32(st.scale) * f32(wt.scale) / f32(y.scale)))
+    require(b.is_const and b.data is not None, op, f"{b.describe()} must be constant")
+    assert b.data is not None
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]), Buf(op.inputs[4]),
+        ctx.data.add("w", "int8_t", wf.data), ctx.data.add("w", CTYPES[wt.dtype], wt.data),
+        ctx.data.add("b", "int32_t", b.data),
+        ctx.data.add("q", "int32_t", [x.zp, m1, s1, st.zp, m2, s2, y.zp]),
+        ctx.struct([nb, ni, nf, nm, rank], "int32_t"),
+    ]
+    return [Step(f"svdf.{SUFFIX[st.dtype]}", args, [op.inputs[0], op.inputs[4]],
+                 [op.outputs[0]], op.describe())]

@@ -189,7 +189,7 @@ def lowers(*kinds: str, dtypes: tuple[str, ...], operand: int = 0,
 
 
 def _registry() -> dict[str, Declared]:
-    from tinymlaas.compilers.aot import kernels, kernels16  # noqa: F401 - registers them
+    from tinymlaas.compilers.aot import kernels, kernels16, kernels_more  # noqa: F401
 
     return _LOWERINGS
 

@@ -1,0 +1,103 @@
+"""Data movement, reductions, min/max and float32 ops, int8 and float32 models converted by
+TensorFlow, byte for byte against TFLM (hypothesis over shapes and seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _models import assert_bit_exact, convert
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinymlaas import tflite
+from tinymlaas.config import Settings
+
+#: kind -> (op the converter must emit, modes the test converts it in)
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "split": ("SPLIT", ("int8", "float")),
+    "split_v": ("SPLIT_V", ("int8", "float")),
+    "slice": ("SLICE", ("int8", "float")),
+    "gather": ("GATHER", ("int8", "float")),
+    "unstack": ("UNPACK", ("int8", "float")),
+    "depth_to_space": ("DEPTH_TO_SPACE", ("int8", "float")),
+    "space_to_depth": ("SPACE_TO_DEPTH", ("int8", "float")),
+    "resize_nearest": ("RESIZE_NEAREST_NEIGHBOR", ("int8", "float")),
+    "minimum": ("MINIMUM", ("int8", "float")),
+    "maximum": ("MAXIMUM", ("int8", "float")),
+    "abs": ("ABS", ("int8", "float")),
+    "argmax": ("ARG_MAX", ("int8", "float")),
+    "argmin": ("ARG_MIN", ("int8", "float")),
+    "reduce_max": ("REDUCE_MAX", ("int8", "float")),
+    "sum": ("SUM", ("int8", "float")),
+    "div": ("DIV", ("float",)),
+    "sqrt": ("SQRT", ("float",)),
+    "rsqrt": ("RSQRT", ("float",)),
+    "neg": ("NEG", ("float",)),
+    "add_sub_mul": ("SUB", ("float",)),
+}
+
+
+def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
+    L = tf.keras.layers
+    k = p["kind"]
+    a = L.Conv2D(4, 1)(x)  # 4 channels, a quantization of its own
+
+    def lam(f: Any) -> Any:
+        return L.Lambda(f)(a)
+    if k == "split":
+        return L.Concatenate()(lam(lambda t: tf.split(t, 2, axis=-1))[::-1])
+    if k == "split_v":
+        s = lam(lambda t: tf.split(t, [1, 3], axis=-1))
+        return L.Concatenate()([s[1], s[0]])
+    if k == "slice":
+        return lam(lambda t: tf.slice(t, [0, 0, 1, 1], [1, -1, -1, 2]))
+    if k == "gather":
+        return lam(lambda t: tf.gather(t, [3, 0, 0, 2], axis=-1))
+    if k == "unstack":
+        return L.Concatenate()(lam(lambda t: tf.unstack(t, axis=-1))[::-1])
+    if k == "depth_to_space":
+        return lam(lambda t: tf.nn.depth_to_space(t, 2))
+    if k == "space_to_depth":
+        return lam(lambda t: tf.nn.space_to_depth(t, 2))
+    if k == "resize_nearest":
+        return lam(lambda t: tf.image.resize(t, (2 * p["h"], 3 * p["w"] // 2),
+                                             method="nearest"))
+    if k in ("minimum", "maximum"):
+        b = L.Conv2D(4, 1)(x)
+        return (L.Minimum if k == "minimum" else L.Maximum)()([a, b])
+    if k == "abs":
+        return lam(tf.abs)
+    if k in ("argmax", "argmin"):
+        f = tf.argmax if k == "argmax" else tf.argmin
+        return lam(lambda t: f(t, axis=-1, output_type=tf.int32))
+    if k == "reduce_max":
+        return lam(lambda t: tf.reduce_max(t, axis=[1, 2]))
+    if k == "sum":
+        return lam(lambda t: tf.reduce_sum(t, axis=-1))
+    if k == "div":
+        return lam(lambda t: t / (tf.abs(t) + 0.5))
+    if k in ("sqrt", "rsqrt"):
+        f = tf.sqrt if k == "sqrt" else tf.math.rsqrt
+        return lam(lambda t: f(tf.abs(t) + 0.01))
+    if k == "neg":
+        return lam(lambda t: -t)
+    assert k == "add_sub_mul"
+    b = L.Conv2D(4, 1)(x)
+    return L.Multiply()([L.Subtract()([a, b]), L.Add()([a, b])])
+
+
+CASES = [(k, m) for k, (_, modes) in KINDS.items() for m in modes]
+
+
+@pytest.mark.parametrize(("kind", "mode"), CASES, ids=[f"{k}-{m}" for k, m in CASES])
+@settings(max_examples=2, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(h=st.sampled_from([2, 4]), w=st.sampled_from([2, 4, 6]), seed=st.integers(0, 3))
+def test_op(kind: str, mode: str, h: int, w: int, seed: int, settings: Settings,
+            tmp_path: Path) -> None:
+    p = {"kind": kind, "seed": seed, "h": h, "w": w}
+    model = convert(settings, "movement", p, build, (h, w, 3), mode=mode)
+    assert KINDS[kind][0] in tflite.inspect(model).ops
+    assert_bit_exact(model, tmp_path / "m")

@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rsqrt": ("RSQRT", ("float",)),
     "neg": ("NEG", ("float",)),
     "add_sub_mul": ("SUB", ("float",)),
+    "cast": ("CAST", ("int8", "float")),
 }
 
 
@@ -83,6 +84,11 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
         return lam(lambda t: f(tf.abs(t) + 0.01))
     if k == "neg":
         return lam(lambda t: -t)
+    if k == "cast":  # float -> int32 -> float, and an index -> float
+        return L.Concatenate()([
+            lam(lambda t: tf.cast(tf.cast(t * 10.0, tf.int32), tf.float32)),
+            lam(lambda t: tf.cast(tf.argmax(t, axis=-1, output_type=tf.int32)[..., None],
+                                  tf.float32))])
     assert k == "add_sub_mul"
     b = L.Conv2D(4, 1)(x)
     return L.Multiply()([L.Subtract()([a, b]), L.Add()([a, b])])

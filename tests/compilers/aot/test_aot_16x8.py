@@ -105,3 +105,13 @@ def build_kind(tf: Any, x: Any, p: dict[str, Any]) -> Any:
                                  padding="same" if p["seed"] % 2 else "valid")(a)
     assert k == "pointwise"
     return L.Conv2D(c + 3, 1, activation="relu")(L.Conv2D(2 * c + 4, 1)(a))
+
+
+def test_float_io_16x8(settings: Settings, tmp_path: Path) -> None:
+    """float32 in and out around a 16x8 model: QUANTIZE float32->int16, DEQUANTIZE back."""
+    def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
+        return tf.keras.layers.Dense(5, activation="relu")(tf.keras.layers.Dense(7)(x))
+    model = convert(settings, "float_io16", {"seed": 2}, build, (6,), float_io=True,
+                    mode="16x8")
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(tflite.inspect(model).ops)
+    assert_bit_exact(model, tmp_path / "m", samples=10)

@@ -37,6 +37,9 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "neg": ("NEG", ("float",)),
     "add_sub_mul": ("SUB", ("float",)),
     "cast": ("CAST", ("int8", "float")),
+    "avg_pool": ("AVERAGE_POOL_2D", ("float", "16x8")),
+    "max_pool": ("MAX_POOL_2D", ("float", "16x8")),
+    "mean": ("MEAN", ("float",)),
 }
 
 
@@ -84,6 +87,11 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
         return lam(lambda t: f(tf.abs(t) + 0.01))
     if k == "neg":
         return lam(lambda t: -t)
+    if k in ("avg_pool", "max_pool"):
+        layer = L.AveragePooling2D if k == "avg_pool" else L.MaxPooling2D
+        return layer(2, strides=1 + p["seed"] % 2, padding="same" if p["seed"] < 2 else "valid")(a)
+    if k == "mean":
+        return L.GlobalAveragePooling2D()(a)
     if k == "cast":  # float -> int32 -> float, and an index -> float
         return L.Concatenate()([
             lam(lambda t: tf.cast(tf.cast(t * 10.0, tf.int32), tf.float32)),

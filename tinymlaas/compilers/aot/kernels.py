@@ -287,15 +287,14 @@ def depthwise_conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=True)
 
 
-@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", dtypes=("int8",))
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", dtypes=("int8", "int16", "float32"))
 def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
+    require_dtype(op, y, x.dtype)
     require(len(x.shape) == 4 and len(y.shape) == 4, op, "input and output must be 4-D (NHWC)")
-    require(x.zp == y.zp and x.scale == y.scale, op,
-            "input and output quantization must be equal (TFLM's int8 pooling assumes it)")
+    require(same_quantization(x, y), op,
+            "input and output quantization must be equal (TFLM's pooling assumes it)")
     nb, ih, iw, ch = x.shape
     _, oh, ow, _ = y.shape
     sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
@@ -306,12 +305,18 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
         require(min(kh, ih - (o * sh - pt)) > max(0, pt - o * sh), op, "an empty pooling window")
     for o in range(ow):
         require(min(kw, iw - (o * sw - pl)) > max(0, pl - o * sw), op, "an empty pooling window")
-    lo, hi = _act(op, y)
     is_max = op.kind == "MAX_POOL_2D"
     geom = ctx.struct([ih, iw, ch, oh, ow, kh, kw, sh, sw, pt, pl, nb, int(is_max)])
-    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [lo, hi]), geom]
-    step = Step("pool_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import _float_range
+
+        big = float(np.finfo(np.float32).max)
+        q = ctx.data.add("q", "float", [*_float_range(op), -big])
+    else:
+        q = ctx.data.add("q", "int32_t", [*_act(op, y), QRANGE[x.dtype][0]])
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), q, geom]
+    kernel = "pool_f32" if x.dtype == "float32" else f"pool.{SUFFIX[x.dtype]}"
+    step = Step(kernel, args, [op.inputs[0]], [op.outputs[0]], op.describe())
     if nb == 1:
         pix = _window_minread(ih, iw, ch, oh, ow, kh, kw, sh, sw, 1, 1, pt, pl)
         chans = np.arange(ch, dtype=np.int64)
@@ -421,17 +426,18 @@ def relu(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("QUANTIZE", dtypes=("float32->int8", "int8->int8", "int16->int8", "int8->int16",
+@lowers("QUANTIZE", dtypes=("float32->int8", "float32->int16", "int8->int8", "int16->int8", "int8->int16",
                              "int16->int16", "int16->int32", "int32->int16"), conversion=True)
 def quantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     if x.dtype != "int8" or y.dtype != "int8":
         if x.dtype != "float32":
             return _requantize(ctx, op, x, y)
-        require_dtype(op, y, "int8")
+        require_dtype(op, y, "int8", "int16")
     if x.dtype == "float32":
         args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size]
+                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size,
+                           8 * y.itemsize]
         return [Step("quantize_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
     mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
     table = [max(-128, min(127, quant.mbqm(v - x.zp, mult, shift) + y.zp))
@@ -452,11 +458,14 @@ def _requantize(ctx: Ctx, op: Op, x: Tensor, y: Tensor) -> list[Step]:
     return [step]
 
 
-@lowers("DEQUANTIZE", dtypes=("int8->float32",), conversion=True)
+@lowers("DEQUANTIZE", dtypes=("int8->float32", "int16->float32"), conversion=True)
 def dequantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
-    require_dtype(op, x, "int8")
     require_dtype(op, y, "float32")
+    if x.dtype == "int16":
+        args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                           ctx.data.add("q", "float", [x.scale, float(x.zp)]), x.size]
+        return [Step("dequant_s16", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
     table = (np.float64(x.scale) * (_INT8 - x.zp)).astype(np.float32)
     return _unary(ctx, op, "lut_f32", table, "float")
 
@@ -632,10 +641,14 @@ def pad(ctx: Ctx, op: Op) -> list[Step]:
                  op.describe())]
 
 
-@lowers("MEAN", dtypes=("int8", "int16"))
+@lowers("MEAN", dtypes=("int8", "int16", "float32"))
 def mean(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import reduction
+
+        return reduction(ctx, op, 2)
     for t in (x, y):
         require_dtype(op, t, x.dtype)
     axes = g.t(op.inputs[1]).data

@@ -271,19 +271,25 @@ def _reduction(ctx: Ctx, op: Op) -> tuple[Tensor, Tensor, list[int]]:
     return x, y, [outer, n, inner]
 
 
-@lowers("REDUCE_MAX", dtypes=("int8", "float32"))
-def reduce_max(ctx: Ctx, op: Op) -> list[Step]:
+def reduction(ctx: Ctx, op: Op, mode: int) -> list[Step]:
+    """REDUCE_MAX (mode 0) of raw values; SUM (1) and MEAN (2) of float32."""
     x, y, dims = _reduction(ctx, op)
     require_dtype(op, y, x.dtype)
     if x.quantized:
         require(np.float32(x.scale) == np.float32(y.scale), op,
                 "input and output scales must be equal (TFLM)")
-    init = -float(np.finfo(np.float32).max) if x.dtype == "float32" else QRANGE[x.dtype][0]
+    init = 0 if mode else (-float(np.finfo(np.float32).max) if x.dtype == "float32"
+                           else QRANGE[x.dtype][0])
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
                        ctx.data.add("q", CTYPES[x.dtype], [init]),
-                       ctx.struct(dims, "int32_t"), 0]
+                       ctx.struct(dims, "int32_t"), mode]
     return [Step(f"reduce.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
                  op.describe())]
+
+
+@lowers("REDUCE_MAX", dtypes=("int8", "float32"))
+def reduce_max(ctx: Ctx, op: Op) -> list[Step]:
+    return reduction(ctx, op, 0)
 
 
 @lowers("SUM", dtypes=("int8", "int16", "float32"))
@@ -291,9 +297,7 @@ def sum_(ctx: Ctx, op: Op) -> list[Step]:
     x, y, dims = _reduction(ctx, op)
     require_dtype(op, y, x.dtype)
     if x.dtype == "float32":
-        args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                           ctx.data.add("q", "float", [0.0]), ctx.struct(dims, "int32_t"), 1]
-        return [Step("reduce.f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+        return reduction(ctx, op, 1)
     m, s = quant.quantize_multiplier(float(x.scale) / float(y.scale))
     q = [quant.wrap32(x.zp * dims[1]), m, s, y.zp, *QRANGE[y.dtype]]
     args = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q),

@@ -37,6 +37,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "neg": ("NEG", ("float",)),
     "add_sub_mul": ("SUB", ("float",)),
     "cast": ("CAST", ("int8", "float")),
+    "int32_math": ("MUL", ("float",)),
     "avg_pool": ("AVERAGE_POOL_2D", ("float", "16x8")),
     "max_pool": ("MAX_POOL_2D", ("float", "16x8")),
     "mean": ("MEAN", ("float",)),
@@ -92,6 +93,11 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
         return layer(2, strides=1 + p["seed"] % 2, padding="same" if p["seed"] < 2 else "valid")(a)
     if k == "mean":
         return L.GlobalAveragePooling2D()(a)
+    if k == "int32_math":  # ADD, SUB, MUL, MINIMUM, MAXIMUM of int32
+        def ints(t: Any) -> Any:
+            i, j = tf.cast(t * 50.0, tf.int32), tf.cast(t * -30.0 + 7.0, tf.int32)
+            return tf.cast(tf.maximum(i * j - (i + j), tf.minimum(i, j)), tf.float32)
+        return lam(ints)
     if k == "cast":  # float -> int32 -> float, and an index -> float
         return L.Concatenate()([
             lam(lambda t: tf.cast(tf.cast(t * 10.0, tf.int32), tf.float32)),

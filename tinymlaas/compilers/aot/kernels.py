@@ -325,7 +325,7 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     return [step]
 
 
-@lowers("SOFTMAX", dtypes=("int8",))
+@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16"), conversion=True)
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])

@@ -238,8 +238,8 @@ def abs_(ctx: Ctx, op: Op) -> list[Step]:
 _CAST = {"int8": 0, "int16": 1, "int32": 2, "uint32": 3, "float32": 4, "bool": 5}
 
 
-@lowers("CAST", dtypes=tuple(f"{a}->{b}" for a in _CAST for b in _CAST if a != b),
-        conversion=True)
+@lowers("CAST", dtypes=tuple(f"{a}->{b}" for a in _CAST for b in _CAST
+                             if a != b and b != "bool"), conversion=True)  # as TFLM
 def cast(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), x.size,

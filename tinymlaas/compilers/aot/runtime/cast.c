@@ -1,6 +1,5 @@
-/* CAST between int8, int16, int32, uint32, float32 and bool, as C++'s static_cast
- * (bool: any non-zero value is 1). from/to: 0 int8, 1 int16, 2 int32, 3 uint32,
- * 4 float32, 5 bool */
+/* CAST from int8, int16, int32, uint32, float32 or bool to one of the first five, as
+ * C++'s static_cast. from/to: 0 int8, 1 int16, 2 int32, 3 uint32, 4 float32, 5 bool */
 static void aot_cast(const void *x, void *y, int32_t n, int32_t from, int32_t to)
 {
     int32_t i;
@@ -22,7 +21,7 @@ static void aot_cast(const void *x, void *y, int32_t n, int32_t from, int32_t to
             break;
         case 4:
             fv = ((const float *)x)[i];
-            iv = to == 5 ? fv != 0.0f : (int64_t)(int32_t)fv;
+            iv = (int64_t)(int32_t)fv;
             break;
         default:
             iv = ((const uint8_t *)x)[i] != 0;
@@ -44,11 +43,8 @@ static void aot_cast(const void *x, void *y, int32_t n, int32_t from, int32_t to
         case 3:
             ((uint32_t *)y)[i] = (uint32_t)iv;
             break;
-        case 4:
-            ((float *)y)[i] = fv;
-            break;
         default:
-            ((uint8_t *)y)[i] = iv != 0;
+            ((float *)y)[i] = fv;
             break;
         }
     }

@@ -43,7 +43,7 @@ class Tensor:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(_NP[self.dtype]).itemsize
+        return int(np.dtype(_NP[self.dtype]).itemsize)
 
     @property
     def nbytes(self) -> int:
@@ -184,7 +184,7 @@ def _strided_slice(x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: n
             shrink.append(d)
         else:
             idx.append(slice(b, e, s))
-    out = x[tuple(idx)]
+    out: np.ndarray = x[tuple(idx)]
     return out.reshape([n for d, n in enumerate(out.shape) if d not in shrink])
 
 
@@ -208,7 +208,8 @@ def _fold_one(g: Graph, op: Op) -> np.ndarray | None:
         return np.stack([np.asarray(v) for v in ins], axis=axis).astype(out_dtype)
     if k == "CONCATENATION":
         axis = int(op.options.get("axis", 0))
-        return np.concatenate([np.atleast_1d(v) for v in ins], axis=axis).astype(out_dtype)
+        return np.concatenate([np.atleast_1d(np.asarray(v)) for v in ins],
+                              axis=axis).astype(out_dtype)
     if k in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
         assert ins[0] is not None
         return np.asarray(ins[0]).reshape(g.t(op.outputs[0]).shape).astype(out_dtype)

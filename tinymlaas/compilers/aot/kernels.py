@@ -134,23 +134,27 @@ def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Ten
     return _overlap(step, y, x_index, x, np.repeat(first * depth, units))
 
 
+def float_range(op: Op) -> tuple[float, float]:
+    """A float op's fused activation as clamp bounds (the largest floats for none)."""
+    act = int(op.options.get("fusedActivationFunction", 0))
+    bounds = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+    require(act in bounds, op, f"fused activation code {act} is not supported")
+    big = float(np.finfo(np.float32).max)
+    lo, hi = bounds[act]
+    return max(lo, -big), min(hi, big)
+
+
 def _fully_connected_f32(ctx: Ctx, op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor,
                          rows: int, depth: int, units: int) -> list[Step]:
     for t in (x, w, y):
         require_dtype(op, t, "float32")
-    act = int(op.options.get("fusedActivationFunction", 0))
-    lo, hi = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(
-        act, (None, None))
-    require(lo is not None, op, f"fused activation code {act} is not supported")
     assert w.data is not None
     bias = b.data if b is not None and b.data is not None else np.zeros(units, np.float32)
     d = ctx.data
-    big = float(np.finfo(np.float32).max)
     args: list[Arg] = [
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
         d.add("w", "float", w.data), d.add("b", "float", bias),
-        d.add("q", "float", [max(float(lo), -big), min(float(hi), big)]),
-        rows, depth, units,
+        d.add("q", "float", list(float_range(op))), rows, depth, units,
     ]
     return [Step("fc_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
@@ -308,10 +312,8 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     is_max = op.kind == "MAX_POOL_2D"
     geom = ctx.struct([ih, iw, ch, oh, ow, kh, kw, sh, sw, pt, pl, nb, int(is_max)])
     if x.dtype == "float32":
-        from tinymlaas.compilers.aot.kernels_more import _float_range
-
         big = float(np.finfo(np.float32).max)
-        q = ctx.data.add("q", "float", [*_float_range(op), -big])
+        q = ctx.data.add("q", "float", [*float_range(op), -big])
     else:
         q = ctx.data.add("q", "int32_t", [*_act(op, y), QRANGE[x.dtype][0]])
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), q, geom]
@@ -538,8 +540,17 @@ def add_sub_mul(ctx: Ctx, op: Op) -> list[Step]:
 
 # --- data movement ----------------------------------------------------------
 
-def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Arg]:
-    return [_operand(ctx, i) if ctx.g.t(i).is_const else Buf(i, const=True) for i in indices]
+def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Buf | str]:
+    """Inputs as pointers: run-time tensors, or constants placed in the model data."""
+    items: list[Buf | str] = []
+    for i in indices:
+        t = ctx.g.t(i)
+        if t.is_const:
+            assert t.data is not None
+            items.append(ctx.data.add("c", CTYPES[t.dtype], t.data))
+        else:
+            items.append(Buf(i, const=True))
+    return items
 
 
 @lowers("CONCATENATION", "PACK", dtypes=("int8", "int16", "int32", "float32"))

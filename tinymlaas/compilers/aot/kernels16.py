@@ -129,6 +129,7 @@ def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
                 "for int8")
     lo, hi = _act(op, y)
     zin, zout = (0, 0) if wide else (x.zp, y.zp)  # TFLM's int16 kernel ignores zero points
+    assert w.data is not None
     geom = ctx.struct([ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pt, pl, nb, int(per_channel),
                        int(wide)])
     args: list[Arg] = [

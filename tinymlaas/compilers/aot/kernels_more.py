@@ -21,6 +21,7 @@ from tinymlaas.compilers.aot.kernels import (
     _broadcast,
     _operand,
     _unary,
+    float_range,
     gather_step,
     same_quantization,
 )
@@ -160,15 +161,6 @@ def resize_nearest(ctx: Ctx, op: Op) -> list[Step]:
 _BINARY = {"MINIMUM": 0, "MAXIMUM": 1, "ADD": 2, "SUB": 3, "MUL": 4, "DIV": 5}
 
 
-def _float_range(op: Op) -> tuple[float, float]:
-    act = int(op.options.get("fusedActivationFunction", 0))
-    bounds = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
-    require(act in bounds, op, f"fused activation code {act} is not supported")
-    big = float(np.finfo(np.float32).max)
-    lo, hi = bounds[act]
-    return max(lo, -big), min(hi, big)
-
-
 def binary(ctx: Ctx, op: Op) -> list[Step]:
     """MINIMUM/MAXIMUM on raw values; float32 ADD/SUB/MUL/DIV with their clamp."""
     g = ctx.g
@@ -178,7 +170,7 @@ def binary(ctx: Ctx, op: Op) -> list[Step]:
     if op.kind in ("MINIMUM", "MAXIMUM") and a.quantized:
         require(same_quantization(a, b) and same_quantization(a, y), op,
                 "inputs and output must share their quantization (TFLM compares raw values)")
-    lohi = _float_range(op) if a.dtype == "float32" else QRANGE[a.dtype]
+    lohi = float_range(op) if a.dtype == "float32" else QRANGE[a.dtype]
     geom = ctx.struct(_broadcast(op, a, b, y), "int32_t")
     args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
                        Buf(op.outputs[0]), ctx.data.add("q", CTYPES[a.dtype], list(lohi)),
@@ -300,8 +292,8 @@ def sum_(ctx: Ctx, op: Op) -> list[Step]:
         return reduction(ctx, op, 1)
     m, s = quant.quantize_multiplier(float(x.scale) / float(y.scale))
     q = [quant.wrap32(x.zp * dims[1]), m, s, y.zp, *QRANGE[y.dtype]]
-    args = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q),
-            ctx.struct(dims, "int32_t")]
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", q), ctx.struct(dims, "int32_t")]
     return [Step(f"sumq.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
                  op.describe())]
 
@@ -332,7 +324,7 @@ def conv_f32(ctx: Ctx, op: Op, depthwise: bool, geometry: list[int]) -> list[Ste
     bias = b.data if b is not None and b.data is not None else np.zeros(oc, np.float32)
     args: list[Arg] = [
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]), ctx.data.add("w", "float", w.data),
-        ctx.data.add("b", "float", bias), ctx.data.add("q", "float", list(_float_range(op))),
+        ctx.data.add("b", "float", bias), ctx.data.add("q", "float", list(float_range(op))),
         ctx.struct([*geometry, int(depthwise)]),
     ]
     return [Step("conv_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,9 @@ CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "in
 #: Suffix of a templated kernel's instance per dtype (``runtime/*.c`` with ``$T``/``$S``).
 SUFFIX = {"int8": "s8", "uint8": "u8", "int16": "s16", "int32": "s32", "int64": "s64",
           "uint32": "u32", "float32": "f32", "bool": "u8"}
-_NP_OF_C = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "uint16_t": np.uint16,
-            "int32_t": np.int32, "uint32_t": np.uint32, "int64_t": np.int64, "float": np.float32}
+_NP_OF_C: dict[str, type[np.integer[Any]] | type[np.floating[Any]]] = {
+    "int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "uint16_t": np.uint16,
+    "int32_t": np.int32, "uint32_t": np.uint32, "int64_t": np.int64, "float": np.float32}
 
 #: Ops the TFLite converter or TFLM's signal library emit that run only in an interpreter
 #: with the matching registration; the refusal says where they can run instead.
@@ -59,7 +61,7 @@ class DataSection:
         if arr.size == 0:
             arr = np.zeros(1)
         if ctype != "float":
-            info = np.iinfo(_NP_OF_C[ctype])
+            info = np.iinfo(np.dtype(_NP_OF_C[ctype]))
             assert arr.min() >= info.min and arr.max() <= info.max, (stem, ctype)
         name = f"{stem}{len(self.members)}"
         self.members.append(DataMember(name, ctype, arr.astype(_NP_OF_C[ctype])))
@@ -137,7 +139,7 @@ class Ctx:
 
     def struct(self, values: list[int], ctype: str = "int16_t") -> Struct:
         """A code-side constant array of structure (shapes, strides): not model data."""
-        info = np.iinfo(_NP_OF_C[ctype])
+        info = np.iinfo(np.dtype(_NP_OF_C[ctype]))
         for v in values:
             if not info.min <= v <= info.max:
                 raise UnsupportedModel(f"dimension {v} is too large for the aot kernels")

@@ -1,7 +1,8 @@
 """The new ops and dtypes on emulated boards: compiled, built by the Cortex-M builder,
 booted in QEMU, every output byte equal to TFLM's (Cortex-M4 with its DSP path and
-Cortex-M0 without a 64-bit multiply): 16x8, SVDF with its state carried from one
-inference to the next, float32 (soft float), index ops, two inputs and outputs."""
+Cortex-M0 without a 64-bit multiply): 16x8, SVDF and resource variables with their state
+carried from one inference to the next, float32 (soft float), index ops, two inputs and
+outputs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from _models import convert
 from test_aot_16x8 import build_kind
 from test_aot_more_ops import _two_in_two_out
 from test_aot_svdf import svdf_model
+from test_aot_variables import streaming_model
 
 from tinymlaas import tflite
 from tinymlaas.builders.local import LocalBuilder
@@ -60,6 +62,7 @@ def _models(settings: Settings) -> dict[str, bytes]:
             t, axis=-1, keepdims=True) * 0.5), axis=-1, output_type=tf.int32), tf.float32))(y)
     return {
         "svdf": svdf_model(3, 1, 8, 4, 2, 5, True),
+        "variables": streaming_model(settings, "int8"),
         "float": convert(settings, "qemu_float", {"seed": 1}, floats, (6, 6, 2), mode="float"),
         "int8_indices": convert(settings, "qemu_indices", {"seed": 4}, indices, (3, 4, 2)),
         "16x8": convert(settings, "qemu_16x8", {"seed": 2}, conv16, (6, 6, 2), mode="16x8"),

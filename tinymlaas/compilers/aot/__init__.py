@@ -20,6 +20,7 @@ from tinymlaas.compilers.aot import graph as graph_mod
 from tinymlaas.compilers.aot.coverage import CoverageRow, coverage
 from tinymlaas.compilers.aot.emit import Identity, Placement, Source, emit
 from tinymlaas.compilers.aot.lower import (
+    CTYPES,
     ELSEWHERE,
     Lowered,
     Step,
@@ -167,8 +168,12 @@ def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) 
     place = _place(g, low.steps, in_place)
     digest = hashlib.sha256(model).hexdigest()
     identity = model_identity(g, low, digest)
-    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity,
-               state=state_roots(g, low.steps))
+    state = state_roots(g, low.steps)
+    # Reset values of variables that have them travel with the model data.
+    inits = {r: low.data.add("s", CTYPES[g.t(r).dtype], g.state_init[r])
+             for r in state if r in g.state_init}
+    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity, state=state,
+               state_init=inits)
     weights = sum(m.nbytes for m in low.data.members if m.name[0] in "wb")
     return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
 

@@ -128,7 +128,7 @@ class Identity:
 
 
 def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: str,
-         identity: Identity, state: list[int]) -> Source:
+         identity: Identity, state: list[int], state_init: dict[int, str]) -> Source:
     p, P = name.lower(), name.upper()
     single = len(place.input_roots) == 1 and len(place.output_roots) == 1
     used: set[str] = set()
@@ -254,14 +254,18 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
     out_at, out_bytes = packed(outs)
     reset = ""
     if state:
-        # TFLM resets variable tensors to the zero point (int8) or zero.
+        # Variables start from their initial values (model data); TFLM resets variable
+        # tensors to the zero point (int8) or zero.
         fills = "".join(
+            f"    memcpy({p}_A + {place.offsets[r]}, {state_init[r]}, {g.t(r).nbytes});\n"
+            if r in state_init else
             f"    memset({p}_A + {place.offsets[r]}, {g.t(r).zp if g.t(r).dtype == 'int8' else 0}"
             f", {g.t(r).nbytes});\n" for r in state)
+        data_ref = (f"    const struct {p}_data *d = {p}_data_ref();\n" if state_init else "")
         reset = (f"/* State kept between invokes (recurrent and streaming layers). */\n"
                  f"static uint8_t {p}_state_ready;\n\n"
                  f"void {p}_reset(void)\n{{\n    int8_t *const {p}_A = (int8_t *){p}_arena;\n"
-                 f"{fills}    {p}_state_ready = 1;\n}}\n\n")
+                 f"{data_ref}{fills}    {p}_state_ready = 1;\n}}\n\n")
         prologue += f"    if (!{p}_state_ready) {{\n        {p}_reset();\n    }}\n"
     if single:
         entry = (f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"

@@ -328,3 +328,16 @@ def conv_f32(ctx: Ctx, op: Op, depthwise: bool, geometry: list[int]) -> list[Ste
         ctx.struct([*geometry, int(depthwise)]),
     ]
     return [Step("conv_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+@lowers("READ_VARIABLE", "ASSIGN_VARIABLE", dtypes=_MOVABLE)
+def variable(ctx: Ctx, op: Op) -> list[Step]:
+    """A resource variable is a state tensor: reading copies it out, assigning copies in."""
+    state = op.inputs[0]
+    src, dst = (state, op.outputs[0]) if op.kind == "READ_VARIABLE" else (op.inputs[1], state)
+    require(ctx.g.t(src).nbytes == ctx.g.t(state).nbytes == ctx.g.t(dst).nbytes, op,
+            "the variable and the value differ in size")
+    step = gather_step(ctx, op, src, dst, np.arange(ctx.g.t(src).size, dtype=np.int64))
+    if op.kind == "ASSIGN_VARIABLE":  # the state is written in place, not produced
+        step.reads, step.writes = [src, state], []
+    return [step]

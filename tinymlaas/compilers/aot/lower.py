@@ -199,7 +199,9 @@ def _registry() -> dict[str, Declared]:
 #: Ops that only ever survive as compile-time constants or aliases, with their dtypes.
 FOLDED_OPS = {"SHAPE": "any", "RESHAPE": "any", "SQUEEZE": "any", "EXPAND_DIMS": "any",
               "SPACE_TO_BATCH_ND": "int8 (fused into a dilated conv)",
-              "BATCH_TO_SPACE_ND": "int8 (fused into a dilated conv)"}
+              "BATCH_TO_SPACE_ND": "int8 (fused into a dilated conv)",
+              "VAR_HANDLE": "resource (a state tensor)",
+              "CALL_ONCE": "initialising variables with constants"}
 
 
 def supported_ops() -> frozenset[str]:

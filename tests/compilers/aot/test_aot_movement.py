@@ -41,6 +41,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "avg_pool": ("AVERAGE_POOL_2D", ("float", "16x8")),
     "max_pool": ("MAX_POOL_2D", ("float", "16x8")),
     "mean": ("MEAN", ("float",)),
+    "prelu": ("PRELU", ("int8", "float")),
 }
 
 
@@ -91,6 +92,9 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
     if k in ("avg_pool", "max_pool"):
         layer = L.AveragePooling2D if k == "avg_pool" else L.MaxPooling2D
         return layer(2, strides=1 + p["seed"] % 2, padding="same" if p["seed"] < 2 else "valid")(a)
+    if k == "prelu":
+        return L.PReLU(alpha_initializer=tf.keras.initializers.RandomUniform(-0.5, 0.8),
+                       shared_axes=[1, 2])(a)
     if k == "mean":
         return L.GlobalAveragePooling2D()(a)
     if k == "int32_math":  # ADD, SUB, MUL, MINIMUM, MAXIMUM of int32

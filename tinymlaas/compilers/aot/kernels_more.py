@@ -341,3 +341,26 @@ def variable(ctx: Ctx, op: Op) -> list[Step]:
     if op.kind == "ASSIGN_VARIABLE":  # the state is written in place, not produced
         step.reads, step.writes = [src, state], []
     return [step]
+
+
+@lowers("PRELU", dtypes=("int8", "float32"))
+def prelu(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    x, alpha, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    require_dtype(op, y, x.dtype)
+    require_dtype(op, alpha, "float32" if x.dtype == "float32" else "int8")
+    geom = ctx.struct(_broadcast(op, x, alpha, y), "int32_t")
+    reads = [i for i in op.inputs[:2] if not g.t(i).is_const]
+    if x.dtype == "float32":
+        args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
+                           Buf(op.outputs[0]), geom]
+        return [Step("prelu_f32", args, reads, [op.outputs[0]], op.describe())]
+    m1, s1 = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    m2, s2 = quant.quantize_multiplier(float(x.scale) * float(alpha.scale) / float(y.scale))
+    q = [-x.zp, -alpha.zp, m1, s1, m2, s2, y.zp, *QRANGE[y.dtype]]
+    args = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]), Buf(op.outputs[0]),
+            ctx.data.add("q", "int32_t", q), geom]
+    step = Step(f"prelu.{SUFFIX[x.dtype]}", args, reads, [op.outputs[0]], op.describe())
+    if x.size == y.size and not x.is_const:
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+    return [step]

@@ -1,6 +1,6 @@
 """Lowerings beyond the int8 core: 16x8 quantization (int16 activations, int8 weights,
-64-bit biases) and the ops published models need next to it (SUB, LEAKY_RELU,
-TRANSPOSE_CONV, TRANSPOSE).
+64-bit biases) and the ops published models need next to it (LEAKY_RELU,
+TRANSPOSE_CONV, TRANSPOSE, and SVDF with its state).
 
 The arithmetic is TFLM's reference kernels' (``reference_integer_ops``), with
 Prepare's multipliers computed here once.

@@ -42,6 +42,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "max_pool": ("MAX_POOL_2D", ("float", "16x8")),
     "mean": ("MEAN", ("float",)),
     "prelu": ("PRELU", ("int8", "float")),
+    "bilinear": ("RESIZE_BILINEAR", ("int8",)),
+    "bilinear_corners": ("RESIZE_BILINEAR", ("int8",)),
 }
 
 
@@ -92,6 +94,11 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
     if k in ("avg_pool", "max_pool"):
         layer = L.AveragePooling2D if k == "avg_pool" else L.MaxPooling2D
         return layer(2, strides=1 + p["seed"] % 2, padding="same" if p["seed"] < 2 else "valid")(a)
+    if k == "bilinear":  # half-pixel centres, up and down
+        return lam(lambda t: tf.image.resize(t, (2 * p["h"] + 1, max(1, p["w"] - 1))))
+    if k == "bilinear_corners":
+        return lam(lambda t: tf.compat.v1.image.resize_bilinear(
+            t, (3 * p["h"] - 1, p["w"] + 3), align_corners=True))
     if k == "prelu":
         return L.PReLU(alpha_initializer=tf.keras.initializers.RandomUniform(-0.5, 0.8),
                        shared_axes=[1, 2])(a)

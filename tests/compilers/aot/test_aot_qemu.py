@@ -47,6 +47,7 @@ def _models(settings: Settings) -> dict[str, bytes]:
         L = tf.keras.layers
         y = L.Conv2DTranspose(3, 3, strides=2, padding="same")(x)
         y = L.LeakyReLU(0.3)(L.Subtract()([y, L.Conv2D(3, 1)(y)]))
+        y = L.Lambda(lambda t: tf.image.resize(t, (5, 11)))(y)  # bilinear
         return L.Permute((3, 1, 2))(y)
     def floats(tf: Any, x: Any, p: dict[str, Any]) -> Any:
         L = tf.keras.layers
@@ -66,7 +67,7 @@ def _models(settings: Settings) -> dict[str, bytes]:
         "float": convert(settings, "qemu_float", {"seed": 1}, floats, (6, 6, 2), mode="float"),
         "int8_indices": convert(settings, "qemu_indices", {"seed": 4}, indices, (3, 4, 2)),
         "16x8": convert(settings, "qemu_16x8", {"seed": 2}, conv16, (6, 6, 2), mode="16x8"),
-        "int8": convert(settings, "qemu_ops8", {"seed": 3}, ops8, (3, 4, 2)),
+        "int8": convert(settings, "qemu_ops8_bilinear", {"seed": 3}, ops8, (3, 4, 2)),
         "two_io": _two_in_two_out(settings),
         "leaky16": convert(settings, "elementwise16",
                            {"kind": "leaky", "seed": 1, "h": 2, "w": 3, "c": 2}, build_kind,

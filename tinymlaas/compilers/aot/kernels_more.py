@@ -364,3 +364,37 @@ def prelu(ctx: Ctx, op: Op) -> list[Step]:
     if x.size == y.size and not x.is_const:
         step.overlap[(op.outputs[0], op.inputs[0])] = 0
     return [step]
+
+
+def _bilinear_axis(n_in: int, n_out: int, align: bool, half: bool) -> list[int]:
+    """TFLM's ComputeInterpolationValuesInteger per output index: lower, upper, and the
+    upper neighbour's weight, in 10-bit fixed point."""
+    scale = (1024 * n_in + n_out // 2) // n_out
+    if align and n_out > 1:
+        scale = (1024 * (n_in - 1) + (n_out - 1) // 2) // (n_out - 1)
+    table = []
+    for i in range(n_out):
+        v = i * scale + scale // 2 - 512 if half else i * scale
+        lo = max(quant.tdiv(v, 1024), 0)
+        hi = min(quant.tdiv(v + 1023, 1024), n_in - 1)
+        table += [lo, hi, v - 1024 * lo]
+    return table
+
+
+@lowers("RESIZE_BILINEAR", dtypes=("int8",))
+def resize_bilinear(ctx: Ctx, op: Op) -> list[Step]:
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, y, "int8")
+    require(len(x.shape) == 4 and len(y.shape) == 4, op, "input and output must be 4-D")
+    require(same_quantization(x, y), op, "input and output quantization must be equal")
+    nb, ih, iw, c = x.shape
+    _, oh, ow, _ = y.shape
+    align = bool(op.options.get("alignCorners", False))
+    half = bool(op.options.get("halfPixelCenters", False))
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+        ctx.struct(_bilinear_axis(ih, oh, align, half), "int32_t"),
+        ctx.struct(_bilinear_axis(iw, ow, align, half), "int32_t"),
+        ctx.struct([nb, ih, iw, c, oh, ow], "int32_t"),
+    ]
+    return [Step("resize_bl_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]

@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mean": ("MEAN", ("float",)),
     "prelu": ("PRELU", ("int8", "float")),
     "bilinear": ("RESIZE_BILINEAR", ("int8",)),
+    "hard_swish": ("HARD_SWISH", ("int8", "float")),
     "bilinear_corners": ("RESIZE_BILINEAR", ("int8",)),
 }
 
@@ -94,6 +95,8 @@ def build(tf: Any, x: Any, p: dict[str, Any]) -> Any:
     if k in ("avg_pool", "max_pool"):
         layer = L.AveragePooling2D if k == "avg_pool" else L.MaxPooling2D
         return layer(2, strides=1 + p["seed"] % 2, padding="same" if p["seed"] < 2 else "valid")(a)
+    if k == "hard_swish":
+        return lam(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))
     if k == "bilinear":  # half-pixel centres, up and down
         return lam(lambda t: tf.image.resize(t, (2 * p["h"] + 1, max(1, p["w"] - 1))))
     if k == "bilinear_corners":

@@ -193,7 +193,8 @@ def div(ctx: Ctx, op: Op) -> list[Step]:
     return binary(ctx, op)
 
 
-_UNARY_F32 = {"ABS": 0, "NEG": 1, "SQRT": 2, "RSQRT": 3, "RELU": 4, "RELU6": 5, "RELU_N1_TO_1": 6}
+_UNARY_F32 = {"ABS": 0, "NEG": 1, "SQRT": 2, "RSQRT": 3, "RELU": 4, "RELU6": 5, "RELU_N1_TO_1": 6,
+              "HARD_SWISH": 7}
 
 
 def unary_f32(ctx: Ctx, op: Op) -> list[Step]:
@@ -398,3 +399,51 @@ def resize_bilinear(ctx: Ctx, op: Op) -> list[Step]:
         ctx.struct([nb, ih, iw, c, oh, ow], "int32_t"),
     ]
     return [Step("resize_bl_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -32768:
+        return 32767
+    ab = a * b
+    return quant.tdiv(ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14)), 1 << 15)
+
+
+def _shl_sat16(v: int, amount: int) -> int:
+    return max(-32768, min(32767, v * (1 << amount)))
+
+
+def _to_int16_multiplier(m: int) -> int:
+    """TFLite's DownScaleInt32ToInt16Multiplier."""
+    return 32767 if m >= (1 << 31) - 1 - (1 << 15) else (m + (1 << 15)) >> 16
+
+
+@lowers("HARD_SWISH", dtypes=("int8", "float32"))
+def hard_swish(ctx: Ctx, op: Op) -> list[Step]:
+    """int8: TFLM's 16-bit fixed-point hard swish, tabulated for the 256 inputs."""
+    x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    require_dtype(op, y, x.dtype)
+    if x.dtype == "float32":
+        return unary_f32(ctx, op)
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(x.scale)
+    om, oe = quant.quantize_multiplier(float(hires / f32(y.scale)))
+    rm, re_ = quant.quantize_multiplier(float(hires / (f32(3.0) / f32(32768.0))))
+    require(oe <= 0, op, "the output scale is too small for TFLM's int8 hard swish")
+    om16, rm16 = _to_int16_multiplier(om), _to_int16_multiplier(rm)
+    table = []
+    for v in (_INT8 - x.zp).tolist():
+        hi = v * 128
+        pre = _srdhm16(hi, om16)
+        r = _shl_sat16(hi, re_ - 1) if re_ > 0 else hi
+        r = _srdhm16(r, rm16)
+        if re_ > 0:
+            r = _shl_sat16(r, 1)
+        elif re_ < 0:
+            r = quant.rdbpot(r, -re_)
+        r = (r + (1 << 15)) >> 1
+        # TFLM's own doubling high multiply here truncates (no rounding nudge).
+        prod = 32767 if r == pre == -32768 else quant.tdiv(r * pre, 1 << 15)
+        out = quant.rdbpot(prod, -oe) + y.zp
+        table.append(max(-128, min(127, out)))
+    return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")

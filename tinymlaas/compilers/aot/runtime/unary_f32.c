@@ -1,5 +1,5 @@
 /* float32 elementwise: 0 ABS, 1 NEG, 2 SQRT, 3 RSQRT (1/sqrt, as TFLM), 4 RELU, 5 RELU6,
- * 6 RELU_N1_TO_1. The square root is computed exactly rounded from the bits (IEEE
+ * 6 RELU_N1_TO_1, 7 HARD_SWISH (x * min(6, max(0, x + 3)) / 6, in that order). The square root is computed exactly rounded from the bits (IEEE
  * sqrt, as std::sqrt), so no C library is needed. */
 static float aot_sqrtf(float v)
 {
@@ -85,9 +85,14 @@ static void aot_unary_f32(const float *x, float *y, int32_t n, int32_t op)
             r = v > 0.0f ? v : 0.0f;
             r = r < 6.0f ? r : 6.0f;
             break;
-        default:
+        case 6:
             r = v > -1.0f ? v : -1.0f;
             r = r < 1.0f ? r : 1.0f;
+            break;
+        default:
+            r = v + 3.0f;
+            r = r > 0.0f ? r : 0.0f;
+            r = v * (r < 6.0f ? r : 6.0f) / 6.0f;
             break;
         }
         y[i] = r;

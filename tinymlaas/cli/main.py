@@ -130,11 +130,18 @@ def targets(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def compilers(as_json: JsonOpt = False) -> None:
-    """List compiler plugins, their ops and options."""
+def compilers(
+    coverage: Annotated[list[Path] | None, typer.Option(
+        "--coverage", help="a model: which of its ops and dtypes each compiler takes (repeatable)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List compiler plugins, their ops and options; with --coverage, what they take of models."""
     from tinymlaas.plugins.base import Compiler
     from tinymlaas.plugins.registry import plugins
 
+    if coverage:
+        _coverage(coverage, as_json)
+        return
     cards = [cls.describe() for cls in plugins("compilers").values() if issubclass(cls, Compiler)]
     if as_json:
         print_json(cards)
@@ -145,6 +152,25 @@ def compilers(as_json: JsonOpt = False) -> None:
         out.print(f"  ops ({len(d.ops)}): {', '.join(d.ops)}")
         for key, prop in d.options.get("properties", {}).items():
             out.print(f"  -O {key}=<{prop.get('type', 'value')}>  {prop.get('description', '')}")
+
+
+def _coverage(models: list[Path], as_json: bool) -> None:
+    """Per model, each op and dtype and whether ``aot`` and ``tflm`` take it (and why not)."""
+    from dataclasses import asdict
+
+    from tinymlaas.compilers.aot import coverage
+
+    report = {str(m): coverage(read_model_file(m)) for m in models}
+    if as_json:
+        print_json({m: [asdict(r) for r in rows] for m, rows in report.items()})
+        return
+    for model, rows in report.items():
+        table = Table("op", "dtype", "count", "aot", "tflm", "notes", title=str(model))
+        for r in rows:
+            why = "; ".join(x for x in (r.aot_reason, r.tflm_reason) if x)
+            table.add_row(r.op, r.dtype, str(r.count), "yes" if r.aot else "[red]no[/]",
+                          "yes" if r.tflm else "[red]no[/]", why)
+        out.print(table)
 
 
 @app.command()

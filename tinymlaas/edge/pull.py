@@ -74,8 +74,8 @@ class PullAgent:
 
     def __init__(self, base_url: str, endpoint: str, *, device: Callable[[], dict[int, Any]],
                  firmware: FirmwareBackend, modules: ModuleBackend | None, inference: InferenceRuntime,
-                 workdir: Path, token: str | None = None, boot_result: FwResult = FwResult.initial,
-                 wait_s: float = 20.0) -> None:
+                 workdir: Path, token: str | None = None, boot_result: FwResult | None = FwResult.initial,
+                 boot_detail: str = "", wait_s: float = 20.0) -> None:
         self.url = f"{base_url.rstrip('/')}/ota/{endpoint}/poll"
         self.endpoint = endpoint
         self.device = device
@@ -93,15 +93,26 @@ class PullAgent:
         self._work: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._dirty = asyncio.Event()
         self.connected = asyncio.Event()
+        #: The firmware update that rebooted us, until its result is known (the image on trial).
+        self._boot_command: str | None = None
         pending = workdir / PENDING
         if pending.is_file():  # the firmware update that rebooted us: say how it ended
-            cid = json.loads(pending.read_text())["id"]
+            self._boot_command = json.loads(pending.read_text())["id"]
             pending.unlink()
-            ok = boot_result == FwResult.success
-            self.seen.add(cid)
-            self._result(cid, ok, code=int(boot_result),
-                         detail="" if ok else "the boot ROM rolled back to the previous image",
-                         states=["downloaded", "updating", "idle"])
+            self.seen.add(self._boot_command)
+            if boot_result is not None:
+                self.report_boot(boot_result, boot_detail)
+
+    def report_boot(self, result: FwResult, detail: str = "") -> None:
+        """Say how the update that rebooted the device ended (at once, or when the new image has
+        confirmed itself)."""
+        if self._boot_command is None:
+            return
+        ok = result == FwResult.success
+        self._result(self._boot_command, ok, code=int(result),
+                     detail=detail or ("" if ok else "the boot ROM rolled back to the previous image"),
+                     states=["downloaded", "updating", "idle"])
+        self._boot_command = None
 
     # -- what gets reported ---------------------------------------------------------------
     def _result(self, cid: str, ok: bool, **fields: Any) -> None:

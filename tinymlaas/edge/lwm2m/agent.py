@@ -238,6 +238,11 @@ class FirmwareUpdate(Instance):
     def state(self) -> FwState:
         return FwState(self.values[Fw.STATE])
 
+    def report(self, result: FwResult) -> None:
+        """How an update that rebooted the device ended, once the new image knows (it confirmed
+        itself, or the boot ROM rolled it back)."""
+        self._to(FwState.idle, result)
+
     def _to(self, state: FwState, result: FwResult | None = None) -> None:
         self.set(Fw.LAST_STATE_CHANGE, int(time.time()))
         if result is not None:

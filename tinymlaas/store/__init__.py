@@ -211,6 +211,12 @@ class Store:
         with self.read() as db:
             return [_job(r) for r in db.scalars(query)]
 
+    def unfinished_deployments(self) -> list[Deployment]:
+        """Deployments that never got an outcome (the service stopped while they ran)."""
+        with self.read() as db:
+            return [_deployment(r) for r in db.scalars(select(DeploymentRow)
+                                                       .where(DeploymentRow.outcome.is_(None)))]
+
     def fail_unfinished_jobs(self, reason: str) -> int:
         """Jobs a previous process left queued/running can never finish: say so."""
         with self.tx() as db:

@@ -40,13 +40,15 @@ from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
+    """The service; ``announce_admin``: print a new service's first admin (people run it), or only
+    keep it in its file (programs that start a private service read it there)."""
     orchestrator_cls = orchestrator_plugin(settings.orchestrator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
-        first_admin(store, settings.data_dir)
+        first_admin(store, settings.data_dir, announce=announce_admin)
         await asyncio.to_thread(recover, store, settings.data_dir)
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls

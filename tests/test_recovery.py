@@ -51,3 +51,40 @@ def test_builder_containers_of_an_interrupted_build_are_removed(tmp_path: Path) 
         for c in (mine, other):
             with contextlib.suppress(Exception):
                 c.remove(force=True)
+
+
+def _built(store: Store, version: str, model_sha: str) -> str:
+    from tinymlaas.models import CompilerInfo, ModelInfo, ModuleMemory, StoredFirmware, StoredModule
+
+    info = ModelInfo(sha256=model_sha, bytes=1, ops=[], operators=0, inputs=[], outputs=[])
+    model = store.add_model("m", model_sha.encode(), source="t", info=info)
+    build = store.add_build(job_id=store.new_job("build").id, model_id=model.id, target="x86-tflm",
+                            compiler=None, options={}, builder="docker", version=version)
+    store.finish_build(build.id, module=StoredModule(
+        name="m", kind="tflm-bundle", target="x86-tflm", model_sha256=model_sha, ops=[], inputs=[],
+        outputs=[], compiler=CompilerInfo(name="tflm", version="1"), memory=ModuleMemory()),
+        firmware=StoredFirmware(board="x86-tflm", version=version, model_sha256=model_sha,
+                                image="firmware.pyz", image_sha256="c" * 64, files={}, sizes={}, headroom={}))
+    return build.id
+
+
+def test_a_failed_record_is_corrected_when_the_device_runs_what_it_sent(database_url: str,
+                                                                          tmp_path: Path) -> None:
+    from tinymlaas.services.deployments import reconcile
+
+    store = Store(database_url, tmp_path / "artifacts")
+    _built(store, "1.0.0", "1" * 64)
+    b2 = _built(store, "2.0.0", "2" * 64)
+    old = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                               build_id=b2)
+    latest = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                                  build_id=b2)
+    recover(store, tmp_path)  # both closed as failed: the service stopped during them
+    assert reconcile(store, "d1", "1.0.0", "1" * 64) is None  # it still runs 1.0.0: right
+    fixed = reconcile(store, "d1", "2.0.0", "2" * 64)
+    assert fixed is not None and fixed.id == latest.id
+    assert (fixed.succeeded, fixed.result_code, fixed.reconciled) == (True, 1, True)
+    assert fixed.firmware_after == "2.0.0" and "later reported" in fixed.detail
+    assert store.deployment(old.id).succeeded is False  # only the latest is judged
+    assert reconcile(store, "d1", "2.0.0", "2" * 64) is None  # nothing left to correct
+    store.close()

@@ -452,6 +452,8 @@ class UpdateOutcome(BaseModel):
     fell_back_to_firmware: bool = False
     attempts: int = 0
     seconds: float = 0.0
+    #: Set when the record was corrected from what the device later reported it runs.
+    reconciled: bool = False
 
 
 class Deployment(UpdateOutcome):

@@ -43,8 +43,18 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/models/{ref}/lineage"): V, ("GET", "/models/{ref}/variants/{variant}"): V,
     ("GET", "/evaluations"): V, ("POST", "/evaluations"): S, ("GET", "/evaluations/{evaluation_id}"): V,
     ("GET", "/evaluations/{evaluation_id}/confusion.png"): V, ("POST", "/profiles"): S,
+    # The CFO: comparisons are reads; a cloud endpoint publishes a model version (a data scientist's
+    # or an operator's call); a device's policy changes what it does in the field (an operator's).
+    ("GET", "/cost/inputs"): V, ("POST", "/cost/compare"): V, ("POST", "/cost/chart"): V,
+    ("POST", "/hybrid/endpoints"): S, ("GET", "/hybrid/endpoints"): V,
+    ("GET", "/hybrid/endpoints/{endpoint_id}"): V, ("DELETE", "/hybrid/endpoints/{endpoint_id}"): S,
+    ("PUT", "/devices/{endpoint}/hybrid"): OP, ("GET", "/devices/{endpoint}/hybrid"): V,
+    ("DELETE", "/devices/{endpoint}/hybrid"): OP, ("POST", "/hybrid/evaluations"): S,
+    ("GET", "/hybrid/evaluations"): V, ("GET", "/hybrid/evaluations/{evaluation_id}"): V,
+    ("GET", "/hybrid/evaluations/{evaluation_id}/plot.png"): V,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
+    ("POST", "/ota/{endpoint}/escalate"): "device",
 }
 
 

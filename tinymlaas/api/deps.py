@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.services.hybrid import Cloud
 from tinymlaas.store import Store
 
 T = TypeVar("T")
@@ -39,7 +40,12 @@ def get_orchestrator(request: Request) -> Orchestrator:
     return orchestrator
 
 
+def get_cloud(request: Request) -> Cloud:
+    return _state(request, "cloud", Cloud)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+CloudDep = Annotated[Cloud, Depends(get_cloud)]

@@ -16,11 +16,13 @@ from tinymlaas.api.routes import (
     artifacts,
     builds,
     catalog,
+    cost,
     credentials,
     datasets,
     deployments,
     devices,
     evaluations,
+    hybrid,
     jobs,
     models,
     profiles,
@@ -31,6 +33,7 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.hybrid import Cloud
 from tinymlaas.store import Store
 
 
@@ -46,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         await orchestrator.start(settings.data_dir)
+        app.state.cloud = Cloud(store)
+        orchestrator.escalation = app.state.cloud.escalate  # devices' uncertain inferences
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
         try:
@@ -60,7 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
     handlers.install(app, settings.max_body_bytes)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
-              datasets.router, trainings.router, evaluations.router, profiles.router):
+              datasets.router, trainings.router, evaluations.router, profiles.router, cost.router,
+              hybrid.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

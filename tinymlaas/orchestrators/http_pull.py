@@ -10,6 +10,11 @@ URLs as LwM2M's; results use the LwM2M objects' Update Result codes and words, s
 both protocols' deployments read alike. With ``security = "token"`` every poll
 carries the device's bearer token (``POST /devices/{endpoint}/credentials``).
 
+Hybrid inference: a ``hybrid`` command gives the device its escalation policy;
+the device escalates an uncertain inference with ``POST /ota/{endpoint}/escalate``
+(same token), a request of its own because it needs the answer now, and a
+long poll may be held for 20 s; each poll reports the policy and the counts.
+
 The device side is :mod:`tinymlaas.edge.pull`.
 """
 
@@ -41,6 +46,8 @@ from tinymlaas.models import (
     Device,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
+    HybridState,
     InferenceReport,
     JoinInfo,
     Package,
@@ -76,6 +83,7 @@ class Inference(BaseModel):
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
+    escalated: bool | None = Field(None, description="answered by the cloud model (a hybrid device)")
 
 
 class CommandResult(BaseModel):
@@ -101,16 +109,23 @@ class Poll(BaseModel):
 
 class Command(BaseModel):
     id: str
-    op: Literal["infer", "firmware", "model"]
+    op: Literal["infer", "firmware", "model", "hybrid"]
     input: str | None = None
     url: str | None = None
     sha256: str | None = None
     size: int | None = None
+    policy: dict[str, Any] | None = Field(None, description="hybrid: threshold and cloud endpoint")
 
 
 class PollReply(BaseModel):
     commands: list[Command]
     poll_wait_s: float
+
+
+class EscalationRequest(BaseModel):
+    """An inference the device was not sure of: its raw input tensor."""
+
+    input: Base64
 
 
 # -- the service's side --------------------------------------------------------------
@@ -256,7 +271,7 @@ class HttpPullOrchestrator(Orchestrator):
             rec.endpoint, count=inf.count, raw_input=base64.b64decode(inf.input),
             raw_output=base64.b64decode(inf.output), tensors=rec.status.tensors,
             latency_us=inf.latency_us, instructions=inf.instructions,
-            model_sha256=inf.model_sha256 or rec.status.model_sha256)
+            model_sha256=inf.model_sha256 or rec.status.model_sha256, escalated=inf.escalated)
 
     async def _command(self, endpoint: str, timeout: float, **fields: Any) -> CommandResult:
         rec = self._online(endpoint)
@@ -378,6 +393,26 @@ class HttpPullOrchestrator(Orchestrator):
             raise DeviceError(f"device '{endpoint}' could not run the inference: {res.detail}")
         return self._report(self._devices[endpoint], res.inference)
 
+    # -- hybrid inference ----------------------------------------------------------------
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        policy = {"threshold": threshold, "cloud": cloud}
+        res = await self._command(endpoint, self.settings.request_timeout_s, op="hybrid", policy=policy)
+        if not res.ok:
+            raise DeviceError(f"device '{endpoint}' did not take the hybrid policy: {res.detail}")
+        state = self._devices[endpoint].status.hybrid
+        if state is None:
+            raise DeviceError(f"device '{endpoint}' took the policy but reports no hybrid state "
+                              "(its firmware predates hybrid inference)")
+        return state
+
+    async def escalate(self, endpoint: str, tensor: bytes, *, token: str | None) -> Escalation:
+        """An inference a device escalates: the device proves who it is, as on its polls."""
+        if self.tokens is not None:
+            self.tokens.check(endpoint, token)
+        if self.escalation is None:
+            raise NotFound("this service answers no escalated inferences")
+        return await self.escalation(endpoint, tensor)
+
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         rec = self._online(endpoint)
         q: asyncio.Queue[InferenceReport] = asyncio.Queue()
@@ -419,3 +454,15 @@ async def poll(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: Poll
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
     return await orch.poll(endpoint, body, token=token,
                            address=request.client.host if request.client else None)
+
+
+@router.post("/{endpoint}/escalate", dependencies=DEVICE, responses=problems(403, 404, 409, 422))
+async def escalate(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: EscalationRequest,
+                   request: Request, authorization: Annotated[str | None, Header()] = None) -> Escalation:
+    """A hybrid device's uncertain inference, answered by the cloud model of the policy the service
+    gave it."""
+    orch = request.app.state.orchestrator
+    if not isinstance(orch, HttpPullOrchestrator):
+        raise NotFound("this service's devices use another orchestrator")
+    token = authorization.removeprefix("Bearer ").strip() if authorization else None
+    return await orch.escalate(endpoint, base64.b64decode(body.input), token=token)

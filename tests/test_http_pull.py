@@ -15,61 +15,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _devices import TflmRuntime
+from _devices import Device
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
-from tinymlaas.edge.pull import PullAgent, Refused, Seen
+from tinymlaas.edge.pull import Refused, Seen
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.store import ArtifactStore
 
 pytestmark = pytest.mark.ota
-
-
-class InPlaceFirmware:
-    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>"."""
-
-    max_bytes = 1 << 16
-
-    def __init__(self) -> None:
-        self.version = "1.0.0"
-
-    def check(self, image: Path) -> tuple[str, str]:
-        data = image.read_bytes()
-        if not data.startswith(b"FW"):
-            raise ValueError("not a firmware image")
-        return "fw", data[2:].decode()
-
-    async def install(self, image: Path) -> None:
-        self.version = self.check(image)[1]
-
-
-class Device:
-    """A pull agent on its own thread and event loop, as on a device."""
-
-    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path) -> None:
-        self.firmware = InPlaceFirmware()
-        self.runtime = TflmRuntime(model)
-
-        def device() -> dict[int, Any]:
-            return {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
-
-        self.agent = PullAgent(url, endpoint, device=device, firmware=self.firmware, modules=None,
-                               inference=self.runtime, workdir=workdir, token=token, wait_s=1.0)
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(self.agent.run(self.stop)),
-                                       daemon=True)
-
-    def __enter__(self) -> Device:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ class HybridRuntime:
             if policy is None:
                 self.state_file.unlink(missing_ok=True)
             else:
+                self.state_file.parent.mkdir(parents=True, exist_ok=True)
                 self.state_file.write_text(json.dumps(asdict(policy)))
         log.info("hybrid policy: %s", "off (every inference answered here)" if policy is None else
                  f"escalate below {policy.threshold:g} to cloud endpoint {policy.cloud or '(unnamed)'}")

@@ -76,3 +76,30 @@ class Device:
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(10)
+
+
+class LwM2MDevice:
+    """An LwM2M client with the TinyML object over a real TFLM runtime, on its own thread and loop."""
+
+    def __init__(self, uri: str, endpoint: str, model: bytes) -> None:
+        from tinymlaas.edge.lwm2m.agent import DeviceObject, TinyMLObject
+        from tinymlaas.edge.lwm2m.client import LwM2MClient
+
+        self.runtime = TflmRuntime(model)
+        self.tinyml = TinyMLObject(self.runtime)
+        device = DeviceObject({0: "TinyMLaaS", 1: "in-process"})
+        self.client = LwM2MClient(endpoint, uri, [device, self.tinyml], lifetime=60)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LwM2MDevice:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.client.start(), self.loop).result(10)
+        registered = asyncio.wait_for(self.client.registered.wait(), 10)
+        asyncio.run_coroutine_threadsafe(registered, self.loop).result()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.client.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

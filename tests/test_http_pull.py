@@ -185,3 +185,24 @@ def test_a_grant_is_for_its_device_and_ends_with_the_deployment(
     assert (seen["anonymous"], seen["other device"], seen["this device"]) == (403, 403, 200)
     after = httpx.get(str(seen["url"]), headers={"Authorization": f"Bearer {token}"})
     assert after.status_code == 403 and "no valid download grant" in after.json()["detail"]
+
+
+def test_a_status_older_than_one_taken_is_ignored_until_the_device_restarts(
+        service: tuple[BackgroundServer, httpx.Client]) -> None:
+    """Two polls of one device can cross (a long poll and a report): the newest status stays."""
+    _, api = service
+    token = api.post("/devices/pull-5/credentials").json()["token"]
+
+    def poll(boot: str, seq: int, version: str) -> None:
+        reply = api.post("/ota/pull-5/poll", headers={"Authorization": f"Bearer {token}"},
+                         json={"status": {"firmware_version": version}, "boot": boot, "seq": seq})
+        assert reply.status_code == 200, reply.text
+
+    def version() -> str:
+        return str(api.get("/devices/pull-5").json()["capabilities"]["firmware_version"])
+
+    poll("a", 5, "new")
+    poll("a", 4, "old")  # built before the one above, arrived after it
+    assert version() == "new"
+    poll("b", 1, "rebooted")  # a new start counts from 1 again
+    assert version() == "rebooted"

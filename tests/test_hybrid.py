@@ -6,7 +6,9 @@ comparison; and the CLI on the same database."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -18,22 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiocoap
 import httpx
 import numpy as np
 import pytest
-from _devices import Device
+from _devices import Device, LwM2MDevice
+from aiocoap.numbers.codes import Code
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
 from tinymlaas.datasets.samples import EXAMPLES
 from tinymlaas.edge.hybrid import probabilities
+from tinymlaas.edge.lwm2m.agent import ESCALATE
 from tinymlaas.edge.tflm import Tflm, quantize
 
-pytestmark = [pytest.mark.slow, pytest.mark.ota]
+pytestmark = [pytest.mark.slow, pytest.mark.ota, pytest.mark.lwm2m]
 
 
 @dataclass
 class Lab:
+    orchestrator: str
     server: BackgroundServer
     api: httpx.Client
     model: dict[str, Any]
@@ -51,27 +57,28 @@ def follow(api: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, An
     return dict(job)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tmp = tmp_path_factory.mktemp("hybrid")
-    settings = Settings(data_dir=tmp / "service", orchestrator="http-pull", lwm2m={"port": 0},
+@pytest.fixture(scope="module", params=["http-pull", "lwm2m"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The service with either orchestrator, on one data directory: the model is trained once."""
+    tmp = tmp_path_factory.getbasetemp() / "hybrid"
+    settings = Settings(data_dir=tmp / "service", orchestrator=request.param, lwm2m={"port": 0},
                         http_pull={"security": "token", "poll_wait_s": 1.0})
     with BackgroundServer(settings) as server, server.client(timeout=60) as api:
-        ex = EXAMPLES["iris"]
-        ex.write(tmp / "iris.csv", 0, 0)
-        assert api.post("/datasets", json={"name": "iris", "task": ex.task,
-                                           "spec": ex.spec.model_dump()}).status_code == 201
-        csv = (tmp / "iris.csv").read_bytes()
-        upload = api.post("/datasets/iris/samples", files={"files": ("iris.csv", csv)})
-        assert len(upload.json()["accepted"]) == 150, upload.text
-        training = api.post("/trainings", json={"dataset": "iris", "epochs": 15, "seed": 2}).json()
-        follow(api, training["job_id"])
-        model_id = api.get(f"/trainings/{training['id']}").json()["model_id"]
-        model = api.get(f"/models/{model_id}").json()
+        if api.get("/datasets/iris").status_code == 404:
+            ex = EXAMPLES["iris"]
+            ex.write(tmp / "iris.csv", 0, 0)
+            assert api.post("/datasets", json={"name": "iris", "task": ex.task,
+                                               "spec": ex.spec.model_dump()}).status_code == 201
+            csv = (tmp / "iris.csv").read_bytes()
+            upload = api.post("/datasets/iris/samples", files={"files": ("iris.csv", csv)})
+            assert len(upload.json()["accepted"]) == 150, upload.text
+            training = api.post("/trainings", json={"dataset": "iris", "epochs": 15, "seed": 2}).json()
+            follow(api, training["job_id"])
+        model = api.get("/models/iris").json()
         samples = api.get("/datasets/iris/samples", params={"split": "test", "limit": 100}).json()["items"]
         x = np.stack([np.load(io.BytesIO(api.get(f"/datasets/iris/samples/{s['id']}/data").content))
                       for s in samples]).astype(np.float32)
-        yield Lab(server, api, model, api.get(f"/models/{model['id']}/file").content, x,
+        yield Lab(request.param, server, api, model, api.get(f"/models/{model['id']}/file").content, x,
                   [s["label"] for s in samples])
 
 
@@ -84,6 +91,17 @@ def confidences(model: bytes, x: np.ndarray) -> list[float]:
                               .ravel().tobytes(), spec)) for row in x]
 
 
+async def coap_escalate(uri: str, ep: str) -> Code:
+    """An escalation in the name of ``ep`` from another address than it registered from."""
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        msg = aiocoap.Message(code=Code.POST, payload=bytes(4), content_format=42)
+        msg.set_request_uri(f"{uri}/tinyml/escalate?ep={ep}")
+        return Code((await ctx.request(msg).response).code)
+    finally:
+        await ctx.shutdown()
+
+
 def test_a_device_escalates_its_uncertain_inferences_and_the_comparison_reads_the_rate(
         lab: Lab, hello_world: bytes, tmp_path: Path) -> None:
     api, model = lab.api, lab.model
@@ -92,40 +110,53 @@ def test_a_device_escalates_its_uncertain_inferences_and_the_comparison_reads_th
     cloud = api.post("/hybrid/endpoints", json={"model": model["id"]}).json()
     assert cloud["variant"] == "float" and cloud["device_model_sha256"] == model["sha256"]
 
-    token = api.post("/devices/hy-1/credentials").json()["token"]
-    other = api.post("/devices/hy-2/credentials").json()["token"]
-    with Device(lab.server.url, "hy-1", token, lab.int8, tmp_path / "1") as dev, \
-            Device(lab.server.url, "hy-2", other, hello_world, tmp_path / "2") as stranger:
-        deadline = time.monotonic() + 10
-        while not (dev.agent.connected.is_set() and stranger.agent.connected.is_set()):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        refused = api.put("/devices/hy-2/hybrid", json={"cloud": cloud["id"], "threshold": 0.8})
+    ep, other = f"hy-{lab.orchestrator}", f"other-{lab.orchestrator}"
+    with contextlib.ExitStack() as stack:
+        if lab.orchestrator == "http-pull":
+            token = api.post(f"/devices/{ep}/credentials").json()["token"]
+            other_token = api.post(f"/devices/{other}/credentials").json()["token"]
+            agents = [stack.enter_context(Device(lab.server.url, name, secret, blob, tmp_path / name)).agent
+                      for name, secret, blob in ((ep, token, lab.int8), (other, other_token, hello_world))]
+            deadline = time.monotonic() + 10
+            while not all(a.connected.is_set() for a in agents):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        else:
+            uri = api.get("/orchestrator").json()["uri"]
+            stack.enter_context(LwM2MDevice(uri, ep, lab.int8))
+            stranger = stack.enter_context(LwM2MDevice(uri, other, hello_world))
+        refused = api.put(f"/devices/{other}/hybrid", json={"cloud": cloud["id"], "threshold": 0.8})
         assert refused.status_code == 409 and "deploy that model" in refused.json()["detail"]
-        given = api.put("/devices/hy-1/hybrid", json={"cloud": cloud["id"], "threshold": 0.8}).json()
+        given = api.put(f"/devices/{ep}/hybrid", json={"cloud": cloud["id"], "threshold": 0.8}).json()
         assert given["reported"]["threshold"] == 0.8 and given["reported"]["cloud"] == cloud["id"]
         assert given["policy"]["threshold"] == 0.8
 
-        # Escalations need the device's own token and a policy on the service.
-        tensor = base64.b64encode(bytes(4)).decode()
-        assert api.post("/ota/hy-1/escalate", json={"input": tensor}).status_code == 403
-        assert api.post("/ota/hy-2/escalate", json={"input": tensor},
-                        headers={"Authorization": f"Bearer {other}"}).status_code == 409
+        # Escalations need the device's own credentials (or address) and a policy on the service.
+        if lab.orchestrator == "http-pull":
+            tensor = base64.b64encode(bytes(4)).decode()
+            assert api.post(f"/ota/{ep}/escalate", json={"input": tensor}).status_code == 403
+            assert api.post(f"/ota/{other}/escalate", json={"input": tensor},
+                            headers={"Authorization": f"Bearer {other_token}"}).status_code == 409
+        else:
+            assert asyncio.run(coap_escalate(uri, ep)) == Code.FORBIDDEN  # not from its address
+            own = stranger.client.post_to_server(ESCALATE, bytes(4), content_format=42,
+                                                 query=(f"ep={other}",))
+            assert asyncio.run_coroutine_threadsafe(own, stranger.loop).result(10).code == Code.CONFLICT
 
         conf = confidences(lab.int8, lab.x)
         flags = []
         for row in lab.x:
-            report = api.post("/devices/hy-1/infer", json={"values": row.tolist()}).json()
+            report = api.post(f"/devices/{ep}/infer", json={"values": row.tolist()}).json()
             flags.append(report["escalated"])
         assert flags == [c < 0.8 for c in conf] and 0 < sum(flags) < len(flags), (conf, flags)
-        hybrid = api.get("/devices/hy-1/hybrid").json()
+        hybrid = api.get(f"/devices/{ep}/hybrid").json()
         assert (hybrid["local"], hybrid["escalated"], hybrid["served"]) == (
             len(flags) - sum(flags), sum(flags), sum(flags))
         assert hybrid["escalation_rate"] == round(sum(flags) / len(flags), 4)
         served = api.get(f"/hybrid/endpoints/{cloud['id']}").json()
         assert served["served"] == sum(flags) and served["compute_us"] > 0
 
-        job = api.post("/hybrid/evaluations", json={"model": model["id"], "device": "hy-1"}).json()
+        job = api.post("/hybrid/evaluations", json={"model": model["id"], "device": ep}).json()
         evaluation = follow(api, job["id"])["result"]
         device = evaluation["device"]
         assert device["escalated"] == device["served"] == evaluation["escalated"] == sum(flags)
@@ -135,10 +166,10 @@ def test_a_device_escalates_its_uncertain_inferences_and_the_comparison_reads_th
         png = api.get(f"/hybrid/evaluations/{evaluation['id']}/plot.png")
         assert png.content.startswith(b"\x89PNG")
 
-        dropped = api.delete("/devices/hy-1/hybrid").json()
-        assert dropped["policy"] is None and dropped["reported"]["threshold"] is None
+        dropped = api.delete(f"/devices/{ep}/hybrid").json()
+        assert dropped["policy"] is None and dropped["reported"]["threshold"] is None, dropped
         uncertain = lab.x[[c < 0.8 for c in conf].index(True)]
-        after = api.post("/devices/hy-1/infer", json={"values": uncertain.tolist()}).json()
+        after = api.post(f"/devices/{ep}/infer", json={"values": uncertain.tolist()}).json()
         assert after["escalated"] is None
 
     body = {"model": model["id"], "board": "lm3s6965evb", "inputs": {"instructions_per_inference": 5000}}
@@ -148,7 +179,7 @@ def test_a_device_escalates_its_uncertain_inferences_and_the_comparison_reads_th
                                                     "ref": "given"}
     rate = inputs["escalation_rate"]
     assert rate["source"] == "measured" and rate["value"] == evaluation["escalation_rate"]
-    assert f"hybrid evaluation {evaluation['id']}" in rate["ref"] and "on device hy-1" in rate["ref"]
+    assert f"hybrid evaluation {evaluation['id']}" in rate["ref"] and f"on device {ep}" in rate["ref"]
     assert inputs["input_bytes"]["value"] == 4 and inputs["input_bytes"]["source"] == "measured"
     assert inputs["cloud_compute_seconds"]["ref"].startswith(f"cloud endpoint {cloud['id']}")
     assert "STM32L100" in inputs["energy_per_instruction_j"]["ref"]

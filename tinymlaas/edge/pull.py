@@ -23,6 +23,7 @@ import base64
 import contextlib
 import json
 import logging
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class PullAgent:
         self.last_latency_us: int | None = None
         self.last_instructions: int | None = None
         self.seen = Seen()
+        # Number the polls of this start: the service keeps the newest status when two cross.
+        self.boot, self.seq = secrets.token_hex(4), 0
         self._accepted: list[str] = []
         self._results: list[dict[str, Any]] = []
         self._inferences: list[dict[str, Any]] = []
@@ -155,8 +158,9 @@ class PullAgent:
 
     async def _poll(self, wait_s: float) -> None:
         accepted, results, inferences = self._accepted, self._results, self._inferences
-        body = {"status": self._status(), "accepted": accepted, "results": results,
-                "inferences": inferences, "wait_s": wait_s}
+        self.seq += 1
+        body = {"status": self._status(), "boot": self.boot, "seq": self.seq, "accepted": accepted,
+                "results": results, "inferences": inferences, "wait_s": wait_s}
         self._accepted, self._results, self._inferences = [], [], []
         try:
             reply = await asyncio.to_thread(self._post, body, wait_s + 30.0)
@@ -233,7 +237,7 @@ class PullAgent:
             self._result(cmd["id"], False, detail=str(exc))
             return
         self.hybrid.set_policy(policy)
-        self._result(cmd["id"], True)
+        self._result(cmd["id"], True, hybrid=self.hybrid.status())
 
     async def _escalate(self, tensor: bytes) -> list[float]:
         """One uncertain inference to the service's cloud model (the one the policy names)."""

@@ -95,12 +95,16 @@ class CommandResult(BaseModel):
     detail: str = ""
     states: list[str] = []
     inference: Inference | None = None
+    hybrid: HybridState | None = Field(None, description="hybrid: the device's state with the new policy")
 
 
 class Poll(BaseModel):
     """A device's poll: who it is now, what it did, and how long it will wait for work."""
 
     status: dict[str, Any]
+    boot: str | None = Field(None, max_length=64, description="changes each time the device starts")
+    seq: int | None = Field(None, ge=0, description="the device's poll counter since it started: a status "
+                                                   "older than one already taken (polls crossing) is ignored")
     accepted: list[str] = []
     results: list[CommandResult] = []
     inferences: list[Inference] = []
@@ -137,6 +141,8 @@ class _Record:
     last_seen: float
     status: DeviceCapabilities
     address: str | None = None
+    boot: str | None = None  # the device's start the newest status is from
+    seq: int = -1  # and its poll counter
     polls: int = 0  # polls being held open right now
     outbox: dict[str, Command] = field(default_factory=dict)
     waiting: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
@@ -239,7 +245,9 @@ class HttpPullOrchestrator(Orchestrator):
         rec = self._devices.get(endpoint)
         if rec is None:
             rec = self._devices[endpoint] = _Record(endpoint, now, now, status)
-        rec.last_seen, rec.status, rec.address = now, status, address
+        rec.last_seen, rec.address = now, address
+        if body.seq is None or body.boot != rec.boot or body.seq >= rec.seq:
+            rec.status, rec.boot, rec.seq = status, body.boot, -1 if body.seq is None else body.seq
         for cid in body.accepted:
             rec.outbox.pop(cid, None)
         for res in body.results:
@@ -399,11 +407,9 @@ class HttpPullOrchestrator(Orchestrator):
         res = await self._command(endpoint, self.settings.request_timeout_s, op="hybrid", policy=policy)
         if not res.ok:
             raise DeviceError(f"device '{endpoint}' did not take the hybrid policy: {res.detail}")
-        state = self._devices[endpoint].status.hybrid
-        if state is None:
-            raise DeviceError(f"device '{endpoint}' took the policy but reports no hybrid state "
-                              "(its firmware predates hybrid inference)")
-        return state
+        if res.hybrid is None:
+            raise DeviceError(f"device '{endpoint}' took the policy but reports no hybrid state")
+        return res.hybrid
 
     async def escalate(self, endpoint: str, tensor: bytes, *, token: str | None) -> Escalation:
         """An inference a device escalates: the device proves who it is, as on its polls."""

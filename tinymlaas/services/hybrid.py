@@ -31,7 +31,7 @@ from tinymlaas.cost.models import (
 )
 from tinymlaas.datasets.models import EvaluationRequest, Lineage, Variant
 from tinymlaas.datasets.tensors import fit_input
-from tinymlaas.edge.hybrid import probabilities
+from tinymlaas.edge.hybrid import probabilities, quantized
 from tinymlaas.edge.tflm import Tflm, dequantize, quantize
 from tinymlaas.errors import Conflict, InvalidInput, NotFound, TinyMLaaSError
 from tinymlaas.jobs import JobRunner
@@ -241,7 +241,7 @@ class _InProcess:
     y: np.ndarray
     local: np.ndarray  # int8 model's class
     confidence: np.ndarray  # its top probability, as a device computes it
-    escalated_answer: np.ndarray  # the cloud's class for the device's (quantized) input
+    escalated_answer: np.ndarray  # the class a device answers with the cloud's output for its input
     cloud: np.ndarray  # the float model's class for the original input
 
 
@@ -257,7 +257,9 @@ def _in_process(store: Store, plan: Plan, x: np.ndarray, y: np.ndarray) -> _InPr
         out = int8.invoke(q).ravel()
         local.append(int(np.argmax(out)))
         conf.append(max(probabilities(out.astype(np.int8).tobytes(), spec)))
-        escalated.append(int(np.argmax(cloud.invoke_float(dequantize(q, in_scale, in_zp)))))
+        # As the device does: the cloud's output for its int8 input, in its own output codes.
+        answer = cloud.invoke_float(dequantize(q, in_scale, in_zp)).ravel()
+        escalated.append(int(np.argmax(np.frombuffer(quantized([float(v) for v in answer], spec), np.int8))))
         whole.append(int(np.argmax(cloud.invoke_float(row[np.newaxis]))))
     return _InProcess(x, y, np.asarray(local), np.asarray(conf), np.asarray(escalated), np.asarray(whole))
 

@@ -42,10 +42,11 @@ def test_endpoints_policies_and_counts(store: Store) -> None:
 
     p = store.cost.set_policy("dev-1", a.id, 0.8)
     assert (p.cloud, p.threshold, p.escalations) == (a.id, 0.8, 0)
-    for us in (100, 300):
-        store.cost.count_escalation("dev-1", a.id, us)
+    store.cost.count_escalations({("dev-1", a.id): (1, 100)})
+    store.cost.count_escalations({("dev-1", a.id): (1, 300), ("dev-9", b.id): (4, 1000)})  # dev-9: no policy
     assert store.cost.policy("dev-1").escalations == 2
     assert (store.cost.endpoint(a.id).served, store.cost.endpoint(a.id).compute_us) == (2, 400)
+    assert store.cost.endpoint(b.id).served == 4
     assert store.cost.set_policy("dev-1", a.id, 0.7).escalations == 2  # the same cloud: counting goes on
     assert store.cost.set_policy("dev-1", b.id, 0.7).escalations == 0  # another one: counted anew
     store.cost.set_policy("dev-2", a.id, 0.9)

@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await runner.drain()
             await orchestrator.stop()
+            app.state.cloud.flush()
             store.close()
 
     app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,

@@ -81,12 +81,20 @@ class _Loaded:
 
 class Cloud:
     """The cloud side: each endpoint's model loaded once into its own TFLM interpreter, one
-    inference at a time each (an interpreter is not thread-safe)."""
+    inference at a time each (an interpreter is not thread-safe).
 
-    def __init__(self, store: Store) -> None:
+    Escalations are counted in memory and written at most every ``flush_every_s`` (and before
+    anything reads the counts), so an escalation waits for its answer, not for a database commit:
+    a crash loses at most that long's counts."""
+
+    def __init__(self, store: Store, flush_every_s: float = 0.5) -> None:
         self.store = store
+        self.flush_every_s = flush_every_s
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], tuple[int, int]] = {}
+        self._counts_lock = threading.Lock()
+        self._flushed = time.monotonic()
 
     def _load(self, endpoint: Endpoint) -> _Loaded:
         with self._lock:
@@ -118,9 +126,32 @@ class Cloud:
             t0 = time.perf_counter_ns()
             out = loaded.tflm.invoke_float(values).ravel()
             compute_us = (time.perf_counter_ns() - t0) // 1000
-        self.store.cost.count_escalation(device, endpoint.id, compute_us)
+        self._count(device, endpoint.id, compute_us)
         return Escalation(values=[float(v) for v in out], label=int(np.argmax(out)),
                           model_sha256=endpoint.sha256, compute_us=compute_us)
+
+    def _count(self, device: str, endpoint_id: str, compute_us: int) -> None:
+        with self._counts_lock:
+            n, us = self._pending.get((device, endpoint_id), (0, 0))
+            self._pending[(device, endpoint_id)] = (n + 1, us + compute_us)
+            due = time.monotonic() - self._flushed >= self.flush_every_s
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the counts not written yet (kept for the next try if the write fails)."""
+        with self._counts_lock:
+            batch, self._pending, self._flushed = self._pending, {}, time.monotonic()
+        if not batch:
+            return
+        try:
+            self.store.cost.count_escalations(batch)
+        except BaseException:
+            with self._counts_lock:
+                for key, (n, us) in batch.items():
+                    m, v = self._pending.get(key, (0, 0))
+                    self._pending[key] = (m + n, v + us)
+            raise
 
     async def escalate(self, device: str, tensor: bytes) -> Escalation:
         """:meth:`answer` off the event loop (the orchestrators call it from there)."""
@@ -131,9 +162,21 @@ class Cloud:
             self._loaded.pop(endpoint_id, None)
 
 
+def endpoints(store: Store, cloud: Cloud, model: str | None) -> list[Endpoint]:
+    cloud.flush()
+    return store.cost.endpoints(store.model(model).id if model else None)
+
+
+def endpoint(store: Store, cloud: Cloud, endpoint_id: str) -> Endpoint:
+    """The endpoint and what it served (counted up to now)."""
+    cloud.flush()
+    return store.cost.endpoint(endpoint_id)
+
+
 def delete_endpoint(store: Store, cloud: Cloud, endpoint_id: str) -> None:
     """The endpoint and the policies pointing at it (their devices' escalations are then refused and
     the devices answer locally)."""
+    cloud.flush()
     store.cost.delete_endpoint(endpoint_id)
     cloud.forget(endpoint_id)
 
@@ -153,7 +196,8 @@ def _view(device: str, policy: Policy | None, state: HybridState | None) -> Devi
                         served=policy.escalations if policy else 0, escalation_rate=_rate(state))
 
 
-async def set_policy(store: Store, orch: Orchestrator, device: str, req: PolicyRequest) -> DeviceHybrid:
+async def set_policy(store: Store, orch: Orchestrator, cloud: Cloud, device: str, req: PolicyRequest
+                     ) -> DeviceHybrid:
     """Give a device its policy through its orchestrator; it must run the endpoint's int8 model
     (the cloud reads its inputs with that model's quantization)."""
     endpoint = store.cost.endpoint(req.cloud)
@@ -163,12 +207,14 @@ async def set_policy(store: Store, orch: Orchestrator, device: str, req: PolicyR
                        f"'{endpoint.id}' answers for {endpoint.model} ({endpoint.device_model_sha256[:12]}): "
                        "deploy that model to the device first")
     state = await orch.set_hybrid(device, req.threshold, endpoint.id)
+    cloud.flush()
     return _view(device, store.cost.set_policy(device, endpoint.id, req.threshold), state)
 
 
-async def device_hybrid(store: Store, orch: Orchestrator, device: str) -> DeviceHybrid:
+async def device_hybrid(store: Store, orch: Orchestrator, cloud: Cloud, device: str) -> DeviceHybrid:
     """The policy the service gave the device, what the device reports now (if online), and the
     escalations the service answered."""
+    cloud.flush()
     try:
         policy: Policy | None = store.cost.policy(device)
     except NotFound:
@@ -181,10 +227,11 @@ async def device_hybrid(store: Store, orch: Orchestrator, device: str) -> Device
     return _view(device, policy, state)
 
 
-async def drop_policy(store: Store, orch: Orchestrator, device: str) -> DeviceHybrid:
+async def drop_policy(store: Store, orch: Orchestrator, cloud: Cloud, device: str) -> DeviceHybrid:
     """Every inference answered on the device again."""
     policy = store.cost.policy(device)
     state = await orch.set_hybrid(device, None, None)
+    cloud.flush()
     store.cost.drop_policy(policy.device)
     return _view(device, None, state)
 
@@ -199,6 +246,7 @@ class Plan:
     float_sha256: str
     threshold: float
     device: str | None
+    cloud: Cloud | None = None  # whose counts a device run reads
 
 
 def plan_evaluation(store: Store, req: HybridEvaluationRequest) -> Plan:
@@ -221,9 +269,10 @@ def plan_evaluation(store: Store, req: HybridEvaluationRequest) -> Plan:
                 threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, device=req.device)
 
 
-def start_evaluation(store: Store, runner: JobRunner, orch: Orchestrator,
+def start_evaluation(store: Store, runner: JobRunner, orch: Orchestrator, cloud: Cloud,
                      req: HybridEvaluationRequest) -> Job:
     plan = plan_evaluation(store, req)
+    plan.cloud = cloud
     job = store.new_job("hybrid-evaluation")
     runner.submit_async(job, lambda p: _evaluate(store, orch, plan, req, p, job.id))
     return job
@@ -282,8 +331,9 @@ async def _on_device(store: Store, orch: Orchestrator, plan: Plan, r: _InProcess
                      progress: Progress) -> DeviceRecord:
     from tinymlaas.services.devices import input_tensor
 
-    device = plan.device
-    assert device is not None
+    device, cloud = plan.device, plan.cloud
+    assert device is not None and cloud is not None
+    cloud.flush()
     caps = await orch.capabilities(device)
     if caps.model_sha256 != plan.model.sha256:
         raise Conflict(f"device '{device}' runs model {str(caps.model_sha256)[:12]}, not "
@@ -297,6 +347,7 @@ async def _on_device(store: Store, orch: Orchestrator, plan: Plan, r: _InProcess
         agree += bool(report.escalated) == bool(r.confidence[i] < plan.threshold)
         progress(f"sample {i + 1}/{len(r.x)} on {device}", 0.3 + 0.65 * (i + 1) / len(r.x))
     after = (await orch.capabilities(device)).hybrid or HybridState()
+    cloud.flush()
     return DeviceRecord(device=device, escalated=after.escalated - before.escalated,
                         local=after.local - before.local, failed=after.failed - before.failed,
                         served=store.cost.policy(device).escalations - served, agree=agree,

@@ -140,13 +140,15 @@ class Costs:
                 raise NotFound(f"device '{device}' has no hybrid policy")
             db.delete(row)
 
-    def count_escalation(self, device: str, endpoint_id: str, compute_us: int) -> None:
-        """One escalated inference answered: counted for the device and the endpoint, atomically."""
+    def count_escalations(self, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """Escalations answered, by (device, endpoint): how many and their interpreter time (us);
+        counted for each device and endpoint in one transaction."""
         with self.store.tx() as db:
-            db.execute(update(PolicyRow).where(PolicyRow.device == device)
-                       .values(escalations=PolicyRow.escalations + 1))
-            db.execute(update(EndpointRow).where(EndpointRow.id == endpoint_id).values(
-                served=EndpointRow.served + 1, compute_us=EndpointRow.compute_us + compute_us))
+            for (device, endpoint_id), (n, compute_us) in counts.items():
+                db.execute(update(PolicyRow).where(PolicyRow.device == device)
+                           .values(escalations=PolicyRow.escalations + n))
+                db.execute(update(EndpointRow).where(EndpointRow.id == endpoint_id).values(
+                    served=EndpointRow.served + n, compute_us=EndpointRow.compute_us + compute_us))
 
     # -- hybrid evaluations ----------------------------------------------------------------------
     def add_evaluation(self, evaluation: HybridEvaluation) -> HybridEvaluation:

@@ -36,14 +36,15 @@ def create_endpoint(body: EndpointCreate, store: StoreDep, user: Scientist) -> E
 
 
 @router.get("/hybrid/endpoints", responses=problems(404))
-def list_endpoints(store: StoreDep, user: Viewer, model: str | None = None) -> list[Endpoint]:
-    return store.cost.endpoints(store.model(model).id if model else None)
+def list_endpoints(store: StoreDep, cloud: CloudDep, user: Viewer, model: str | None = None
+                   ) -> list[Endpoint]:
+    return service.endpoints(store, cloud, model)
 
 
 @router.get("/hybrid/endpoints/{endpoint_id}", responses=problems(404))
-def read_endpoint(endpoint_id: str, store: StoreDep, user: Viewer) -> Endpoint:
+def read_endpoint(endpoint_id: str, store: StoreDep, cloud: CloudDep, user: Viewer) -> Endpoint:
     """The endpoint and what it served: escalations answered and their interpreter time."""
-    return store.cost.endpoint(endpoint_id)
+    return service.endpoint(store, cloud, endpoint_id)
 
 
 @router.delete("/hybrid/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -57,31 +58,33 @@ def delete_endpoint(endpoint_id: str, store: StoreDep, cloud: CloudDep, user: Sc
 
 @router.put("/devices/{endpoint}/hybrid", responses=problems(404, 409, 422, 502, 504))
 async def set_policy(endpoint: str, body: PolicyRequest, store: StoreDep, orch: OrchestratorDep,
-                     user: Operator) -> DeviceHybrid:
+                     cloud: CloudDep, user: Operator) -> DeviceHybrid:
     """Give a device its policy through its orchestrator: escalate an inference whose top class's
     probability is below the threshold to the cloud endpoint."""
-    return await service.set_policy(store, orch, endpoint, body)
+    return await service.set_policy(store, orch, cloud, endpoint, body)
 
 
 @router.get("/devices/{endpoint}/hybrid", responses=problems(404))
-async def read_policy(endpoint: str, store: StoreDep, orch: OrchestratorDep, user: Viewer) -> DeviceHybrid:
+async def read_policy(endpoint: str, store: StoreDep, orch: OrchestratorDep, cloud: CloudDep,
+                      user: Viewer) -> DeviceHybrid:
     """The policy, the device's own count of local and escalated inferences (when online), and the
     escalations the service answered for it."""
-    return await service.device_hybrid(store, orch, endpoint)
+    return await service.device_hybrid(store, orch, cloud, endpoint)
 
 
 @router.delete("/devices/{endpoint}/hybrid", responses=problems(404, 502, 504))
-async def drop_policy(endpoint: str, store: StoreDep, orch: OrchestratorDep, user: Operator) -> DeviceHybrid:
+async def drop_policy(endpoint: str, store: StoreDep, orch: OrchestratorDep, cloud: CloudDep,
+                      user: Operator) -> DeviceHybrid:
     """Every inference answered on the device again."""
-    return await service.drop_policy(store, orch, endpoint)
+    return await service.drop_policy(store, orch, cloud, endpoint)
 
 
 @router.post("/hybrid/evaluations", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 409, 422))
 def start_evaluation(body: HybridEvaluationRequest, store: StoreDep, runner: RunnerDep,
-                     orch: OrchestratorDep, user: Scientist) -> Job:
+                     orch: OrchestratorDep, cloud: CloudDep, user: Scientist) -> Job:
     """A job: local-only, hybrid and cloud-only accuracy and the escalation rate on a dataset split,
     in process and, with a device, through it."""
-    return service.start_evaluation(store, runner, orch, body)
+    return service.start_evaluation(store, runner, orch, cloud, body)
 
 
 @router.get("/hybrid/evaluations", responses=problems(404))

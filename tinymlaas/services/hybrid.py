@@ -83,9 +83,9 @@ class Cloud:
     """The cloud side: each endpoint's model loaded once into its own TFLM interpreter, one
     inference at a time each (an interpreter is not thread-safe).
 
-    Escalations are counted in memory and written at most every ``flush_every_s`` (and before
-    anything reads the counts), so an escalation waits for its answer, not for a database commit:
-    a crash loses at most that long's counts."""
+    Escalations are counted in memory and written at most every ``flush_every_s`` by a thread of
+    their own (and before anything reads the counts), so an escalation waits for its answer, not
+    for a database commit: a crash loses at most that long's counts."""
 
     def __init__(self, store: Store, flush_every_s: float = 0.5) -> None:
         self.store = store
@@ -135,8 +135,10 @@ class Cloud:
             n, us = self._pending.get((device, endpoint_id), (0, 0))
             self._pending[(device, endpoint_id)] = (n + 1, us + compute_us)
             due = time.monotonic() - self._flushed >= self.flush_every_s
+            if due:
+                self._flushed = time.monotonic()  # one writer at a time
         if due:
-            self.flush()
+            threading.Thread(target=self.flush, name="escalation-counts", daemon=True).start()
 
     def flush(self) -> None:
         """Write the counts not written yet (kept for the next try if the write fails)."""

@@ -250,14 +250,15 @@ def break_even(first: Option, second: Option, x: Inputs) -> BreakEven:
     if fleet is not None and fleet >= 1:
         cheap_above = one if dv > 0 else two
         cheap_below = two if dv > 0 else one
-        fleet_note = (f"at {x.inferences_per_day:g} inferences a day, {cheap_below} is cheaper below "
+        fleet_note = (f"at {x.inferences_per_day:,g} inferences a day, {cheap_below} is cheaper below "
                       f"{fleet:,.0f} devices and {cheap_above} above")
     else:
         fleet = None
         at_one = (per_device_at(first, 1, x.inferences_per_day)
                   - per_device_at(second, 1, x.inferences_per_day))
         cheaper = one if (dv > 0 or (dv == 0 and at_one < 0)) else two
-        fleet_note = f"at {x.inferences_per_day:g} inferences a day, {cheaper} is cheaper at every fleet size"
+        fleet_note = (f"at {x.inferences_per_day:,g} inferences a day, {cheaper} is cheaper at every "
+                      "fleet size")
     # a1 + F1 / N + b1 r = a2 + F2 / N + b2 r
     a1 = first.per_device_base_per_year + first.fleet_fixed_per_year / n
     a2 = second.per_device_base_per_year + second.fleet_fixed_per_year / n

@@ -246,7 +246,7 @@ def compare(store: Store, settings: Settings, req: CostRequest) -> Comparison:
     by = {o.name: o for o in result.options}
     costs = ", ".join(f"{LABELS[o.name]} {o.per_device_per_year:,.2f}" for o in result.options)
     summary = (f"{LABELS[result.cheapest]} is cheapest for {inputs.fleet_size:,.0f} devices at "
-               f"{inputs.inferences_per_day:g} inferences a day each: USD per device per year {costs}; "
+               f"{inputs.inferences_per_day:,g} inferences a day each: USD per device per year {costs}; "
                f"{result.break_even[0].note}.")
     if not hybrid:
         fig.pop("escalation_rate", None)

@@ -17,12 +17,14 @@ from tinymlaas.api.routes import (
     artifacts,
     builds,
     catalog,
+    cost,
     credentials,
     datasets,
     deployments,
     devices,
     dryruns,
     evaluations,
+    hybrid,
     jobs,
     models,
     profiles,
@@ -34,6 +36,7 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.hybrid import Cloud
 from tinymlaas.services.recovery import recover
 from tinymlaas.services.telemetry import Sampler
 from tinymlaas.signing import Signer
@@ -56,6 +59,8 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
         await orchestrator.start(settings.data_dir)
         sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
         sampler.start()
+        app.state.cloud = Cloud(store)
+        orchestrator.escalation = app.state.cloud.escalate  # devices' uncertain inferences
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
         app.state.signer = Signer.load_or_create(settings.data_dir)
@@ -65,6 +70,7 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
             await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
+            app.state.cloud.flush()
             store.close()
 
     # The docs pages are the web app's: their scripts are served locally, not from a CDN.
@@ -74,7 +80,7 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
               datasets.router, trainings.router, evaluations.router, profiles.router,
-              telemetry.router, dryruns.router):
+              telemetry.router, dryruns.router, cost.router, hybrid.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

@@ -326,7 +326,7 @@ class Agent:
         announcer.cancel()
 
     async def _lwm2m(self, loop: asyncio.AbstractEventLoop, name: str, version: str) -> None:
-        tinyml = TinyMLObject(X86Inference(self))
+        tinyml = TinyMLObject(X86Inference(self), hybrid_state=self.flash.dir / "hybrid.json")
         self.model_changed = tinyml.refresh
         self.runtime.listeners.append(
             lambda i, o, lat: _soon(loop, tinyml.record, i, o, lat, None))

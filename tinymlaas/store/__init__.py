@@ -37,6 +37,7 @@ from tinymlaas.models import (
     UpdateOutcome,
 )
 from tinymlaas.store.artifacts import ArtifactStore
+from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.telemetry import Telemetry
@@ -115,6 +116,7 @@ class Store:
         self.users = Users(self)
         self.datasets = Datasets(self)
         self.telemetry = Telemetry(self)
+        self.cost = Costs(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.services.registry import DeviceRegistry
+from tinymlaas.services.rollouts import RolloutEngine
 from tinymlaas.store import Store
 
 T = TypeVar("T")
@@ -39,7 +41,17 @@ def get_orchestrator(request: Request) -> Orchestrator:
     return orchestrator
 
 
+def get_registry(request: Request) -> DeviceRegistry:
+    return _state(request, "registry", DeviceRegistry)
+
+
+def get_rollouts(request: Request) -> RolloutEngine:
+    return _state(request, "rollouts", RolloutEngine)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+RegistryDep = Annotated[DeviceRegistry, Depends(get_registry)]
+RolloutsDep = Annotated[RolloutEngine, Depends(get_rollouts)]

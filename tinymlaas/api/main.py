@@ -14,19 +14,24 @@ from tinymlaas import __version__
 from tinymlaas.api import handlers
 from tinymlaas.api.routes import (
     artifacts,
+    bridges,
     builds,
     catalog,
     credentials,
     deployments,
     devices,
+    groups,
     jobs,
     models,
+    rollouts,
     users,
 )
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.registry import DeviceRegistry
+from tinymlaas.services.rollouts import RolloutEngine
 from tinymlaas.store import Store
 
 
@@ -41,21 +46,28 @@ def create_app(settings: Settings) -> FastAPI:
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
+        registry = DeviceRegistry(store, orchestrator, settings.devices, settings.targets_dir)
+        await registry.start()  # listens before the orchestrator lets the first device in
         await orchestrator.start(settings.data_dir)
+        engine = RolloutEngine(store, orchestrator, registry, settings)
+        await engine.start()
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
-        app.state.orchestrator = orchestrator
+        app.state.orchestrator, app.state.registry, app.state.rollouts = orchestrator, registry, engine
         try:
             yield
         finally:
+            await engine.stop()
             await runner.drain()
             await orchestrator.stop()
+            await registry.stop()
             store.close()
 
     app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
-              devices.server_router, devices.router, credentials.router, deployments.router, users.router):
+              devices.server_router, devices.router, credentials.router, deployments.router, users.router,
+              bridges.router, groups.router, rollouts.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

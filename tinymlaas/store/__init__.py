@@ -37,7 +37,10 @@ from tinymlaas.models import (
     UpdateOutcome,
 )
 from tinymlaas.store.artifacts import ArtifactStore
+from tinymlaas.store.devices import Devices
+from tinymlaas.store.rollouts import Rollouts
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
+from tinymlaas.store.toolchains import Toolchains
 from tinymlaas.store.users import Users
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
@@ -111,6 +114,9 @@ class Store:
         # SQLite allows one writer: serialize this process's writes instead of failing on a lock.
         self._write_lock = threading.RLock()
         self.users = Users(self)
+        self.devices = Devices(self)
+        self.rollouts = Rollouts(self)
+        self.toolchains = Toolchains(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

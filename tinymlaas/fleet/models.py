@@ -351,4 +351,5 @@ class Sighting(BaseModel):
     facts: DeviceFacts | None = None
     bridge: str | None = None
     health: str | None = None
+    build_id: str | None = Field(None, description="the build a deployment just put on it")
     events: list[tuple[str, str]] = Field([], description="(kind, detail) to add to its history")

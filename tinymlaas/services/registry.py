@@ -157,8 +157,8 @@ class DeviceRegistry(DeviceEvents):
 
     def updated(self, endpoint: str, *, build_id: str | None, facts: DeviceFacts) -> None:
         """A deployment succeeded: what the device runs now (written with the next batch)."""
-        self._queue(Sighting(endpoint=endpoint, facts=facts,
-                             events=[("updated", f"build {build_id}" if build_id else "updated")]))
+        self._queue(Sighting(endpoint=endpoint, facts=facts, build_id=build_id,
+                             events=[("updated", f"to build {build_id}" if build_id else "updated")]))
 
     # -- the operator's use cases -------------------------------------------------------------------
     def _check_board(self, board: str | None) -> None:
@@ -246,8 +246,11 @@ class DeviceRegistry(DeviceEvents):
     async def get(self, endpoint: str) -> RegisteredDevice:
         await self.flush()
         rec = await asyncio.to_thread(self.store.devices.find, endpoint)
-        if rec is None:  # joined a moment ago and not written yet: the orchestrator knows it
-            return RegisteredDevice(**self.orchestrator.device(endpoint).model_dump())
+        if rec is None:  # connected, and not written yet: the orchestrator knows it
+            live = self.orchestrator.device(endpoint)
+            if not live.online:
+                raise NotFound(f"no device '{endpoint}' is registered")
+            return RegisteredDevice(**live.model_dump())
         return self.live(rec)
 
     async def detail(self, endpoint: str) -> RegisteredDeviceDetail:

@@ -56,6 +56,9 @@ from tinymlaas.targets import load_boards
 log = logging.getLogger(__name__)
 #: Devices named in one refusal, at most (a whole fleet's worth would be unreadable).
 MAX_NAMED = 10
+#: A device whose update a restart interrupted: how often, and how far apart, it is looked at
+#: and updated again.
+RESUME_ATTEMPTS, RESUME_WAIT_S = 3, 5.0
 
 
 # -- groups --------------------------------------------------------------------------------------
@@ -88,6 +91,7 @@ class _Control:
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     halt: bool = False
+    stopping: bool = False
     inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     watchers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -238,7 +242,12 @@ class RolloutEngine:
         return self._controls.setdefault(rid, _Control())
 
     async def _set(self, rid: str, **fields: Any) -> Rollout:
+        """Change the rollout (its job ends first when the rollout does, so whoever sees it ended
+        sees its job ended too)."""
         await self.flush()
+        if fields.get("state") in FINAL_STATES:
+            job_id = (await asyncio.to_thread(self.store.rollouts.get, rid)).job_id
+            await self._finish_job(job_id, fields["state"], fields.get("reason", ""))
         rollout = await asyncio.to_thread(lambda: self.store.rollouts.set(rid, **fields))
         self._tell(rid, {"event": "rollout", **rollout.model_dump(mode="json")})
         return rollout
@@ -289,8 +298,9 @@ class RolloutEngine:
 
     async def _end(self, rid: str, state: str, reason: str, *, stop_now: bool) -> Rollout:
         ctl = self._control(rid)
-        rollout = await self._transition(rid, {"running", "paused", "waiting_approval"}, state, reason)
+        await self._transition(rid, {"running", "paused", "waiting_approval"}, state, reason)
         if stop_now:
+            ctl.stopping = True
             tasks = list(ctl.inflight.values())
             for task in tasks:
                 task.cancel()
@@ -299,8 +309,6 @@ class RolloutEngine:
             if t.endpoint not in ctl.inflight:  # one under way ends as it ends
                 self._target(rid, t, state="cancelled", detail=reason)
         await self.flush()
-        if ctl.task is None or ctl.task.done():
-            await self._finish_job(rollout.job_id, state, reason)
         return await asyncio.to_thread(self.store.rollouts.get, rid)
 
     # -- watching -------------------------------------------------------------------------------------
@@ -333,7 +341,6 @@ class RolloutEngine:
             while True:
                 rollout = await asyncio.to_thread(self.store.rollouts.get, rid)
                 if rollout.state in FINAL_STATES:
-                    await self._finish_job(rollout.job_id, rollout.state, rollout.reason)
                     return
                 if rollout.state != "running":
                     await self._progress(rollout)
@@ -350,8 +357,7 @@ class RolloutEngine:
         except Exception as exc:  # a bug must still end the rollout, visibly
             log.exception("rollout %s crashed", rid)
             with contextlib.suppress(Exception):
-                rollout = await self._set(rid, state="failed", reason=f"internal error: {exc}")
-                await self._finish_job(rollout.job_id, "failed", rollout.reason)
+                await self._set(rid, state="failed", reason=f"internal error: {exc}")
 
     def _load_plan(self, rid: str) -> _Plan:
         rollout = self.store.rollouts.get(rid)
@@ -391,17 +397,23 @@ class RolloutEngine:
         build = plan.builds[t.build_id]
         before = await asyncio.to_thread(self.store.devices.find, t.endpoint)
         facts = (before.reported if before else None) or DeviceFacts()
-        if t.state == "running" and _runs(facts, build, rollout.kind):  # updated before a restart
-            self._target(rid, t, state="succeeded", detail="found running the build after a restart")
-            return
-        previous = _previous_build(before, build, rollout.kind, plan.all_builds)
-        t = self._target(rid, t, state="running", previous_build_id=previous.id if previous else None,
-                         detail="")
+        interrupted = t.state == "running"  # its update was under way when the service stopped
+        if interrupted:
+            previous = next((b for b in plan.all_builds if b.id == t.previous_build_id), None)
+        else:
+            previous = _previous_build(before, build, rollout.kind, plan.all_builds)
+            t = self._target(rid, t, state="running", previous_build_id=previous.id if previous else None,
+                             detail="")
         try:
-            outcome = await self._deploy(rid, rollout, t.endpoint, build, plan)
+            outcome = await self._update(rid, rollout, t.endpoint, build, plan, interrupted=interrupted)
         except asyncio.CancelledError:
-            self._target(rid, t, state="stopped", detail="abandoned by an emergency stop")
+            if ctl.stopping:  # an emergency stop (a shutdown leaves it running: it is checked at the start)
+                self._target(rid, t, state="stopped", detail="abandoned by an emergency stop")
             raise
+        if outcome is None:
+            self._target(rid, t, state="succeeded", detail="found running the build after a restart")
+            self.registry.updated(t.endpoint, build_id=build.id, facts=DeviceFacts())
+            return
         if outcome.succeeded:
             self._target(rid, t, state="succeeded", detail=outcome.result)
             self.registry.updated(t.endpoint, build_id=build.id, facts=facts_after(outcome))
@@ -421,6 +433,37 @@ class RolloutEngine:
             kept = "" if changed else " (it still runs what it ran before)"
             self._target(rid, t, state="failed", detail=why + kept)
         await self._check_errors(rid, ctl, t.wave, wave_size)
+
+    async def _update(self, rid: str, rollout: Rollout, endpoint: str, build: Build, plan: _Plan, *,
+                      interrupted: bool) -> UpdateOutcome | None:
+        """The device's update; None when it turns out to run the build already. An update the
+        service was stopped in the middle of may still be finishing on the device: it is looked
+        at first, and tried again a few times."""
+        if interrupted:  # the device may not have joined the restarted service yet
+            await self._online(endpoint, RESUME_WAIT_S * 24)
+        for attempt in range(RESUME_ATTEMPTS if interrupted else 1):
+            if interrupted and await self._runs_now(endpoint, build, rollout.kind):
+                return None
+            outcome = await self._deploy(rid, rollout, endpoint, build, plan)
+            if outcome.succeeded or attempt == RESUME_ATTEMPTS - 1:
+                break
+            await asyncio.sleep(RESUME_WAIT_S)
+        return outcome
+
+    async def _online(self, endpoint: str, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(TinyMLaaSError):
+                if self.orchestrator.device(endpoint).online:
+                    return
+            await asyncio.sleep(0.5)
+
+    async def _runs_now(self, endpoint: str, build: Build, kind: Literal["firmware", "model"]) -> bool:
+        try:
+            caps = await self.orchestrator.capabilities(endpoint)
+        except TinyMLaaSError:
+            return False
+        return _runs(DeviceFacts.from_capabilities(caps), build, kind)
 
     async def _deploy(self, rid: str, rollout: Rollout, endpoint: str, build: Build, plan: _Plan, *,
                       rollback: bool = False) -> UpdateOutcome:
@@ -503,6 +546,8 @@ class RolloutEngine:
         self._tell(rid, {"event": "progress", **rollout.model_dump(mode="json")})
 
     async def _progress(self, rollout: Rollout) -> None:
+        if rollout.state in FINAL_STATES:
+            return
         done = sum(n for w in rollout.waves for s, n in w.counts.items() if s in DONE)
         failed = sum(n for w in rollout.waves for s, n in w.counts.items() if s in FAILED)
         wave = rollout.waves[rollout.current_wave]

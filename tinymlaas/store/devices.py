@@ -190,18 +190,6 @@ class Devices:
             db.delete(row)
             db.add(DeviceEventRow(endpoint=endpoint, at=now(), kind="deleted", detail=""))
 
-    def record_update(self, endpoint: str, *, build_id: str | None, facts: DeviceFacts) -> None:
-        """A deployment succeeded: what the device runs now, and from which build."""
-        from tinymlaas.store import now
-
-        with self.store.tx() as db:
-            row = db.get(DeviceRow, endpoint)
-            if row is None:
-                return
-            row.build_id = build_id
-            self._take_facts(row, facts)
-            row.updated_at = now()
-
     @staticmethod
     def _take_facts(row: DeviceRow, facts: DeviceFacts) -> None:
         known = {**(row.facts or {}), **facts.model_dump(exclude_none=True)}
@@ -247,6 +235,8 @@ class Devices:
                     row.bridge = s.bridge or None
                 if s.health is not None:
                     row.health = s.health or None
+                if s.build_id is not None:
+                    row.build_id = s.build_id
                 if row.state == "expected" and s.online:
                     row.state = "active"
                 row.updated_at = t

@@ -56,7 +56,8 @@ async def rollout_events(rollout_id: str, engine: RolloutsDep, user: Viewer) -> 
 
     async def events() -> AsyncIterator[str]:
         async for event in stream:
-            yield f"event: {event.pop('event')}\ndata: {json.dumps(event)}\n\n"
+            data = {k: v for k, v in event.items() if k != "event"}
+            yield f"event: {event['event']}\ndata: {json.dumps(data)}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
 

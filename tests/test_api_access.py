@@ -42,6 +42,8 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("POST", "/rollouts/{rollout_id}/pause"): OP, ("POST", "/rollouts/{rollout_id}/resume"): OP,
     ("POST", "/rollouts/{rollout_id}/approve"): OP, ("POST", "/rollouts/{rollout_id}/cancel"): OP,
     ("POST", "/rollouts/{rollout_id}/stop"): OP,
+    ("GET", "/toolchains"): V, ("POST", "/toolchains"): OP, ("POST", "/toolchains/archive"): OP,
+    ("GET", "/toolchains/{name}"): V, ("DELETE", "/toolchains/{name}"): OP,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
     # Devices authenticate with their own credentials: a grant, or their token.

@@ -24,6 +24,7 @@ from tinymlaas.api.routes import (
     jobs,
     models,
     rollouts,
+    toolchains,
     users,
 )
 from tinymlaas.config import Settings
@@ -67,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     handlers.install(app)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
-              bridges.router, groups.router, rollouts.router):
+              bridges.router, groups.router, rollouts.router, toolchains.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

@@ -548,5 +548,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# The operator's commands for a running service (devices, groups, rollouts, ...) live in their own module.
+from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
+
+_register_fleet(app)
+
 if __name__ == "__main__":
     main()

@@ -247,8 +247,11 @@ class DeviceRegistry(DeviceEvents):
         await self.flush()
         rec = await asyncio.to_thread(self.store.devices.find, endpoint)
         if rec is None:  # connected, and not written yet: the orchestrator knows it
-            live = self.orchestrator.device(endpoint)
-            if not live.online:
+            try:
+                live = self.orchestrator.device(endpoint)
+            except NotFound:
+                live = None
+            if live is None or not live.online:
                 raise NotFound(f"no device '{endpoint}' is registered")
             return RegisteredDevice(**live.model_dump())
         return self.live(rec)

@@ -84,12 +84,13 @@ class DeviceEventRow(Base):
 
 def _record(r: DeviceRow | Row[Any], tags: list[str]) -> RegisteredDevice:
     """A row (an ORM row, or a plain one of the same columns: lists read those, faster) as a record."""
-    return RegisteredDevice(
+    # Built without validation: the columns hold what the record's fields were validated as.
+    return RegisteredDevice.model_construct(
         endpoint=r.endpoint, online=r.online, kind=cast(DeviceKind, r.kind), name=r.name, board=r.board,
         tags=tags, location=r.location, notes=r.notes, state=cast(DeviceState, r.state), bridge=r.bridge,
         health=r.health, last_seen=r.last_seen, firmware_version=r.firmware_version,
-        model_sha256=r.model_sha256,
-        model_name=r.model_name, reported=DeviceFacts.model_validate(r.facts) if r.facts else None,
+        model_sha256=r.model_sha256, model_name=r.model_name,
+        reported=DeviceFacts.model_construct(**r.facts) if r.facts else None,
         build_id=r.build_id, created_at=r.created_at, decommissioned_at=r.decommissioned_at)
 
 
@@ -261,11 +262,14 @@ class Devices:
     # -- lists -------------------------------------------------------------------------------------
     def query(self, q: DeviceQuery) -> tuple[list[RegisteredDevice], int]:
         """One page of the devices matching every filter, by endpoint, and how many match."""
-        where = self._where(select(DeviceRow.endpoint), q)
-        with self.store.read() as db:
-            total = db.scalar(select(func.count()).select_from(where.subquery())) or 0
-            rows = list(db.execute(self._where(select(*DeviceRow.__table__.columns), q)
-                                   .order_by(DeviceRow.endpoint).limit(q.limit).offset(q.offset)))
+        page = self._where(select(*DeviceRow.__table__.columns, func.count().over().label("total")), q)
+        with self.store.read() as db:  # the count comes with the page (one query, not two)
+            rows = list(db.execute(page.order_by(DeviceRow.endpoint).limit(q.limit).offset(q.offset)))
+            if rows:
+                total = rows[0].total
+            else:  # past the end (or nothing matches): count on its own
+                total = db.scalar(select(func.count()).select_from(
+                    self._where(select(DeviceRow.endpoint), q).subquery())) or 0
             tags = self._tags(db, [r.endpoint for r in rows])
             return [_record(r, tags.get(r.endpoint, [])) for r in rows], int(total)
 

@@ -242,12 +242,17 @@ class RolloutEngine:
         return self._controls.setdefault(rid, _Control())
 
     async def _set(self, rid: str, **fields: Any) -> Rollout:
-        """Change the rollout (its job ends first when the rollout does, so whoever sees it ended
-        sees its job ended too)."""
+        """Change the rollout (its job says so first: whoever sees the rollout ended or paused
+        sees its job ended or saying why)."""
         await self.flush()
-        if fields.get("state") in FINAL_STATES:
+        state = fields.get("state")
+        if state is not None and state != "running":
             job_id = (await asyncio.to_thread(self.store.rollouts.get, rid)).job_id
-            await self._finish_job(job_id, fields["state"], fields.get("reason", ""))
+            if state in FINAL_STATES:
+                await self._finish_job(job_id, state, fields.get("reason", ""))
+            else:  # paused, waiting for an approval: the job says why
+                await asyncio.to_thread(self.store.update_job, job_id,
+                                        step=f"{state.replace('_', ' ')}: {fields.get('reason', '')}")
         rollout = await asyncio.to_thread(lambda: self.store.rollouts.set(rid, **fields))
         self._tell(rid, {"event": "rollout", **rollout.model_dump(mode="json")})
         return rollout

@@ -59,6 +59,7 @@ def one_line(r: subprocess.CompletedProcess[str], code: int, words: str) -> None
     assert words in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_devices_groups_and_a_followed_rollout(service: Service, hello_world: bytes, tmp_path: Path) -> None:
     for ep in ("cam-1", "cam-2", "cam-3"):
         r = service.cli("devices", "add", ep, "--board", "x86-tflm", "--tag", "hall", "--location", "door")

@@ -175,6 +175,7 @@ def test_a_failing_canary_pauses_and_the_rest_keep_their_version_until_resumed(l
     assert [lab.fleet.version(ep) for ep in names] == ["1.0.0", "2.0.0", "2.0.0", "2.0.0"]
 
 
+@pytest.mark.slow
 def test_a_failed_device_is_put_back_on_its_previous_build(lab: Lab) -> None:
     names = fleet_of(lab, 3, ["line-a"], **{"sim-1": {"broken": True}})
     v1, v2 = lab.build("1.0.0"), lab.build("2.0.0")
@@ -224,6 +225,7 @@ def test_manual_approval_and_a_restart_of_the_service_in_the_middle(database_url
         lab.close()
 
 
+@pytest.mark.slow
 def test_cancel_and_emergency_stop(lab: Lab) -> None:
     fleet_of(lab, 4, ["line-a"], **{f"sim-{i}": {"slow_s": 5.0} for i in range(4)})
     v2 = lab.build("2.0.0")
@@ -281,6 +283,7 @@ def test_refused_before_anything_is_sent(lab: Lab) -> None:
     assert len(lab.api.get("/jobs").json()) == jobs  # no job started
 
 
+@pytest.mark.slow
 def test_unknown_devices_are_held_for_approval_and_decommissioned_ones_kept_out(tmp_path: Path,
                                                                              hello_world: bytes) -> None:
     lab = Lab(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}", hello_world, unknown="hold")
@@ -334,6 +337,7 @@ def test_a_bridge_lists_its_boards_and_removing_it_removes_them(lab: Lab) -> Non
     assert lab.api.get("/devices/mcu-a/history").json()[0]["detail"] == "its bridge 'bridge-1' was removed"
 
 
+@pytest.mark.slow
 def test_server_sent_events_follow_a_rollout(lab: Lab) -> None:
     fleet_of(lab, 2, ["t"], **{"sim-0": {"slow_s": 1.0}, "sim-1": {"slow_s": 1.0}})
     v2 = lab.build("2.0.0")

@@ -105,6 +105,7 @@ class _Plan:
     builds: dict[str, Build]
     packages: dict[str, tuple[Package, Package | None]]
     all_builds: list[Build]
+    download_base: str
 
 
 def _now() -> datetime:
@@ -369,12 +370,13 @@ class RolloutEngine:
         builds = {board: self.store.build(bid) for board, bid in rollout.builds.items()}
         return _Plan(builds={b.id: b for b in builds.values()},
                      packages={b.id: packages(self.store, b, rollout.kind) for b in builds.values()},
-                     all_builds=self.store.builds())
+                     all_builds=self.store.builds(), download_base=self.store.rollouts.download_base(rid))
 
     async def _run_wave(self, rid: str, ctl: _Control, rollout: Rollout, plan: _Plan) -> None:
         wave = rollout.current_wave
         targets = await asyncio.to_thread(self.store.rollouts.targets, rid, wave=wave)
-        todo = [t for t in targets if t.state in ("pending", "running")]
+        # (running: under way when the service stopped; one still under way here is not started twice)
+        todo = [t for t in targets if t.state in ("pending", "running") and t.endpoint not in ctl.inflight]
         await self._progress(rollout)
         for t in todo:
             await self._slots.acquire()
@@ -483,10 +485,9 @@ class RolloutEngine:
             self._targets.setdefault(rid, {}).setdefault(endpoint, {})["deployment_id"] = dep.id
         else:
             self._targets.setdefault(rid, {}).setdefault(endpoint, {})["rollback_deployment_id"] = dep.id
-        download_base = await asyncio.to_thread(self.store.rollouts.download_base, rid)
         try:
             outcome = await update_device(self.orchestrator, endpoint, rollout.kind, package,
-                                          download_base=download_base, fallback=fallback)
+                                          download_base=plan.download_base, fallback=fallback)
         except TinyMLaaSError as exc:
             outcome = UpdateOutcome(endpoint=endpoint, kind=rollout.kind, package_sha256=package.sha256,
                                     succeeded=False, detail=exc.message)

@@ -146,7 +146,8 @@ async def _rollout(api: httpx.AsyncClient, group: str, build: str) -> dict[str, 
         for w in now["waves"]:
             if w["state"] == "done" and w["index"] not in wave_done:
                 wave_done[w["index"]] = time.perf_counter() - t0
-        if now["state"] != "running":
+        if now["state"] != "running":  # it ended, or paused: the wave it is in ends here
+            wave_done.setdefault(now["current_wave"], time.perf_counter() - t0)
             break
         await asyncio.sleep(0.1)
     now["seconds"] = time.perf_counter() - t0
@@ -253,7 +254,8 @@ def run(json_path: Path | None = None, plots: Path | None = None) -> None:
            json_path=json_path, extra={"registration_s": r["registration_s"], "list_p99_ms": r["list_p99_ms"],
                                        "later_wave_started": later_started})
     if plots is not None:
-        bar_plot(plots / "rollouts.png", f"Rollout to {FLEET:,} simulated devices: time to each wave's end",
+        bar_plot(plots / "rollouts.png", f"Rollout to {FLEET:,} simulated devices: time to each wave's end "
+                 "(or the pause)",
                  [f"wave {i + 1} ({w['size']})" for i, w in enumerate(ok["waves"])],
                  {"all succeed": [s or 0.0 for s in ok["wave_seconds"]],
                   f"{FAILING:.0%} failing": [s or 0.0 for s in faulty["wave_seconds"]]}, "s since the start")

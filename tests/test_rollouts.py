@@ -28,18 +28,20 @@ pytestmark = pytest.mark.lwm2m
 class Lab:
     """A service with its own database, its store opened alongside, and a fleet of simulated devices."""
 
-    def __init__(self, tmp: Path, database_url: str, model: bytes, *, restartable: bool = False,
-                 **devices: Any) -> None:
-        # A service that is restarted answers where it did (fixed ports); others take any free one.
+    def __init__(self, tmp: Path, database_url: str, model: bytes, **devices: Any) -> None:
         self.settings = Settings(data_dir=tmp / "service", database_url=database_url,
-                                 lwm2m={"port": free_port() if restartable else 0, "ack_timeout_s": 0.5,
-                                        "update_timeout_s": 20, "download_timeout_s": 20},
+                                 lwm2m={"port": 0, "ack_timeout_s": 0.5, "update_timeout_s": 20,
+                                        "download_timeout_s": 20},
                                  devices={"flush_s": 0.05, **devices})
         self.model = model
         self.port = free_port()
         self.start()
+        uri = self.api.get("/orchestrator").json()["uri"]
+        # A restarted service answers where it did: the ports it got the first time.
+        self.settings = self.settings.model_copy(update={"lwm2m": self.settings.lwm2m.model_copy(
+            update={"port": int(uri.rsplit(":", 1)[1])})})
         self.store = Store(self.settings.db_url, self.settings.artifacts_dir)
-        self.fleet = Fleet(self.api.get("/orchestrator").json()["uri"], tmp / "devices", model)
+        self.fleet = Fleet(uri, tmp / "devices", model)
 
     def start(self) -> None:
         self.server = BackgroundServer(self.settings, port=self.port)
@@ -199,7 +201,7 @@ def test_a_failed_device_is_put_back_on_its_previous_build(lab: Lab) -> None:
 @pytest.mark.slow
 def test_manual_approval_and_a_restart_of_the_service_in_the_middle(database_url: str, tmp_path: Path,
                                                                    hello_world: bytes) -> None:
-    lab = Lab(tmp_path, database_url, hello_world, restartable=True)
+    lab = Lab(tmp_path, database_url, hello_world)
     try:
         names = fleet_of(lab, 3, ["line-a"], **{"sim-2": {"slow_s": 3.0}})
         v2 = lab.build("2.0.0")

@@ -324,6 +324,14 @@ class DeviceCapabilities(BaseModel):
     fota: bool = False
 
 
+class DeviceDetail(BaseModel):
+    """A device's record and, when it is online, what it reports about itself now."""
+
+    device: Device
+    capabilities: DeviceCapabilities | None = None
+    capabilities_error: str | None = Field(None, description="why the capabilities could not be read")
+
+
 class JoinInfo(BaseModel):
     """How devices join this service: the orchestrator plugin, where, and its security."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tinymlaas.edge.package import pack
@@ -20,7 +19,6 @@ from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Deployment, Job, Package, UpdateOutcome
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 from tinymlaas.store import Store
-from tinymlaas.targets import get_board
 
 if TYPE_CHECKING:
     from tinymlaas.services.registry import DeviceRegistry
@@ -120,29 +118,29 @@ def packages(store: Store, build: Build, kind: Literal["firmware", "model"]
     return package, None
 
 
-async def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner, *,
-                           kind: Literal["firmware", "model"], endpoint: str, build_id: str | None,
-                           artifact: str | None, download_base: str, targets_dir: Path,
-                           registry: DeviceRegistry | None = None) -> tuple[Deployment, Job]:
-    """Check the device, what to send and that the device can run it, then update the device
-    as a job."""
+def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner, *,
+                     kind: Literal["firmware", "model"], endpoint: str, build_id: str | None,
+                     artifact: str | None, download_base: str,
+                     registry: DeviceRegistry | None = None) -> tuple[Deployment, Job]:
+    """Check the device, what to send and (with the registry) that the device can run it, then
+    update the device as a job (blocking: call it off the event loop; the API's routes run in a
+    thread pool)."""
     if not orchestrator.device(endpoint).online:
         raise DeviceUnreachable(f"device '{endpoint}' is offline")
     fallback = None
     if build_id is not None:
-        build = await asyncio.to_thread(store.build, build_id)
-        caps = await orchestrator.capabilities(endpoint)
-        check_compatible(build, get_board(targets_dir, build.target), kind,
-                         DeviceFacts.from_capabilities(caps), endpoint)
-        package, fallback = await asyncio.to_thread(packages, store, build, kind)
+        build = store.build(build_id)
+        if registry is not None:
+            check_compatible(build, registry.board(build.target), kind, registry.facts_now(endpoint),
+                             endpoint)
+        package, fallback = packages(store, build, kind)
     elif artifact is not None and kind == "firmware":
-        package = Package(sha256=artifact, size=await asyncio.to_thread(store.artifacts.size, artifact),
-                          kind="firmware")
+        package = Package(sha256=artifact, size=store.artifacts.size(artifact), kind="firmware")
     else:
         raise InvalidInput("give 'build' (a finished build), or 'artifact' for a firmware image")
-    job = await asyncio.to_thread(store.new_job, f"deploy-{kind}")
-    dep = await asyncio.to_thread(lambda: store.add_deployment(
-        endpoint=endpoint, kind=kind, package_sha256=package.sha256, job_id=job.id, build_id=build_id))
+    job = store.new_job(f"deploy-{kind}")
+    dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256, job_id=job.id,
+                               build_id=build_id)
     runner.submit_async(job, lambda p: run_deployment(store, orchestrator, dep, package,
                                                       download_base=download_base, fallback=fallback,
                                                       progress=p, registry=registry))

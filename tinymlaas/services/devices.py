@@ -1,5 +1,4 @@
-"""Device use cases over whichever orchestrator runs: one inference (the registry's use cases are
-:mod:`tinymlaas.services.registry`)."""
+"""Device use cases over whichever orchestrator runs: what a device is, one inference."""
 
 from __future__ import annotations
 
@@ -8,9 +7,20 @@ from typing import Any
 import numpy as np
 
 from tinymlaas.edge.tflm import quantize
-from tinymlaas.errors import InvalidInput
-from tinymlaas.models import DeviceCapabilities, InferenceReport
+from tinymlaas.errors import InvalidInput, TinyMLaaSError
+from tinymlaas.models import DeviceCapabilities, DeviceDetail, InferenceReport
 from tinymlaas.plugins.base import Orchestrator
+
+
+async def device_detail(orch: Orchestrator, endpoint: str) -> DeviceDetail:
+    """The device record and, when it is online, what it reports about itself now."""
+    detail = DeviceDetail(device=orch.device(endpoint))
+    if detail.device.online:
+        try:
+            detail.capabilities = await orch.capabilities(endpoint)
+        except TinyMLaaSError as exc:  # the record is still worth showing; say why there is no more
+            detail.capabilities_error = exc.message
+    return detail
 
 
 def input_tensor(caps: DeviceCapabilities, *, values: list[float] | None, raw: list[float] | None) -> bytes:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tinymlaas.config import DeviceSettings
-from tinymlaas.errors import Conflict, InvalidInput, NotFound, TinyMLaaSError
+from tinymlaas.errors import Conflict, DeviceUnreachable, InvalidInput, NotFound, TinyMLaaSError
 from tinymlaas.fleet.models import (
     Bridge,
     BridgeMcu,
@@ -35,10 +35,10 @@ from tinymlaas.fleet.models import (
     RegisteredDeviceDetail,
     Sighting,
 )
-from tinymlaas.models import DeviceCredentials
+from tinymlaas.models import Board, DeviceCredentials
 from tinymlaas.plugins.base import DeviceEvents, Orchestrator
 from tinymlaas.store import Store
-from tinymlaas.targets import load_boards
+from tinymlaas.targets import get_board, load_boards
 
 log = logging.getLogger(__name__)
 #: Capability reads after registrations, at once (a fleet rebooting together must not flood).
@@ -75,10 +75,12 @@ class DeviceRegistry(DeviceEvents):
         self._tasks: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Load who is known and listen to the orchestrator (before it starts)."""
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.store.devices.mark_all_offline)
         self._known = await asyncio.to_thread(self.store.devices.states)
         self.orchestrator.events = self
@@ -159,6 +161,23 @@ class DeviceRegistry(DeviceEvents):
         """A deployment succeeded: what the device runs now (written with the next batch)."""
         self._queue(Sighting(endpoint=endpoint, facts=facts, build_id=build_id,
                              events=[("updated", f"to build {build_id}" if build_id else "updated")]))
+
+    def facts_now(self, endpoint: str, timeout_s: float = 60.0) -> DeviceFacts:
+        """What a connected device reports now (read on the service's loop; call it from a thread)."""
+        import concurrent.futures
+
+        if self._loop is None:
+            raise RuntimeError("the registry has not started")
+        future = asyncio.run_coroutine_threadsafe(self.orchestrator.capabilities(endpoint), self._loop)
+        try:
+            return DeviceFacts.from_capabilities(future.result(timeout_s))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise DeviceUnreachable(f"device '{endpoint}' did not say what it is within {timeout_s:.0f} s"
+                                    ) from None
+
+    def board(self, name: str) -> Board:
+        return get_board(self.targets_dir, name)
 
     # -- the operator's use cases -------------------------------------------------------------------
     def _check_board(self, board: str | None) -> None:

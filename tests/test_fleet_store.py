@@ -131,3 +131,12 @@ def test_toolchains(store: Store) -> None:
     (["1", "rest"], 3, [1, 2]), (["5", "rest"], 3, [3]), (["50%", "50%"], 3, [2, 1]), (["rest"], 0, [])])
 def test_wave_sizes(waves: list[str], total: int, sizes: list[int]) -> None:
     assert wave_sizes(waves, total) == sizes
+
+
+def test_endpoints_as_long_as_lwm2m_allows(store: Store) -> None:
+    long_urn = "urn:dev:ops:" + "a" * 116  # 128 characters, as an LwM2M server takes them
+    store.devices.add(DeviceSpec(endpoint=long_urn, tags=["t"]))
+    store.devices.apply([Sighting(endpoint="urn:imei:" + "9" * 119, create_as="active", online=True)])
+    assert {d.endpoint for d in store.devices.query(DeviceQuery())[0]} == {long_urn, "urn:imei:" + "9" * 119}
+    with pytest.raises(ValueError, match="endpoint"):
+        DeviceSpec(endpoint=long_urn + "b")

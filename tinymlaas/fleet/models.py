@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tinymlaas.models import Device, DeviceCapabilities, DeviceCredentials
 
-#: Endpoint names the registry accepts: safe in CoAP queries, URL paths and file names.
-ENDPOINT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: Endpoint names the registry accepts: what an LwM2M server takes (up to 128 characters, URNs
+#: such as ``urn:dev:ops:…`` included), safe in URL paths.
+ENDPOINT = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 TAG = r"^[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}$"
 

@@ -39,14 +39,14 @@ class DeviceRow(Base):
     __tablename__ = "devices"
     __table_args__ = (Index("devices_kind_endpoint", "kind", "endpoint"),)
 
-    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(128), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String, default="")
     board: Mapped[str | None] = mapped_column(String, index=True)
     location: Mapped[str] = mapped_column(String, default="")
     notes: Mapped[str] = mapped_column(String, default="")
     state: Mapped[str] = mapped_column(String(16), index=True)
-    bridge: Mapped[str | None] = mapped_column(String(64), index=True)
+    bridge: Mapped[str | None] = mapped_column(String(128), index=True)
     health: Mapped[str | None] = mapped_column(String)
     online: Mapped[bool] = mapped_column(default=False, index=True)
     last_seen: Mapped[datetime | None]
@@ -76,7 +76,7 @@ class DeviceEventRow(Base):
     __table_args__ = (Index("device_events_endpoint", "endpoint", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    endpoint: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String, default="")

@@ -67,7 +67,7 @@ class RolloutTargetRow(Base):
     __table_args__ = (Index("rollout_targets_wave", "rollout_id", "wave", "state"),)
 
     rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True)
-    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(128), primary_key=True)
     wave: Mapped[int] = mapped_column(Integer)
     board: Mapped[str] = mapped_column(String)
     state: Mapped[str] = mapped_column(String(32))

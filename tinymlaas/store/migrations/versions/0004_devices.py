@@ -21,14 +21,14 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "devices",
-        sa.Column("endpoint", sa.String(64), primary_key=True),
+        sa.Column("endpoint", sa.String(128), primary_key=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("name", sa.String, nullable=False, server_default=""),
         sa.Column("board", sa.String),
         sa.Column("location", sa.String, nullable=False, server_default=""),
         sa.Column("notes", sa.String, nullable=False, server_default=""),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("bridge", sa.String(64)),
+        sa.Column("bridge", sa.String(128)),
         sa.Column("health", sa.String),
         sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("last_seen", t.Timestamp()),
@@ -46,7 +46,7 @@ def upgrade() -> None:
     op.create_index("devices_kind_endpoint", "devices", ["kind", "endpoint"])
     op.create_table(
         "device_tags",
-        sa.Column("endpoint", sa.String(64), sa.ForeignKey("devices.endpoint", ondelete="CASCADE"),
+        sa.Column("endpoint", sa.String(128), sa.ForeignKey("devices.endpoint", ondelete="CASCADE"),
                   primary_key=True),
         sa.Column("tag", sa.String(64), primary_key=True),
     )
@@ -54,7 +54,7 @@ def upgrade() -> None:
     op.create_table(
         "device_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("endpoint", sa.String(64), nullable=False),
+        sa.Column("endpoint", sa.String(128), nullable=False),
         sa.Column("at", t.Timestamp(), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("detail", sa.String, nullable=False, server_default=""),
@@ -95,7 +95,7 @@ def upgrade() -> None:
         "rollout_targets",
         sa.Column("rollout_id", sa.String, sa.ForeignKey("rollouts.id", ondelete="CASCADE"),
                   primary_key=True),
-        sa.Column("endpoint", sa.String(64), primary_key=True),
+        sa.Column("endpoint", sa.String(128), primary_key=True),
         sa.Column("wave", sa.Integer, nullable=False),
         sa.Column("board", sa.String, nullable=False),
         sa.Column("state", sa.String(32), nullable=False),

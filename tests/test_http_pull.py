@@ -142,7 +142,9 @@ def test_revoked_tokens_stop_working(service: tuple[BackgroundServer, httpx.Clie
     asyncio.run(agent._poll(0.0))
     assert [d["endpoint"] for d in api.get("/devices").json()] == ["pull-4"]
     assert api.delete("/devices/pull-4/credentials").status_code == 204
-    assert api.get("/devices").json() == []  # dropped with its credentials
+    # Dropped with its credentials: offline, and the registry keeps its record and says why.
+    assert [(d["endpoint"], d["online"]) for d in api.get("/devices").json()] == [("pull-4", False)]
+    assert api.get("/devices/pull-4/history").json()[0]["detail"] == "credentials revoked"
     with pytest.raises(Refused, match="has no credentials"):
         asyncio.run(agent._poll(0.0))
     assert api.delete("/devices/pull-4/credentials").status_code == 404

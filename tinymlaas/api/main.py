@@ -15,6 +15,7 @@ from tinymlaas import __version__, web
 from tinymlaas.api import handlers
 from tinymlaas.api.routes import (
     artifacts,
+    bridges,
     builds,
     catalog,
     cost,
@@ -24,11 +25,14 @@ from tinymlaas.api.routes import (
     devices,
     dryruns,
     evaluations,
+    groups,
     hybrid,
     jobs,
     models,
     profiles,
+    rollouts,
     telemetry,
+    toolchains,
     trainings,
     users,
 )
@@ -38,6 +42,8 @@ from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
 from tinymlaas.services.hybrid import Cloud
 from tinymlaas.services.recovery import recover
+from tinymlaas.services.registry import DeviceRegistry
+from tinymlaas.services.rollouts import RolloutEngine
 from tinymlaas.services.telemetry import Sampler
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
@@ -56,20 +62,27 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
+        app.state.signer = Signer.load_or_create(settings.data_dir)
+        registry = DeviceRegistry(store, orchestrator, settings.devices, settings.targets_dir,
+                                  app.state.signer.public_key_b64)
+        await registry.start()  # listens before the orchestrator lets the first device in
         await orchestrator.start(settings.data_dir)
         sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
         sampler.start()
         app.state.cloud = Cloud(store)
         orchestrator.escalation = app.state.cloud.escalate  # devices' uncertain inferences
+        engine = RolloutEngine(store, orchestrator, registry, settings, app.state.signer)
+        await engine.start()
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
-        app.state.orchestrator = orchestrator
-        app.state.signer = Signer.load_or_create(settings.data_dir)
+        app.state.orchestrator, app.state.registry, app.state.rollouts = orchestrator, registry, engine
         try:
             yield
         finally:
+            await engine.stop()
             await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
+            await registry.stop()
             app.state.cloud.flush()
             store.close()
 
@@ -80,7 +93,8 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
               datasets.router, trainings.router, evaluations.router, profiles.router,
-              telemetry.router, dryruns.router, cost.router, hybrid.router):
+              telemetry.router, dryruns.router, cost.router, hybrid.router,
+              bridges.router, groups.router, rollouts.router, toolchains.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

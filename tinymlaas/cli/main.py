@@ -585,6 +585,10 @@ _register_datasets(app)
 from tinymlaas.cli.cost import cost_app  # noqa: E402
 
 app.add_typer(cost_app, name="cost")
+# The operator's commands for a running service (devices, groups, rollouts, ...) live in their own module.
+from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
+
+_register_fleet(app)
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,7 @@ from tinymlaas.api.security import DEVICE
 from tinymlaas.config import HttpPullSettings
 from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
+from tinymlaas.fleet.models import BridgeMcu, DeviceFacts
 from tinymlaas.models import (
     Device,
     DeviceCapabilities,
@@ -99,12 +100,14 @@ class CommandResult(BaseModel):
 
 
 class Poll(BaseModel):
-    """A device's poll: who it is now, what it did, and how long it will wait for work."""
+    """A device's poll: who it is now, what it did, and how long it will wait for work
+    (a bridge also lists the boards behind it, in ``bridge``)."""
 
     status: dict[str, Any]
     boot: str | None = Field(None, max_length=64, description="changes each time the device starts")
     seq: int | None = Field(None, ge=0, description="the device's poll counter since it started: a status "
                                                    "older than one already taken (polls crossing) is ignored")
+    bridge: list[BridgeMcu] | None = None
     accepted: list[str] = []
     results: list[CommandResult] = []
     inferences: list[Inference] = []
@@ -148,6 +151,8 @@ class _Record:
     waiting: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
     listeners: set[asyncio.Queue[InferenceReport]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Whether the registry was told this device went offline (it is told once).
+    told_offline: bool = False
 
 
 class TokenStore:
@@ -199,6 +204,7 @@ class HttpPullOrchestrator(Orchestrator):
         self.tokens: TokenStore | None = None
         self._devices: dict[str, _Record] = {}
         self._ids = 0
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def routes(cls) -> list[APIRouter]:
@@ -207,8 +213,20 @@ class HttpPullOrchestrator(Orchestrator):
     async def start(self, data_dir: Path) -> None:
         if self.settings.security == "token":
             self.tokens = TokenStore(data_dir / "http-pull" / "tokens.json")
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="http-pull-offline")
+
+    async def _sweep(self) -> None:
+        """A pulling device goes offline by staying silent: notice it, and tell the registry once."""
+        while True:
+            await asyncio.sleep(min(self.settings.offline_after_s / 4, 5.0))
+            for rec in list(self._devices.values()):
+                if not rec.told_offline and not self._is_online(rec):
+                    rec.told_offline = True
+                    self.events.left(rec.endpoint, f"no poll for {time.time() - rec.last_seen:.0f} s")
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for rec in self._devices.values():
             rec.wake.set()  # polls held open return now
             for fut in rec.waiting.values():
@@ -243,11 +261,23 @@ class HttpPullOrchestrator(Orchestrator):
             err = exc.errors()[0]
             raise InvalidInput(f"the poll's status field '{'.'.join(map(str, err['loc']))}': {err['msg']}"
                                ) from None
+        refusal = self.events.admit(endpoint)
+        if refusal is not None:
+            raise Forbidden(refusal)
         rec = self._devices.get(endpoint)
-        if rec is None:
-            rec = self._devices[endpoint] = _Record(endpoint, now, now, status)
+        fresh = rec is None or body.seq is None or body.boot != rec.boot or body.seq >= rec.seq
+        facts = DeviceFacts.from_capabilities(status)
+        if rec is None or rec.told_offline:
+            rec = rec or _Record(endpoint, now, now, status)
+            self._devices[endpoint] = rec
+            rec.told_offline = False
+            self.events.joined(endpoint, facts)
+        elif fresh:
+            self.events.seen(endpoint, facts)
+        if body.bridge is not None:
+            self.events.bridge(endpoint, body.bridge)
         rec.last_seen, rec.address = now, address
-        if body.seq is None or body.boot != rec.boot or body.seq >= rec.seq:
+        if fresh:
             rec.status, rec.boot, rec.seq = status, body.boot, -1 if body.seq is None else body.seq
         for cid in body.accepted:
             rec.outbox.pop(cid, None)
@@ -445,7 +475,13 @@ class HttpPullOrchestrator(Orchestrator):
         if self.tokens is None:
             raise Conflict("HTTP pull security is off; there are no credentials to revoke")
         self.tokens.revoke(endpoint)
-        self._devices.pop(endpoint, None)
+        self.disconnect(endpoint, "credentials revoked")
+
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        rec = self._devices.pop(endpoint, None)
+        if rec is not None:
+            rec.wake.set()  # a poll held open returns now
+            self.events.left(endpoint, reason)
 
 
 router = APIRouter(prefix="/ota", tags=["http-pull devices"])

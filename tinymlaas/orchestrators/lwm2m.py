@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import aiocoap
+from aiocoap import error as coap_error
 
 from tinymlaas.config import LwM2MSettings
 from tinymlaas.edge.lwm2m import vocab
 from tinymlaas.edge.lwm2m.codec import Content
-from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
-from tinymlaas.errors import Conflict, DeviceError, InvalidInput, NotFound
+from tinymlaas.edge.lwm2m.vocab import Bridged, Obj, Tiny, named_capabilities
+from tinymlaas.errors import Conflict, DeviceError, InvalidInput, NotFound, TinyMLaaSError
+from tinymlaas.fleet.models import BridgeMcu
 from tinymlaas.lwm2m.deploy import Updater
 from tinymlaas.lwm2m.escalation import PATH as ESCALATE
 from tinymlaas.lwm2m.escalation import EscalationResource
 from tinymlaas.lwm2m.security import CredentialStore, write_context
-from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.lwm2m.server import LwM2MServer, Registration
 from tinymlaas.models import (
     Device,
     DeviceCapabilities,
@@ -34,6 +40,7 @@ from tinymlaas.orchestrators.reports import inference_report
 from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 
 TINYML = vocab.uri(Obj.TINYML, 0)
+log = logging.getLogger(__name__)
 
 
 def _get(content: Content, rid: Tiny) -> Any:
@@ -47,6 +54,35 @@ def _hybrid(t: Content) -> HybridState | None:
     return HybridState(threshold=float(_get(t, Tiny.THRESHOLD)) or None, cloud=_get(t, Tiny.CLOUD) or None,
                        local=int(_get(t, Tiny.LOCAL) or 0), escalated=int(_get(t, Tiny.ESCALATED) or 0),
                        failed=int(_get(t, Tiny.FAILED) or 0))
+
+
+class _AdmittingServer(LwM2MServer):
+    """The LwM2M server, asking the device registry before it takes a registration."""
+
+    def __init__(self, settings: LwM2MSettings, credentials: CredentialStore | None,
+                 admit: Callable[[str], str | None]) -> None:
+        super().__init__(settings, credentials)
+        self.admit = admit
+
+    def authenticate(self, request: aiocoap.Message, endpoint: str) -> str | None:
+        identity = super().authenticate(request, endpoint)
+        refusal = self.admit(endpoint)
+        if refusal is not None:
+            raise coap_error.Forbidden(refusal)
+        return identity
+
+
+def bridged_boards(content: Content) -> list[BridgeMcu]:
+    """A bridge's Bridged Board instances (object 33101) as records."""
+    by_instance: dict[int, dict[int, Any]] = {}
+    for p, value in content.items():
+        if p[0] == Obj.BRIDGED_BOARD and len(p) == 3:
+            by_instance.setdefault(p[1], {})[p[2]] = value
+    return [BridgeMcu(endpoint=str(v.get(Bridged.ENDPOINT, "")), board=str(v.get(Bridged.BOARD, "")),
+                      health=str(v.get(Bridged.HEALTH, "")),
+                      firmware_version=str(v.get(Bridged.FIRMWARE_VERSION, "")),
+                      restarts=int(v.get(Bridged.RESTARTS, 0) or 0))
+            for _, v in sorted(by_instance.items()) if v.get(Bridged.ENDPOINT)]
 
 
 class LwM2MOrchestrator(Orchestrator):
@@ -64,17 +100,21 @@ class LwM2MOrchestrator(Orchestrator):
         self.credentials: CredentialStore | None = None
         self.grants = Grants(self.settings.grant_ttl_s)
         self._download_base = ""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self, data_dir: Path) -> None:
         if self.settings.security == "oscore":
             self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
-        self.server = LwM2MServer(self.settings, self.credentials)
+        self.server = _AdmittingServer(self.settings, self.credentials, lambda ep: self.events.admit(ep))
+        self.server.registry.listeners.append(self._registration_event)
         self.server.resources[ESCALATE] = EscalationResource(self.server, self._escalate)
         await self.server.start()
         self.updater = Updater(self.server, self._package_url)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.server is not None:
             await self.server.stop()
         if self.credentials is not None:
@@ -100,6 +140,33 @@ class LwM2MOrchestrator(Orchestrator):
             oscore = write_context(folder / "oscore", credentials.model_dump(), role="device")
             credentials.write_trust(oscore)
         return LwM2MAttach(uri=join.uri, endpoint=endpoint, credentials=oscore)
+
+    # -- what the registry hears ---------------------------------------------------
+    def _registration_event(self, event: str, reg: Registration) -> None:
+        if event == "registered":
+            self.events.joined(reg.endpoint)
+        elif event == "updated":
+            self.events.seen(reg.endpoint)
+        else:  # the reason it went: de-registered, lifetime expired, credentials revoked, ...
+            self.events.left(reg.endpoint, event)
+            return
+        if Obj.BRIDGED_BOARD in reg.objects:  # a bridge: (re-)read its boards and their health
+            task = asyncio.get_running_loop().create_task(self._read_bridge(reg.endpoint))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_bridge(self, endpoint: str) -> None:
+        try:
+            content = await self.srv.read(endpoint, f"/{int(Obj.BRIDGED_BOARD)}")
+        except TinyMLaaSError as exc:
+            log.warning("cannot read the boards of bridge %s: %s", endpoint, exc.message)
+            return
+        self.events.bridge(endpoint, bridged_boards(content))
+
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        rec = self.srv.registry.devices.get(endpoint)
+        if rec is not None and rec.registration is not None:
+            self.srv.registry.remove(rec.registration, reason)
 
     # -- inventory ---------------------------------------------------------------
     def devices(self) -> list[Device]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from tinymlaas.errors import Conflict, UnsupportedModel
+from tinymlaas.fleet.models import BridgeMcu, DeviceFacts
 from tinymlaas.models import (
     Board,
     Device,
@@ -208,14 +209,41 @@ class Emulator(Plugin):
         """Boot ``firmware`` (an ELF) with the board's UART connected; returns once it runs."""
 
 
+class DeviceEvents:
+    """What an orchestrator tells the service about its devices, as they come and go; the
+    device registry listens (:mod:`tinymlaas.services.registry`). Called on the event loop,
+    so a listener must not block. This base listens to nothing: an orchestrator on its own."""
+
+    def admit(self, endpoint: str) -> str | None:
+        """Why ``endpoint`` may not join now (held for approval, decommissioned), or None."""
+        return None
+
+    def joined(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
+        """A new session (a registration, a first poll); ``facts`` when the protocol carried them
+        (otherwise the listener may read the device's capabilities)."""
+
+    def seen(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
+        """Still there: a registration update, a poll."""
+
+    def left(self, endpoint: str, reason: str) -> None:
+        """Gone offline (de-registered, lifetime expired, no poll for a while, revoked)."""
+
+    def bridge(self, endpoint: str, mcus: list[BridgeMcu]) -> None:
+        """``endpoint`` is a bridge; these are the boards behind it and their health."""
+
+
 class Orchestrator(Plugin):
     """Talks to deployed devices: how they join, their credentials, inventory, capabilities,
     FOTA, SOTA and results.
 
     Runs on the API's event loop (``start``/``stop`` in its lifespan). Devices
     pull packages from the API at ``{download_base}/devices/{endpoint}/packages/{sha256}``;
-    the API asks :meth:`authorize_download` before serving one.
+    the API asks :meth:`authorize_download` before serving one. It keeps the live
+    state of its devices and tells :attr:`events` (the device registry) what happens.
     """
+
+    #: Who hears about devices joining, staying and leaving (set by the service).
+    events: DeviceEvents = DeviceEvents()
 
     @classmethod
     def routes(cls) -> list[APIRouter]:
@@ -248,6 +276,10 @@ class Orchestrator(Plugin):
     @abstractmethod
     def revoke(self, endpoint: str) -> None:
         """Drop a device's credentials; it is disconnected and cannot join again."""
+
+    @abstractmethod
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        """End a device's current session (it may join again, if :attr:`events` admits it)."""
 
     @abstractmethod
     def devices(self) -> list[Device]: ...

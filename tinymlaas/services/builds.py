@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
-from tinymlaas.errors import TooLarge
+from tinymlaas.errors import InvalidInput, TooLarge
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
 from tinymlaas.plugins.base import Builder, Compiler, Progress
@@ -57,18 +57,29 @@ def train_and_register(store: Store, settings: Settings, name: str, seed: int | 
 
 def start_build(store: Store, settings: Settings, runner: JobRunner, signer: Signer, *, model: str,
                 target: str,
-                compiler: str | None, options: dict[str, Any], builder: str, version: str
-                ) -> tuple[Build, Job]:
-    """Check the request (model, board, compiler and its options, builder), then build as a job."""
+                compiler: str | None, options: dict[str, Any], builder: str | None, version: str,
+                toolchain: str | None = None) -> tuple[Build, Job]:
+    """Check the request (model, board, compiler and its options, builder or registered
+    toolchain), then build as a job."""
     rec = store.model(model)
     board = get_board(settings.targets_dir, target)
     comp = make_compiler(board, compiler, options)
-    builder_cls = builder_plugin(builder)
+    if toolchain is not None and builder is not None:
+        raise InvalidInput("give a builder or a toolchain, not both")
+    chosen: Builder
+    if toolchain is not None:
+        from tinymlaas.services.toolchains import toolchain_builder
+
+        chosen = toolchain_builder(store, toolchain, board)
+        label = f"toolchain:{toolchain}"
+    else:
+        chosen = builder_plugin(builder or "docker")()
+        label = chosen.name
     job = store.new_job("build")
     build = store.add_build(job_id=job.id, model_id=rec.id, target=board.name, compiler=compiler,
-                            options=options, builder=builder, version=version)
+                            options=options, builder=label, version=version)
     runner.submit(job, lambda p: run_build(store, settings, build, p, board=board, compiler=comp,
-                                           builder=builder_cls(), signer=signer))
+                                           builder=chosen, signer=signer))
     return build, job
 
 

@@ -2,7 +2,8 @@
 
 The orchestrator lives on the API's event loop, and so do deployment jobs (the
 device does the work; the service waits). Blocking work (packing a module)
-runs in a thread. No FastAPI here.
+runs in a thread. A build the device cannot run (another board, CPU or runtime
+than it reports) is refused before any job starts. No FastAPI here.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.edge.package import pack
 from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
+from tinymlaas.fleet.models import DeviceFacts
 from tinymlaas.jobs import JobRunner
-from tinymlaas.models import Build, Deployment, Job, Package, StoredModule, UpdateOutcome
-from tinymlaas.plugins.base import Orchestrator, Progress
+from tinymlaas.models import Board, Build, Deployment, Job, Package, StoredModule, UpdateOutcome
+from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
+
+if TYPE_CHECKING:
+    from tinymlaas.services.registry import DeviceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +88,76 @@ def _model_data(model: bytes, manifest: dict[str, Any]) -> bytes:
     return blob
 
 
+#: Module kinds a device runs in an interpreter, and the runtime it must report for them
+#: (compiled modules are part of a board's firmware: the board decides).
+INTERPRETERS = {"tflm-bundle": "tflite-micro"}
+
+
+def incompatibilities(build: Build, board: Board, kind: Literal["firmware", "model"],
+                      device: DeviceFacts, endpoint: str) -> list[str]:
+    """Why ``device`` cannot run ``build`` (board, CPU, runtime), each naming both sides; none if it can."""
+    what = f"build '{build.id}'"
+    if device.board is None and device.cpu is None:
+        return [f"device '{endpoint}' reports no board or CPU, so {what} for '{build.target}' "
+                "cannot be checked against it"]
+    found = []
+    if device.board is not None and device.board != build.target:
+        found.append(f"{what} is for board '{build.target}' but device '{endpoint}' reports board "
+                     f"'{device.board}'")
+    if device.cpu is not None and device.cpu != board.cpu:
+        found.append(f"{what} is for CPU '{board.cpu}' but device '{endpoint}' reports CPU '{device.cpu}'")
+    runtime = INTERPRETERS.get(build.module.kind) if build.module is not None else None
+    if kind == "model" and runtime and device.runtime and not device.runtime.startswith(runtime):
+        found.append(f"{what} is a model for the '{runtime}' runtime but device '{endpoint}' runs "
+                     f"'{device.runtime}'")
+    return found
+
+
+def check_compatible(build: Build, board: Board, kind: Literal["firmware", "model"], device: DeviceFacts,
+                     endpoint: str) -> None:
+    """Refuse, before anything is sent, a build the device cannot run."""
+    found = incompatibilities(build, board, kind, device, endpoint)
+    if found:
+        raise InvalidInput("; ".join(found), build=build.id, build_board=build.target, endpoint=endpoint,
+                           device_board=device.board, device_cpu=device.cpu, device_runtime=device.runtime)
+
+
+def packages(store: Store, build: Build, kind: Literal["firmware", "model"], signer: Signer
+             ) -> tuple[Package, Package | None]:
+    """What to send for a build (blocking): the OS image; or the module, with the image as the
+    fallback of a device that cannot swap models."""
+    package = firmware_package(store, build, signer)
+    if kind == "model":
+        return module_package(store, build, signer), package
+    return package, None
+
+
 def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner, signer: Signer, *,
                      kind: Literal["firmware", "model"], endpoint: str, build_id: str | None,
-                     artifact: str | None, download_base: str) -> tuple[Deployment, Job]:
-    """Check the device and what to send, then update the device as a job (blocking: call it
-    off the event loop; the API's routes run in a thread pool)."""
+                     artifact: str | None, download_base: str,
+                     registry: DeviceRegistry | None = None) -> tuple[Deployment, Job]:
+    """Check the device, what to send and (with the registry) that the device can run it, then
+    update the device as a job (blocking: call it off the event loop; the API's routes run in a
+    thread pool)."""
     if not orchestrator.device(endpoint).online:
         raise DeviceUnreachable(f"device '{endpoint}' is offline")
     fallback = None
     if build_id is not None:
         build = store.build(build_id)
-        package = firmware_package(store, build, signer)
-        if kind == "model":  # the firmware stays the fallback for a device that cannot swap models
-            package, fallback = module_package(store, build, signer), package
+        if registry is not None:
+            check_compatible(build, registry.board(build.target), kind, registry.facts_now(endpoint),
+                             endpoint)
+        package, fallback = packages(store, build, kind, signer)
     elif artifact is not None and kind == "firmware":  # a package in the store, sent as it is
         package = Package(sha256=artifact, size=store.artifacts.size(artifact), kind="firmware")
     else:
         raise InvalidInput("give 'build' (a finished build), or 'artifact' for a firmware image")
     job = store.new_job(f"deploy-{kind}")
-    dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256,
-                               job_id=job.id, build_id=build_id)
+    dep = store.add_deployment(endpoint=endpoint, kind=kind, package_sha256=package.sha256, job_id=job.id,
+                               build_id=build_id)
     runner.submit_async(job, lambda p: run_deployment(store, orchestrator, dep, package,
                                                       download_base=download_base, fallback=fallback,
-                                                      progress=p))
+                                                      progress=p, registry=registry))
     return dep, job
 
 
@@ -140,18 +192,32 @@ def reconcile(store: Store, endpoint: str, firmware_version: str | None,
     return store.deployment(dep.id)
 
 
+async def update_device(orchestrator: Orchestrator, endpoint: str, kind: Literal["firmware", "model"],
+                        package: Package, *, download_base: str, fallback: Package | None,
+                        progress: Progress = no_progress) -> UpdateOutcome:
+    """One device's FOTA or SOTA through the orchestrator (the device does the work, we wait)."""
+    if kind == "firmware":
+        return await orchestrator.deploy_firmware(endpoint, package, download_base=download_base,
+                                                  progress=progress)
+    return await orchestrator.deploy_model(endpoint, package, download_base=download_base,
+                                           fallback_firmware=fallback, progress=progress)
+
+
+def facts_after(outcome: UpdateOutcome) -> DeviceFacts:
+    """What a device runs after an update, as the outcome read it."""
+    return DeviceFacts(firmware_version=outcome.firmware_after, model_sha256=outcome.model_sha256)
+
+
 async def run_deployment(store: Store, orchestrator: Orchestrator, deployment: Deployment,
                          package: Package, *, download_base: str, fallback: Package | None,
-                         progress: Progress) -> dict[str, Any]:
+                         progress: Progress, registry: DeviceRegistry | None = None) -> dict[str, Any]:
     """Body of a deploy job (on the API's loop: the device does the work, we wait)."""
-    if deployment.kind == "firmware":
-        outcome = await orchestrator.deploy_firmware(deployment.endpoint, package,
-                                                     download_base=download_base, progress=progress)
-    else:
-        outcome = await orchestrator.deploy_model(deployment.endpoint, package, download_base=download_base,
-                                                  fallback_firmware=fallback, progress=progress)
+    outcome = await update_device(orchestrator, deployment.endpoint, deployment.kind, package,
+                                  download_base=download_base, fallback=fallback, progress=progress)
     await asyncio.to_thread(store.finish_deployment, deployment.id, outcome)
     if not outcome.succeeded:
         raise DeviceError(f"{deployment.kind} update of '{deployment.endpoint}' failed: "
                           f"{outcome.detail or outcome.result}")
+    if registry is not None:
+        registry.updated(deployment.endpoint, build_id=deployment.build_id, facts=facts_after(outcome))
     return {"deployment": deployment.id, **outcome.model_dump(mode="json")}

@@ -39,8 +39,11 @@ from tinymlaas.models import (
 from tinymlaas.store.artifacts import ArtifactStore
 from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
+from tinymlaas.store.devices import Devices
+from tinymlaas.store.rollouts import Rollouts
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.telemetry import Telemetry
+from tinymlaas.store.toolchains import Toolchains
 from tinymlaas.store.users import Users
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
@@ -117,6 +120,9 @@ class Store:
         self.datasets = Datasets(self)
         self.telemetry = Telemetry(self)
         self.cost = Costs(self)
+        self.devices = Devices(self)
+        self.rollouts = Rollouts(self)
+        self.toolchains = Toolchains(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

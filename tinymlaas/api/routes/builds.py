@@ -23,7 +23,8 @@ class BuildRequest(BaseModel):
     target: str = Field(description="board name (GET /targets)")
     compiler: str | None = Field(None, description="compiler plugin; default: the board's first")
     options: dict[str, Any] = Field({}, description="the compiler's options (GET /compilers)")
-    builder: str = Field("docker", description="docker (the board's builder image) or local")
+    builder: str | None = Field(None, description="docker (the board's builder image; the default) or local")
+    toolchain: str | None = Field(None, description="or a toolchain registered at run time (GET /toolchains)")
     version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="firmware version")
 
 
@@ -40,10 +41,11 @@ class BuildDetail(Build):
 def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
                  signer: SignerDep, user: Scientist) -> BuildAccepted:
     """Everything that can be refused (unknown model or board, bad option, a compiler that does not
-    fit the board) is refused now with a 4xx; the build itself runs as a job."""
+    fit the board, a toolchain that does not serve it) is refused now with a 4xx; the build itself
+    runs as a job."""
     build, job = start_build(store, settings, runner, signer, model=body.model, target=body.target,
                              compiler=body.compiler, options=body.options, builder=body.builder,
-                             version=body.version)
+                             version=body.version, toolchain=body.toolchain)
     return BuildAccepted(build=build, job=job)
 
 

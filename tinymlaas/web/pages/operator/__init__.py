@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from tinymlaas.api.deps import OrchestratorDep, RunnerDep, SettingsDep, SignerDep, StoreDep
+from tinymlaas.api.deps import OrchestratorDep, RegistryDep, RunnerDep, SettingsDep, SignerDep, StoreDep
 from tinymlaas.api.security import Operator, Scientist, Viewer
 from tinymlaas.auth import Role, User
 from tinymlaas.errors import NotFound
@@ -147,11 +147,13 @@ async def revoke(endpoint: str, user: Operator, orch: OrchestratorDep) -> HTMLRe
 
 @router.post("/devices/{endpoint}/deploy")
 def deploy(endpoint: str, request: Request, user: Operator, store: StoreDep, orch: OrchestratorDep,
-           runner: RunnerDep, signer: SignerDep, build: Annotated[str, Form(min_length=1)],
+           runner: RunnerDep, signer: SignerDep, registry: RegistryDep,
+           build: Annotated[str, Form(min_length=1)],
            kind: Annotated[Literal["model", "firmware"], Form()] = "model") -> HTMLResponse:
     """Start the deployment (refusals come back as the API's problem) and watch it."""
     dep, job = start_deployment(store, orch, runner, signer, kind=kind, endpoint=endpoint, build_id=build,
-                                artifact=None, download_base=str(request.base_url).rstrip("/"))
+                                artifact=None, download_base=str(request.base_url).rstrip("/"),
+                                registry=registry)
     return fragment("operator/_deployment.html", dep=dep, job=job)
 
 

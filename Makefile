@@ -21,7 +21,7 @@ test: setup lint typecheck
 
 # The quick lane for an edit-test loop: no apt, no Docker engine, no images, no emulators.
 unit: lint typecheck
-	$(BIN)/pytest tests -q -m "not docker and not qemu and not renode and not slow"
+	$(BIN)/pytest tests -q -m "not docker and not qemu and not renode and not slow and not web"
 
 robot: setup
 	$(BIN)/robot --outputdir var/robot tests/robot

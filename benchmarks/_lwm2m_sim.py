@@ -206,12 +206,14 @@ class SimDevice(asyncio.DatagramProtocol):
 
 async def start_devices(n: int, server: tuple[str, int], workdir: Path, *, prefix: str = "sim",
                         concurrency: int = 200, lifetime: int = 600,
-                        progress: Callable[[int], None] | None = None) -> tuple[list[SimDevice], float]:
-    """Bind and register ``n`` devices; returns them and the seconds registration took."""
+                        progress: Callable[[int], None] | None = None,
+                        kind: type[SimDevice] = SimDevice) -> tuple[list[SimDevice], float]:
+    """Bind and register ``n`` devices (of class ``kind``); returns them and the seconds
+    registration took."""
     loop = asyncio.get_running_loop()
     devices = []
     for i in range(n):
-        dev = SimDevice(f"{prefix}-{i:05d}", server, workdir, lifetime)
+        dev = kind(f"{prefix}-{i:05d}", server, workdir, lifetime)
         await loop.create_datagram_endpoint(lambda d=dev: d, local_addr=("127.0.0.1", 0))
         devices.append(dev)
     sem = asyncio.Semaphore(concurrency)

@@ -7,12 +7,13 @@ VAR="$PWD/var"
 mkdir -p "$VAR"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages (only the missing ones). autoconf, automake and a C compiler build
-#    DTLSSocket (DTLS-PSK for LwM2M), which PyPI has only as source, in .venv and for the
-#    device image; Node.js and npm run the LwM2M interop suite's independent implementation
+# 1. Debian packages (only the missing ones). chromium: the browser tests (Playwright drives
+#    Debian's build). autoconf, automake and a C compiler build DTLSSocket (DTLS-PSK for
+#    LwM2M), which PyPI has only as source, in .venv and for the device image. Node.js and npm
+#    bring the web app's assets and run the LwM2M interop suite's independent implementation
 #    (Debian's nodejs and npm, unless a Node.js with its own npm is installed already).
 PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql
-      autoconf automake gcc libc6-dev)
+      chromium fonts-dejavu-core autoconf automake gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,7 +50,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# 3. A Docker engine: no default bridge and no iptables rules; containers use
+# 3. The web app's browser assets (htmx, Chart.js, Swagger UI, ReDoc): npm packages pinned by
+#    web/package-lock.json (npm ci, reinstalled only when the lock changes; no install scripts),
+#    copied into web/dist, which the service serves. Nothing is fetched when a page loads.
+stamp=web/node_modules/.tinymlaas-lock
+want=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the web app's npm packages"
+  (cd web && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts --loglevel=error)
+  echo "$want" > "$stamp"
+fi
+node web/build.mjs >/dev/null
+
+# 4. A Docker engine: no default bridge and no iptables rules; containers use
 #    --network host (loopback only) or --network none.
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (log: var/dockerd.log)"
@@ -59,5 +72,5 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { tail -n 20 "$VAR/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
 fi
 
-# 4. Images, built offline; rebuilt only when their inputs' hash changes.
+# 5. Images, built offline; rebuilt only when their inputs' hash changes.
 .venv/bin/tinymlaas images

@@ -29,6 +29,21 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("POST", "/devices/{endpoint}/credentials"): OP, ("DELETE", "/devices/{endpoint}/credentials"): OP,
     ("POST", "/devices/{endpoint}/firmware"): OP, ("POST", "/devices/{endpoint}/model"): OP,
     ("GET", "/deployments"): V, ("GET", "/deployments/{deployment_id}"): V,
+    # The device registry, bridges, groups and rollouts: changes need an operator, reads a viewer.
+    ("POST", "/devices"): OP, ("PATCH", "/devices/{endpoint}"): OP, ("DELETE", "/devices/{endpoint}"): OP,
+    ("POST", "/devices/{endpoint}/decommission"): OP, ("POST", "/devices/{endpoint}/approve"): OP,
+    ("GET", "/devices/{endpoint}/history"): V,
+    ("GET", "/bridges"): V, ("POST", "/bridges"): OP, ("GET", "/bridges/{endpoint}"): V,
+    ("DELETE", "/bridges/{endpoint}"): OP,
+    ("GET", "/groups"): V, ("POST", "/groups"): OP, ("GET", "/groups/{name}"): V,
+    ("GET", "/groups/{name}/devices"): V, ("DELETE", "/groups/{name}"): OP,
+    ("GET", "/rollouts"): V, ("POST", "/rollouts"): OP, ("GET", "/rollouts/{rollout_id}"): V,
+    ("GET", "/rollouts/{rollout_id}/devices"): V, ("GET", "/rollouts/{rollout_id}/events"): V,
+    ("POST", "/rollouts/{rollout_id}/pause"): OP, ("POST", "/rollouts/{rollout_id}/resume"): OP,
+    ("POST", "/rollouts/{rollout_id}/approve"): OP, ("POST", "/rollouts/{rollout_id}/cancel"): OP,
+    ("POST", "/rollouts/{rollout_id}/stop"): OP,
+    ("GET", "/toolchains"): V, ("POST", "/toolchains"): OP, ("POST", "/toolchains/archive"): OP,
+    ("GET", "/toolchains/{name}"): V, ("DELETE", "/toolchains/{name}"): OP,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
     ("GET", "/datasets"): V, ("POST", "/datasets"): S, ("GET", "/datasets/{ref}"): V,
@@ -43,8 +58,20 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/models/{ref}/lineage"): V, ("GET", "/models/{ref}/variants/{variant}"): V,
     ("GET", "/evaluations"): V, ("POST", "/evaluations"): S, ("GET", "/evaluations/{evaluation_id}"): V,
     ("GET", "/evaluations/{evaluation_id}/confusion.png"): V, ("POST", "/profiles"): S,
+    ("GET", "/telemetry/fleet"): V,
+    ("GET", "/dryruns"): V, ("POST", "/dryruns"): OP, ("GET", "/dryruns/{run_id}"): V,
+    # The CFO: comparisons are reads; a cloud endpoint publishes a model version (a data scientist's
+    # or an operator's call); a device's policy changes what it does in the field (an operator's).
+    ("GET", "/cost/inputs"): V, ("POST", "/cost/compare"): V, ("POST", "/cost/chart"): V,
+    ("POST", "/hybrid/endpoints"): S, ("GET", "/hybrid/endpoints"): V,
+    ("GET", "/hybrid/endpoints/{endpoint_id}"): V, ("DELETE", "/hybrid/endpoints/{endpoint_id}"): S,
+    ("PUT", "/devices/{endpoint}/hybrid"): OP, ("GET", "/devices/{endpoint}/hybrid"): V,
+    ("DELETE", "/devices/{endpoint}/hybrid"): OP, ("POST", "/hybrid/evaluations"): S,
+    ("GET", "/hybrid/evaluations"): V, ("GET", "/hybrid/evaluations/{evaluation_id}"): V,
+    ("GET", "/hybrid/evaluations/{evaluation_id}/plot.png"): V,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
+    ("POST", "/ota/{endpoint}/escalate"): "device",
 }
 
 

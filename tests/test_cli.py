@@ -60,3 +60,14 @@ def test_version_and_json_tables() -> None:
     cards = json.loads(_cli("compilers", "--json").stdout)
     assert {c["name"] for c in cards} == {"aot", "tflm"} and all(c["ops"] for c in cards)
     assert {r["name"] for r in json.loads(_cli("zoo", "list", "--json").stdout)} >= {"hello_world"}
+
+
+def test_compilers_coverage_says_what_each_compiler_takes(hello_world: bytes, tmp_path: Path) -> None:
+    import json
+
+    model = tmp_path / "hw.tflite"
+    model.write_bytes(hello_world)
+    rows = json.loads(_cli("compilers", "--coverage", str(model), "--json").stdout)[str(model)]
+    assert [(r["op"], r["aot"], r["tflm"]) for r in rows] == [("FULLY_CONNECTED", True, True)]
+    r = _cli("compilers", "--coverage", str(tmp_path / "missing.tflite"))
+    assert r.returncode == 2 and r.stderr.startswith("error: no such model file")

@@ -4,6 +4,7 @@ device's pull agent in process, with the real TFLM runtime and an in-place firmw
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import threading
@@ -15,61 +16,18 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _devices import TflmRuntime
+from _devices import Device
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
-from tinymlaas.edge.pull import PullAgent, Refused, Seen
+from tinymlaas.edge.pull import Refused, Seen
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.registry import orchestrator_plugin
+from tinymlaas.signing import Signer
 from tinymlaas.store import ArtifactStore
 
 pytestmark = pytest.mark.ota
-
-
-class InPlaceFirmware:
-    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>"."""
-
-    max_bytes = 1 << 16
-
-    def __init__(self) -> None:
-        self.version = "1.0.0"
-
-    def check(self, image: Path) -> tuple[str, str]:
-        data = image.read_bytes()
-        if not data.startswith(b"FW"):
-            raise ValueError("not a firmware image")
-        return "fw", data[2:].decode()
-
-    async def install(self, image: Path) -> None:
-        self.version = self.check(image)[1]
-
-
-class Device:
-    """A pull agent on its own thread and event loop, as on a device."""
-
-    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path) -> None:
-        self.firmware = InPlaceFirmware()
-        self.runtime = TflmRuntime(model)
-
-        def device() -> dict[int, Any]:
-            return {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
-
-        self.agent = PullAgent(url, endpoint, device=device, firmware=self.firmware, modules=None,
-                               inference=self.runtime, workdir=workdir, token=token, wait_s=1.0)
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(self.agent.run(self.stop)),
-                                       daemon=True)
-
-    def __enter__(self) -> Device:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -184,7 +142,9 @@ def test_revoked_tokens_stop_working(service: tuple[BackgroundServer, httpx.Clie
     asyncio.run(agent._poll(0.0))
     assert [d["endpoint"] for d in api.get("/devices").json()] == ["pull-4"]
     assert api.delete("/devices/pull-4/credentials").status_code == 204
-    assert api.get("/devices").json() == []  # dropped with its credentials
+    # Dropped with its credentials: offline, and the registry keeps its record and says why.
+    assert [(d["endpoint"], d["online"]) for d in api.get("/devices").json()] == [("pull-4", False)]
+    assert api.get("/devices/pull-4/history").json()[0]["detail"] == "credentials revoked"
     with pytest.raises(Refused, match="has no credentials"):
         asyncio.run(agent._poll(0.0))
     assert api.delete("/devices/pull-4/credentials").status_code == 404
@@ -229,3 +189,44 @@ def test_a_grant_is_for_its_device_and_ends_with_the_deployment(
     assert (seen["anonymous"], seen["other device"], seen["this device"]) == (403, 403, 200)
     after = httpx.get(str(seen["url"]), headers={"Authorization": f"Bearer {token}"})
     assert after.status_code == 403 and "no valid download grant" in after.json()["detail"]
+
+
+def test_a_device_that_trusts_the_service_takes_only_what_it_signed(
+        service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
+    server, api = service
+    creds = api.post("/devices/pull-s/credentials").json()
+    trust = base64.b64decode(creds["signing_key"])
+    signer = Signer.load_or_create(server.settings.data_dir)
+    assert trust == signer.public_key
+    with Device(server.url, "pull-s", creds["token"], hello_world, tmp_path, trust=trust) as dev:
+        wait_for(lambda: api.get("/devices/pull-s").json().get("device", {}).get("online"))
+        store = ArtifactStore(server.settings.artifacts_dir)
+        unsigned = deploy(api, "pull-s", store.put_bytes(b"FW6.6.6"))
+        assert (unsigned["succeeded"], unsigned["result_code"]) == (False, 5), unsigned
+        assert "not signed" in unsigned["detail"] and dev.firmware.version == "1.0.0"
+        other_key = Signer.load_or_create(tmp_path / "k")
+        forged = deploy(api, "pull-s", store.put_bytes(other_key.sign(b"FW6.6.6")))
+        assert (forged["result_code"], dev.firmware.version) == (5, "1.0.0"), forged
+        signed = deploy(api, "pull-s", store.put_bytes(signer.sign(b"FW5.0.0")))
+        assert signed["succeeded"] and dev.firmware.version == "5.0.0", signed
+
+
+def test_a_status_older_than_one_taken_is_ignored_until_the_device_restarts(
+        service: tuple[BackgroundServer, httpx.Client]) -> None:
+    """Two polls of one device can cross (a long poll and a report): the newest status stays."""
+    _, api = service
+    token = api.post("/devices/pull-5/credentials").json()["token"]
+
+    def poll(boot: str, seq: int, version: str) -> None:
+        reply = api.post("/ota/pull-5/poll", headers={"Authorization": f"Bearer {token}"},
+                         json={"status": {"firmware_version": version}, "boot": boot, "seq": seq})
+        assert reply.status_code == 200, reply.text
+
+    def version() -> str:
+        return str(api.get("/devices/pull-5").json()["capabilities"]["firmware_version"])
+
+    poll("a", 5, "new")
+    poll("a", 4, "old")  # built before the one above, arrived after it
+    assert version() == "new"
+    poll("b", 1, "rebooted")  # a new start counts from 1 again
+    assert version() == "rebooted"

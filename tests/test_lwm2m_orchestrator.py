@@ -124,21 +124,25 @@ async def test_fota_by_the_delivery_method_the_device_has(tmp_path: Path, fw: di
         await orch.stop()
 
 
-async def test_a_device_whose_methods_this_server_lacks_fails_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("protocols", "theirs"), [
+    ((FwProtocol.coaps, FwProtocol.coap_tcp), "CoAPS or CoAP over TCP"),
+    ((FwProtocol.https,), "HTTPS"),  # the API's URL is http://: HTTPS is not offered
+])
+async def test_a_device_whose_methods_this_server_lacks_fails_at_once(
+        tmp_path: Path, protocols: tuple[FwProtocol, ...], theirs: str) -> None:
     orch = LwM2MOrchestrator(LwM2MSettings(port=0))
     await orch.start(tmp_path)
     image = b"\x01" * 100
     sha = ArtifactStore(tmp_path / "artifacts").put_bytes(image)
-    client = await stock_device(orch, "coaps-only", tmp_path, image,
-                                protocols=(FwProtocol.coaps, FwProtocol.coap_tcp), delivery=FwDelivery.pull)
+    client = await stock_device(orch, "pull-only", tmp_path, image, protocols=protocols,
+                                delivery=FwDelivery.pull)
     try:
         t0 = time.monotonic()
-        out = await orch.deploy_firmware("coaps-only", Package(sha256=sha, size=100, kind="firmware"),
+        out = await orch.deploy_firmware("pull-only", Package(sha256=sha, size=100, kind="firmware"),
                                          download_base="http://127.0.0.1:9")
         assert time.monotonic() - t0 < 2 and not out.succeeded
-        assert out.detail == ("device 'coaps-only' cannot be sent this package: the device takes firmware "
-                              "by pull over CoAPS or CoAP over TCP; this server offers pull over CoAP, "
-                              "HTTP or HTTPS, or push")
+        assert out.detail == (f"device 'pull-only' cannot be sent this package: the device takes firmware "
+                              f"by pull over {theirs}; this server offers pull over CoAP or HTTP, or push")
     finally:
         await client.stop()
         await orch.stop()

@@ -86,6 +86,16 @@ class HttpPullSettings(BaseModel):
     grant_ttl_s: float = Field(3600.0, gt=0)
 
 
+class DeviceSettings(BaseModel):
+    """The device registry and rollouts."""
+
+    #: A device that joins with an endpoint nobody registered: "accept" records it and lets it
+    #: in; "hold" refuses it and lists it as pending until an operator approves it.
+    unknown: Literal["accept", "hold"] = "accept"
+    #: How often what the orchestrator saw (joins, polls, departures) is written, in one batch.
+    flush_s: float = Field(0.2, gt=0, le=10)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TINYMLAAS_", env_nested_delimiter="__")
 
@@ -107,8 +117,11 @@ class Settings(BaseSettings):
     orchestrator: str = "lwm2m"
     #: Deployments running at once (they wait on devices; builds have their own limit).
     deploy_concurrency: int = Field(64, ge=1, le=4096)
+    #: How often the dashboard's telemetry reads every online device (firmware, model, counters).
+    telemetry_interval_s: float = Field(60.0, gt=0)
     lwm2m: LwM2MSettings = LwM2MSettings()
     http_pull: HttpPullSettings = HttpPullSettings()
+    devices: DeviceSettings = DeviceSettings()
 
     @model_validator(mode="before")
     @classmethod

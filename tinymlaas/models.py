@@ -210,12 +210,16 @@ class StoredModule(ModuleManifest):
     """A build's inference module: its manifest, and each of its files as an artifact."""
 
     artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+    package_sha256: str | None = Field(None, description="the module as devices get it (SOTA): "
+                                                         "packed and signed by the service")
 
 
 class StoredFirmware(FirmwareManifest):
     """A build's OS image: the builder's manifest, and each of its files as an artifact."""
 
     artifacts: dict[str, str] = Field({}, description="file name -> SHA-256 in the artifact store")
+    package_sha256: str | None = Field(None, description="the OS image as devices get it (FOTA): "
+                                                         "signed by the service")
 
     @property
     def image_artifact(self) -> str:
@@ -295,6 +299,26 @@ class Device(BaseModel):
     offline_reason: str = ""
 
 
+class HybridState(BaseModel):
+    """A device's hybrid inference as it reports it: its escalation policy (none: every inference is
+    answered on the device) and what it counted since it booted."""
+
+    threshold: float | None = None
+    cloud: str | None = Field(None, description="the cloud endpoint it escalates to")
+    local: int = Field(0, description="inferences the device answered itself")
+    escalated: int = Field(0, description="inferences the cloud answered")
+    failed: int = Field(0, description="escalations without an answer (the local one stood, counted local)")
+
+
+class Escalation(BaseModel):
+    """The cloud model's answer to one inference a device escalated."""
+
+    values: list[float] = Field(description="the cloud model's output (class probabilities)")
+    label: int = Field(description="the class it predicts")
+    model_sha256: str = Field(description="the model the cloud ran")
+    compute_us: int = Field(description="its interpreter time on the service")
+
+
 class DeviceCapabilities(BaseModel):
     """What a device says it is (LwM2M Device object 3 + TinyML object 33100).
 
@@ -327,6 +351,7 @@ class DeviceCapabilities(BaseModel):
     tensors: dict[str, Any] | None = None
     sota: bool = False
     fota: bool = False
+    hybrid: HybridState | None = None
 
 
 class DeviceDetail(BaseModel):
@@ -356,6 +381,14 @@ class DeviceCredentials(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     endpoint: str
+    signing_key: str | None = Field(None, description="the service's public key (base64): the device "
+                                                      "installs only updates signed with it")
+
+    def write_trust(self, folder: Path) -> None:
+        """Keep the signing key where the device agents look for it (``--trust``)."""
+        if self.signing_key:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / TRUST_FILE).write_text(self.signing_key + "\n")
 
     def secret(self, key: str) -> str:
         value = (self.model_extra or {}).get(key)
@@ -364,9 +397,14 @@ class DeviceCredentials(BaseModel):
         return value
 
 
+#: The file in a device's credentials folder that holds the service's public signing key.
+TRUST_FILE = "trust.pub"
+
+
 class DeviceAttach(BaseModel):
     """How a device started next to the service (dry-run, tests, demos) joins it: the device
-    agents' command-line flags, with its credentials in a folder it can read."""
+    agents' command-line flags, with its credentials in a folder it can read (and, in
+    ``trust.pub``, the key its updates must be signed with)."""
 
     endpoint: str
     credentials: Path | None = None
@@ -374,6 +412,11 @@ class DeviceAttach(BaseModel):
     def args(self, credentials_dir: str | None = None) -> list[str]:
         """The device agents' flags (``credentials_dir``: where the device sees the folder)."""
         raise NotImplementedError
+
+    def trust_args(self, credentials_dir: str | None) -> list[str]:
+        if self.credentials is None or not (self.credentials / TRUST_FILE).is_file():
+            return []
+        return ["--trust", f"{credentials_dir or self.credentials}/{TRUST_FILE}"]
 
     @property
     def how(self) -> str:
@@ -395,7 +438,7 @@ class LwM2MAttach(DeviceAttach):
             args += ["--psk", f"{credentials_dir or self.credentials}/psk.json"]
         elif self.credentials is not None:
             args += ["--oscore", credentials_dir or str(self.credentials)]
-        return args
+        return args + self.trust_args(credentials_dir)
 
     @property
     def how(self) -> str:
@@ -415,7 +458,7 @@ class PullAttach(DeviceAttach):
         args = ["--ota", self.url, "--endpoint", self.endpoint, "--ota-wait", str(self.wait_s)]
         if self.credentials is not None:
             args += ["--token-file", f"{credentials_dir or self.credentials}/token"]
-        return args
+        return args + self.trust_args(credentials_dir)
 
     @property
     def how(self) -> str:
@@ -442,6 +485,8 @@ class UpdateOutcome(BaseModel):
     fell_back_to_firmware: bool = False
     attempts: int = 0
     seconds: float = 0.0
+    #: Set when the record was corrected from what the device later reported it runs.
+    reconciled: bool = False
 
 
 class Deployment(UpdateOutcome):
@@ -475,3 +520,5 @@ class InferenceReport(BaseModel):
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
+    escalated: bool | None = Field(None, description="answered by the cloud model (a hybrid device's "
+                                                     "uncertain inference); None: not a hybrid device")

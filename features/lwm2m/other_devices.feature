@@ -24,7 +24,7 @@ Feature: LwM2M devices the project did not write are managed too
   Scenario: a device that takes firmware in no way the service offers is told so at once
     Given a stock LwM2M 1.1 device "vendor-c" that speaks only SenML JSON and takes firmware pulled over CoAPS
     When the service deploys new firmware to "vendor-c"
-    Then the deployment fails within seconds, saying "the device takes firmware by pull over CoAPS; this server offers pull over CoAP, HTTP or HTTPS, or push"
+    Then the deployment fails within seconds, saying "the device takes firmware by pull over CoAPS; this server offers pull over CoAP or HTTP, or push"
 
   Scenario: a battery device that sleeps gets requests when it wakes, and reports by itself
     Given a stock LwM2M 1.1 device "battery-1" that sleeps between its messages

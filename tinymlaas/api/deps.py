@@ -9,6 +9,10 @@ from fastapi import Depends, Request
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.services.hybrid import Cloud
+from tinymlaas.services.registry import DeviceRegistry
+from tinymlaas.services.rollouts import RolloutEngine
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 T = TypeVar("T")
@@ -33,13 +37,31 @@ def get_runner(request: Request) -> JobRunner:
     return _state(request, "runner", JobRunner)
 
 
+def get_signer(request: Request) -> Signer:
+    return _state(request, "signer", Signer)
+
+
 def get_orchestrator(request: Request) -> Orchestrator:
     orchestrator = request.app.state.orchestrator
     assert isinstance(orchestrator, Orchestrator)
     return orchestrator
 
 
+def get_cloud(request: Request) -> Cloud:
+    return _state(request, "cloud", Cloud)
+def get_registry(request: Request) -> DeviceRegistry:
+    return _state(request, "registry", DeviceRegistry)
+
+
+def get_rollouts(request: Request) -> RolloutEngine:
+    return _state(request, "rollouts", RolloutEngine)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+SignerDep = Annotated[Signer, Depends(get_signer)]
+CloudDep = Annotated[Cloud, Depends(get_cloud)]
+RegistryDep = Annotated[DeviceRegistry, Depends(get_registry)]
+RolloutsDep = Annotated[RolloutEngine, Depends(get_rollouts)]

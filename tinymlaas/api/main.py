@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,20 +11,28 @@ from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 
-from tinymlaas import __version__
+from tinymlaas import __version__, web
 from tinymlaas.api import handlers
 from tinymlaas.api.routes import (
     artifacts,
+    bridges,
     builds,
     catalog,
+    cost,
     credentials,
     datasets,
     deployments,
     devices,
+    dryruns,
     evaluations,
+    groups,
+    hybrid,
     jobs,
     models,
     profiles,
+    rollouts,
+    telemetry,
+    toolchains,
     trainings,
     users,
 )
@@ -31,36 +40,61 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.hybrid import Cloud
+from tinymlaas.services.recovery import recover
+from tinymlaas.services.registry import DeviceRegistry
+from tinymlaas.services.rollouts import RolloutEngine
+from tinymlaas.services.telemetry import Sampler
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
+    """The service; ``announce_admin``: print a new service's first admin (people run it), or only
+    keep it in its file (programs that start a private service read it there)."""
     orchestrator_cls = orchestrator_plugin(settings.orchestrator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
-        first_admin(store, settings.data_dir)
-        store.fail_unfinished_jobs("the service restarted while the job ran")
+        first_admin(store, settings.data_dir, announce=announce_admin)
+        await asyncio.to_thread(recover, store, settings.data_dir)
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
+        app.state.signer = Signer.load_or_create(settings.data_dir)
+        registry = DeviceRegistry(store, orchestrator, settings.devices, settings.targets_dir,
+                                  app.state.signer.public_key_b64)
+        await registry.start()  # listens before the orchestrator lets the first device in
         await orchestrator.start(settings.data_dir)
+        sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
+        sampler.start()
+        app.state.cloud = Cloud(store)
+        orchestrator.escalation = app.state.cloud.escalate  # devices' uncertain inferences
+        engine = RolloutEngine(store, orchestrator, registry, settings, app.state.signer)
+        await engine.start()
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
-        app.state.orchestrator = orchestrator
+        app.state.orchestrator, app.state.registry, app.state.rollouts = orchestrator, registry, engine
         try:
             yield
         finally:
+            await engine.stop()
+            await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
+            await registry.stop()
+            app.state.cloud.flush()
             store.close()
 
-    app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan,
+    # The docs pages are the web app's: their scripts are served locally, not from a CDN.
+    app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app, settings.max_body_bytes)
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
-              datasets.router, trainings.router, evaluations.router, profiles.router):
+              datasets.router, trainings.router, evaluations.router, profiles.router,
+              telemetry.router, dryruns.router, cost.router, hybrid.router,
+              bridges.router, groups.router, rollouts.router, toolchains.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)
@@ -69,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    web.install(app)  # the pages under /ui, /static, /docs and /redoc
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -17,6 +17,7 @@ from tinymlaas.config import Settings
 from tinymlaas.errors import TinyMLaaSError
 from tinymlaas.net import free_port
 from tinymlaas.services.accounts import initial_admin_token
+from tinymlaas.web.sse import SHUTDOWN_GRACE_S
 
 
 class BackgroundServer:
@@ -26,8 +27,10 @@ class BackgroundServer:
         self.settings = settings
         self.port = port
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                                    log_level="warning"))
+        app = create_app(settings, announce_admin=False)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                                    log_level="warning",
+                                                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + start_timeout_s

@@ -101,6 +101,11 @@ def reported_error(text: str) -> TinyMLaaSError | None:
 class ContractBuilder(Builder):
     """Runs a builder entry point in a staging dir and checks what it wrote."""
 
+    @property
+    def label(self) -> str:
+        """What the firmware manifest says built it."""
+        return self.name
+
     def build(
         self,
         module_dir: Path,
@@ -119,7 +124,7 @@ class ContractBuilder(Builder):
         with staged_dir(out_dir) as tmp:
             self.execute(module_dir.resolve(), board, tmp, version, progress)
             manifest = self.check_output(tmp)
-            manifest.builder = self.name
+            manifest.builder = self.label
             (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
         return manifest
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +15,12 @@ from tinymlaas.config import get_settings
 from tinymlaas.images import current_image, docker_client
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import Progress
+
+#: Names the folder a builder container builds from.
+INPUT_LABEL = "org.tinymlaas.input"
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 
 class DockerOptions(BaseModel):
@@ -29,14 +36,17 @@ class DockerBuilder(ContractBuilder):
     name = "docker"
     Options = DockerOptions
 
+    def image(self, board: Board, client: DockerClient) -> str:
+        """The image to run for ``board``: the board's own builder, built here if missing (never
+        let the engine try a pull)."""
+        return current_image(get_settings(), board.builder.image, client)
+
     def execute(
         self, module_dir: Path, board: Board, out: Path, version: str, progress: Progress
     ) -> None:
-
         assert isinstance(self.options, DockerOptions)
         client = docker_client()
-        # Built here if missing: never let the engine try a pull.
-        image = current_image(get_settings(), board.builder.image, client)
+        image = self.image(board, client)
         container = client.containers.run(
             image,
             ["/in/model.tflite", "--out", "/out", "--board", board.name, "--version", version],
@@ -44,19 +54,40 @@ class DockerBuilder(ContractBuilder):
                      str(out): {"bind": "/out", "mode": "rw"}},
             network_mode="none",
             mem_limit=self.options.mem_limit,
-            labels={"org.tinymlaas.role": "builder", "org.tinymlaas.board": board.name},
+            # What it builds from: a service that died mid-build finds its leftovers by it.
+            labels={"org.tinymlaas.role": "builder", "org.tinymlaas.board": board.name,
+                    INPUT_LABEL: str(module_dir.resolve())},
             detach=True,
         )
         log: list[str] = []
+        what = f"builder {self.label} ({image})" if self.label != self.name else f"builder {image}"
         try:
-            with watchdog(self.options.timeout_s, container.kill, f"builder {image}"):
+            with watchdog(self.options.timeout_s, container.kill, what):
                 stream = container.logs(stream=True, follow=True)
                 follow_progress((b.decode(errors="replace") for b in _lines(stream)), progress, log)
                 code = container.wait()["StatusCode"]
         finally:
             container.remove(force=True)
         if code != 0:
-            raise failure(f"builder {image}", code, log)
+            raise failure(what, code, log)
+
+
+class ToolchainBuilder(DockerBuilder):
+    """A toolchain registered at run time: a partner's builder image, run by its id (see
+    :mod:`tinymlaas.services.toolchains`); not an entry point, it exists only with an image."""
+
+    name = "toolchain"
+
+    def __init__(self, image_id: str, toolchain: str, options: DockerOptions | None = None) -> None:
+        super().__init__(options)
+        self.image_id, self.toolchain = image_id, toolchain
+
+    @property
+    def label(self) -> str:
+        return f"toolchain:{self.toolchain}"
+
+    def image(self, board: Board, client: DockerClient) -> str:
+        return self.image_id
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -130,11 +130,18 @@ def targets(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def compilers(as_json: JsonOpt = False) -> None:
-    """List compiler plugins, their ops and options."""
+def compilers(
+    coverage: Annotated[list[Path] | None, typer.Option(
+        "--coverage", help="a model: which of its ops and dtypes each compiler takes (repeatable)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List compiler plugins, their ops and options; with --coverage, what they take of models."""
     from tinymlaas.plugins.base import Compiler
     from tinymlaas.plugins.registry import plugins
 
+    if coverage:
+        _coverage(coverage, as_json)
+        return
     cards = [cls.describe() for cls in plugins("compilers").values() if issubclass(cls, Compiler)]
     if as_json:
         print_json(cards)
@@ -145,6 +152,25 @@ def compilers(as_json: JsonOpt = False) -> None:
         out.print(f"  ops ({len(d.ops)}): {', '.join(d.ops)}")
         for key, prop in d.options.get("properties", {}).items():
             out.print(f"  -O {key}=<{prop.get('type', 'value')}>  {prop.get('description', '')}")
+
+
+def _coverage(models: list[Path], as_json: bool) -> None:
+    """Per model, each op and dtype and whether ``aot`` and ``tflm`` take it (and why not)."""
+    from dataclasses import asdict
+
+    from tinymlaas.compilers.aot import coverage
+
+    report = {str(m): coverage(read_model_file(m)) for m in models}
+    if as_json:
+        print_json({m: [asdict(r) for r in rows] for m, rows in report.items()})
+        return
+    for model, rows in report.items():
+        table = Table("op", "dtype", "count", "aot", "tflm", "notes", title=str(model))
+        for r in rows:
+            why = "; ".join(x for x in (r.aot_reason, r.tflm_reason) if x)
+            table.add_row(r.op, r.dtype, str(r.count), "yes" if r.aot else "[red]no[/]",
+                          "yes" if r.tflm else "[red]no[/]", why)
+        out.print(table)
 
 
 @app.command()
@@ -423,12 +449,14 @@ def serve(
 
     from tinymlaas.api.main import create_app
     from tinymlaas.plugins.registry import orchestrator_plugin
+    from tinymlaas.web.sse import SHUTDOWN_GRACE_S
 
     settings = get_settings()
     if orchestrator is not None:
         orchestrator_plugin(orchestrator)  # an unknown name fails here, in one line
         settings = settings.model_copy(update={"orchestrator": orchestrator})
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)  # the web app's live streams stay open
 
 
 @app.command()
@@ -552,6 +580,15 @@ def main(argv: list[str] | None = None) -> None:
 from tinymlaas.cli.datasets import register as _register_datasets  # noqa: E402
 
 _register_datasets(app)
+
+# The CFO's commands (cost compare, inputs, hybrid).
+from tinymlaas.cli.cost import cost_app  # noqa: E402
+
+app.add_typer(cost_app, name="cost")
+# The operator's commands for a running service (devices, groups, rollouts, ...) live in their own module.
+from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
+
+_register_fleet(app)
 
 if __name__ == "__main__":
     main()

@@ -719,6 +719,8 @@ class LwM2MServer:
         self.packages: PackageSource | None = None
         #: Who hears a device's Send (``/dp``) reports, by endpoint.
         self.send_listeners: dict[str, list[Callable[[Content], None]]] = {}
+        #: Resources beyond registration that devices call (their own requests), by path.
+        self.resources: dict[tuple[str, ...], resource.Resource] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -727,6 +729,8 @@ class LwM2MServer:
         site.add_resource(["rd"], RegistrationResource(self))  # /rd/{id}
         site.add_resource(["packages"], PackageResource(self))
         site.add_resource(["dp"], SendResource(self))
+        for path, extra in self.resources.items():
+            site.add_resource(list(path), extra)
         root: Any = site
         transports = ["udp6"]
         if isinstance(self.credentials, CredentialStore):

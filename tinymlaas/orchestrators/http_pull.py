@@ -10,6 +10,11 @@ URLs as LwM2M's; results use the LwM2M objects' Update Result codes and words, s
 both protocols' deployments read alike. With ``security = "token"`` every poll
 carries the device's bearer token (``POST /devices/{endpoint}/credentials``).
 
+Hybrid inference: a ``hybrid`` command gives the device its escalation policy;
+the device escalates an uncertain inference with ``POST /ota/{endpoint}/escalate``
+(same token), a request of its own because it needs the answer now, and a
+long poll may be held for 20 s; each poll reports the policy and the counts.
+
 The device side is :mod:`tinymlaas.edge.pull`.
 """
 
@@ -37,10 +42,13 @@ from tinymlaas.api.security import DEVICE
 from tinymlaas.config import HttpPullSettings
 from tinymlaas.edge.lwm2m.vocab import SW_CANNOT, FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.errors import Conflict, DeviceError, DeviceUnreachable, Forbidden, InvalidInput, NotFound
+from tinymlaas.fleet.models import BridgeMcu, DeviceFacts
 from tinymlaas.models import (
     Device,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
+    HybridState,
     InferenceReport,
     JoinInfo,
     Package,
@@ -76,6 +84,7 @@ class Inference(BaseModel):
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
+    escalated: bool | None = Field(None, description="answered by the cloud model (a hybrid device)")
 
 
 class CommandResult(BaseModel):
@@ -87,12 +96,18 @@ class CommandResult(BaseModel):
     detail: str = ""
     states: list[str] = []
     inference: Inference | None = None
+    hybrid: HybridState | None = Field(None, description="hybrid: the device's state with the new policy")
 
 
 class Poll(BaseModel):
-    """A device's poll: who it is now, what it did, and how long it will wait for work."""
+    """A device's poll: who it is now, what it did, and how long it will wait for work
+    (a bridge also lists the boards behind it, in ``bridge``)."""
 
     status: dict[str, Any]
+    boot: str | None = Field(None, max_length=64, description="changes each time the device starts")
+    seq: int | None = Field(None, ge=0, description="the device's poll counter since it started: a status "
+                                                   "older than one already taken (polls crossing) is ignored")
+    bridge: list[BridgeMcu] | None = None
     accepted: list[str] = []
     results: list[CommandResult] = []
     inferences: list[Inference] = []
@@ -101,16 +116,23 @@ class Poll(BaseModel):
 
 class Command(BaseModel):
     id: str
-    op: Literal["infer", "firmware", "model"]
+    op: Literal["infer", "firmware", "model", "hybrid"]
     input: str | None = None
     url: str | None = None
     sha256: str | None = None
     size: int | None = None
+    policy: dict[str, Any] | None = Field(None, description="hybrid: threshold and cloud endpoint")
 
 
 class PollReply(BaseModel):
     commands: list[Command]
     poll_wait_s: float
+
+
+class EscalationRequest(BaseModel):
+    """An inference the device was not sure of: its raw input tensor."""
+
+    input: Base64
 
 
 # -- the service's side --------------------------------------------------------------
@@ -122,11 +144,15 @@ class _Record:
     last_seen: float
     status: DeviceCapabilities
     address: str | None = None
+    boot: str | None = None  # the device's start the newest status is from
+    seq: int = -1  # and its poll counter
     polls: int = 0  # polls being held open right now
     outbox: dict[str, Command] = field(default_factory=dict)
     waiting: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
     listeners: set[asyncio.Queue[InferenceReport]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Whether the registry was told this device went offline (it is told once).
+    told_offline: bool = False
 
 
 class TokenStore:
@@ -178,6 +204,7 @@ class HttpPullOrchestrator(Orchestrator):
         self.tokens: TokenStore | None = None
         self._devices: dict[str, _Record] = {}
         self._ids = 0
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def routes(cls) -> list[APIRouter]:
@@ -186,8 +213,20 @@ class HttpPullOrchestrator(Orchestrator):
     async def start(self, data_dir: Path) -> None:
         if self.settings.security == "token":
             self.tokens = TokenStore(data_dir / "http-pull" / "tokens.json")
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="http-pull-offline")
+
+    async def _sweep(self) -> None:
+        """A pulling device goes offline by staying silent: notice it, and tell the registry once."""
+        while True:
+            await asyncio.sleep(min(self.settings.offline_after_s / 4, 5.0))
+            for rec in list(self._devices.values()):
+                if not rec.told_offline and not self._is_online(rec):
+                    rec.told_offline = True
+                    self.events.left(rec.endpoint, f"no poll for {time.time() - rec.last_seen:.0f} s")
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for rec in self._devices.values():
             rec.wake.set()  # polls held open return now
             for fut in rec.waiting.values():
@@ -206,6 +245,7 @@ class HttpPullOrchestrator(Orchestrator):
             holder.mkdir(parents=True, exist_ok=True)
             (holder / "token").write_text(credentials.secret("token"))
             (holder / "token").chmod(0o600)
+            credentials.write_trust(holder)
         return PullAttach(url=api_url, endpoint=endpoint, credentials=holder,
                           wait_s=min(join.poll_wait_s or 10.0, 10.0))
 
@@ -221,10 +261,24 @@ class HttpPullOrchestrator(Orchestrator):
             err = exc.errors()[0]
             raise InvalidInput(f"the poll's status field '{'.'.join(map(str, err['loc']))}': {err['msg']}"
                                ) from None
+        refusal = self.events.admit(endpoint)
+        if refusal is not None:
+            raise Forbidden(refusal)
         rec = self._devices.get(endpoint)
-        if rec is None:
-            rec = self._devices[endpoint] = _Record(endpoint, now, now, status)
-        rec.last_seen, rec.status, rec.address = now, status, address
+        fresh = rec is None or body.seq is None or body.boot != rec.boot or body.seq >= rec.seq
+        facts = DeviceFacts.from_capabilities(status)
+        if rec is None or rec.told_offline:
+            rec = rec or _Record(endpoint, now, now, status)
+            self._devices[endpoint] = rec
+            rec.told_offline = False
+            self.events.joined(endpoint, facts)
+        elif fresh:
+            self.events.seen(endpoint, facts)
+        if body.bridge is not None:
+            self.events.bridge(endpoint, body.bridge)
+        rec.last_seen, rec.address = now, address
+        if fresh:
+            rec.status, rec.boot, rec.seq = status, body.boot, -1 if body.seq is None else body.seq
         for cid in body.accepted:
             rec.outbox.pop(cid, None)
         for res in body.results:
@@ -256,7 +310,7 @@ class HttpPullOrchestrator(Orchestrator):
             rec.endpoint, count=inf.count, raw_input=base64.b64decode(inf.input),
             raw_output=base64.b64decode(inf.output), tensors=rec.status.tensors,
             latency_us=inf.latency_us, instructions=inf.instructions,
-            model_sha256=inf.model_sha256 or rec.status.model_sha256)
+            model_sha256=inf.model_sha256 or rec.status.model_sha256, escalated=inf.escalated)
 
     async def _command(self, endpoint: str, timeout: float, **fields: Any) -> CommandResult:
         rec = self._online(endpoint)
@@ -378,6 +432,24 @@ class HttpPullOrchestrator(Orchestrator):
             raise DeviceError(f"device '{endpoint}' could not run the inference: {res.detail}")
         return self._report(self._devices[endpoint], res.inference)
 
+    # -- hybrid inference ----------------------------------------------------------------
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        policy = {"threshold": threshold, "cloud": cloud}
+        res = await self._command(endpoint, self.settings.request_timeout_s, op="hybrid", policy=policy)
+        if not res.ok:
+            raise DeviceError(f"device '{endpoint}' did not take the hybrid policy: {res.detail}")
+        if res.hybrid is None:
+            raise DeviceError(f"device '{endpoint}' took the policy but reports no hybrid state")
+        return res.hybrid
+
+    async def escalate(self, endpoint: str, tensor: bytes, *, token: str | None) -> Escalation:
+        """An inference a device escalates: the device proves who it is, as on its polls."""
+        if self.tokens is not None:
+            self.tokens.check(endpoint, token)
+        if self.escalation is None:
+            raise NotFound("this service answers no escalated inferences")
+        return await self.escalation(endpoint, tensor)
+
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         rec = self._online(endpoint)
         q: asyncio.Queue[InferenceReport] = asyncio.Queue()
@@ -403,7 +475,13 @@ class HttpPullOrchestrator(Orchestrator):
         if self.tokens is None:
             raise Conflict("HTTP pull security is off; there are no credentials to revoke")
         self.tokens.revoke(endpoint)
-        self._devices.pop(endpoint, None)
+        self.disconnect(endpoint, "credentials revoked")
+
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        rec = self._devices.pop(endpoint, None)
+        if rec is not None:
+            rec.wake.set()  # a poll held open returns now
+            self.events.left(endpoint, reason)
 
 
 router = APIRouter(prefix="/ota", tags=["http-pull devices"])
@@ -419,3 +497,15 @@ async def poll(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: Poll
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
     return await orch.poll(endpoint, body, token=token,
                            address=request.client.host if request.client else None)
+
+
+@router.post("/{endpoint}/escalate", dependencies=DEVICE, responses=problems(403, 404, 409, 422))
+async def escalate(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: EscalationRequest,
+                   request: Request, authorization: Annotated[str | None, Header()] = None) -> Escalation:
+    """A hybrid device's uncertain inference, answered by the cloud model of the policy the service
+    gave it."""
+    orch = request.app.state.orchestrator
+    if not isinstance(orch, HttpPullOrchestrator):
+        raise NotFound("this service's devices use another orchestrator")
+    token = authorization.removeprefix("Bearer ").strip() if authorization else None
+    return await orch.escalate(endpoint, base64.b64decode(body.input), token=token)

@@ -5,22 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import aiocoap
+from aiocoap import error as coap_error
 
 from tinymlaas.config import LwM2MSettings
 from tinymlaas.edge.lwm2m import vocab
 from tinymlaas.edge.lwm2m.codec import Content
-from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
-from tinymlaas.errors import Conflict, DeviceError, InvalidInput
+from tinymlaas.edge.lwm2m.vocab import Bridged, Obj, Tiny, named_capabilities
+from tinymlaas.errors import Conflict, DeviceError, InvalidInput, NotFound, TinyMLaaSError
+from tinymlaas.fleet.models import BridgeMcu
 from tinymlaas.lwm2m.deploy import Updater
+from tinymlaas.lwm2m.escalation import PATH as ESCALATE
+from tinymlaas.lwm2m.escalation import EscalationResource
 from tinymlaas.lwm2m.security import CredentialStore, PskStore, write_context, write_psk
-from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.lwm2m.server import LwM2MServer, Registration
 from tinymlaas.models import (
     Device,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
+    HybridState,
     InferenceReport,
     JoinInfo,
     LwM2MAttach,
@@ -33,6 +42,7 @@ from tinymlaas.plugins.base import Orchestrator, Progress, no_progress
 from tinymlaas.store.artifacts import ArtifactStore
 
 TINYML = vocab.uri(Obj.TINYML, 0)
+log = logging.getLogger(__name__)
 
 
 def _put(queue: asyncio.Queue[tuple[str, Content]], kind: str, content: Content) -> None:
@@ -41,6 +51,44 @@ def _put(queue: asyncio.Queue[tuple[str, Content]], kind: str, content: Content)
 
 def _get(content: Content, rid: Tiny) -> Any:
     return content.get(vocab.path(Obj.TINYML, 0, rid))
+
+
+def _hybrid(t: Content) -> HybridState | None:
+    """The hybrid resources of a TinyML object 1.1 read; None for a 1.0 object."""
+    if _get(t, Tiny.THRESHOLD) is None:
+        return None
+    return HybridState(threshold=float(_get(t, Tiny.THRESHOLD)) or None, cloud=_get(t, Tiny.CLOUD) or None,
+                       local=int(_get(t, Tiny.LOCAL) or 0), escalated=int(_get(t, Tiny.ESCALATED) or 0),
+                       failed=int(_get(t, Tiny.FAILED) or 0))
+
+
+class _AdmittingServer(LwM2MServer):
+    """The LwM2M server, asking the device registry before it takes a registration."""
+
+    def __init__(self, settings: LwM2MSettings, credentials: CredentialStore | PskStore | None,
+                 admit: Callable[[str], str | None]) -> None:
+        super().__init__(settings, credentials)
+        self.admit = admit
+
+    def authenticate(self, request: aiocoap.Message, endpoint: str) -> str | None:
+        identity = super().authenticate(request, endpoint)
+        refusal = self.admit(endpoint)
+        if refusal is not None:
+            raise coap_error.Forbidden(refusal)
+        return identity
+
+
+def bridged_boards(content: Content) -> list[BridgeMcu]:
+    """A bridge's Bridged Board instances (object 33101) as records."""
+    by_instance: dict[int, dict[int, Any]] = {}
+    for p, value in content.items():
+        if p[0] == Obj.BRIDGED_BOARD and len(p) == 3:
+            by_instance.setdefault(p[1], {})[p[2]] = value
+    return [BridgeMcu(endpoint=str(v.get(Bridged.ENDPOINT, "")), board=str(v.get(Bridged.BOARD, "")),
+                      health=str(v.get(Bridged.HEALTH, "")),
+                      firmware_version=str(v.get(Bridged.FIRMWARE_VERSION, "")),
+                      restarts=int(v.get(Bridged.RESTARTS, 0) or 0))
+            for _, v in sorted(by_instance.items()) if v.get(Bridged.ENDPOINT)]
 
 
 class LwM2MOrchestrator(Orchestrator):
@@ -58,6 +106,7 @@ class LwM2MOrchestrator(Orchestrator):
         self.credentials: CredentialStore | PskStore | None = None
         self.grants = Grants(self.settings.grant_ttl_s)
         self._download_base = ""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self, data_dir: Path) -> None:
@@ -65,7 +114,9 @@ class LwM2MOrchestrator(Orchestrator):
             self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
         elif self.settings.security == "psk":
             self.credentials = PskStore(data_dir / "lwm2m" / "psk")
-        self.server = LwM2MServer(self.settings, self.credentials)
+        self.server = _AdmittingServer(self.settings, self.credentials, lambda ep: self.events.admit(ep))
+        self.server.registry.listeners.append(self._registration_event)
+        self.server.resources[ESCALATE] = EscalationResource(self.server, self._escalate)
         # The service's content-addressed artifacts (Settings.artifacts_dir), which the API
         # serves over HTTP: the LwM2M server serves the same over CoAP, or pushes them.
         self.artifacts = ArtifactStore(data_dir / "artifacts")
@@ -75,6 +126,8 @@ class LwM2MOrchestrator(Orchestrator):
                                package_file=self.artifacts.get)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.server is not None:
             await self.server.stop()
         if isinstance(self.credentials, CredentialStore):
@@ -100,9 +153,38 @@ class LwM2MOrchestrator(Orchestrator):
         material = credentials.model_dump()
         if "psk_key_hex" in material:
             write_psk(folder / "psk" / "psk.json", material)
+            credentials.write_trust(folder / "psk")
             return LwM2MAttach(uri=join.uri, endpoint=endpoint, security="psk", credentials=folder / "psk")
         oscore = write_context(folder / "oscore", material, role="device")
+        credentials.write_trust(oscore)
         return LwM2MAttach(uri=join.uri, endpoint=endpoint, credentials=oscore)
+
+    # -- what the registry hears ---------------------------------------------------
+    def _registration_event(self, event: str, reg: Registration) -> None:
+        if event == "registered":
+            self.events.joined(reg.endpoint)
+        elif event == "updated":
+            self.events.seen(reg.endpoint)
+        else:  # the reason it went: de-registered, lifetime expired, credentials revoked, ...
+            self.events.left(reg.endpoint, event)
+            return
+        if Obj.BRIDGED_BOARD in reg.objects:  # a bridge: (re-)read its boards and their health
+            task = asyncio.get_running_loop().create_task(self._read_bridge(reg.endpoint))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_bridge(self, endpoint: str) -> None:
+        try:
+            content = await self.srv.read(endpoint, f"/{int(Obj.BRIDGED_BOARD)}")
+        except TinyMLaaSError as exc:
+            log.warning("cannot read the boards of bridge %s: %s", endpoint, exc.message)
+            return
+        self.events.bridge(endpoint, bridged_boards(content))
+
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        rec = self.srv.registry.devices.get(endpoint)
+        if rec is not None and rec.registration is not None:
+            self.srv.registry.remove(rec.registration, reason)
 
     # -- inventory ---------------------------------------------------------------
     def devices(self) -> list[Device]:
@@ -129,7 +211,7 @@ class LwM2MOrchestrator(Orchestrator):
 
         caps = named_capabilities(values(dev, Obj.DEVICE), values(t, Obj.TINYML))
         return DeviceCapabilities(endpoint=endpoint, fota=Obj.FIRMWARE in reg.objects,
-                                  sota=Obj.SOFTWARE in reg.objects, **caps)
+                                  sota=Obj.SOFTWARE in reg.objects, hybrid=_hybrid(t), **caps)
 
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
@@ -176,6 +258,25 @@ class LwM2MOrchestrator(Orchestrator):
         await srv.write(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.INPUT), tensor)
         await srv.execute(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.RUN))
         return self._report(endpoint, await srv.read(endpoint, TINYML))
+
+    # -- hybrid inference -----------------------------------------------------------------
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        """Written to the TinyML object (1.1): Cloud Endpoint and Escalation Threshold (0: off)."""
+        srv = self.srv
+        if srv.registry.online(endpoint).versions.get(Obj.TINYML, "1.0") == "1.0":
+            raise Conflict(f"device '{endpoint}' has TinyML object 1.0, without hybrid inference: give it "
+                           "newer firmware")
+        await srv.write(endpoint, vocab.uri(Obj.TINYML, 0), {
+            vocab.path(Obj.TINYML, 0, Tiny.CLOUD): cloud or "",
+            vocab.path(Obj.TINYML, 0, Tiny.THRESHOLD): float(threshold or 0.0)}, replace=False)
+        state = _hybrid(await srv.read(endpoint, TINYML))
+        assert state is not None  # a 1.1 TinyML object has the resources
+        return state
+
+    async def _escalate(self, endpoint: str, tensor: bytes) -> Escalation:
+        if self.escalation is None:
+            raise NotFound("this service answers no escalated inferences")
+        return await self.escalation(endpoint, tensor)
 
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         """Each inference: from notifications of the observed inference count, and from what
@@ -235,7 +336,8 @@ class LwM2MOrchestrator(Orchestrator):
             endpoint, count=int(_get(t, Tiny.INFERENCE_COUNT) or 0), raw_input=_get(t, Tiny.INPUT),
             raw_output=_get(t, Tiny.OUTPUT), tensors=_get(t, Tiny.TENSORS),
             latency_us=_get(t, Tiny.LATENCY_US), instructions=_get(t, Tiny.INSTRUCTIONS),
-            model_sha256=_get(t, Tiny.MODEL_SHA256))
+            model_sha256=_get(t, Tiny.MODEL_SHA256),
+            escalated=bool(_get(t, Tiny.LAST_ESCALATED)) if _get(t, Tiny.THRESHOLD) else None)
 
     # -- credentials ---------------------------------------------------------------
     def provision(self, endpoint: str, *, replace: bool = False) -> DeviceCredentials:

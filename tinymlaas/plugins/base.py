@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from tinymlaas.errors import UnsupportedModel
+from tinymlaas.errors import Conflict, UnsupportedModel
+from tinymlaas.fleet.models import BridgeMcu, DeviceFacts
 from tinymlaas.models import (
     Board,
     Device,
     DeviceAttach,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
     FirmwareManifest,
+    HybridState,
     InferenceReport,
     JoinInfo,
     ModelInfo,
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 
 #: Reports a step name and the fraction of the whole job done (0..1).
 Progress = Callable[[str, float], None]
+#: Answers an inference a device escalated: (device endpoint, raw input tensor) -> the cloud's answer.
+EscalationHandler = Callable[[str, bytes], Awaitable[Escalation]]
 
 
 def no_progress(step: str, fraction: float) -> None:
@@ -204,14 +209,41 @@ class Emulator(Plugin):
         """Boot ``firmware`` (an ELF) with the board's UART connected; returns once it runs."""
 
 
+class DeviceEvents:
+    """What an orchestrator tells the service about its devices, as they come and go; the
+    device registry listens (:mod:`tinymlaas.services.registry`). Called on the event loop,
+    so a listener must not block. This base listens to nothing: an orchestrator on its own."""
+
+    def admit(self, endpoint: str) -> str | None:
+        """Why ``endpoint`` may not join now (held for approval, decommissioned), or None."""
+        return None
+
+    def joined(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
+        """A new session (a registration, a first poll); ``facts`` when the protocol carried them
+        (otherwise the listener may read the device's capabilities)."""
+
+    def seen(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
+        """Still there: a registration update, a poll."""
+
+    def left(self, endpoint: str, reason: str) -> None:
+        """Gone offline (de-registered, lifetime expired, no poll for a while, revoked)."""
+
+    def bridge(self, endpoint: str, mcus: list[BridgeMcu]) -> None:
+        """``endpoint`` is a bridge; these are the boards behind it and their health."""
+
+
 class Orchestrator(Plugin):
     """Talks to deployed devices: how they join, their credentials, inventory, capabilities,
     FOTA, SOTA and results.
 
     Runs on the API's event loop (``start``/``stop`` in its lifespan). Devices
     pull packages from the API at ``{download_base}/devices/{endpoint}/packages/{sha256}``;
-    the API asks :meth:`authorize_download` before serving one.
+    the API asks :meth:`authorize_download` before serving one. It keeps the live
+    state of its devices and tells :attr:`events` (the device registry) what happens.
     """
+
+    #: Who hears about devices joining, staying and leaving (set by the service).
+    events: DeviceEvents = DeviceEvents()
 
     @classmethod
     def routes(cls) -> list[APIRouter]:
@@ -244,6 +276,10 @@ class Orchestrator(Plugin):
     @abstractmethod
     def revoke(self, endpoint: str) -> None:
         """Drop a device's credentials; it is disconnected and cannot join again."""
+
+    @abstractmethod
+    def disconnect(self, endpoint: str, reason: str) -> None:
+        """End a device's current session (it may join again, if :attr:`events` admits it)."""
 
     @abstractmethod
     def devices(self) -> list[Device]: ...
@@ -287,3 +323,13 @@ class Orchestrator(Plugin):
                            token: str | None) -> None:
         """Raise Forbidden unless this device, calling from ``address`` (with its ``token`` where
         devices have one), was sent this package with this grant and is being updated now."""
+
+    #: Who answers the inferences devices escalate (the service's cloud models); the API's lifespan
+    #: sets it. An orchestrator that carries escalations passes each one, its device authenticated.
+    escalation: EscalationHandler | None = None
+
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        """Give a device its hybrid policy: escalate inferences whose top class's probability is below
+        ``threshold`` to cloud endpoint ``cloud`` (``None``: answer everything on the device). Returns
+        what the device reports then."""
+        raise Conflict(f"the {self.name} orchestrator carries no hybrid inference")

@@ -9,12 +9,14 @@ from typing import IO, Any
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
-from tinymlaas.errors import TooLarge
+from tinymlaas.errors import InvalidInput, TooLarge
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
 from tinymlaas.plugins.base import Builder, Compiler, Progress
 from tinymlaas.plugins.registry import builder_plugin
 from tinymlaas.services.compile import compile_with, make_compiler
+from tinymlaas.services.deployments import pack_module, sign_artifact
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 from tinymlaas.targets import get_board
 from tinymlaas.zoo import get_recipe
@@ -53,19 +55,31 @@ def train_and_register(store: Store, settings: Settings, name: str, seed: int | 
     return {"model_id": rec.id, "name": rec.name, "version": rec.version, "sha256": rec.sha256}
 
 
-def start_build(store: Store, settings: Settings, runner: JobRunner, *, model: str, target: str,
-                compiler: str | None, options: dict[str, Any], builder: str, version: str
-                ) -> tuple[Build, Job]:
-    """Check the request (model, board, compiler and its options, builder), then build as a job."""
+def start_build(store: Store, settings: Settings, runner: JobRunner, signer: Signer, *, model: str,
+                target: str,
+                compiler: str | None, options: dict[str, Any], builder: str | None, version: str,
+                toolchain: str | None = None) -> tuple[Build, Job]:
+    """Check the request (model, board, compiler and its options, builder or registered
+    toolchain), then build as a job."""
     rec = store.model(model)
     board = get_board(settings.targets_dir, target)
     comp = make_compiler(board, compiler, options)
-    builder_cls = builder_plugin(builder)
+    if toolchain is not None and builder is not None:
+        raise InvalidInput("give a builder or a toolchain, not both")
+    chosen: Builder
+    if toolchain is not None:
+        from tinymlaas.services.toolchains import toolchain_builder
+
+        chosen = toolchain_builder(store, toolchain, board)
+        label = f"toolchain:{toolchain}"
+    else:
+        chosen = builder_plugin(builder or "docker")()
+        label = chosen.name
     job = store.new_job("build")
     build = store.add_build(job_id=job.id, model_id=rec.id, target=board.name, compiler=compiler,
-                            options=options, builder=builder, version=version)
+                            options=options, builder=label, version=version)
     runner.submit(job, lambda p: run_build(store, settings, build, p, board=board, compiler=comp,
-                                           builder=builder_cls()))
+                                           builder=chosen, signer=signer))
     return build, job
 
 
@@ -74,8 +88,9 @@ def _store_dir(store: Store, folder: Path) -> dict[str, str]:
 
 
 def run_build(store: Store, settings: Settings, build: Build, progress: Progress, *, board: Board,
-              compiler: Compiler, builder: Builder) -> dict[str, Any]:
-    """Compile and build one registered model; the result names every artifact by hash."""
+              compiler: Compiler, builder: Builder, signer: Signer) -> dict[str, Any]:
+    """Compile and build one registered model; the result names every artifact by hash, and the
+    packages devices get (the OS image for FOTA, the module for SOTA), signed."""
     model = store.model(build.model_id)
     data = store.artifacts.get(model.sha256).read_bytes()
     work = settings.data_dir / "work" / build.id
@@ -90,9 +105,12 @@ def run_build(store: Store, settings: Settings, build: Build, progress: Progress
         firmware_files = _store_dir(store, work / "firmware")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    done = store.finish_build(
-        build.id, module=StoredModule(**module.model_dump(), artifacts=module_files),
-        firmware=StoredFirmware(**firmware.model_dump(), artifacts=firmware_files))
+    stored_module = StoredModule(**module.model_dump(), artifacts=module_files)
+    stored_module.package_sha256 = store.artifacts.put_bytes(
+        signer.sign(pack_module(store, stored_module, model.sha256)))
+    stored_fw = StoredFirmware(**firmware.model_dump(), artifacts=firmware_files)
+    stored_fw.package_sha256 = sign_artifact(store, signer, stored_fw.image_artifact)
+    done = store.finish_build(build.id, module=stored_module, firmware=stored_fw)
     assert done.firmware is not None
     return {"build_id": build.id, "firmware": done.firmware.model_dump(mode="json")}
 

@@ -10,22 +10,41 @@ import numpy as np
 from tinymlaas.edge.tflm import quantize
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.jobs import JobRunner
-from tinymlaas.models import DeviceCapabilities, DeviceDetail, InferenceReport, QueuedRequest
+from tinymlaas.models import (
+    DeviceCapabilities,
+    DeviceCredentials,
+    DeviceDetail,
+    InferenceReport,
+    QueuedRequest,
+)
 from tinymlaas.plugins.base import Orchestrator, Progress
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
+
+
+def provision(orch: Orchestrator, signer: Signer, endpoint: str, *, replace: bool) -> DeviceCredentials:
+    """A device's new credentials, and the key its updates will be signed with."""
+    credentials = orch.provision(endpoint, replace=replace)
+    credentials.signing_key = signer.public_key_b64
+    return credentials
+
+
+async def capabilities_now(orch: Orchestrator, endpoint: str) -> tuple[DeviceCapabilities | None, str | None]:
+    """What an online device reports about itself now, or why there is nothing (a device that
+    sleeps in queue mode is not kept waiting for: it is read when it next wakes)."""
+    if orch.asleep(endpoint):
+        return None, "the device sleeps (queue mode): it is read when it next wakes; ask again then"
+    try:
+        return await orch.capabilities(endpoint), None
+    except TinyMLaaSError as exc:  # the record is still worth showing; say why there is no more
+        return None, exc.message
 
 
 async def device_detail(orch: Orchestrator, endpoint: str) -> DeviceDetail:
     """The device record and, when it is online, what it reports about itself now."""
     detail = DeviceDetail(device=orch.device(endpoint))
-    if detail.device.online and orch.asleep(endpoint):
-        detail.capabilities_error = ("the device sleeps (queue mode): it is read when it next wakes; "
-                                     "ask again then")
-    elif detail.device.online:
-        try:
-            detail.capabilities = await orch.capabilities(endpoint)
-        except TinyMLaaSError as exc:  # the record is still worth showing; say why there is no more
-            detail.capabilities_error = exc.message
+    if detail.device.online:
+        detail.capabilities, detail.capabilities_error = await capabilities_now(orch, endpoint)
     return detail
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,15 +123,22 @@ def _seven(api: _Api, endpoint: str, model: bytes) -> tuple[bool, str]:
 
 
 def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progress = no_progress, *,
-            orchestrator: str = "lwm2m") -> list[BoardRun]:
-    """Run the lifecycle on each board; every step is recorded, the first failure ends a board."""
+            orchestrator: str = "lwm2m",
+            on_check: Callable[[list[BoardRun]], None] | None = None) -> list[BoardRun]:
+    """Run the lifecycle on each board; every step is recorded, the first failure ends a board.
+    ``on_check`` sees the runs so far after every step (a service job shows them as they come)."""
     targets = [get_board(settings.targets_dir, b) for b in boards]
     service_settings = settings.model_copy(update={
         "data_dir": work / "service", "database_url": None, "orchestrator": orchestrator,
         "lwm2m": settings.lwm2m.model_copy(update={"port": 0, "security": "oscore"}),
         "http_pull": settings.http_pull.model_copy(update={"security": "token"}),
     })
-    runs = []
+    runs: list[BoardRun] = []
+
+    def checked() -> None:
+        if on_check is not None:
+            on_check(runs)
+
     with BackgroundServer(service_settings) as server:
         api = _Api(server.client(timeout=120))
         join = _Joiner(server.url, JoinInfo.model_validate(api.call("GET", "/orchestrator")), work)
@@ -154,11 +161,12 @@ def dry_run(settings: Settings, work: Path, boards: list[str], progress: Progres
         for n, board in enumerate(targets):
             run = BoardRun(board.name, f"dry-run-{board.name}")
             runs.append(run)
+            checked()
             share = 0.4 + 0.6 * n / len(targets)
             progress(f"{board.name}: boot, register, infer, FOTA, SOTA", share)
             with contextlib.suppress(_Stop):
                 _board_lifecycle(api, join, board, run, builds, work, v1_model, v2_model,
-                                 settings.targets_dir)
+                                 settings.targets_dir, checked)
         api.http.close()
     progress("done", 1.0)
     return runs
@@ -168,13 +176,14 @@ class _Stop(Exception):
     """A step failed (and is recorded): the board's run ends there."""
 
 
-def _timed(run: BoardRun, step: str, fn: Any) -> None:
+def _timed(run: BoardRun, step: str, fn: Any, checked: Callable[[], None]) -> None:
     t0 = time.monotonic()
     try:
         ok, detail = fn()
     except TinyMLaaSError as exc:
         ok, detail = False, exc.message
     run.checks.append(Check(step, ok, detail, time.monotonic() - t0))
+    checked()
     if not ok:
         raise _Stop(step)
 
@@ -197,7 +206,8 @@ class _Joiner:
 
 def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
                      builds: dict[tuple[str, str], dict[str, Any]], work: Path,
-                     v1_model: bytes, v2_model: bytes, targets_dir: Path) -> None:
+                     v1_model: bytes, v2_model: bytes, targets_dir: Path,
+                     checked: Callable[[], None]) -> None:
     ep = run.endpoint
     v1, v2, retrained = (builds[(board.name, version)] for version, _ in PLAN)
     flash = work / ep / "flash"
@@ -229,10 +239,10 @@ def _board_lifecycle(api: _Api, join: _Joiner, board: Board, run: BoardRun,
                 how, change = "swapped live", f"model now {(dep['model_sha256'] or '?')[:12]}"
             return bool(dep["succeeded"]), f"{dep['result']} ({how}); {change}"
 
-        _timed(run, f"boot {v1['firmware']['version']} and join", register)
-        _timed(run, "read capabilities", capabilities)
-        _timed(run, "7 inferences, bit-exact vs TFLM", lambda: _seven(api, ep, v1_model))
-        _timed(run, f"FOTA to {v2['firmware']['version']}", lambda: deploy("firmware", v2))
-        _timed(run, "7 inferences after FOTA", lambda: _seven(api, ep, v1_model))
-        _timed(run, "SOTA: the retrained model", lambda: deploy("model", retrained))
-        _timed(run, "7 inferences on the new model", lambda: _seven(api, ep, v2_model))
+        _timed(run, f"boot {v1['firmware']['version']} and join", register, checked)
+        _timed(run, "read capabilities", capabilities, checked)
+        _timed(run, "7 inferences, bit-exact vs TFLM", lambda: _seven(api, ep, v1_model), checked)
+        _timed(run, f"FOTA to {v2['firmware']['version']}", lambda: deploy("firmware", v2), checked)
+        _timed(run, "7 inferences after FOTA", lambda: _seven(api, ep, v1_model), checked)
+        _timed(run, "SOTA: the retrained model", lambda: deploy("model", retrained), checked)
+        _timed(run, "7 inferences on the new model", lambda: _seven(api, ep, v2_model), checked)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -158,24 +159,52 @@ class McuDevice:
         self.close()
 
 
-def emulate_flasher(board: Board, emulator: str | None = None) -> str:
-    """The flasher command a bridge runs for an emulated ``board``: ``tinymlaas emulate``
-    boots each image it is given and connects the board's UART to its stdin/stdout."""
-    return shlex.join([sys.executable, "-m", "tinymlaas.cli.main", "emulate", "--target", board.name,
-                       *(["--emulator", emulator] if emulator else []), "{image}"])
+def emulate_flasher(board: Board | None, emulator: str | None = None) -> str:
+    """The flasher command a bridge runs for an emulated board: ``tinymlaas emulate`` boots each
+    image it is given and connects the board's UART to its stdin/stdout (``board`` None: the
+    bridge fills in each of its boards as ``{board}``)."""
+    return shlex.join([sys.executable, "-m", "tinymlaas.cli.main", "emulate", "--target",
+                       board.name if board else "{board}", *(["--emulator", emulator] if emulator else []),
+                       "{image}"])
+
+
+@dataclass(frozen=True)
+class BridgedBoard:
+    """A board behind a bridge: how it joins (its own endpoint and credentials), what it is, and
+    the firmware folder it boots."""
+
+    attach: DeviceAttach
+    board: Board
+    flash: Path
 
 
 class BridgeProcess:
-    """The bridge (the gateway of the design documents) in front of an emulated MCU, as a
-    child process: its flasher is ``tinymlaas emulate``, which boots each image it is given
-    in the emulator; it joins the service over LwM2M or HTTP pull."""
+    """The bridge (the gateway of the design documents) in front of emulated MCUs, as a child
+    process: its flasher is ``tinymlaas emulate``, which boots each image it is given in the
+    emulator; it joins the service over LwM2M or HTTP pull. One board joins as the bridge's
+    endpoint; several (:meth:`fronting`) each join on their own, and the bridge on its own."""
 
     def __init__(self, board: Board, flash: Path, attach: DeviceAttach, log: Path, *,
                  targets_dir: Path, emulator: str | None = None) -> None:
+        self._spawn([sys.executable, "-m", "tinymlaas.edge.bridge",
+                     "--board-file", str(targets_dir / board.name / "board.toml"), "--flash", str(flash),
+                     "--flasher", emulate_flasher(board, emulator), *attach.args()], log)
+
+    @classmethod
+    def fronting(cls, boards: list[BridgedBoard], attach: DeviceAttach, log: Path, *, targets_dir: Path,
+                 emulator: str | None = None) -> BridgeProcess:
+        """One bridge for several boards; ``attach`` is how the bridge itself joins."""
+        mcus = []
+        for b in boards:
+            spec = [b.attach.endpoint, str(targets_dir / b.board.name / "board.toml"), str(b.flash)]
+            mcus += ["--mcu", ",".join(spec + ([str(b.attach.credentials)] if b.attach.credentials else []))]
+        bridge = cls.__new__(cls)
+        bridge._spawn([sys.executable, "-m", "tinymlaas.edge.bridge", "--flasher",
+                       emulate_flasher(None, emulator), *attach.args(), *mcus], log)
+        return bridge
+
+    def _spawn(self, cmd: list[str], log: Path) -> None:
         self.log = log
-        cmd = [sys.executable, "-m", "tinymlaas.edge.bridge",
-               "--board-file", str(targets_dir / board.name / "board.toml"), "--flash", str(flash),
-               "--flasher", emulate_flasher(board, emulator), *attach.args()]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 

@@ -37,8 +37,13 @@ from tinymlaas.models import (
     UpdateOutcome,
 )
 from tinymlaas.store.artifacts import ArtifactStore
+from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
+from tinymlaas.store.devices import Devices
+from tinymlaas.store.rollouts import Rollouts
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
+from tinymlaas.store.telemetry import Telemetry
+from tinymlaas.store.toolchains import Toolchains
 from tinymlaas.store.users import Users
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
@@ -113,6 +118,11 @@ class Store:
         self._write_lock = threading.RLock()
         self.users = Users(self)
         self.datasets = Datasets(self)
+        self.telemetry = Telemetry(self)
+        self.cost = Costs(self)
+        self.devices = Devices(self)
+        self.rollouts = Rollouts(self)
+        self.toolchains = Toolchains(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -202,10 +212,18 @@ class Store:
                 raise NotFound(f"no job '{job_id}'")
             return _job(row)
 
-    def jobs(self, limit: int = 100) -> list[Job]:
+    def jobs(self, limit: int = 100, kind: str | None = None) -> list[Job]:
+        query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
         with self.read() as db:
-            rows = db.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
-            return [_job(r) for r in rows]
+            return [_job(r) for r in db.scalars(query)]
+
+    def unfinished_deployments(self) -> list[Deployment]:
+        """Deployments that never got an outcome (the service stopped while they ran)."""
+        with self.read() as db:
+            return [_deployment(r) for r in db.scalars(select(DeploymentRow)
+                                                       .where(DeploymentRow.outcome.is_(None)))]
 
     def fail_unfinished_jobs(self, reason: str) -> int:
         """Jobs a previous process left queued/running can never finish: say so."""

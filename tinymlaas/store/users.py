@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tinymlaas.auth import (
@@ -137,6 +137,11 @@ class Users:
             if row is None:
                 raise NotFound(f"no token '{token_id}'")
             db.delete(row)
+
+    def revoke_secret(self, token: str) -> None:
+        """Revoke the token whose secret this is, if any (a web session logging out)."""
+        with self.store.tx() as db:
+            db.execute(delete(TokenRow).where(TokenRow.digest == token_digest(token)))
 
     def authenticate_token(self, token: str) -> User:
         """The user a bearer token belongs to; Forbidden-free: unknown is None-like NotFound."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tinymlaas import tflite
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import HOST_CFLAGS, HostModule
 from tinymlaas.config import Settings
@@ -25,11 +26,18 @@ CACHE_VERSION = 1
 
 
 def convert(settings: Settings, kind: str, params: dict[str, Any],
-            build: Callable[[Any, Any, dict[str, Any]], Any], input_shape: tuple[int, ...],
-            float_io: bool = False) -> bytes:
-    """Build ``build(tf, input, params)`` (returns the output), convert, cache."""
+            build: Callable[[Any, Any, dict[str, Any]], Any],
+            input_shape: tuple[int, ...] | list[tuple[int, ...]],
+            float_io: bool = False, mode: str = "int8") -> bytes:
+    """Build ``build(tf, input, params)`` (returns the output), convert, cache.
+
+    ``input_shape`` may be a list of shapes: then ``build`` gets a list of inputs.
+    ``mode``: "int8" (full integer), "16x8" (int16 activations, int8 weights, the
+    converter's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8) or "float".
+    """
     key = json.dumps({"kind": kind, "p": params, "in": input_shape, "f": float_io,
-                      "v": CACHE_VERSION, "tf": version("tensorflow-cpu")}, sort_keys=True)
+                      "v": CACHE_VERSION, "tf": version("tensorflow-cpu"),
+                      **({"mode": mode} if mode != "int8" else {})}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = settings.data_dir / "cache" / "aot-ops" / f"{kind}-{digest}.tflite"
     if path.exists():
@@ -37,22 +45,27 @@ def convert(settings: Settings, kind: str, params: dict[str, Any],
     from tinymlaas.zoo._convert import seed_everything
 
     tf = seed_everything(int(params.get("seed", 0)))
-    inp = tf.keras.Input(shape=input_shape)
-    model = tf.keras.Model(inp, build(tf, inp, params))
+    shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    inps = [tf.keras.Input(shape=sh, name=f"in{k}") for k, sh in enumerate(shapes)]
+    model = tf.keras.Model(inps, build(tf, inps if isinstance(input_shape, list) else inps[0],
+                                       params))
     rng = np.random.default_rng(int(params.get("seed", 0)))
-    rep = rng.normal(0.0, 1.0, (64, *input_shape)).astype(np.float32)
+    reps = [rng.normal(0.0, 1.0, (64, *sh)).astype(np.float32) for sh in shapes]
 
     def dataset() -> Any:
-        for row in rep:
-            yield [row[np.newaxis]]
+        for i in range(64):  # by name: the converter's signature orders inputs its own way
+            yield {f"in{k}": r[i][np.newaxis] for k, r in enumerate(reps)}
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = dataset
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not float_io:
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+    if mode != "float":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = dataset
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if mode == "16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if not float_io and mode != "float":
+        conv.inference_input_type = tf.int16 if mode == "16x8" else tf.int8
+        conv.inference_output_type = conv.inference_input_type
     data = bytes(conv.convert())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".tmp").write_bytes(data)
@@ -76,46 +89,66 @@ class _TfliteReference:
             model_content=model,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
         self._it.allocate_tensors()
-        self.input = self._it.get_input_details()[0]
+        self.inputs = self._it.get_input_details()
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
-        self._it.set_tensor(self.input["index"], x.reshape(self.input["shape"]))
+    def invoke_all(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        for d, x in zip(self.inputs, xs, strict=True):
+            self._it.set_tensor(d["index"], x.reshape(d["shape"]))
         self._it.invoke()
-        return self._it.get_tensor(self._it.get_output_details()[0]["index"]).copy()
+        return [self._it.get_tensor(d["index"]).copy() for d in self._it.get_output_details()]
+
+
+class _Tflm:
+    """The TFLM interpreter on every input and output tensor."""
+
+    def __init__(self, model: bytes) -> None:
+        self._tflm = Tflm(model)
+        self._it = self._tflm._it
+        n = len(tflite.inspect(model).inputs)
+        self.inputs = [self._it.get_input_details(k) for k in range(n)]
+        self._outputs = len(tflite.inspect(model).outputs)
+
+    def invoke_all(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        for k, (d, x) in enumerate(zip(self.inputs, xs, strict=True)):
+            self._it.set_input(x.reshape(d["shape"]), k)
+        self._it.invoke()
+        return [np.array(self._it.get_output(k), copy=True) for k in range(self._outputs)]
 
 
 #: The host build, and the same source with the ARMv7E-M dual-MAC data flow in portable C.
 HOST_VARIANTS = (HOST_CFLAGS, (*HOST_CFLAGS, "-DAOT_EMULATE_DSP"))
 
 
-def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0) -> Any:
+def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0,
+                     reference: bool = False) -> Any:
     """Compile with aot, build on the host (both variants), compare every output byte
-    with TFLM."""
+    with TFLM (with TFLite's reference kernels where ``reference`` or TFLM is unreliable)."""
     out = compile_source(model)
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "model.c").write_text(out.source.c)
     (tmp / "model.h").write_text(out.source.h)
-    from tinymlaas import tflite
-
-    oracle: Any = (_TfliteReference(model) if "SPACE_TO_BATCH_ND" in tflite.inspect(model).ops
-                   else Tflm(model))
-    shape, dtype = oracle.input["shape"], oracle.input["dtype"]
     for cflags in HOST_VARIANTS:
+        # A fresh oracle per build: stateful models start from their reset state.
+        oracle: Any = (_TfliteReference(model) if reference or "SPACE_TO_BATCH_ND" in
+                       tflite.inspect(model).ops else _Tflm(model))
         rng = np.random.default_rng(seed)
         with HostModule(tmp, cflags=cflags) as mod:
             for i in range(samples):
-                if np.issubdtype(dtype, np.floating):
-                    x = rng.normal(0.0, 1.5, shape).astype(np.float32)
-                elif i == 0:
-                    x = np.full(shape, -128, dtype=np.int8)
-                elif i == 1:
-                    x = np.full(shape, 127, dtype=np.int8)
-                else:
-                    x = rng.integers(-128, 128, shape).astype(np.int8)
-                ours = mod.invoke(x)
-                theirs = oracle.invoke(x).ravel()
-                assert ours.tobytes() == theirs.tobytes(), (
-                    f"{cflags[-1]} sample {i}: "
-                    f"{np.flatnonzero(ours.view(np.uint8) != theirs.view(np.uint8))[:8]}"
-                    f" ours {ours[:8]} tflm {theirs[:8]}")
+                xs = []
+                for d in oracle.inputs:
+                    shape, dtype = d["shape"], d["dtype"]
+                    if np.issubdtype(dtype, np.floating):
+                        xs.append(rng.normal(0.0, 1.5, shape).astype(np.float32))
+                    else:
+                        info = np.iinfo(dtype)
+                        fill = {0: info.min, 1: info.max}.get(i)
+                        xs.append(np.full(shape, fill, dtype=dtype) if fill is not None else
+                                  rng.integers(info.min, info.max + 1, shape).astype(dtype))
+                ours = mod.invoke_all(xs)
+                theirs = [t.ravel() for t in oracle.invoke_all(xs)]
+                for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+                    assert a.tobytes() == b.tobytes(), (
+                        f"{cflags[-1]} sample {i} output {k}: "
+                        f"{np.flatnonzero(a.view(np.uint8) != b.view(np.uint8))[:8]}"
+                        f" ours {a[:8]} reference {b[:8]}")
     return out

@@ -36,7 +36,8 @@ def test_manifest_and_header_describe_the_module(hello_world: bytes, m3_board: B
                                                  tmp_path: Path) -> None:
     out = tmp_path / "mod"
     manifest = compile_model(hello_world, m3_board, out, compiler="aot")
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.c", "model.h"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.c", "model.h",
+                                                     "model_data.bin"]
     assert read_module(out) == manifest
     m = header_macros(out / "model.h")
     assert m["MODEL_SHA256"] == f'"{manifest.model_sha256}"'
@@ -50,7 +51,11 @@ def test_manifest_and_header_describe_the_module(hello_world: bytes, m3_board: B
     assert manifest.graph_sha256 and manifest.data_sha256
     assert manifest.memory.data_bytes
     assert manifest.memory.data_bytes >= manifest.memory.weights_bytes
-    assert set(manifest.files) == {"model.c", "model.h"}
+    assert set(manifest.files) == {"model.c", "model.h", "model_data.bin"}
+    # The model region's bytes ship as a file: a model-only deployment packs it as it is.
+    blob = (out / "model_data.bin").read_bytes()
+    assert len(blob) == manifest.memory.data_bytes
+    assert manifest.files["model_data.bin"] == manifest.data_sha256
 
 
 def test_name_sets_files_and_prefix(hello_world: bytes, m3_board: Board, tmp_path: Path) -> None:

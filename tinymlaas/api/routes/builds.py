@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
+from tinymlaas.api.deps import RunnerDep, SettingsDep, SignerDep, StoreDep
 from tinymlaas.api.handlers import problems
 from tinymlaas.api.security import Scientist, Viewer
 from tinymlaas.models import Build, Job
@@ -23,7 +23,8 @@ class BuildRequest(BaseModel):
     target: str = Field(description="board name (GET /targets)")
     compiler: str | None = Field(None, description="compiler plugin; default: the board's first")
     options: dict[str, Any] = Field({}, description="the compiler's options (GET /compilers)")
-    builder: str = Field("docker", description="docker (the board's builder image) or local")
+    builder: str | None = Field(None, description="docker (the board's builder image; the default) or local")
+    toolchain: str | None = Field(None, description="or a toolchain registered at run time (GET /toolchains)")
     version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,40}$", description="firmware version")
 
 
@@ -38,12 +39,13 @@ class BuildDetail(Build):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
 def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
-                 user: Scientist) -> BuildAccepted:
+                 signer: SignerDep, user: Scientist) -> BuildAccepted:
     """Everything that can be refused (unknown model or board, bad option, a compiler that does not
-    fit the board) is refused now with a 4xx; the build itself runs as a job."""
-    build, job = start_build(store, settings, runner, model=body.model, target=body.target,
+    fit the board, a toolchain that does not serve it) is refused now with a 4xx; the build itself
+    runs as a job."""
+    build, job = start_build(store, settings, runner, signer, model=body.model, target=body.target,
                              compiler=body.compiler, options=body.options, builder=body.builder,
-                             version=body.version)
+                             version=body.version, toolchain=body.toolchain)
     return BuildAccepted(build=build, job=job)
 
 

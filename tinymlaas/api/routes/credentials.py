@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from tinymlaas.api.deps import OrchestratorDep
+from tinymlaas.api.deps import OrchestratorDep, SignerDep
 from tinymlaas.api.handlers import problems
 from tinymlaas.api.security import Operator
 from tinymlaas.models import DeviceCredentials
+from tinymlaas.services.devices import provision
 
 router = APIRouter(prefix="/devices", tags=["credentials"])
 
@@ -20,11 +21,11 @@ class ProvisionRequest(BaseModel):
 
 
 @router.post("/{endpoint}/credentials", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
-async def provision(endpoint: str, orch: OrchestratorDep, user: Operator,
+async def create_credentials(endpoint: str, orch: OrchestratorDep, signer: SignerDep, user: Operator,
                     body: ProvisionRequest | None = None) -> DeviceCredentials:
     """New credentials for a device (OSCORE over LwM2M, a bearer token over HTTP pull); a device
     without them cannot join."""
-    return orch.provision(endpoint, replace=bool(body and body.replace))
+    return provision(orch, signer, endpoint, replace=bool(body and body.replace))
 
 
 @router.delete("/{endpoint}/credentials", status_code=status.HTTP_204_NO_CONTENT,

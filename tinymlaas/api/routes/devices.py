@@ -1,18 +1,30 @@
-"""Devices: how they join, inventory, capabilities, inferences, results and package downloads."""
+"""Devices: how they join, the registry (pre-register, edit, approve, decommission, delete,
+list with filters), capabilities, inferences, results and package downloads."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tinymlaas.api.deps import OrchestratorDep, RunnerDep, StoreDep
+from tinymlaas.api.deps import OrchestratorDep, RegistryDep, RunnerDep, StoreDep
 from tinymlaas.api.handlers import problems
-from tinymlaas.api.security import DEVICE, Scientist, Viewer, is_user_token
-from tinymlaas.models import Device, DeviceDetail, InferenceReport, JoinInfo, QueuedRequest
+from tinymlaas.api.security import DEVICE, Operator, Scientist, Viewer, is_user_token
+from tinymlaas.fleet.models import (
+    DeviceEvent,
+    DevicePatch,
+    DeviceQuery,
+    DeviceSpec,
+    PreRegistered,
+    Reason,
+    RegisteredDevice,
+    RegisteredDeviceDetail,
+)
+from tinymlaas.models import InferenceReport, JoinInfo, QueuedRequest
 from tinymlaas.services import devices as service
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -27,15 +39,60 @@ async def orchestration_server(orch: OrchestratorDep, user: Viewer) -> JoinInfo:
     return orch.join_info()
 
 
-@router.get("")
-async def list_devices(orch: OrchestratorDep, user: Viewer) -> list[Device]:
-    return orch.devices()
+@router.get("", responses=problems(422))
+async def list_devices(query: Annotated[DeviceQuery, Query()], response: Response, registry: RegistryDep,
+                       user: Viewer) -> list[RegisteredDevice]:
+    """The registry's devices matching every filter, by endpoint, a page at a time (the header
+    ``X-Total-Count`` says how many match); connected ones with the orchestrator's live fields."""
+    page, total = await registry.find(query)
+    response.headers["X-Total-Count"] = str(total)
+    return page
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
+async def pre_register(body: DeviceSpec, registry: RegistryDep, user: Operator) -> PreRegistered:
+    """Register a device before it first connects: it is expected, and gets its credentials now
+    (shown once) when the service's devices need them."""
+    return await registry.pre_register(body)
 
 
 @router.get("/{endpoint}", responses=problems(404))
-async def read_device(endpoint: str, orch: OrchestratorDep, user: Viewer) -> DeviceDetail:
+async def read_device(endpoint: str, registry: RegistryDep, user: Viewer) -> RegisteredDeviceDetail:
     """The device record and, when it is online, what it reports about itself now."""
-    return await service.device_detail(orch, endpoint)
+    return await registry.detail(endpoint)
+
+
+@router.patch("/{endpoint}", responses=problems(404, 422))
+async def edit_device(endpoint: str, body: DevicePatch, registry: RegistryDep, user: Operator
+                      ) -> RegisteredDevice:
+    return await registry.edit(endpoint, body)
+
+
+@router.delete("/{endpoint}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
+async def delete_device(endpoint: str, registry: RegistryDep, user: Operator) -> Response:
+    """Forget a device: its credentials are revoked and its session ends; its history stays."""
+    await registry.delete(endpoint)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{endpoint}/decommission", responses=problems(404, 409))
+async def decommission_device(endpoint: str, registry: RegistryDep, user: Operator,
+                              body: Reason | None = None) -> RegisteredDevice:
+    """Take a device out of service: credentials revoked, kept out, record and history kept."""
+    return await registry.decommission(endpoint, body.reason if body else "")
+
+
+@router.post("/{endpoint}/approve", responses=problems(404, 409))
+async def approve_device(endpoint: str, registry: RegistryDep, user: Operator) -> RegisteredDevice:
+    """Let in a device that joined unannounced and was held (setting ``devices.unknown = hold``)."""
+    return await registry.approve(endpoint)
+
+
+@router.get("/{endpoint}/history", responses=problems(404))
+async def device_history(endpoint: str, registry: RegistryDep, user: Viewer,
+                         limit: int = Query(100, ge=1, le=1000)) -> list[DeviceEvent]:
+    """What happened to the device, newest first (kept after it is decommissioned or deleted)."""
+    return await registry.history(endpoint, limit)
 
 
 class InferRequest(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from tinymlaas.api.deps import StoreDep
 from tinymlaas.api.handlers import problems
@@ -13,8 +13,10 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("")
-def list_jobs(store: StoreDep, user: Viewer) -> list[Job]:
-    return store.jobs()
+def list_jobs(store: StoreDep, user: Viewer,
+              kind: str | None = Query(None, description="only jobs of this kind (build, dry-run, ...)")
+              ) -> list[Job]:
+    return store.jobs(kind=kind)
 
 
 @router.get("/{job_id}", responses=problems(404))

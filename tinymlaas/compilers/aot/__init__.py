@@ -17,15 +17,35 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinymlaas import __version__
 from tinymlaas.compilers.aot import graph as graph_mod
+from tinymlaas.compilers.aot.coverage import CoverageRow, coverage
 from tinymlaas.compilers.aot.emit import Identity, Placement, Source, emit
-from tinymlaas.compilers.aot.lower import Lowered, Step, lower, supported_ops
+from tinymlaas.compilers.aot.lower import (
+    CTYPES,
+    ELSEWHERE,
+    Lowered,
+    Step,
+    lower,
+    supported_dtypes,
+    supported_ops,
+)
 from tinymlaas.compilers.aot.planner import Buffer, plan
 from tinymlaas.errors import DoesNotFit, InvalidInput, UnsupportedModel
-from tinymlaas.models import Board, CompilerInfo, ModelInfo, ModuleManifest, ModuleMemory
+from tinymlaas.models import (
+    Board,
+    CompilerInfo,
+    ModelInfo,
+    ModuleManifest,
+    ModuleMemory,
+    TensorSpec,
+)
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
 from tinymlaas.targets import firmware_ram_bytes
 
-__all__ = ["AotCompiler", "AotOptions", "Compiled", "compile_source"]
+__all__ = ["MODEL_DATA", "AotCompiler", "AotOptions", "Compiled", "CoverageRow", "compile_source",
+           "coverage"]
+
+#: The module file holding the model-data section's bytes (what a model-only update packs).
+MODEL_DATA = "model_data.bin"
 
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
@@ -71,7 +91,8 @@ class Compiled:
 
 
 def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
-    input_root, output_root = g.root(g.inputs[0]), g.root(g.outputs[0])
+    input_roots = [g.root(i) for i in g.inputs]
+    output_roots = [g.root(o) for o in g.outputs]
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, s in enumerate(steps):
@@ -82,11 +103,16 @@ def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
             assert r not in first, f"tensor {g.t(r).name} written twice"
             first[r] = i
             last.setdefault(r, i)
+    state = state_roots(g, steps)
     for r in last:
-        if r not in first and r != input_root and not g.t(r).is_const:
+        if r not in first and r not in input_roots and r not in state and not g.t(r).is_const:
             raise UnsupportedModel(f"{g.t(r).describe()} is read but never computed")
-    arena = [r for r in first if r not in (input_root, output_root)]
-    buffers = [Buffer(r, g.t(r).nbytes, 4, first[r], max(last[r], first[r])) for r in arena]
+    io = set(input_roots) | set(output_roots)
+    arena = [r for r in first if r not in io]
+    buffers = [Buffer(r, g.t(r).nbytes, 8 if g.t(r).itemsize == 8 else 4, first[r],
+                      max(last[r], first[r])) for r in arena]
+    # State lives for the whole program: from before the first step to after the last.
+    buffers += [Buffer(r, g.t(r).nbytes, 4, -1, len(steps)) for r in state]
     relax: dict[tuple[int, int], int] = {}
     if in_place:
         for i, s in enumerate(steps):
@@ -95,8 +121,39 @@ def _place(g: graph_mod.Graph, steps: list[Step], in_place: bool) -> Placement:
                 if ro in arena and rx in arena and last.get(rx) == i and first.get(ro) == i:
                     relax[(ro, rx)] = d
     p = plan(buffers, relax)
-    return Placement(arena_bytes=p.arena_bytes, offsets=p.offsets, input_root=input_root,
-                     output_root=output_root)
+    return Placement(arena_bytes=p.arena_bytes, offsets=p.offsets, input_roots=input_roots,
+                     output_roots=output_roots)
+
+
+def state_roots(g: graph_mod.Graph, steps: list[Step]) -> list[int]:
+    """Variable tensors the steps use: kept in the arena between invokes."""
+    roots: list[int] = []
+    for s in steps:
+        for t in s.reads:
+            r = g.root(t)
+            if g.t(r).is_variable and r not in roots:
+                roots.append(r)
+    return roots
+
+
+def _check_io(g: graph_mod.Graph) -> None:
+    """Every model input and output is its own run-time tensor of a dtype the API carries."""
+    for idx in (*g.inputs, *g.outputs):
+        t = g.t(idx)
+        if t.dtype not in IO_DTYPES:
+            raise UnsupportedModel(f"{t.describe()}: model inputs and outputs must be "
+                                   f"{', '.join(IO_DTYPES)}")
+    roots = [g.root(i) for i in g.inputs]
+    for k, o in enumerate(g.outputs):
+        r = g.root(o)
+        if g.t(r).is_const or r in roots or [g.root(x) for x in g.outputs].index(r) != k:
+            raise UnsupportedModel(
+                f"output {k} ({g.t(o).describe()}) is a constant, an input or another "
+                "output: the model computes nothing for it")
+
+
+#: Dtypes of model inputs and outputs (the device protocol carries their bytes).
+IO_DTYPES = ("int8", "int16", "int32", "float32")
 
 
 def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) -> Compiled:
@@ -104,24 +161,30 @@ def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) 
     if not _C_NAME.match(name):
         raise InvalidInput(f"module name '{name}' is not a C identifier (letters, digits, _)")
     g = graph_mod.simplify(graph_mod.read(model))
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise UnsupportedModel(
-            f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; the aot "
-            "compiler's API takes exactly one input and one output")
-    for idx in (g.inputs[0], g.outputs[0]):
-        t = g.t(idx)
-        if t.dtype not in ("int8", "float32"):
-            raise UnsupportedModel(f"{t.describe()}: model inputs and outputs must be int8 "
-                                   "(or float32)")
+    _check_io(g)
     low = lower(g)
-    if g.root(g.outputs[0]) == g.root(g.inputs[0]) or not low.steps:
+    if not low.steps:
         raise UnsupportedModel("the model computes nothing: its output is its input")
     place = _place(g, low.steps, in_place)
     digest = hashlib.sha256(model).hexdigest()
     identity = model_identity(g, low, digest)
-    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity)
+    state = state_roots(g, low.steps)
+    # Reset values of variables that have them travel with the model data.
+    inits = {r: low.data.add("s", CTYPES[g.t(r).dtype], g.state_init[r])
+             for r in state if r in g.state_init}
+    src = emit(g, low, place, name=name, model_sha256=digest, identity=identity, state=state,
+               state_init=inits)
     weights = sum(m.nbytes for m in low.data.members if m.name[0] in "wb")
     return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
+
+
+def packed_bytes(tensors: list[TensorSpec]) -> int:
+    """Bytes of tensors packed as the one-buffer ``NAME_invoke`` takes them."""
+    at = 0
+    for t in tensors:
+        item = t.nbytes // t.size
+        at = -(-at // item) * item + t.nbytes
+    return at
 
 
 class AotCompiler(Compiler):
@@ -132,8 +195,19 @@ class AotCompiler(Compiler):
     Options = AotOptions
     output_kind = "c-source"
     supported_ops = supported_ops()
-    supported_dtypes = frozenset({"int8", "float32"})
+    supported_dtypes = supported_dtypes()
     target_arches = frozenset({"armv6-m", "armv7-m", "armv7e-m", "x86_64"})
+
+    def check(self, model: ModelInfo, board: Board) -> None:
+        """The base checks, with refusals that say where the model can run instead."""
+        missing = [op for op in model.ops if op not in self.supported_ops]
+        if missing and board.arch in self.target_arches:
+            what = ", ".join("CUSTOM (a custom op, not a TFLite builtin)" if op == "CUSTOM"
+                             else op for op in missing)
+            raise UnsupportedModel(
+                f"compiler 'aot' does not support op(s) {what}; the model runs on {ELSEWHERE}."
+                f" Supported: {', '.join(sorted(self.supported_ops))}", unsupported_ops=missing)
+        super().check(model, board)
 
     def compile(
         self,
@@ -150,9 +224,11 @@ class AotCompiler(Compiler):
         out = compile_source(model, name=name, in_place=self.options.in_place)
         self.fit(out, board, info)
         progress("writing the module", 0.9)
-        files = {f"{name}.c": out.source.c, f"{name}.h": out.source.h}
-        for fname, text in files.items():
-            (out_dir / fname).write_text(text)
+        blob = out.lowered.data.blob()
+        files = {f"{name}.c": out.source.c.encode(), f"{name}.h": out.source.h.encode(),
+                 MODEL_DATA: blob}
+        for fname, content in files.items():
+            (out_dir / fname).write_bytes(content)
         return ModuleManifest(
             name=name,
             kind=self.output_kind,
@@ -167,9 +243,9 @@ class AotCompiler(Compiler):
             memory=ModuleMemory(weights_bytes=out.weights_bytes,
                                 arena_bytes=out.placement.arena_bytes,
                                 data_bytes=out.lowered.data.nbytes),
-            files={f: hashlib.sha256(t.encode()).hexdigest() for f, t in files.items()},
+            files={f: hashlib.sha256(c).hexdigest() for f, c in files.items()},
             graph_sha256=out.source.graph_sha256,
-            data_sha256=hashlib.sha256(out.lowered.data.blob()).hexdigest(),
+            data_sha256=hashlib.sha256(blob).hexdigest(),
         )
 
     def fit(self, out: Compiled, board: Board, info: ModelInfo) -> None:
@@ -178,8 +254,8 @@ class AotCompiler(Compiler):
         assert isinstance(self.options, AotOptions)
         reserve_ram = self.options.reserve_ram_bytes
         if reserve_ram is None:
-            reserve_ram = firmware_ram_bytes(board, info.inputs[0].nbytes,
-                                             info.outputs[0].nbytes)
+            reserve_ram = firmware_ram_bytes(board, packed_bytes(info.inputs),
+                                             packed_bytes(info.outputs))
         reserve_flash = self.options.reserve_flash_bytes
         if reserve_flash is None:
             reserve_flash = board.firmware.flash_bytes

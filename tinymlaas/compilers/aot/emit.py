@@ -13,22 +13,22 @@ from importlib import resources
 
 import numpy as np
 
-from tinymlaas.compilers.aot.graph import Graph
-from tinymlaas.compilers.aot.lower import CTYPES, Buf, Lowered, PtrList, Struct
+from tinymlaas.compilers.aot.graph import Graph, Tensor
+from tinymlaas.compilers.aot.lower import CTYPES, SUFFIX, Buf, Lowered, PtrList, Struct
 
-_REQUIRES = re.compile(r"/\* aot:requires ([a-z0-9_ ]+) \*/\n")
+_REQUIRES = re.compile(r"/\* aot:requires ([a-z0-9_. ]+) \*/\n")
 _SPECIALISE = "/* aot:specialise */\n"
 DATA_ELIDED = "/* model data */"
 
 
 @dataclass
 class Placement:
-    """Where each tensor's bytes live: the arena, the caller's input or output."""
+    """Where each tensor's bytes live: the arena, the caller's inputs or outputs."""
 
     arena_bytes: int
     offsets: dict[int, int]        # alias root -> arena offset
-    input_root: int
-    output_root: int
+    input_roots: list[int]
+    output_roots: list[int]
 
 
 @dataclass
@@ -38,8 +38,21 @@ class Source:
     graph_sha256: str
 
 
+_CTYPE_OF_SUFFIX = {v: CTYPES[k] for k, v in SUFFIX.items()}
+
+
 def _fragment(name: str) -> str:
-    return resources.files("tinymlaas.compilers.aot").joinpath(f"runtime/{name}.c").read_text()
+    """A runtime fragment; ``base.sfx`` instantiates a templated one for one dtype."""
+    base, _, sfx = name.partition(".")
+    text = resources.files("tinymlaas.compilers.aot").joinpath(f"runtime/{base}.c").read_text()
+    if sfx:
+        text = text.replace("$T", _CTYPE_OF_SUFFIX[sfx]).replace("$S", sfx)
+    return text
+
+
+def c_function(kernel: str) -> str:
+    """The C function a kernel name calls (``addsub.s16`` -> ``aot_addsub_s16``)."""
+    return "aot_" + kernel.replace(".", "_")
 
 
 def _kernels(names: list[str]) -> str:
@@ -63,8 +76,8 @@ def _specialised(kernel: str) -> list[str] | None:
     text = _fragment(kernel)
     if _SPECIALISE not in text:
         return None
-    m = re.search(rf"void aot_{kernel}\(([^)]*)\)", text)
-    assert m, f"runtime/{kernel}.c does not define aot_{kernel}"
+    m = re.search(rf"void {c_function(kernel)}\(([^)]*)\)", text)
+    assert m, f"runtime/{kernel}.c does not define {c_function(kernel)}"
     return [" ".join(p.split()) for p in m.group(1).split(",")]
 
 
@@ -93,6 +106,18 @@ def _float_macro(v: float) -> str:
     return f"{float(np.float32(v))!r}f"
 
 
+def packed(tensors: list[Tensor]) -> tuple[list[int], int]:
+    """Offsets of tensors one after another, each at the next multiple of its element
+    size, and the total: the layout of the one-buffer ``NAME_invoke`` of a model with
+    several inputs or outputs."""
+    at, offsets = 0, []
+    for t in tensors:
+        at = -(-at // t.itemsize) * t.itemsize
+        offsets.append(at)
+        at += t.nbytes
+    return offsets, at
+
+
 @dataclass(frozen=True)
 class Identity:
     """Model-data members (``d->…`` references) that say which model the section holds."""
@@ -103,21 +128,24 @@ class Identity:
 
 
 def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: str,
-         identity: Identity) -> Source:
+         identity: Identity, state: list[int], state_init: dict[int, str]) -> Source:
     p, P = name.lower(), name.upper()
-    x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
-
+    single = len(place.input_roots) == 1 and len(place.output_roots) == 1
     used: set[str] = set()
 
     def ptr(b: Buf) -> str:
         root = g.root(b.tensor)
         t = g.t(b.tensor)
         ctype = CTYPES[t.dtype]
-        if root == place.input_root:
+        if root in place.input_roots:
             used.add("input")
+            if not single:
+                return f"(const {ctype} *)inputs[{place.input_roots.index(root)}]"
             return "input" if ctype == "int8_t" else f"(const {ctype} *)(const void *)input"
-        if root == place.output_root:
+        if root in place.output_roots:
             used.add("output")
+            if not single:
+                return f"({ctype} *)outputs[{place.output_roots.index(root)}]"
             return "output" if ctype == "int8_t" else f"({ctype} *)(void *)output"
         if g.t(root).is_const:
             raise AssertionError(f"constant {t.name} used as an activation")
@@ -136,12 +164,13 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
                 args.append(ptr(a))
             elif isinstance(a, PtrList):
                 items = [ptr(i) if isinstance(i, Buf) else i for i in a.items]
-                args.append(f"(const void *const[]){{{', '.join(items)}}}")
+                kind = "const void *const" if a.const else "void *const"
+                args.append(f"({kind}[]){{{', '.join(items)}}}")
             elif isinstance(a, Struct):
                 args.append(f"{p}_{a.name}")
             else:
                 args.append(str(a))
-        fn = f"aot_{s.kernel}"
+        fn = c_function(s.kernel)
         params = _specialised(s.kernel)
         if params is not None:
             # Shapes (ints, structure arrays) become constants of one instance per
@@ -164,16 +193,23 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
     members = low.data.ordered()
     struct_body = "\n".join(f"    {m.ctype} {m.name}[{m.values.size}];" for m in members)
     init = ",\n".join(f"    /* {m.name} */ {_array(m.values, m.ctype)}" for m in members)
+    # Only the structure arrays some call or instance names: an instance shared by layers
+    # of one structure names the first layer's.
+    referenced = "".join(instance_defs) + "".join(calls)
     structs = "\n".join(
         f"static const {ctype} {p}_{sname}[{len(vals)}] = "
-        f"{{{', '.join(str(v) for v in vals)}}};" for sname, ctype, vals in low.structs)
+        f"{{{', '.join(str(v) for v in vals)}}};" for sname, ctype, vals in low.structs
+        if re.search(rf"\b{p}_{sname}\b", referenced))
     kernels = _kernels(sorted({s.kernel for s in low.steps}))
     arena = ""
     if place.arena_bytes:
         arena = (f"/* The planned arena: every intermediate tensor at a fixed offset. */\n"
                  f"static int32_t {p}_arena[{P}_ARENA_BYTES / 4];\n")
     prologue = f"    int8_t *const A = (int8_t *){p}_arena;\n" if place.arena_bytes else ""
-    io_cast = "".join(f"    (void){v};\n" for v in ("input", "output") if v not in used)
+    if single:
+        io_cast = "".join(f"    (void){v};\n" for v in ("input", "output") if v not in used)
+    else:
+        io_cast = "".join(f"    (void){v}s;\n" for v in ("input", "output") if v not in used)
     has_data = bool(members)
     data_decl = ""
     if has_data:
@@ -196,6 +232,8 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
             "#endif\n"
             "    return d;\n}\n")
         prologue += f"    const struct {p}_data *const d = {p}_data_ref();\n"
+        if not any("d->" in c for c in calls):
+            prologue += "    (void)d;\n"
         idn = identity
         data_decl += (
             "\n/* What the model-data section holds now: these follow a model-only\n"
@@ -210,24 +248,89 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
             f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.zero_points}[1];\n}}\n"
             f"const uint8_t *{p}_model_sha256(void)\n{{\n"
             f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.sha256};\n}}\n")
+    ins = [g.t(r) for r in g.inputs]
+    outs = [g.t(r) for r in g.outputs]
+    in_at, in_bytes = packed(ins)
+    out_at, out_bytes = packed(outs)
+    reset = ""
+    if state:
+        # Variables start from their initial values (model data); TFLM resets variable
+        # tensors to the zero point (int8) or zero.
+        fills = "".join(
+            f"    memcpy({p}_A + {place.offsets[r]}, {state_init[r]}, {g.t(r).nbytes});\n"
+            if r in state_init else
+            f"    memset({p}_A + {place.offsets[r]}, {g.t(r).zp if g.t(r).dtype == 'int8' else 0}"
+            f", {g.t(r).nbytes});\n" for r in state)
+        data_ref = (f"    const struct {p}_data *d = {p}_data_ref();\n" if state_init else "")
+        reset = (f"/* State kept between invokes (recurrent and streaming layers). */\n"
+                 f"static uint8_t {p}_state_ready;\n\n"
+                 f"void {p}_reset(void)\n{{\n    int8_t *const {p}_A = (int8_t *){p}_arena;\n"
+                 f"{data_ref}{fills}    {p}_state_ready = 1;\n}}\n\n")
+        prologue += f"    if (!{p}_state_ready) {{\n        {p}_reset();\n    }}\n"
+    if single:
+        entry = (f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
+                 f"{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n")
+    else:
+        entry = (f"int {p}_invoke_tensors(const void *const *inputs, void *const *outputs)\n"
+                 f"{{\n{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n\n"
+                 f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
+                 f"    const void *const inputs[{len(ins)}] = "
+                 f"{{{', '.join(f'input + {o}' for o in in_at)}}};\n"
+                 f"    void *const outputs[{len(outs)}] = "
+                 f"{{{', '.join(f'output + {o}' for o in out_at)}}};\n"
+                 f"    return {p}_invoke_tensors(inputs, outputs);\n}}\n")
     body = (
         "/* Generated by the TinyMLaaS aot compiler from model sha256 {MODEL}.\n"
         f" * Bit-exact with TFLM's reference kernels. C99; no malloc; not reentrant. */\n"
         f'#include <stdint.h>\n#include <string.h>\n#include "{p}.h"\n\n'
-        f"{data_decl}\n{structs}\n\n{arena}\n{kernels}\n{''.join(instance_defs)}\n"
-        f"int {p}_invoke(const int8_t *input, int8_t *output)\n{{\n"
-        f"{prologue}{io_cast}" + "\n".join(calls) + "\n    return 0;\n}\n")
+        f"{data_decl}\n{structs}\n\n{arena}\n{kernels}\n{''.join(instance_defs)}\n{reset}"
+        f"{entry}")
     # The code's identity: without the model data and without the model's hash in the
     # header comment, so two models of one structure (a model-only update into the model
     # region) share it.
     graph_sha = hashlib.sha256(
         body.replace("{INIT}", DATA_ELIDED).replace("{MODEL}", "").encode()).hexdigest()
     c = body.replace("{INIT}", init).replace("{MODEL}", model_sha256)
-    if "memcpy" not in c:
+    if "memcpy" not in c and "memset" not in c:
         c = c.replace("#include <string.h>\n", "")
 
+    x, y = ins[0], outs[0]
     in_scale = x.scale if x.quantized else 0.0
     out_scale = y.scale if y.quantized else 0.0
+    per_tensor = "".join(
+        f"#define {P}_{kind}{k}_BYTES {t.nbytes}\n#define {P}_{kind}{k}_ELEMENTS {t.size}\n"
+        f"#define {P}_{kind}{k}_OFFSET {at}\n#define {P}_{kind}{k}_DTYPE \"{t.dtype}\"\n"
+        for kind, ts, ats in (("INPUT", ins, in_at), ("OUTPUT", outs, out_at))
+        for k, (t, at) in enumerate(zip(ts, ats, strict=True)))
+    if single:
+        api = f"""/* Runs one inference: reads {P}_INPUT_BYTES from input, writes
+ * {P}_OUTPUT_BYTES to output (float tensors travel as their bytes).
+ * Returns 0 on success. Uses a static arena: not reentrant. */
+int {p}_invoke(const int8_t *input, int8_t *output);
+
+/* The same with arrays of tensor pointers, as models with several tensors take it. */
+static inline int {p}_invoke_tensors(const void *const *inputs, void *const *outputs)
+{{
+    return {p}_invoke((const int8_t *)inputs[0], (int8_t *)outputs[0]);
+}}
+"""
+    else:
+        api = f"""/* Runs one inference on {P}_INPUTS input and {P}_OUTPUTS output tensors, each
+ * pointer aligned to its element type (float tensors travel as their bytes).
+ * Returns 0 on success. Uses a static arena: not reentrant. */
+int {p}_invoke_tensors(const void *const *inputs, void *const *outputs);
+
+/* The same with every input packed in one buffer and every output in another, in
+ * the model's order, each tensor at {P}_INPUTk_OFFSET / {P}_OUTPUTk_OFFSET (the next
+ * multiple of its element size); both buffers 4-byte aligned. */
+int {p}_invoke(const int8_t *input, int8_t *output);
+"""
+    state_api = (f"""
+/* The model keeps state between invokes ({P}_STATE_BYTES of the arena); the first
+ * invoke starts from its reset value, this restores it. */
+#define {P}_STATE_BYTES {sum(g.t(r).nbytes for r in state)}
+void {p}_reset(void);
+""" if state else "")
     h = f"""/* Generated by the TinyMLaaS aot compiler. Model sha256 {model_sha256}. */
 #ifndef {P}_H
 #define {P}_H
@@ -243,8 +346,10 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
 
 #define {P}_SHA256 "{model_sha256}"
 #define {P}_GRAPH_SHA256 "{graph_sha}"
-#define {P}_INPUT_BYTES {x.nbytes}
-#define {P}_OUTPUT_BYTES {y.nbytes}
+#define {P}_INPUTS {len(ins)}
+#define {P}_OUTPUTS {len(outs)}
+#define {P}_INPUT_BYTES {in_bytes}
+#define {P}_OUTPUT_BYTES {out_bytes}
 #define {P}_INPUT_ELEMENTS {x.size}
 #define {P}_OUTPUT_ELEMENTS {y.size}
 #define {P}_INPUT_IS_FLOAT {int(x.dtype == "float32")}
@@ -253,22 +358,19 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
 #define {P}_INPUT_ZERO_POINT {x.zp}
 #define {P}_OUTPUT_SCALE {_float_macro(out_scale)}
 #define {P}_OUTPUT_ZERO_POINT {y.zp}
-#define {P}_ARENA_BYTES {place.arena_bytes}
+{per_tensor}#define {P}_ARENA_BYTES {place.arena_bytes}
 #define {P}_DATA_BYTES {low.data.nbytes}
 
 /* The model the model-data section holds now (changes with a model-only
- * update, unlike the macros above): I/O quantization and its 32-byte hash. */
+ * update, unlike the macros above): first input's and output's quantization and
+ * the model's 32-byte hash. */
 float {p}_input_scale(void);
 int32_t {p}_input_zero_point(void);
 float {p}_output_scale(void);
 int32_t {p}_output_zero_point(void);
 const uint8_t *{p}_model_sha256(void);
 
-/* Runs one inference: reads {P}_INPUT_BYTES from input, writes
- * {P}_OUTPUT_BYTES to output (float tensors travel as their bytes).
- * Returns 0 on success. Uses a static arena: not reentrant. */
-int {p}_invoke(const int8_t *input, int8_t *output);
-
+{api}{state_api}
 #endif /* {P}_H */
 """
     return Source(c=c, h=h, graph_sha256=graph_sha)

@@ -34,6 +34,8 @@ class Tensor:
     zero_points: np.ndarray | None = None  # int64
     quant_dim: int = 0
     data: np.ndarray | None = None          # constant contents, shaped
+    #: state an op keeps between invokes (SVDF's activation state), reset to zero point
+    is_variable: bool = False
 
     @property
     def size(self) -> int:
@@ -41,7 +43,7 @@ class Tensor:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(_NP[self.dtype]).itemsize
+        return int(np.dtype(_NP[self.dtype]).itemsize)
 
     @property
     def nbytes(self) -> int:
@@ -78,6 +80,7 @@ class Op:
     inputs: list[int]        # tensor indices, -1 for an omitted optional input
     outputs: list[int]
     options: dict[str, Any] = field(default_factory=dict)
+    custom_code: str = ""    # a CUSTOM op's registration name
 
     def describe(self) -> str:
         return f"operator #{self.index} {self.kind}"
@@ -91,6 +94,8 @@ class Graph:
     outputs: list[int]
     #: tensor index -> tensor index whose bytes it shares (RESHAPE etc.)
     aliases: dict[int, int] = field(default_factory=dict)
+    #: state tensor -> the values a reset gives it (resource variables' initial values)
+    state_init: dict[int, np.ndarray] = field(default_factory=dict)
 
     def t(self, index: int) -> Tensor:
         return self.tensors[index]
@@ -127,27 +132,99 @@ def _tensor(model: Any, sg: Any, index: int) -> Tensor:
         data = np.frombuffer(raw, dtype=_NP[dtype]).copy()
         data = data.reshape(shape) if data.size == int(np.prod(shape, dtype=np.int64)) else data
     return Tensor(index=index, name=name, shape=shape, dtype=dtype, scales=scales,
-                  zero_points=zps, quant_dim=qdim, data=data)
+                  zero_points=zps, quant_dim=qdim, data=data, is_variable=bool(t.isVariable))
 
 
-def read(model_bytes: bytes) -> Graph:
-    """Parse a .tflite file into the IR, without any rewriting."""
-    model = tflite.parse(model_bytes)
-    if len(model.subgraphs) != 1:
-        raise UnsupportedModel(
-            f"the model has {len(model.subgraphs)} subgraphs; the aot compiler supports one "
-            "(no control flow)")
-    sg = model.subgraphs[0]
-    tensors = {i: _tensor(model, sg, i) for i in range(len(sg.tensors or []))}
+def _ops(model: Any, sg: Any) -> list[Op]:
     ops = []
     for n, op in enumerate(sg.operators or []):
         opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
+        code = model.operatorCodes[op.opcodeIndex].customCode
         ops.append(Op(index=n, kind=tflite.opcode_of(model, op),
                       inputs=[int(i) for i in (op.inputs if op.inputs is not None else [])],
                       outputs=[int(i) for i in (op.outputs if op.outputs is not None else [])],
-                      options=opts))
-    return Graph(tensors=tensors, ops=ops, inputs=[int(i) for i in sg.inputs],
-                 outputs=[int(i) for i in sg.outputs])
+                      options=opts,
+                      custom_code=code.decode(errors="replace") if isinstance(code, bytes)
+                      else str(code or "")))
+    return ops
+
+
+def _resource(op: Op) -> tuple[bytes, bytes]:
+    """A VAR_HANDLE's variable: (container, shared name)."""
+    return (bytes(op.options.get("container") or b""), bytes(op.options.get("sharedName") or b""))
+
+
+def read(model_bytes: bytes, *, main_only: bool = False) -> Graph:
+    """Parse a .tflite file into the IR (``main_only``: read the first subgraph of a model
+    with several, as a description, not for compiling).
+
+    Resource variables become state tensors: CALL_ONCE's init subgraph, which may only
+    assign constants, gives their reset values; READ_VARIABLE and ASSIGN_VARIABLE then
+    read and write the state tensor instead of a handle.
+    """
+    model = tflite.parse(model_bytes)
+    sg = model.subgraphs[0]
+    tensors = {i: _tensor(model, sg, i) for i in range(len(sg.tensors or []))}
+    ops = _ops(model, sg)
+    g = Graph(tensors=tensors, ops=ops, inputs=[int(i) for i in sg.inputs],
+              outputs=[int(i) for i in sg.outputs])
+    if main_only:
+        return g
+    init: dict[tuple[bytes, bytes], np.ndarray] = {}
+    once = [op for op in ops if op.kind == "CALL_ONCE"]
+    flow = sorted({op.kind for op in ops} & {"WHILE", "IF"})
+    used = {int(op.options.get("initSubgraphIndex", -1)) for op in once}
+    if flow or used | {0} != set(range(len(model.subgraphs))):
+        raise UnsupportedModel(
+            f"the model has {len(model.subgraphs)} subgraphs ({', '.join(flow) or 'control flow'})"
+            "; the aot compiler supports one (and CALL_ONCE initialising variables); it runs "
+            "on the x86 TFLM target (board x86-tflm)")
+    for index in sorted(used):
+        sub = model.subgraphs[index]
+        sub_tensors = {i: _tensor(model, sub, i) for i in range(len(sub.tensors or []))}
+        handles: dict[int, tuple[bytes, bytes]] = {}
+        for op in _ops(model, sub):
+            if op.kind == "VAR_HANDLE":
+                handles[op.outputs[0]] = _resource(op)
+            elif op.kind == "ASSIGN_VARIABLE" and sub_tensors[op.inputs[1]].is_const:
+                value = sub_tensors[op.inputs[1]].data
+                assert value is not None
+                init[handles[op.inputs[0]]] = value
+            else:
+                raise UnsupportedModel(
+                    f"CALL_ONCE's subgraph {index} does {op.kind}: the aot compiler takes "
+                    "init subgraphs that assign constants to variables only")
+    _variables(g, init)
+    return g
+
+
+def _variables(g: Graph, init: dict[tuple[bytes, bytes], np.ndarray]) -> None:
+    """Turn resource handles into state tensors the ops read and write directly."""
+    handle_of: dict[int, tuple[bytes, bytes]] = {}
+    state: dict[tuple[bytes, bytes], int] = {}
+    kept: list[Op] = []
+    for op in g.ops:
+        if op.kind == "CALL_ONCE":
+            continue
+        if op.kind == "VAR_HANDLE":
+            handle_of[op.outputs[0]] = _resource(op)
+            continue
+        if op.kind in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
+            key = handle_of[op.inputs[0]]
+            like = g.t(op.outputs[0] if op.kind == "READ_VARIABLE" else op.inputs[1])
+            if key not in state:
+                index = max(g.tensors) + 1
+                g.tensors[index] = Tensor(index=index, name=f"variable {key[1].decode()}",
+                                          shape=like.shape, dtype=like.dtype,
+                                          scales=like.scales, zero_points=like.zero_points,
+                                          is_variable=True)
+                value = init.get(key)
+                if value is not None:
+                    g.state_init[index] = np.asarray(value).ravel()
+                state[key] = index
+            op.inputs = [state[key], *op.inputs[1:]]
+        kept.append(op)
+    g.ops = kept
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +252,7 @@ def _strided_slice(x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: n
             shrink.append(d)
         else:
             idx.append(slice(b, e, s))
-    out = x[tuple(idx)]
+    out: np.ndarray = x[tuple(idx)]
     return out.reshape([n for d, n in enumerate(out.shape) if d not in shrink])
 
 
@@ -199,7 +276,8 @@ def _fold_one(g: Graph, op: Op) -> np.ndarray | None:
         return np.stack([np.asarray(v) for v in ins], axis=axis).astype(out_dtype)
     if k == "CONCATENATION":
         axis = int(op.options.get("axis", 0))
-        return np.concatenate([np.atleast_1d(v) for v in ins], axis=axis).astype(out_dtype)
+        return np.concatenate([np.atleast_1d(np.asarray(v)) for v in ins],
+                              axis=axis).astype(out_dtype)
     if k in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
         assert ins[0] is not None
         return np.asarray(ins[0]).reshape(g.t(op.outputs[0]).shape).astype(out_dtype)
@@ -273,7 +351,7 @@ def simplify(g: Graph) -> Graph:
     live = set(g.outputs)
     kept: list[Op] = []
     for op in reversed(g.ops):
-        if any(o in live for o in op.outputs):
+        if any(o in live for o in op.outputs) or op.kind == "ASSIGN_VARIABLE":
             kept.append(op)
             live.update(i for i in op.inputs if i >= 0)
             live.update(g.aliases.get(o, o) for o in op.outputs)

@@ -45,6 +45,10 @@ def cross_compile(source: Path, out: Path, cpu: str = "cortex-m3", opt: str = "-
     return out
 
 
+_NP_DTYPES: dict[str, type[np.generic]] = {
+    "int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
+
+
 class HostModule:
     """A generated module built as a host shared library; ``invoke`` takes raw tensors."""
 
@@ -55,9 +59,16 @@ class HostModule:
         p = name.upper()
         self.input_bytes = int(macros[f"{p}_INPUT_BYTES"])
         self.output_bytes = int(macros[f"{p}_OUTPUT_BYTES"])
-        self.input_float = macros[f"{p}_INPUT_IS_FLOAT"] == "1"
-        self.output_float = macros[f"{p}_OUTPUT_IS_FLOAT"] == "1"
         self.arena_bytes = int(macros[f"{p}_ARENA_BYTES"])
+
+        def dtypes(kind: str) -> list[type[np.generic]]:
+            n = int(macros[f"{p}_{kind}S"])
+            return [_NP_DTYPES[macros[f"{p}_{kind}{k}_DTYPE"].strip('"')] for k in range(n)]
+        self.input_dtypes, self.output_dtypes = dtypes("INPUT"), dtypes("OUTPUT")
+        self.output_sizes = [int(macros[f"{p}_OUTPUT{k}_ELEMENTS"])
+                             for k in range(len(self.output_dtypes))]
+        self.input_float = self.input_dtypes[0] is np.float32
+        self.output_float = self.output_dtypes[0] is np.float32
         self._tmp = tempfile.TemporaryDirectory(prefix="aot-host-")
         lib = Path(self._tmp.name) / f"lib{name}.so"
         gcc = shutil.which("gcc") or "gcc"
@@ -66,18 +77,41 @@ class HostModule:
         self._fn = getattr(self._lib, f"{name}_invoke")
         self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self._fn.restype = ctypes.c_int
+        self._multi = None
+        if len(self.input_dtypes) > 1 or len(self.output_dtypes) > 1:
+            self._multi = getattr(self._lib, f"{name}_invoke_tensors")
+            self._multi.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+            self._multi.restype = ctypes.c_int
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        """One inference on raw input values (int8, or float32 for float models)."""
-        dtype = np.float32 if self.input_float else np.int8
-        x = np.ascontiguousarray(np.asarray(tensor, dtype=dtype).ravel())
-        if x.nbytes != self.input_bytes:
-            raise ValueError(f"input has {x.nbytes} bytes, the module takes {self.input_bytes}")
-        y = np.zeros(self.output_bytes, dtype=np.uint8)
-        rc = self._fn(x.ctypes.data, y.ctypes.data)
+        """One inference of a one-input, one-output model on raw values."""
+        return self.invoke_all([tensor])[0]
+
+    def invoke_all(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        """One inference on every input tensor (raw values, the model's order)."""
+        if len(tensors) != len(self.input_dtypes):
+            raise ValueError(f"the module takes {len(self.input_dtypes)} inputs, "
+                             f"not {len(tensors)}")
+        xs = [np.ascontiguousarray(np.asarray(t, dtype=d).ravel())
+              for t, d in zip(tensors, self.input_dtypes, strict=True)]
+        ys = [np.zeros(n, dtype=d) for n, d in zip(self.output_sizes, self.output_dtypes,
+                                                    strict=True)]
+        if self._multi is None:
+            if xs[0].nbytes != self.input_bytes:
+                raise ValueError(f"input has {xs[0].nbytes} bytes, the module takes "
+                                 f"{self.input_bytes}")
+            rc = self._fn(xs[0].ctypes.data, ys[0].ctypes.data)
+        else:
+            ins = (ctypes.c_void_p * len(xs))(*(x.ctypes.data for x in xs))
+            outs = (ctypes.c_void_p * len(ys))(*(y.ctypes.data for y in ys))
+            rc = self._multi(ins, outs)
         if rc != 0:
             raise RuntimeError(f"{self.name}_invoke returned {rc}")
-        return y.view(np.float32 if self.output_float else np.int8).copy()
+        return ys
+
+    def reset(self) -> None:
+        """Back to the state a stateful model starts from (``NAME_reset``)."""
+        getattr(self._lib, f"{self.name}_reset")()
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -11,7 +11,17 @@ import numpy as np
 
 from tinymlaas.compilers.aot import quant
 from tinymlaas.compilers.aot.graph import Op, Tensor
-from tinymlaas.compilers.aot.lower import Arg, Buf, Ctx, Step, lowers, require, require_dtype
+from tinymlaas.compilers.aot.lower import (
+    CTYPES,
+    SUFFIX,
+    Arg,
+    Buf,
+    Ctx,
+    Step,
+    lowers,
+    require,
+    require_dtype,
+)
 
 
 def _wrap32(a: np.ndarray) -> np.ndarray:
@@ -37,11 +47,22 @@ def _per_channel(op: Op, x: Tensor, w: Tensor, y: Tensor, channels: int,
     return mults, shifts, per_channel
 
 
+def same_quantization(a: Tensor, b: Tensor) -> bool:
+    """Both unquantized, or the same per-tensor scale and zero point (raw copies agree)."""
+    if not a.quantized or not b.quantized:
+        return a.quantized == b.quantized
+    return a.zp == b.zp and a.scale == b.scale
+
+
+#: Raw value range of quantized dtypes.
+QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-(1 << 31), (1 << 31) - 1)}
+
+
 def _act(op: Op, y: Tensor) -> tuple[int, int]:
     act = int(op.options.get("fusedActivationFunction", 0))
     require(act in (0, 1, 2, 3), op, f"fused activation code {act} is not supported "
             "(NONE, RELU, RELU_N1_TO_1, RELU6 are)")
-    return quant.activation_range(act, y.scale, y.zp)
+    return quant.activation_range(act, y.scale, y.zp, *QRANGE[y.dtype])
 
 
 def _act_bounds(op: Op) -> int:
@@ -52,7 +73,7 @@ def _act_bounds(op: Op) -> int:
     return {0: 0, 1: 1}.get(int(op.options.get("fusedActivationFunction", 0)), 2)
 
 
-@lowers("FULLY_CONNECTED")
+@lowers("FULLY_CONNECTED", dtypes=("int8", "int16", "float32"))
 def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -66,6 +87,10 @@ def fully_connected(ctx: Ctx, op: Op) -> list[Step]:
     require(y.size == rows * units, op, f"{y.describe()} does not hold {rows}x{units} values")
     if x.dtype == "float32":
         return _fully_connected_f32(ctx, op, x, w, b, y, rows, depth, units)
+    if x.dtype == "int16":
+        from tinymlaas.compilers.aot.kernels16 import fully_connected_s16
+
+        return fully_connected_s16(ctx, op, rows, depth, units)
     for t in (x, w, y):
         require_dtype(op, t, "int8")
     if b is not None:
@@ -109,23 +134,27 @@ def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Ten
     return _overlap(step, y, x_index, x, np.repeat(first * depth, units))
 
 
+def float_range(op: Op) -> tuple[float, float]:
+    """A float op's fused activation as clamp bounds (the largest floats for none)."""
+    act = int(op.options.get("fusedActivationFunction", 0))
+    bounds = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+    require(act in bounds, op, f"fused activation code {act} is not supported")
+    big = float(np.finfo(np.float32).max)
+    lo, hi = bounds[act]
+    return max(lo, -big), min(hi, big)
+
+
 def _fully_connected_f32(ctx: Ctx, op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor,
                          rows: int, depth: int, units: int) -> list[Step]:
     for t in (x, w, y):
         require_dtype(op, t, "float32")
-    act = int(op.options.get("fusedActivationFunction", 0))
-    lo, hi = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(
-        act, (None, None))
-    require(lo is not None, op, f"fused activation code {act} is not supported")
     assert w.data is not None
     bias = b.data if b is not None and b.data is not None else np.zeros(units, np.float32)
     d = ctx.data
-    big = float(np.finfo(np.float32).max)
     args: list[Arg] = [
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
         d.add("w", "float", w.data), d.add("b", "float", bias),
-        d.add("q", "float", [max(float(lo), -big), min(float(hi), big)]),
-        rows, depth, units,
+        d.add("q", "float", list(float_range(op))), rows, depth, units,
     ]
     return [Step("fc_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
@@ -187,8 +216,8 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     g = ctx.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     b = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    for t in (x, w, y):
-        require_dtype(op, t, "int8")
+    require_dtype(op, w, "float32" if x.dtype == "float32" else "int8")
+    require_dtype(op, y, x.dtype)
     require(w.is_const, op, f"{w.describe()} must be constant weights")
     require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
             "input, filter and output must be 4-D (NHWC)")
@@ -207,6 +236,15 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
                 "(grouped convolutions are not supported)")
     pt = _padding(op, ih, kh, sh, dh, oh, 0)
     pl = _padding(op, iw, kw, sw, dw, ow, 1)
+    geometry = [ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb]
+    if x.dtype == "int16":
+        from tinymlaas.compilers.aot.kernels16 import conv_s16
+
+        return conv_s16(ctx, op, depthwise, geometry)
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import conv_f32
+
+        return conv_f32(ctx, op, depthwise, geometry)
     if b is not None:
         require_dtype(op, b, "int32")
         require(b.is_const, op, f"{b.describe()} must be constant")
@@ -243,25 +281,24 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     return [step]
 
 
-@lowers("CONV_2D")
+@lowers("CONV_2D", dtypes=("int8", "int16", "float32"))
 def conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=False)
 
 
-@lowers("DEPTHWISE_CONV_2D")
+@lowers("DEPTHWISE_CONV_2D", dtypes=("int8", "int16", "float32"))
 def depthwise_conv_2d(ctx: Ctx, op: Op) -> list[Step]:
     return _conv_common(ctx, op, depthwise=True)
 
 
-@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", dtypes=("int8", "int16", "float32"))
 def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
+    require_dtype(op, y, x.dtype)
     require(len(x.shape) == 4 and len(y.shape) == 4, op, "input and output must be 4-D (NHWC)")
-    require(x.zp == y.zp and x.scale == y.scale, op,
-            "input and output quantization must be equal (TFLM's int8 pooling assumes it)")
+    require(same_quantization(x, y), op,
+            "input and output quantization must be equal (TFLM's pooling assumes it)")
     nb, ih, iw, ch = x.shape
     _, oh, ow, _ = y.shape
     sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
@@ -272,12 +309,16 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
         require(min(kh, ih - (o * sh - pt)) > max(0, pt - o * sh), op, "an empty pooling window")
     for o in range(ow):
         require(min(kw, iw - (o * sw - pl)) > max(0, pl - o * sw), op, "an empty pooling window")
-    lo, hi = _act(op, y)
     is_max = op.kind == "MAX_POOL_2D"
     geom = ctx.struct([ih, iw, ch, oh, ow, kh, kw, sh, sw, pt, pl, nb, int(is_max)])
-    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [lo, hi]), geom]
-    step = Step("pool_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
+    if x.dtype == "float32":
+        big = float(np.finfo(np.float32).max)
+        q = ctx.data.add("q", "float", [*float_range(op), -big])
+    else:
+        q = ctx.data.add("q", "int32_t", [*_act(op, y), QRANGE[x.dtype][0]])
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), q, geom]
+    kernel = "pool_f32" if x.dtype == "float32" else f"pool.{SUFFIX[x.dtype]}"
+    step = Step(kernel, args, [op.inputs[0]], [op.outputs[0]], op.describe())
     if nb == 1:
         pix = _window_minread(ih, iw, ch, oh, ow, kh, kw, sh, sw, 1, 1, pt, pl)
         chans = np.arange(ch, dtype=np.int64)
@@ -286,14 +327,15 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     return [step]
 
 
-@lowers("SOFTMAX")
+@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16"), conversion=True)
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
-    require(y.zp == -128 and abs(y.scale - 1 / 256) <= 0.001 / 256, op,
-            f"{y.describe()} must have scale 1/256 and zero point -128 (TFLM's int8 softmax)")
+    require_dtype(op, y, "int8", "int16")
+    bits = 8 * y.itemsize
+    require(y.zp == -(1 << (bits - 1)) and abs(y.scale * (1 << bits) - 1) <= 0.001, op,
+            f"{y.describe()} must have scale 1/{1 << bits} and zero point {-(1 << (bits - 1))}"
+            " (TFLM's softmax of int8)")
     depth = x.shape[-1] if x.shape else 1
     rows = x.size // depth
     beta = float(np.float32(op.options.get("beta", 1.0)))
@@ -302,9 +344,10 @@ def softmax(ctx: Ctx, op: Op) -> list[Step]:
     mult, ls = quant.quantize_multiplier(real)
     diff_min = -quant.calculate_input_radius(5, ls)
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [mult, ls, diff_min]), rows, depth]
+                       ctx.data.add("q", "int32_t", [mult, ls, diff_min]), rows, depth, bits]
     step = Step("softmax_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())
-    step.overlap[(op.outputs[0], op.inputs[0])] = 0  # each row is read before it is written
+    if bits == 8:  # each row is read before it is written
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
     return [step]
 
 
@@ -338,7 +381,7 @@ def _frexp_multiplier(real: float) -> tuple[int, int]:
     return quant.wrap32(quant.round_away(q * (1 << 31))), shift
 
 
-@lowers("LOGISTIC", "TANH")
+@lowers("LOGISTIC", "TANH", dtypes=("int8",))
 def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
     for t in (x, y):
@@ -364,9 +407,13 @@ def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("RELU", "RELU6")
+@lowers("RELU", "RELU6", dtypes=("int8", "float32"))
 def relu(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import unary_f32
+
+        return unary_f32(ctx, op)
     for t in (x, y):
         require_dtype(op, t, "int8")
     if op.kind == "RELU6":  # TFLM clamps the raw values in the input's quantization
@@ -381,14 +428,18 @@ def relu(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("QUANTIZE")
+@lowers("QUANTIZE", dtypes=("float32->int8", "float32->int16", "int8->int8", "int16->int8", "int8->int16",
+                             "int16->int16", "int16->int32", "int32->int16"), conversion=True)
 def quantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
-    require_dtype(op, y, "int8")
-    require_dtype(op, x, "int8", "float32")
+    if x.dtype != "int8" or y.dtype != "int8":
+        if x.dtype != "float32":
+            return _requantize(ctx, op, x, y)
+        require_dtype(op, y, "int8", "int16")
     if x.dtype == "float32":
         args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size]
+                           ctx.data.add("q", "float", [y.scale, float(y.zp)]), x.size,
+                           8 * y.itemsize]
         return [Step("quantize_f32", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
     mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
     table = [max(-128, min(127, quant.mbqm(v - x.zp, mult, shift) + y.zp))
@@ -396,11 +447,27 @@ def quantize(ctx: Ctx, op: Op) -> list[Step]:
     return _unary(ctx, op, "lut_s8", np.array(table), "int8_t")
 
 
-@lowers("DEQUANTIZE")
+def _requantize(ctx: Ctx, op: Op, x: Tensor, y: Tensor) -> list[Step]:
+    """TFLM's Requantize between integer types: (x - zp_in) rescaled, + zp_out, clamped."""
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                       ctx.data.add("q", "int32_t", [mult, shift, x.zp, y.zp]), x.size,
+                       8 * y.itemsize]
+    step = Step(f"requant.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                op.describe())
+    if y.itemsize <= x.itemsize:
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+    return [step]
+
+
+@lowers("DEQUANTIZE", dtypes=("int8->float32", "int16->float32"), conversion=True)
 def dequantize(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
-    require_dtype(op, x, "int8")
     require_dtype(op, y, "float32")
+    if x.dtype == "int16":
+        args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
+                           ctx.data.add("q", "float", [x.scale, float(x.zp)]), x.size]
+        return [Step("dequant_s16", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
     table = (np.float64(x.scale) * (_INT8 - x.zp)).astype(np.float32)
     return _unary(ctx, op, "lut_f32", table, "float")
 
@@ -410,7 +477,7 @@ def _operand(ctx: Ctx, index: int) -> Arg:
     t = ctx.g.t(index)
     if t.is_const:
         assert t.data is not None
-        return ctx.data.add("c", "int8_t", t.data)
+        return ctx.data.add("c", CTYPES[t.dtype], t.data)
     return Buf(index, const=True)
 
 
@@ -432,28 +499,39 @@ def _broadcast(op: Op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
     return out + strides(a) + strides(b)
 
 
-@lowers("ADD", "MUL")
-def add_mul(ctx: Ctx, op: Op) -> list[Step]:
+@lowers("ADD", "SUB", "MUL", dtypes=("int8", "int16", "int32", "float32"))
+def add_sub_mul(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    if a.dtype in ("float32", "int32"):
+        from tinymlaas.compilers.aot.kernels_more import binary
+
+        return binary(ctx, op)
     for t in (a, b, y):
-        require_dtype(op, t, "int8")
+        require_dtype(op, t, a.dtype)
     lo, hi = _act(op, y)
-    if op.kind == "ADD":
+    if op.kind in ("ADD", "SUB"):  # TFLM's Prepare, in double
         twice = 2 * float(max(np.float32(a.scale), np.float32(b.scale)))
-        ma, sa = quant.quantize_multiplier(float(a.scale) / twice)
-        mb, sb = quant.quantize_multiplier(float(b.scale) / twice)
-        mo, so = quant.quantize_multiplier(twice / ((1 << 20) * float(y.scale)))
-        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi]
+        ra, rb = float(a.scale) / twice, float(b.scale) / twice
+        ro = twice / ((1 << (15 if y.dtype == "int16" else 20)) * float(y.scale))
+    if op.kind in ("ADD", "SUB"):
+        ma, sa = quant.quantize_multiplier(ra)
+        mb, sb = quant.quantize_multiplier(rb)
+        mo, so = quant.quantize_multiplier(ro)
+        q = [-a.zp, -b.zp, ma, sa, mb, sb, mo, so, y.zp, lo, hi,
+             15 if y.dtype == "int16" else 20, int(op.kind == "SUB")]
+        kernel = "addsub"
     else:
+        if a.dtype == "int16":
+            require(a.zp == b.zp == y.zp == 0, op, "int16 MUL needs zero points 0 (TFLM)")
         mo, so = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
         q = [-a.zp, -b.zp, mo, so, y.zp, lo, hi]
+        kernel = "mulq"
     geom = ctx.struct(_broadcast(op, a, b, y), "int32_t")
     args: list[Arg] = [_operand(ctx, op.inputs[0]), _operand(ctx, op.inputs[1]),
                        Buf(op.outputs[0]), ctx.data.add("q", "int32_t", q), geom]
     reads = [i for i in op.inputs[:2] if not g.t(i).is_const]
-    step = Step("add_s8" if op.kind == "ADD" else "mul_s8", args, reads, [op.outputs[0]],
-                op.describe())
+    step = Step(f"{kernel}.{SUFFIX[y.dtype]}", args, reads, [op.outputs[0]], op.describe())
     for i in reads:
         if g.t(i).size == y.size:
             step.overlap[(op.outputs[0], i)] = 0
@@ -462,20 +540,29 @@ def add_mul(ctx: Ctx, op: Op) -> list[Step]:
 
 # --- data movement ----------------------------------------------------------
 
-def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Arg]:
-    return [_operand(ctx, i) if ctx.g.t(i).is_const else Buf(i, const=True) for i in indices]
+def _pointer_list(ctx: Ctx, indices: list[int]) -> list[Buf | str]:
+    """Inputs as pointers: run-time tensors, or constants placed in the model data."""
+    items: list[Buf | str] = []
+    for i in indices:
+        t = ctx.g.t(i)
+        if t.is_const:
+            assert t.data is not None
+            items.append(ctx.data.add("c", CTYPES[t.dtype], t.data))
+        else:
+            items.append(Buf(i, const=True))
+    return items
 
 
-@lowers("CONCATENATION", "PACK")
+@lowers("CONCATENATION", "PACK", dtypes=("int8", "int16", "int32", "float32"))
 def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     y = g.t(op.outputs[0])
     xs = [g.t(i) for i in op.inputs]
     for t in [*xs, y]:
-        require_dtype(op, t, "int8")
-        require(t.zp == y.zp and t.scale == y.scale, op,
+        require_dtype(op, t, y.dtype)
+        require(same_quantization(t, y), op,
                 f"{t.describe()} is quantized differently from the output "
-                "(TFLM's int8 concatenation copies raw values)")
+                "(TFLM's concatenation copies raw values)")
     axis = int(op.options.get("axis", 0))
     rank = len(y.shape)
     axis = axis + rank if axis < 0 else axis
@@ -483,8 +570,8 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
         act = int(op.options.get("fusedActivationFunction", 0))
         require(act == 0, op, "a fused activation on CONCATENATION is not supported")
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
-    chunks = [t.size // outer for t in xs]
-    require(sum(chunks) * outer == y.size, op, "input sizes do not add up to the output")
+    chunks = [t.size // outer * t.itemsize for t in xs]
+    require(sum(chunks) * outer == y.nbytes, op, "input sizes do not add up to the output")
     from tinymlaas.compilers.aot.lower import PtrList
     args: list[Arg] = [Buf(op.outputs[0]), PtrList(_pointer_list(ctx, op.inputs)),
                        ctx.struct(chunks, "int32_t"), len(xs), outer]
@@ -492,71 +579,89 @@ def concatenation(ctx: Ctx, op: Op) -> list[Step]:
     return [Step("concat", args, reads, [op.outputs[0]], op.describe())]
 
 
-@lowers("STRIDED_SLICE")
+@lowers("STRIDED_SLICE", dtypes=("int8", "int16", "int32", "float32"))
 def strided_slice(ctx: Ctx, op: Op) -> list[Step]:
     from tinymlaas.compilers.aot.graph import _strided_slice
 
     g = ctx.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    require_dtype(op, x, "int8", "float32")
+    x = g.t(op.inputs[0])
+    require(not op.options.get("offset"), op, "the 'offset' form of STRIDED_SLICE is not "
+            "supported")
     consts = [g.t(i).data for i in op.inputs[1:]]
     require(all(c is not None for c in consts), op, "begin, end and strides must be constant")
     begin, end = consts[0], consts[1]
     assert begin is not None and end is not None
     strides = consts[2] if len(consts) > 2 and consts[2] is not None else np.ones_like(begin)
     index = np.arange(x.size, dtype=np.int64).reshape(x.shape)
-    picked = _strided_slice(index, begin, end, strides, op.options).reshape(y.shape)
-    require(picked.ndim <= 4, op, f"{y.describe()} has more than 4 dimensions")
-    shape = [1] * (4 - picked.ndim) + list(picked.shape)
-    picked = picked.reshape(shape)
-    start = int(picked.ravel()[0]) if picked.size else 0
-    st = []
-    for d in range(4):
-        if shape[d] > 1:
-            sl = [0] * 4
-            sl[d] = 1
-            st.append(int(picked[tuple(sl)] - start) * x.itemsize)
+    picked = _strided_slice(index, begin, end, strides, op.options)
+    return [gather_step(ctx, op, op.inputs[0], op.outputs[0], picked)]
+
+
+def gather_step(ctx: Ctx, op: Op, x_index: int, y_index: int, picked: np.ndarray) -> Step:
+    """Copy ``x.flat[picked]`` (in ``picked``'s order) into the output, for ``picked`` an
+    affine array: slices, transposes, strided slices, depth/space rearrangements."""
+    x = ctx.g.t(x_index)
+    dims: list[tuple[int, int]] = []  # (size, element stride), outermost first
+    if picked.size:
+        for d in range(picked.ndim):
+            if picked.shape[d] > 1:
+                at = [0] * picked.ndim
+                at[d] = 1
+                dims.append((picked.shape[d], int(picked[tuple(at)] - picked.flat[0])))
+    merged: list[tuple[int, int]] = []
+    for n, st in dims:  # a dimension that continues the next-outer one joins it
+        if merged and merged[-1][1] == st * n:
+            merged[-1] = (merged[-1][0] * n, st)
         else:
-            st.append(0)
-    geom = ctx.struct([x.itemsize, start * x.itemsize, *shape, *st], "int32_t")
-    args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), geom]
-    return [Step("gather", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+            merged.append((n, st))
+    require(len(merged) <= 6, op, "more than 6 independent dimensions are not supported")
+    merged = [(1, 0)] * (6 - len(merged)) + merged
+    start = int(picked.flat[0]) if picked.size else 0
+    geom = ctx.struct([x.itemsize, start * x.itemsize, *(n for n, _ in merged),
+                       *(st * x.itemsize for _, st in merged)], "int32_t")
+    args: list[Arg] = [Buf(x_index, const=True), Buf(y_index), geom]
+    return Step("gather", args, [x_index], [y_index], op.describe())
 
 
-@lowers("PAD", "PADV2")
+@lowers("PAD", "PADV2", dtypes=("int8", "int16", "float32"))
 def pad(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    for t in (x, y):
-        require_dtype(op, t, "int8")
-    require(x.zp == y.zp and x.scale == y.scale, op, "input and output quantization must be equal")
+    require_dtype(op, y, x.dtype)
+    require(x.zp == y.zp and (x.scale == y.scale or not x.quantized), op,
+            "input and output quantization must be equal")
     pads = g.t(op.inputs[1]).data
     require(pads is not None, op, "the paddings must be constant")
     assert pads is not None
     pads = np.asarray(pads).reshape(-1, 2)
     require(len(x.shape) <= 4, op, f"{x.describe()} has more than 4 dimensions")
-    value = y.zp
+    value: float = y.zp if x.dtype == "int8" else 0  # TFLM: int16 pads with 0
     if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         cv = g.t(op.inputs[2]).data
         require(cv is not None, op, "the constant value must be constant")
         assert cv is not None
-        value = int(np.asarray(cv).ravel()[0])
+        value = np.asarray(cv).ravel()[0]
     lead = 4 - len(x.shape)
     ins = [1] * lead + list(x.shape)
     outs = [1] * lead + list(y.shape)
     before = [0] * lead + [int(p[0]) for p in pads]
     geom = ctx.struct([*outs, *ins, *before], "int32_t")
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
-                       ctx.data.add("q", "int32_t", [value]), geom]
-    return [Step("pad_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+                       ctx.data.add("v", CTYPES[x.dtype], [value]), geom]
+    return [Step(f"pad.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                 op.describe())]
 
 
-@lowers("MEAN")
+@lowers("MEAN", dtypes=("int8", "int16", "float32"))
 def mean(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_more import reduction
+
+        return reduction(ctx, op, 2)
     for t in (x, y):
-        require_dtype(op, t, "int8")
+        require_dtype(op, t, x.dtype)
     axes = g.t(op.inputs[1]).data
     require(axes is not None, op, "the axes must be constant")
     assert axes is not None
@@ -575,14 +680,14 @@ def mean(ctx: Ctx, op: Op) -> list[Step]:
     n = int(np.prod([x.shape[d] for d in axes_set], dtype=np.int64)) if axes_set else 1
     inner = int(np.prod(x.shape[last + 1:], dtype=np.int64)) if reduced else 1
     require(outer * inner == y.size, op, f"{y.describe()} does not match the reduction")
-    if x.zp == y.zp and np.float32(x.scale) == np.float32(y.scale):
-        q = [0, 0, 0, 0, 0]
-    else:
-        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
-        s = min(n.bit_length() - 1, 32, 31 + shift)
-        mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
-        q = [1, quant.wrap32(-x.zp * n), mult, shift - s, y.zp]
+    # TFLM requantizes with 1/n folded into the multiplier, even when input and
+    # output are quantized alike.
+    mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+    s = min(n.bit_length() - 1, 32, 31 + shift)
+    mult = ((mult << s) // n) if s >= 0 else quant.tdiv(mult >> -s, n)
+    q = [quant.wrap32(-x.zp * n), mult, shift - s, y.zp, *QRANGE[y.dtype]]
     geom = ctx.struct([outer, n, inner], "int32_t")
     args: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]),
                        ctx.data.add("q", "int32_t", q), geom]
-    return [Step("mean_s8", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
+    return [Step(f"mean.{SUFFIX[x.dtype]}", args, [op.inputs[0]], [op.outputs[0]],
+                 op.describe())]

@@ -85,7 +85,7 @@ def _place(order: list[Buffer], relax: dict[tuple[int, int], int]) -> dict[int, 
             if (p.key, b.key) in relax:
                 cands.add(p.offset + relax[(p.key, b.key)])
         best = None
-        aligned = set()
+        aligned: set[int] = set()
         for c in cands:
             aligned.update((c // b.align * b.align, -(-c // b.align) * b.align))
         for c in sorted(x for x in aligned if x >= 0):

@@ -25,6 +25,8 @@ class Obj(enum.IntEnum):
     SOFTWARE = 9
     #: The private object (range 32769-42768) describing a TinyML device and its model.
     TINYML = 33100
+    #: The private object a bridge registers with: one instance per board behind it.
+    BRIDGED_BOARD = 33101
 
 
 class Dev(enum.IntEnum):
@@ -101,6 +103,23 @@ class Tiny(enum.IntEnum):
     RUN = 14
     TENSORS = 15
     BOARD = 16
+    # 1.1: hybrid inference (tinymlaas.edge.hybrid)
+    THRESHOLD = 17
+    CLOUD = 18
+    LOCAL = 19
+    ESCALATED = 20
+    FAILED = 21
+    LAST_ESCALATED = 22
+
+
+class Bridged(enum.IntEnum):
+    """Bridged Board object (33101) resources."""
+
+    ENDPOINT = 0
+    BOARD = 1
+    HEALTH = 2
+    FIRMWARE_VERSION = 3
+    RESTARTS = 4
 
 
 class FwState(enum.IntEnum):

@@ -88,3 +88,12 @@ AOT_SPECIALISE int8_t aot_requant(int32_t acc, const struct aot_rq *rq, int32_t 
     }
     return (int8_t)v;
 }
+
+/* TFLite's MultiplyByQuantizedMultiplier for a 64-bit accumulator (16x8 kernels):
+ * the multiplier rounded to its top 16 bits, then one rounding shift. */
+static inline int32_t aot_mbqm64(int64_t x, int32_t m, int32_t shift)
+{
+    const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+    const int32_t total = 15 - shift;
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+}

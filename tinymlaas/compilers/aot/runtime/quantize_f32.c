@@ -1,7 +1,8 @@
-/* QUANTIZE float32 -> int8: round(v / scale) halves away from zero, + zero point.
- * q: scale (float), zero point (as float) */
-static void aot_quantize_f32(const float *x, int8_t *y, const float *q, int32_t n)
+/* QUANTIZE float32 -> int8 or int16 (bits): round(v / scale) halves away from zero,
+ * + zero point, clamped. q: scale (float), zero point (as float) */
+static void aot_quantize_f32(const float *x, void *y, const float *q, int32_t n, int32_t bits)
 {
+    const int32_t lo = bits == 16 ? -32768 : -128, hi = -lo - 1;
     const float scale = q[0];
     const int32_t zp = (int32_t)q[1];
     int32_t i;
@@ -22,6 +23,11 @@ static void aot_quantize_f32(const float *x, int8_t *y, const float *q, int32_t 
             }
         }
         r += zp;
-        y[i] = (int8_t)(r < -128 ? -128 : r > 127 ? 127 : r);
+        r = r < lo ? lo : r > hi ? hi : r;
+        if (bits == 16) {
+            ((int16_t *)y)[i] = (int16_t)r;
+        } else {
+            ((int8_t *)y)[i] = (int8_t)r;
+        }
     }
 }

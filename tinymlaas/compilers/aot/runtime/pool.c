@@ -1,8 +1,8 @@
-/* AVERAGE_POOL_2D / MAX_POOL_2D int8 over the window clipped to the image, as
- * TFLM: the average sums raw values and rounds half away from zero.
+/* AVERAGE_POOL_2D / MAX_POOL_2D of int8 or int16 over the window clipped to the image,
+ * as TFLM: the average sums raw values and rounds half away from zero.
  * g: in_h in_w ch out_h out_w k_h k_w s_h s_w pad_t pad_l batches is_max
- * q: activation min, max */
-static void aot_pool_s8(const int8_t *x, int8_t *y, const int32_t *q, const int16_t *g)
+ * q: activation min, max, the type's minimum (where a maximum starts) */
+static void aot_pool_$S(const $T *x, $T *y, const int32_t *q, const int16_t *g)
 {
     const int32_t ih = g[0], iw = g[1], ch = g[2], oh = g[3], ow = g[4];
     const int32_t kh = g[5], kw = g[6], sh = g[7], sw = g[8], pt = g[9], pl = g[10];
@@ -19,9 +19,9 @@ static void aot_pool_s8(const int8_t *x, int8_t *y, const int32_t *q, const int1
                 const int32_t fx1 = kw < iw - x0 ? kw : iw - x0;
                 const int32_t n = (fy1 - fy0) * (fx1 - fx0);
                 for (c = 0; c < ch; c++) {
-                    int32_t acc = is_max ? -128 : 0;
+                    int32_t acc = is_max ? q[2] : 0;
                     for (fy = fy0; fy < fy1; fy++) {
-                        const int8_t *xp = x + ((y0 + fy) * iw + x0) * ch + c;
+                        const $T *xp = x + ((y0 + fy) * iw + x0) * ch + c;
                         for (fx = fx0; fx < fx1; fx++) {
                             const int32_t v = xp[fx * ch];
                             if (is_max) {
@@ -36,7 +36,7 @@ static void aot_pool_s8(const int8_t *x, int8_t *y, const int32_t *q, const int1
                     }
                     acc = acc < lo ? lo : acc;
                     acc = acc > hi ? hi : acc;
-                    *y++ = (int8_t)acc;
+                    *y++ = ($T)acc;
                 }
             }
         }

@@ -1,0 +1,256 @@
+"""The web app in a real browser (Debian's chromium through Playwright) against a real service:
+logging in, every page without a console error, the docs offline, an operator deploying a model
+to a running x86 device container, the CTO's dry-run."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _browser import launch, tab
+from _web import PASSWORD
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tinymlaas.api.server import BackgroundServer
+from tinymlaas.config import Settings
+from tinymlaas.lwm2m.security import write_context
+from tinymlaas.models import LwM2MAttach
+from tinymlaas.services.x86_device import X86Device
+from tinymlaas.targets import get_board
+
+pytestmark = pytest.mark.web
+
+PAGES = {"/ui/ceo/": "Fleet dashboard", "/ui/operator/devices": "Devices",
+         "/ui/operator/builds": "Builds", "/ui/operator/jobs": "Jobs", "/ui/operator/models": "Models",
+         "/ui/cto/dryruns": "Lifecycle dry-runs"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory,
+            service_databases: Callable[[Path], str]) -> Iterator[BackgroundServer]:
+    """A service with LwM2M over OSCORE, as the operator runs it; users olga (operator) and vic
+    (viewer) with passwords."""
+    base = Settings()
+    data = tmp_path_factory.mktemp("web-service")
+    settings = base.model_copy(update={
+        "data_dir": data, "database_url": service_databases(data), "telemetry_interval_s": 1.0,
+        "lwm2m": base.lwm2m.model_copy(update={"port": 0, "security": "oscore"})})
+    with BackgroundServer(settings) as server, server.client() as api:
+        for name, role in (("olga", "operator"), ("vic", "viewer")):
+            r = api.post("/users", json={"name": name, "role": role, "password": PASSWORD})
+            assert r.status_code == 201, r.text
+        yield server
+
+
+def log_in(page: Page, name: str = "olga", password: str = PASSWORD) -> None:
+    """By keyboard, as a person who does not reach for the mouse would."""
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+    page.get_by_label("User name").fill(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Fleet dashboard")).to_be_visible()
+
+
+def test_log_in_refused_with_the_apis_words_then_in_and_out(browser: Browser, service: BackgroundServer
+                                                             ) -> None:
+    with tab(browser, service.url) as t:
+        page = t.page
+        page.goto("/ui/operator/jobs")
+        page.get_by_label("User name").fill("olga")
+        page.get_by_label("Password").fill("not her password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text("unknown user or wrong password")
+        assert len(t.errors) == 1 and "401" in t.errors[0]  # the browser logs the refusal's status
+        t.errors.clear()
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Jobs")).to_be_visible()  # back where they were going
+        expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs")
+               ).to_have_attribute("aria-current", "page")
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(re.compile(r"/ui/login$"))
+        page.goto("/ui/ceo/")
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        assert not t.errors and not t.outside
+
+
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_every_page_loads_without_console_errors_and_fits_the_width(
+        browser: Browser, service: BackgroundServer, width: int) -> None:
+    with tab(browser, service.url, width=width, height=844 if width < 800 else 900) as t:
+        log_in(t.page)
+        for path, heading in PAGES.items():
+            t.page.goto(path)
+            expect(t.page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            t.page.wait_for_timeout(300)  # the page's scripts ran (its live stream stays open)
+            overflow = t.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{path} is {overflow} px wider than {width} px"
+        assert not t.errors, t.errors
+        assert not t.outside, t.outside
+
+
+def test_the_skip_link_and_the_navigation_work_by_keyboard(browser: Browser, service: BackgroundServer
+                                                           ) -> None:
+    with tab(browser, service.url) as t:
+        page = t.page
+        log_in(page)
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("main")).to_be_focused()
+        page.get_by_role("link", name="Devices").focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Devices", exact=True)).to_be_visible()
+
+
+@pytest.mark.parametrize(("path", "shows"), [("/docs", "GET/devices"), ("/redoc", "TinyMLaaS")])
+def test_the_api_docs_render_with_the_network_closed(browser: Browser, service: BackgroundServer,
+                                                    path: str, shows: str) -> None:
+    with tab(browser, service.url) as t:
+        t.page.goto(path)
+        if path == "/docs":
+            expect(t.page.locator(".opblock-summary").filter(has_text="/devices").first).to_be_visible()
+            expect(t.page.get_by_role("heading", name=re.compile("TinyMLaaS"))).to_be_visible()
+        else:
+            expect(t.page.get_by_role("heading", name=re.compile(r"^TinyMLaaS"))).to_be_visible()
+            expect(t.page.get_by_text("Compile, build, deploy and run").first).to_be_visible()
+        t.page.wait_for_load_state("networkidle")
+        assert not t.outside, f"{path} asked outside the service: {t.outside}"
+        assert not t.errors, t.errors
+
+
+# -- with real devices ------------------------------------------------------------------
+
+def _job(api: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            assert job["state"] == "succeeded", job
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture
+def x86_device(service: BackgroundServer, images: dict[str, bool], tmp_path: Path) -> Iterator[str]:
+    """An x86 device container running hello_world firmware 1.0.0, joined over OSCORE."""
+    ep = "web-x86"
+    with service.client(timeout=120) as api:
+        _job(api, api.post("/models/train", json={"recipe": "hello_world"}).json()["id"])
+        reply = api.post("/builds", json={"model": "hello_world", "target": "x86-tflm", "version": "1.0.0"})
+        assert reply.status_code == 202, reply.text
+        _job(api, reply.json()["job"]["id"])
+        build = api.get(f"/builds/{reply.json()['build']['id']}").json()
+        flash = tmp_path / "flash"
+        flash.mkdir()
+        image = api.get(f"/artifacts/{build['firmware']['image_sha256']}").content
+        (flash / "firmware.pyz").write_bytes(image)
+        creds = api.post(f"/devices/{ep}/credentials", json={"replace": True}).json()
+        oscore = write_context(tmp_path / "oscore", creds, role="device")
+        uri = api.get("/orchestrator").json()["uri"]
+        board = get_board(Settings().targets_dir, "x86-tflm")
+        with X86Device(board, flash, attach=LwM2MAttach(uri=uri, endpoint=ep, credentials=oscore)):
+            deadline = time.monotonic() + 30
+            while not any(d["endpoint"] == ep and d["online"] for d in api.get("/devices").json()):
+                assert time.monotonic() < deadline, f"{ep} did not join"
+                time.sleep(0.2)
+            yield ep
+
+
+@pytest.mark.docker
+@pytest.mark.x86
+@pytest.mark.slow
+def test_the_operator_builds_a_model_deploys_it_to_a_running_device_and_watches_it_finish(
+        browser: Browser, service: BackgroundServer, x86_device: str) -> None:
+    with tab(browser, service.url) as t, service.client() as api:
+        page = t.page
+        _job(api, api.post("/models/train", json={"recipe": "hello_world_float"}).json()["id"])
+        log_in(page)
+        # The device is listed online, with the firmware the telemetry read from it.
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Devices").click()
+        page.get_by_label("Endpoint contains").fill("web-")
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=x86_device))
+        expect(row).to_contain_text("online")
+        expect(row).to_contain_text("1.0.0", timeout=15_000)
+        # A build of the float model for the board, followed step by step on the Builds page.
+        page.get_by_role("link", name="Builds").click()
+        page.get_by_label("Model").select_option(label="hello_world_float:1")
+        page.get_by_label("Board").select_option("x86-tflm")
+        page.get_by_role("button", name="Build").click()
+        expect(page.get_by_text(re.compile(r"^Done"))).to_be_visible(timeout=300_000)
+        # The device page: capabilities read live, an action refused in the API's words, the deployment.
+        page.goto(f"/ui/operator/devices/{x86_device}")
+        caps = page.get_by_role("region", name="Capabilities, read now")
+        expect(caps).to_contain_text("x86-64")
+        expect(caps).to_contain_text("hello_world")
+        page.get_by_role("button", name="Issue").click()
+        detail = api.post(f"/devices/{x86_device}/credentials").json()["detail"]  # what the API says
+        expect(page.get_by_role("alert")).to_contain_text(detail)
+        # The browser and htmx log the refusal's status; nothing else went wrong.
+        assert t.errors and all("409" in e for e in t.errors), t.errors
+        t.errors.clear()
+        option = page.locator("#d-build option", has_text="hello_world_float:1 for x86-tflm")
+        page.get_by_label("Build", exact=True).select_option(option.get_attribute("value"))
+        page.get_by_label(re.compile("the model only")).check()
+        page.get_by_role("button", name="Deploy").click()
+        result = page.get_by_test_id("deployment-result")
+        expect(result).to_have_text(re.compile("Deployment finished: software successfully installed"),
+                                    timeout=60_000)
+        page.reload()
+        expect(page.get_by_role("region", name="Capabilities, read now")).to_contain_text("hello_world_float")
+        deployments = page.get_by_role("region", name="Deployments")
+        expect(deployments).to_contain_text("software successfully installed")
+        assert not t.errors, t.errors
+        assert not t.outside, t.outside
+
+
+@pytest.mark.docker
+@pytest.mark.x86
+@pytest.mark.slow
+def test_the_cto_starts_a_dry_run_on_x86_and_watches_its_steps(browser: Browser, service: BackgroundServer,
+                                                               images: dict[str, bool]) -> None:
+    with tab(browser, service.url) as t:
+        page = t.page
+        log_in(page)
+        page.get_by_role("link", name="Dry-runs").click()
+        boards = page.get_by_role("group", name="Boards")
+        for box in boards.get_by_role("checkbox").all():
+            box.set_checked(False)
+        boards.get_by_role("checkbox", name=re.compile("^x86-tflm")).check()
+        page.get_by_role("button", name="Start the dry-run").click()
+        run = page.get_by_test_id("dry-run")
+        expect(run).to_contain_text("x86-tflm")
+        expect(run.get_by_role("row").filter(has_text="7 inferences on the new model")).to_contain_text(
+            "ok", timeout=300_000)
+        expect(run).to_contain_text("succeeded")
+        page.get_by_role("link", name="Dry-runs").click()
+        expect(page.get_by_role("row").filter(has_text="x86-tflm").first).to_contain_text("7/7")
+        assert not t.errors, t.errors
+        assert not t.outside, t.outside
+
+
+def test_a_viewer_sees_no_actions(browser: Browser, service: BackgroundServer) -> None:
+    with tab(browser, service.url) as t:
+        log_in(t.page, "vic")
+        t.page.goto("/ui/cto/dryruns")
+        expect(t.page.get_by_role("heading", name="Past runs")).to_be_visible()
+        expect(t.page.get_by_role("button", name="Start the dry-run")).to_have_count(0)
+        t.page.goto("/ui/operator/builds")
+        expect(t.page.get_by_role("button", name="Build")).to_have_count(0)
+

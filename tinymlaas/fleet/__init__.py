@@ -1,0 +1,1 @@
+"""The operator's fleet: device registry, bridges, groups, rollouts, run-time toolchains."""

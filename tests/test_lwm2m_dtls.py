@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.config import LwM2MSettings
+from tinymlaas.edge.bridge import McuSpec
 from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient, load_psk
 from tinymlaas.errors import Conflict, DeviceUnreachable
 from tinymlaas.lwm2m.security import PskStore, write_psk
 from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.models import TRUST_FILE, DeviceCredentials, JoinInfo
+from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
 
 pytestmark = [pytest.mark.lwm2m, pytest.mark.anyio]
 
@@ -128,15 +131,36 @@ def test_psk_files_round_trip(tmp_path: Path) -> None:
 
 def test_a_device_started_beside_the_service_gets_its_key_and_the_flags(tmp_path: Path) -> None:
     """The orchestrator's attach: the key file in the device's folder, --psk for the agents."""
-    from tinymlaas.models import DeviceCredentials, JoinInfo
-    from tinymlaas.orchestrators.lwm2m import LwM2MOrchestrator
-
     store = PskStore(tmp_path / "server")
     creds = DeviceCredentials.model_validate(store.provision("ep-9"))
+    creds.signing_key = "c2lnbmluZyBrZXk="
     join = JoinInfo(plugin="lwm2m", security="psk", uri="coaps://127.0.0.1:5684")
     attach = LwM2MOrchestrator.attach(join, api_url="http://127.0.0.1:8000", endpoint="ep-9",
                                       credentials=creds, folder=tmp_path / "device")
     assert attach.security == "psk" and attach.how == "registered over DTLS (PSK)"
-    assert attach.args("/credentials")[-2:] == ["--psk", "/credentials/psk.json"]
+    assert attach.args("/credentials")[-4:] == ["--psk", "/credentials/psk.json",
+                                                "--trust", f"/credentials/{TRUST_FILE}"]
+    assert (tmp_path / "device" / "psk" / TRUST_FILE).read_text().strip() == creds.signing_key
     key = bytes.fromhex(creds.secret("psk_key_hex"))
     assert load_psk(tmp_path / "device" / "psk" / "psk.json") == (b"ep-9", key)
+
+
+async def test_a_board_behind_a_bridge_registers_with_the_key_in_its_credentials(
+        psk_server: tuple[LwM2MServer, PskStore], tmp_path: Path) -> None:
+    """``--mcu EP,BOARD,FLASH,CREDENTIALS`` with the folder the orchestrator's attach wrote
+    (psk.json), as BridgeProcess.fronting passes it: the board's endpoint joins over DTLS."""
+    srv, store = psk_server
+    creds = DeviceCredentials.model_validate(store.provision("mcu-psk"))
+    join = JoinInfo(plugin="lwm2m", security="psk", uri=srv.uri)
+    attach = LwM2MOrchestrator.attach(join, api_url="http://127.0.0.1:8000", endpoint="mcu-psk",
+                                      credentials=creds, folder=tmp_path / "mcu-psk")
+    spec = McuSpec.parse(f"mcu-psk,board.toml,flash,{attach.credentials}")
+    assert spec.lwm2m_security == McuSpec.parse(
+        f"mcu-psk,board.toml,flash,{attach.credentials}/psk.json").lwm2m_security
+    client = LwM2MClient("mcu-psk", srv.uri, [Rebooter()], retry_max_s=0.5, **spec.lwm2m_security)
+    await client.start()
+    try:
+        await asyncio.wait_for(client.registered.wait(), 10)
+        assert srv.registry.online("mcu-psk").identity == "mcu-psk"
+    finally:
+        await client.stop()

@@ -292,6 +292,9 @@ class Updater:
         finally:
             for t in waiting:
                 t.cancel()
+            # Taken here: a wait whose news came with its cancellation ends in an error of its
+            # own (asyncio.wait_for returns a result it already has), not a CancelledError.
+            await asyncio.gather(*waiting, return_exceptions=True)
         raise DeviceUnreachable(f"device '{endpoint}' did not come back within {timeout:.0f} s "
                                 "after the update")
 

@@ -338,7 +338,8 @@ def two_running(fleet: Fleet, a: str, b: str, tag: str, version: str) -> None:
 
 @given(parsers.parse('the stored image of the "{board}" firmware "{version}" got damaged'))
 def damaged(fleet: Fleet, board: str, version: str) -> None:
-    sha = fleet.builds[f"{board}:{version}"]["firmware"]["image_sha256"]
+    firmware = fleet.builds[f"{board}:{version}"]["firmware"]
+    sha = firmware["package_sha256"] or firmware["image_sha256"]  # what the devices are sent
     path = ArtifactStore(fleet.server.settings.artifacts_dir).path(sha)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x5A  # one flipped byte at rest

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 from _common import bar_plot, report
-from tinymlaas.tflm import Tflm
 
 from tinymlaas.compilers.aot.hostrun import cross_compile
 from tinymlaas.config import REPO_ROOT, Settings
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.models import Board, FirmwareManifest
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice

@@ -17,11 +17,11 @@ from test_aot_16x8 import build_kind
 from test_aot_more_ops import _two_in_two_out
 from test_aot_svdf import svdf_model
 from test_aot_variables import streaming_model
-from tinymlaas.tflm import Tflm
 
 from tinymlaas import tflite
 from tinymlaas.builders.local import LocalBuilder
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm
 from tinymlaas.emulators.qemu import QemuEmulator
 from tinymlaas.services.compile import compile_model
 from tinymlaas.services.mcu_device import McuDevice

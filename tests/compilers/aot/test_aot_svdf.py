@@ -17,10 +17,10 @@ from _models import assert_bit_exact
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-from tinymlaas.tflm import Tflm
 
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import HostModule
+from tinymlaas.edge.tflm import Tflm
 
 
 def _tensor(m: schema.ModelT, sg: schema.SubGraphT, shape: list[int], ttype: int,

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 from _models import assert_bit_exact
-from tinymlaas.tflm import Tflm
 
 from tinymlaas import tflite
 from tinymlaas.compilers.aot import compile_source
 from tinymlaas.compilers.aot.hostrun import HostModule
 from tinymlaas.config import Settings
+from tinymlaas.edge.tflm import Tflm
 
 
 def streaming_model(settings: Settings, mode: str, units: int = 4, seed: int = 0) -> bytes:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _models import HOST_VARIANTS
+from _models import HOST_VARIANT_IDS, HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile
 from tinymlaas.config import Settings
@@ -22,7 +22,7 @@ def digits(settings: Settings) -> bytes:
     return get_recipe("digits_cnn").load(settings.zoo_dir)
 
 
-@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])
+@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=HOST_VARIANT_IDS)
 def test_digits_match_tflm_and_classify(digits: bytes, microbit_board: Board, tmp_path: Path,
                                         cflags: tuple[str, ...]) -> None:
     manifest = compile_model(digits, microbit_board, tmp_path / "mod", compiler="aot")

@@ -156,13 +156,18 @@ def _check_io(g: graph_mod.Graph) -> None:
 IO_DTYPES = ("int8", "int16", "int32", "float32")
 
 
-def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) -> Compiled:
+#: Scratch one layer may take for a column buffer by default (see AotOptions.scratch_bytes).
+SCRATCH_BYTES = 2048
+
+
+def compile_source(model: bytes, *, name: str = "model", in_place: bool = True,
+                   scratch_bytes: int = SCRATCH_BYTES) -> Compiled:
     """Model bytes → generated C (in memory); raises UnsupportedModel before any output."""
     if not _C_NAME.match(name):
         raise InvalidInput(f"module name '{name}' is not a C identifier (letters, digits, _)")
     g = graph_mod.simplify(graph_mod.read(model))
     _check_io(g)
-    low = lower(g)
+    low = lower(g, scratch_bytes)
     if not low.steps:
         raise UnsupportedModel("the model computes nothing: its output is its input")
     place = _place(g, low.steps, in_place)

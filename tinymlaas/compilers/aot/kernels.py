@@ -118,6 +118,10 @@ def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Ten
     wsum = w.astype(np.int64).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)  # input offset folded: Σw(x-zp) = Σwx - zp·Σw
+    gathered = _convg_step(ctx, op, x_index, y_index, w, bias, mults, shifts,
+                           [rows, 1, depth, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0, 1], x.zp)
+    if gathered is not None:
+        return gathered
     lo, hi = _act(op, y)
     d = ctx.data
     args: list[Arg] = [
@@ -132,6 +136,70 @@ def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Ten
     first = np.arange(rows, dtype=np.int64)
     first -= np.where(first < rows - rows % 2, first % 2, 0)
     return _overlap(step, y, x_index, x, np.repeat(first * depth, units))
+
+
+#: The ARMv7-M column kernel reaches the second output channel's weights with LDRSB's
+#: 12-bit offset: windows of up to this many values (padded) take the gathered path.
+GATHER_MAX_K = 4092
+
+
+def _convg_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray,
+                bias: np.ndarray, mults: list[int], shifts: list[int], geometry: list[int],
+                pad: int) -> Step | None:
+    """A convolution (or several rows of a fully connected layer) through gathered columns,
+    when a column buffer of the window's size fits the scratch allowance; else None."""
+    g = ctx.g
+    x, y = g.t(x_index), g.t(y_index)
+    ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb = geometry
+    k = kh * kw * ic
+    kp = -(-k // 4) * 4
+    pixels = nb * oh * ow
+    if kp > GATHER_MAX_K or 8 * kp > ctx.scratch_bytes or pixels < 4:
+        return None
+    wp = np.zeros((oc, kp), dtype=np.int8)
+    wp[:, :k] = w.reshape(oc, k)
+    lo, hi = _act(op, y)
+    bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), (oc,))
+    ms = np.broadcast_to(np.asarray(mults, dtype=np.int64), (oc,))
+    ss = np.broadcast_to(np.asarray(shifts, dtype=np.int64), (oc,))
+    fast = _fast_requant(bias, wp, ms, ss, y.zp)
+    if fast:
+        r = -ss
+        rq = np.stack([ms, r, (1 << (r - 1)) + (np.int64(y.zp) << r)], axis=1)
+    else:
+        rq = np.stack([ms, np.maximum(ss, 0), np.maximum(-ss, 0)], axis=1)
+    act = 0 if (lo, hi) == (-128, 127) else 1 if hi == 127 else 2
+    d = ctx.data
+    buf = ctx.scratch((2 * kp,), "int32", f"columns of {op.describe()}")
+    geom = ctx.struct([ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb, kp,
+                       int(fast), act])
+    args: list[Arg] = [
+        Buf(x_index, const=True), Buf(y_index), d.add("w", "int8_t", wp),
+        d.add("b", "int32_t", bias), d.add("rq", "int32_t", rq),
+        d.add("q", "int32_t", [pad, y.zp, lo, hi]), Buf(buf), geom,
+    ]
+    step = Step("convg_s8", args, [x_index], [y_index, buf], op.describe())
+    if nb == 1:
+        # Four pixels' windows are read before any of their outputs is written.
+        pix = _window_minread(ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl).ravel()
+        blocks = np.minimum.reduceat(pix, np.arange(0, pixels, 4))
+        first = np.full(pixels, _BIG, dtype=np.int64)
+        first[::4] = blocks
+        minread = np.full((pixels, oc), _BIG, dtype=np.int64)
+        minread[:, 0] = first
+        _overlap(step, y, x_index, x, minread)
+    return step
+
+
+def _fast_requant(bias: np.ndarray, w: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                  zp: int) -> bool:
+    """Whether every channel takes rqc.c's one-multiply requantization: right shifts of
+    1..22 (no left shift) and accumulators that provably stay below 2^30 in magnitude
+    (|bias| + 128·Σ|w|), so that doubling one cannot overflow and the folded sums fit."""
+    if not (np.all(shifts <= -1) and np.all(shifts >= -22) and np.all(mults > 0)):
+        return False
+    bound = np.abs(bias) + 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+    return bool(np.all(bound < (1 << 30))) and abs(zp) <= 128
 
 
 def float_range(op: Op) -> tuple[float, float]:
@@ -258,6 +326,11 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)
+    if not depthwise:
+        gathered = _convg_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, -1),
+                               bias, mults, shifts, geometry, _skipped_tap_value(op, x))
+        if gathered is not None:
+            return [gathered]
     lo, hi = _act(op, y)
     d = ctx.data
     geom = ctx.struct([ih, iw, ic, oh, ow, dm if depthwise else oc, kh, kw, sh, sw, dh, dw,

@@ -56,6 +56,20 @@ static inline int32_t aot_smlad(uint32_t a, uint32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
 }
 #endif
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__) && !defined(AOT_DSP)
+#include <arm_acle.h> /* __ssat */
+#endif
+/* Which multiply-accumulate data flow the convolution kernels take: dual 16-bit MACs
+ * (DSP), a 64-bit accumulate of two packed pixels (ARMv7-M and hosts: SMLAL), or
+ * one 32-bit multiply a product (ARMv6-M). Hosts can be built with either of the
+ * others (AOT_EMULATE_DSP, AOT_MUL32_ONLY) to test their data flow. */
+#if defined(AOT_DSP)
+#define AOT_MAC_Q15 1
+#elif defined(AOT_MUL32_ONLY)
+#define AOT_MAC_S8 1
+#else
+#define AOT_MAC_PAIRS 1
+#endif
 #if defined(AOT_DSP)
 /* Four int8 values at any alignment (one LDR on ARMv7E-M, even freestanding). */
 static inline uint32_t aot_load4(const int8_t *p)

@@ -48,7 +48,7 @@ __all__ = ["MODEL_DATA", "SCRATCH_BYTES", "AotCompiler", "AotOptions", "Compiled
 MODEL_DATA = "model_data.bin"
 
 #: Scratch one layer may take for a column buffer by default (see AotOptions.scratch_bytes).
-SCRATCH_BYTES = 2048
+SCRATCH_BYTES = 4096
 
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 

@@ -159,15 +159,7 @@ def _convg_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray,
     wp = np.zeros((oc, kp), dtype=np.int8)
     wp[:, :k] = w.reshape(oc, k)
     lo, hi = _act(op, y)
-    bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), (oc,))
-    ms = np.broadcast_to(np.asarray(mults, dtype=np.int64), (oc,))
-    ss = np.broadcast_to(np.asarray(shifts, dtype=np.int64), (oc,))
-    fast = _fast_requant(bias, wp, ms, ss, y.zp)
-    if fast:
-        r = -ss
-        rq = np.stack([ms, r, (1 << (r - 1)) + (np.int64(y.zp) << r)], axis=1)
-    else:
-        rq = np.stack([ms, np.maximum(ss, 0), np.maximum(-ss, 0)], axis=1)
+    rq, fast = _requant_per_channel(bias, wp, mults, shifts, y.zp, oc)
     act = 0 if (lo, hi) == (-128, 127) else 1 if hi == 127 else 2
     d = ctx.data
     buf = ctx.scratch((2 * kp,), "int32", f"columns of {op.describe()}")
@@ -175,7 +167,7 @@ def _convg_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray,
                        int(fast), act])
     args: list[Arg] = [
         Buf(x_index, const=True), Buf(y_index), d.add("w", "int8_t", wp),
-        d.add("b", "int32_t", bias), d.add("rq", "int32_t", rq),
+        d.add("b", "int32_t", np.broadcast_to(bias, (oc,))), d.add("rq", "int32_t", rq),
         d.add("q", "int32_t", [pad, y.zp, lo, hi]), Buf(buf), geom,
     ]
     step = Step("convg_s8", args, [x_index], [y_index, buf], op.describe())
@@ -189,6 +181,65 @@ def _convg_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray,
         minread[:, 0] = first
         _overlap(step, y, x_index, x, minread)
     return step
+
+
+def _dwg_step(ctx: Ctx, op: Op, w: np.ndarray, bias: np.ndarray, mults: list[int],
+              shifts: list[int], geometry: list[int], pad: int) -> Step | None:
+    """A depthwise conv through a band of padded input rows (dwg_s8.c), when it has no
+    channel multiplier or dilation, channels in fours, a window of at most 3 rows and a band
+    within the scratch allowance; else None."""
+    g = ctx.g
+    x_index, y_index = op.inputs[0], op.outputs[0]
+    x, y = g.t(x_index), g.t(y_index)
+    ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb = geometry
+    bw = (ow - 1) * sw + kw
+    if (oc != ic or ic % 4 or dh != 1 or dw != 1 or kh > 3
+            or kh * bw * ic > ctx.scratch_bytes):
+        return None
+    lo, hi = _act(op, y)
+    rq, fast = _requant_per_channel(bias, w.reshape(-1, oc).T, mults, shifts, y.zp, oc)
+    # Doubled (the fast requantization's operand), each group of four channels as the
+    # int16 pairs (c0, c2) (c1, c3) in a word each: what SXTB16 pairs up.
+    scale = 2 if fast else 1
+    halves = (scale * w.astype(np.int64)).reshape(kh, kw, ic // 4, 4)[..., [0, 2, 1, 3]]
+    words = halves.astype(np.int16).reshape(-1).view(np.uint16).astype(np.int64)
+    words = (words[0::2] | (words[1::2] << 16)).astype(np.uint32).view(np.int32)
+    act = 0 if (lo, hi) == (-128, 127) else 1 if hi == 127 else 2
+    d = ctx.data
+    band = ctx.scratch((kh * bw * ic // 4,), "int32", f"row band of {op.describe()}")
+    geom = ctx.struct([ih, iw, ic, oh, ow, kh, kw, sh, sw, pt, pl, nb, bw, 2 if fast else 0,
+                       act])
+    args: list[Arg] = [
+        Buf(x_index, const=True), Buf(y_index), d.add("w", "uint32_t", words.view(np.uint32)),
+        d.add("b", "int32_t", scale * np.broadcast_to(bias, (oc,))), d.add("rq", "int32_t", rq),
+        d.add("q", "int32_t", [pad, y.zp, lo, hi]), Buf(band), geom,
+    ]
+    step = Step("dwg_s8", args, [x_index], [y_index, band], op.describe())
+    if nb == 1:
+        # Output row oy is written once the input rows its windows reach are in the band.
+        minread = np.full((oh, ow * oc), _BIG, dtype=np.int64)
+        filled = 0
+        for oy in range(oh):
+            new = [t - pt for t in range(filled, oy * sh + kh) if 0 <= t - pt < ih]
+            filled = max(filled, oy * sh + kh)
+            if new:
+                minread[oy, 0] = new[0] * iw * ic
+        _overlap(step, y, x_index, x, minread)
+    return step
+
+
+def _requant_per_channel(bias: np.ndarray, w: np.ndarray, mults: list[int], shifts: list[int],
+                         zp: int, oc: int) -> tuple[np.ndarray, bool]:
+    """rqc.c's per-channel requantization data ([oc][3]) and whether it is the fast form;
+    w: [oc][k] the weights each channel's accumulator sums."""
+    bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), (oc,))
+    ms = np.broadcast_to(np.asarray(mults, dtype=np.int64), (oc,))
+    ss = np.broadcast_to(np.asarray(shifts, dtype=np.int64), (oc,))
+    fast = _fast_requant(bias, w, ms, ss, zp)
+    if fast:
+        r = -ss
+        return np.stack([ms, r, (1 << (r - 1)) + (np.int64(zp) << r)], axis=1), True
+    return np.stack([ms, np.maximum(ss, 0), np.maximum(-ss, 0)], axis=1), False
 
 
 def _fast_requant(bias: np.ndarray, w: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
@@ -326,7 +377,12 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)
-    if not depthwise:
+    if depthwise:
+        banded = _dwg_step(ctx, op, w.data.reshape(kh, kw, oc), bias, mults, shifts, geometry,
+                           _skipped_tap_value(op, x))
+        if banded is not None:
+            return [banded]
+    else:
         gathered = _convg_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, -1),
                                bias, mults, shifts, geometry, _skipped_tap_value(op, x))
         if gathered is not None:

@@ -27,9 +27,10 @@
  *    fast act
  * q: the pad value (see conv), output zero point, activation min, max */
 
-/* n values of pixel j's column from k on: src's, or the pad value where src is 0. */
+/* n values of pixel j's column from k on: src's, or the pad value where src is 0. On
+ * DSP cores with the fast requantization the values are stored doubled (dbl). */
 AOT_SPECIALISE void aot_cg_put(void *buf, int32_t j, int32_t k, const int8_t *src, int32_t n,
-                               int32_t pad, int32_t kp)
+                               int32_t pad, int32_t kp, int32_t dbl)
 {
     int32_t i;
 #if defined(AOT_MAC_Q15)
@@ -38,12 +39,12 @@ AOT_SPECIALISE void aot_cg_put(void *buf, int32_t j, int32_t k, const int8_t *sr
         uint32_t *p = (uint32_t *)buf + 2 * k + 2 * j;
         if (src) {
             for (i = 0; i < n; i += 4, p += 8) {
-                const uint32_t v = aot_load4(src + i);
-                p[0] = aot_even(v);
-                p[1] = aot_odd(v);
+                const uint32_t v = aot_load4(src + i), e = aot_even(v), o = aot_odd(v);
+                p[0] = dbl ? aot_sadd16(e, e) : e;
+                p[1] = dbl ? aot_sadd16(o, o) : o;
             }
         } else {
-            const uint32_t z = ((uint32_t)pad & 0xFFFFu) * 0x10001u;
+            const uint32_t z = ((uint32_t)(pad << dbl) & 0xFFFFu) * 0x10001u;
             for (i = 0; i < n; i += 4, p += 8) {
                 p[0] = z;
                 p[1] = z;
@@ -54,11 +55,12 @@ AOT_SPECIALISE void aot_cg_put(void *buf, int32_t j, int32_t k, const int8_t *sr
     for (i = 0; i < n; i++, k++) {
         const int32_t e = k & 3;
         ((int16_t *)buf)[(k >> 2) * 16 + 4 * j + (e & 1) * 2 + (e >> 1)] =
-            (int16_t)(src ? src[i] : pad);
+            (int16_t)((src ? src[i] : pad) << dbl);
     }
 #elif defined(AOT_MAC_PAIRS)
     uint32_t *p = (uint32_t *)buf + 2 * k + (j >> 1);
     (void)kp;
+    (void)dbl;
     if (j & 1) {
         if (src) {
             for (i = 0; i < n; i++, p += 2) {
@@ -82,6 +84,7 @@ AOT_SPECIALISE void aot_cg_put(void *buf, int32_t j, int32_t k, const int8_t *sr
     }
 #else
     int8_t *p = (int8_t *)buf + j * kp + k;
+    (void)dbl;
     if (src) {
         for (i = 0; i < n; i++) {
             p[i] = src[i];
@@ -99,26 +102,26 @@ AOT_SPECIALISE void aot_cg_column(void *buf, int32_t j, const int8_t *x, int32_t
                                   int32_t pad, const int16_t *g)
 {
     const int32_t ih = g[0], iw = g[1], ic = g[2], kh = g[6], kw = g[7], sh = g[8], sw = g[9];
-    const int32_t dh = g[10], dw = g[11], pt = g[12], pl = g[13], kp = g[15];
+    const int32_t dh = g[10], dw = g[11], pt = g[12], pl = g[13], kp = g[15], dbl = g[16];
     const int32_t y0 = oy * sh - pt, x0 = ox * sw - pl;
     int32_t ky, kx, k = 0;
     for (ky = 0; ky < kh; ky++) {
         const int32_t iy = y0 + ky * dh;
         if (iy < 0 || iy >= ih) {
-            aot_cg_put(buf, j, k, 0, kw * ic, pad, kp);
+            aot_cg_put(buf, j, k, 0, kw * ic, pad, kp, dbl);
         } else if (dw == 1 && x0 >= 0 && x0 + kw <= iw) {
-            aot_cg_put(buf, j, k, x + (iy * iw + x0) * ic, kw * ic, pad, kp);
+            aot_cg_put(buf, j, k, x + (iy * iw + x0) * ic, kw * ic, pad, kp, dbl);
         } else {
             for (kx = 0; kx < kw; kx++) {
                 const int32_t ix = x0 + kx * dw;
                 aot_cg_put(buf, j, k + kx * ic,
-                           ix >= 0 && ix < iw ? x + (iy * iw + ix) * ic : 0, ic, pad, kp);
+                           ix >= 0 && ix < iw ? x + (iy * iw + ix) * ic : 0, ic, pad, kp, dbl);
             }
         }
         k += kw * ic;
     }
     if (k < kp) {
-        aot_cg_put(buf, j, k, 0, kp - k, 0, kp);
+        aot_cg_put(buf, j, k, 0, kp - k, 0, kp, dbl);
     }
 }
 
@@ -329,19 +332,23 @@ AOT_SPECIALISE void aot_cg_block(void *buf, int8_t *y, const int8_t *w, const in
     const int32_t zp = q[1], lo = q[2], hi = q[3];
     int32_t o, j;
 #if defined(AOT_MAC_Q15)
-    for (o = 0; o < oc; o++, w += kp, rq += 3) {
+    /* With the fast requantization the columns hold doubled values: so do the sums. */
+    const int32_t mode = fast ? 2 : 0;
+    (void)j;
+    for (o = 0; o < oc; o++, w += kp, rq += 3, y++) {
+        const struct aot_rqp p = aot_rqp_load(rq);
         int32_t acc[4];
-        acc[0] = acc[1] = acc[2] = acc[3] = bias[o];
+        acc[0] = acc[1] = acc[2] = acc[3] = (int32_t)((uint32_t)bias[o] << fast);
         aot_cg_mac(w, (const uint32_t *)buf, kp, acc);
-        if (n == 4) {
-            y[o] = aot_rqc(acc[0], rq, fast, zp, lo, hi, act);
-            y[oc + o] = aot_rqc(acc[1], rq, fast, zp, lo, hi, act);
-            y[2 * oc + o] = aot_rqc(acc[2], rq, fast, zp, lo, hi, act);
-            y[3 * oc + o] = aot_rqc(acc[3], rq, fast, zp, lo, hi, act);
-        } else {
-            for (j = 0; j < n; j++) {
-                y[j * oc + o] = aot_rqc(acc[j], rq, fast, zp, lo, hi, act);
-            }
+        y[0] = aot_rqc_p(acc[0], p, mode, zp, lo, hi, act);
+        if (n > 1) {
+            y[oc] = aot_rqc_p(acc[1], p, mode, zp, lo, hi, act);
+        }
+        if (n > 2) {
+            y[2 * oc] = aot_rqc_p(acc[2], p, mode, zp, lo, hi, act);
+        }
+        if (n > 3) {
+            y[3 * oc] = aot_rqc_p(acc[3], p, mode, zp, lo, hi, act);
         }
     }
 #elif defined(AOT_MAC_PAIRS)
@@ -365,10 +372,13 @@ AOT_SPECIALISE void aot_cg_block(void *buf, int8_t *y, const int8_t *w, const in
             aot_cg_unpack(acc[2], &s[4], &s[5]);
             aot_cg_unpack(acc[3], &s[6], &s[7]);
         }
-        for (j = 0; j < n; j++) {
-            y[j * oc + o] = aot_rqc(s[j], rq, fast, zp, lo, hi, act);
-            if (o + 1 < oc) {
-                y[j * oc + o + 1] = aot_rqc(s[4 + j], rq + 3, fast, zp, lo, hi, act);
+        {
+            const struct aot_rqp p0 = aot_rqp_load(rq), p1 = aot_rqp_load(rq + 3 * (o + 1 < oc));
+            for (j = 0; j < n; j++) {
+                y[j * oc + o] = aot_rqc_p(s[j], p0, fast, zp, lo, hi, act);
+                if (o + 1 < oc) {
+                    y[j * oc + o + 1] = aot_rqc_p(s[4 + j], p1, fast, zp, lo, hi, act);
+                }
             }
         }
     }
@@ -381,10 +391,14 @@ AOT_SPECIALISE void aot_cg_block(void *buf, int8_t *y, const int8_t *w, const in
             acc[2] = bias[o + 2];
             acc[3] = bias[o + 3];
             aot_cg_mac(w, (const int8_t *)buf + j * kp, kp, acc);
-            y[j * oc + o] = aot_rqc(acc[0], rq, fast, zp, lo, hi, act);
-            y[j * oc + o + 1] = aot_rqc(acc[1], rq + 3, fast, zp, lo, hi, act);
-            y[j * oc + o + 2] = aot_rqc(acc[2], rq + 6, fast, zp, lo, hi, act);
-            y[j * oc + o + 3] = aot_rqc(acc[3], rq + 9, fast, zp, lo, hi, act);
+            {
+                const struct aot_rqp p0 = aot_rqp_load(rq), p1 = aot_rqp_load(rq + 3);
+                const struct aot_rqp p2 = aot_rqp_load(rq + 6), p3 = aot_rqp_load(rq + 9);
+                y[j * oc + o] = aot_rqc_p(acc[0], p0, fast, zp, lo, hi, act);
+                y[j * oc + o + 1] = aot_rqc_p(acc[1], p1, fast, zp, lo, hi, act);
+                y[j * oc + o + 2] = aot_rqc_p(acc[2], p2, fast, zp, lo, hi, act);
+                y[j * oc + o + 3] = aot_rqc_p(acc[3], p3, fast, zp, lo, hi, act);
+            }
         }
     }
     for (; o < oc; o++, w += kp, rq += 3) {
@@ -419,7 +433,7 @@ AOT_SPECIALISE void aot_convg_s8(const int8_t *x, int8_t *y, const int8_t *w, co
                     }
                 }
             } else {
-                aot_cg_put(buf, j, 0, 0, kp, 0, kp);
+                aot_cg_put(buf, j, 0, 0, kp, 0, kp, g[16]);
             }
         }
         aot_cg_block(buf, y, w, bias, rq, q, n, g);

@@ -18,6 +18,7 @@ from tinymlaas.compilers.aot.lower import (
     Buf,
     Ctx,
     Step,
+    Struct,
     lowers,
     require,
     require_dtype,
@@ -110,15 +111,17 @@ def _requant_data(ctx: Ctx, mults: list[int], shifts: list[int]) -> list[Arg]:
 
 
 def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Tensor | None,
-             mults: list[int], shifts: list[int], per_channel: bool, rows: int) -> Step:
-    """One fc_s8 call: ``rows`` inputs of ``depth`` values times ``w`` [units, depth]."""
+             mults: list[int], shifts: list[int], per_channel: bool, rows: int,
+             geometry: list[int] | None = None) -> Step:
+    """``rows`` inputs of ``depth`` values times ``w`` [units, depth]: gathered (convg_s8,
+    as the 1x1 conv of ``geometry`` if given) where that applies, else one fc_s8 call."""
     g = ctx.g
     x, y = g.t(x_index), g.t(y_index)
     units, depth = w.shape
     wsum = w.astype(np.int64).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)  # input offset folded: Σw(x-zp) = Σwx - zp·Σw
-    gathered = _convg_step(ctx, op, x_index, y_index, w, bias, mults, shifts,
+    gathered = _convg_step(ctx, op, x_index, y_index, w, bias, mults, shifts, geometry or
                            [rows, 1, depth, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0, 1], x.zp)
     if gathered is not None:
         return gathered
@@ -216,16 +219,62 @@ def _dwg_step(ctx: Ctx, op: Op, w: np.ndarray, bias: np.ndarray, mults: list[int
     ]
     step = Step("dwg_s8", args, [x_index], [y_index, band], op.describe())
     if nb == 1:
-        # Output row oy is written once the input rows its windows reach are in the band.
-        minread = np.full((oh, ow * oc), _BIG, dtype=np.int64)
-        filled = 0
-        for oy in range(oh):
-            new = [t - pt for t in range(filled, oy * sh + kh) if 0 <= t - pt < ih]
-            filled = max(filled, oy * sh + kh)
-            if new:
-                minread[oy, 0] = new[0] * iw * ic
-        _overlap(step, y, x_index, x, minread)
+        _band_overlap(step, y, x_index, x, ih, iw * ic, oh, ow * oc, kh, sh, pt)
     return step
+
+
+def fuse_pointwise_depthwise(ctx: Ctx, steps: list[Step]) -> list[Step]:
+    """Merge each gathered 1x1 conv (one batch) whose output only the next step reads, a
+    banded depthwise conv, into one pwdw_s8 step: the pointwise output is computed row by
+    row into the depthwise band and never stored whole (it is often the largest tensor)."""
+    g = ctx.g
+    structs = {name: vals for name, _, vals in ctx.structs}
+    readers: dict[int, int] = {}
+    for s in steps:
+        for t in s.reads:
+            readers[g.root(t)] = readers.get(g.root(t), 0) + 1
+    outputs = {g.root(o) for o in g.outputs}
+    out: list[Step] = []
+    i = 0
+    while i < len(steps):
+        pw = steps[i]
+        dw = steps[i + 1] if i + 1 < len(steps) else None
+        if dw is not None and pw.kernel == "convg_s8" and dw.kernel == "dwg_s8":
+            pg, dg = pw.args[7], dw.args[7]
+            assert isinstance(pg, Struct) and isinstance(dg, Struct)
+            p, q = structs[pg.name], structs[dg.name]
+            mid = g.root(pw.writes[0])
+            ih, iw, ic, _, _, _, kh, kw, sh, sw, _, _, pt, pl, nb = p[:15]
+            band_w, dpl = q[12], q[10]
+            if ((kh, kw, sh, sw, pt, pl, nb) == (1, 1, 1, 1, 0, 0, 1) and q[11] == 1
+                    and g.root(dw.reads[0]) == mid and readers.get(mid) == 1
+                    and mid not in outputs and dpl + iw <= band_w):
+                x_index, y_index = pw.reads[0], dw.writes[0]
+                step = Step("pwdw_s8", [pw.args[0], dw.args[1], *pw.args[2:], *dw.args[2:]],
+                            [x_index], [y_index, pw.writes[1], dw.writes[1]],
+                            f"{pw.comment} into {dw.comment}")
+                oh, ow, oc, dkh, dsh, dpt = q[3], q[4], q[2], q[5], q[7], q[9]
+                out.append(_band_overlap(step, g.t(y_index), x_index, g.t(x_index), ih,
+                                         iw * ic, oh, ow * oc, dkh, dsh, dpt))
+                i += 2
+                continue
+        out.append(pw)
+        i += 1
+    return out
+
+
+def _band_overlap(step: Step, y: Tensor, x_index: int, x: Tensor, ih: int, in_row: int,
+                  oh: int, out_row: int, kh: int, sh: int, pt: int) -> Step:
+    """The in-place model of a band kernel: output row oy is written once the input rows
+    its window reaches (read once, in order) are in the band."""
+    minread = np.full((oh, out_row), _BIG, dtype=np.int64)
+    filled = 0
+    for oy in range(oh):
+        new = [t - pt for t in range(filled, oy * sh + kh) if 0 <= t - pt < ih]
+        filled = max(filled, oy * sh + kh)
+        if new:
+            minread[oy, 0] = new[0] * in_row
+    return _overlap(step, y, x_index, x, minread)
 
 
 def _requant_per_channel(bias: np.ndarray, w: np.ndarray, mults: list[int], shifts: list[int],
@@ -370,9 +419,10 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     mults, shifts, per_channel = _per_channel(op, x, w, y, oc)
     assert w.data is not None
     if not depthwise and kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (ih, iw):
-        # A pointwise conv is a fully connected layer over the pixels.
+        # A pointwise conv is a fully connected layer over the pixels (gathered with its
+        # image geometry, which a fused depthwise reader needs).
         return [_fc_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, ic), b,
-                         mults, shifts, per_channel, nb * oh * ow)]
+                         mults, shifts, per_channel, nb * oh * ow, geometry)]
     wd = w.data.astype(np.int64)
     wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0

@@ -268,4 +268,7 @@ def lower(g: Graph, scratch_bytes: int = 0) -> Lowered:
     for op in g.ops:
         if op.kind != "ALIAS":
             steps.extend(lower_op(ctx, op))
+    from tinymlaas.compilers.aot.kernels import fuse_pointwise_depthwise
+
+    steps = fuse_pointwise_depthwise(ctx, steps)
     return Lowered(steps=steps, data=ctx.data, structs=ctx.structs)

@@ -439,3 +439,23 @@ AOT_SPECIALISE void aot_convg_s8(const int8_t *x, int8_t *y, const int8_t *w, co
         aot_cg_block(buf, y, w, bias, rq, q, n, g);
     }
 }
+
+/* Output row oy of a one-batch convolution (a fused 1x1 conv's rows, pwdw_s8.c). */
+AOT_SPECIALISE void aot_convg_row(const int8_t *x, int8_t *y, const int8_t *w,
+                                  const int32_t *bias, const int32_t *rq, const int32_t *q,
+                                  void *buf, const int16_t *g, int32_t oy)
+{
+    const int32_t ow = g[4], oc = g[5], kp = g[15], pad = q[0];
+    int32_t ox, j;
+    for (ox = 0; ox < ow; ox += 4, y += 4 * oc) {
+        const int32_t n = ow - ox < 4 ? ow - ox : 4;
+        for (j = 0; j < 4; j++) {
+            if (j < n) {
+                aot_cg_column(buf, j, x, oy, ox + j, pad, g);
+            } else {
+                aot_cg_put(buf, j, 0, 0, kp, 0, kp, g[16]);
+            }
+        }
+        aot_cg_block(buf, y, w, bias, rq, q, n, g);
+    }
+}

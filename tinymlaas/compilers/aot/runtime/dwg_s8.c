@@ -90,27 +90,32 @@ AOT_SPECIALISE void aot_dw_row(const int8_t *band, int8_t *y, const uint32_t *w,
     }
 }
 
+/* Before output row oy: moves the band rows its window still needs up and returns the
+ * first band row to fill (input row oy*s_h - pad_t + that). */
+AOT_SPECIALISE int32_t aot_dw_advance(uint32_t *band, int32_t oy, const int16_t *g)
+{
+    const int32_t ic = g[2], kh = g[5], sh = g[7], bw = g[12], row_words = bw * ic / 4;
+    const int32_t keep = oy && sh < kh ? kh - sh : 0;
+    if (keep) {
+        aot_dw_words(band, band + sh * row_words, keep * row_words);
+    }
+    return keep;
+}
+
 AOT_SPECIALISE void aot_dwg_s8(const int8_t *x, int8_t *y, const uint32_t *w, const int32_t *bias,
                                const int32_t *rq, const int32_t *q, void *rows,
                                const int16_t *g)
 {
     const int32_t ih = g[0], iw = g[1], ic = g[2], oh = g[3], ow = g[4], kh = g[5];
     const int32_t sh = g[7], pt = g[9], nb = g[11], bw = g[12];
-    const int32_t row_words = bw * ic / 4;
     const uint32_t pad4 = ((uint32_t)q[0] & 0xFFu) * 0x01010101u;
     uint32_t *const band = (uint32_t *)rows;
     int32_t b, oy, k;
     for (b = 0; b < nb; b++, x += ih * iw * ic) {
-        int32_t top = 0; /* the band's first row is input row top - pt */
         for (oy = 0; oy < oh; oy++, y += ow * ic) {
-            const int32_t t0 = oy * sh, keep = oy && t0 - top < kh ? kh - (t0 - top) : 0;
-            if (keep) { /* rows still in the window move up */
-                aot_dw_words(band, band + (kh - keep) * row_words, keep * row_words);
+            for (k = aot_dw_advance(band, oy, g); k < kh; k++) {
+                aot_dw_fill(band + k * (bw * ic / 4), x, oy * sh + k - pt, pad4, g);
             }
-            for (k = keep; k < kh; k++) {
-                aot_dw_fill(band + k * row_words, x, t0 + k - pt, pad4, g);
-            }
-            top = t0;
             aot_dw_row((const int8_t *)band, y, w, bias, rq, q, g);
         }
     }

@@ -5,9 +5,11 @@ front of QEMU, firmware built by the service's builder containers."""
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +23,13 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
+from tinymlaas.edge.archive import reproducible_zip
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.lwm2m.security import write_context
 from tinymlaas.models import DeviceCredentials, LwM2MAttach, PullAttach
 from tinymlaas.services.mcu_device import BridgeProcess
 from tinymlaas.services.x86_device import X86Device
+from tinymlaas.signing import Signer
 from tinymlaas.store import ArtifactStore
 from tinymlaas.targets import get_board
 from tinymlaas.zoo import get_recipe
@@ -197,7 +201,8 @@ def wrong_credentials(lab: Lab, devices: dict[str, Any], ep: str) -> None:
 
 
 def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, *,
-         lifetime: int = 30, secure: bool = True, pull: bool = False) -> Booted:
+         lifetime: int = 30, secure: bool = True, pull: bool = False, trial_s: float = 30,
+         soak_s: float = 3) -> Booted:
     flash = tmp_path / ep
     flash.mkdir()
     sha = lab.builds[f"x86-tflm:{version}"]["firmware"]["image_sha256"]
@@ -216,7 +221,8 @@ def boot(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: st
             DeviceCredentials.model_validate(devices["credentials"][ep]).write_trust(oscore)
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore, lifetime_s=lifetime)
     board = get_board(Settings().targets_dir, "x86-tflm")
-    dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach), flash)
+    dev = devices[ep] = Booted(ep, board.name, X86Device(board, flash, attach=attach, trial_s=trial_s,
+                                                                     soak_s=soak_s), flash)
     return dev
 
 
@@ -239,6 +245,13 @@ def boot_device(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, vers
 def boot_short_lifetime(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str,
                         lt: int) -> None:
     boot(lab, devices, tmp_path, ep, version, lifetime=lt)
+    wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
+
+
+@given(parsers.parse('device "{ep}" boots firmware "{version}" in a container with a trial of {s:d} s'))
+def boot_with_trial(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, s: int) -> None:
+    """A short trial (a new image must stay up 6 s of it), so a rollback is seen in seconds."""
+    boot(lab, devices, tmp_path, ep, version, trial_s=s, soak_s=6)
     wait_until(lambda: online(lab, ep), 30, f"{ep} registering")
 
 
@@ -372,7 +385,8 @@ def old_firmware(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> No
     caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
     assert caps["firmware_version"] == version
     assert boots(devices[ep]) == 1
-    assert "does not match" in devices[ep].logs()  # the device said why it refused
+    logs = devices[ep].logs()
+    assert "does not match" in logs or "not signed" in logs, logs[-2000:]  # the device said why
 
 
 @then(parsers.parse("inferences through LwM2M for x = 0..6 are bit-exact with TFLM and within "
@@ -608,3 +622,60 @@ def fell_back(deployment: dict[str, Any]) -> None:
     assert deployment["succeeded"] is True and deployment["fell_back_to_firmware"] is True, deployment
     assert "no writable model region" in deployment["detail"]
     assert deployment["result"] == "firmware updated successfully"
+
+
+# -- images that must prove themselves (trial and rollback) ------------------------------
+
+#: The new image's entry point, made to fail in one way (the rest of the image is the real one).
+BAD_MAINS = {
+    "crashes 5 s after it boots": "import os, sys, threading\nfrom tinymlaas.edge.x86 import main\n"
+                                  "threading.Timer(5.0, lambda: os._exit(3)).start()\nsys.exit(main())\n",
+    "hangs at boot": "import time\nwhile True:\n    time.sleep(1)\n",
+    "boots without its management agent": (
+        "import sys\nfrom tinymlaas.edge.x86 import main\n"
+        "keep = [a for i, a in enumerate(sys.argv) if i == 0 or sys.argv[i - 1] in ('--image', '--port')"
+        " or a in ('--image', '--port')]\nsys.argv = keep\nsys.exit(main())\n"),
+}
+ROLLBACK_REASON = {"crashes 5 s after it boots": "stopped (exit 3)", "hangs at boot": "was not healthy",
+                   "boots without its management agent": "was not healthy"}
+
+
+def _rezip(image: bytes, main: str) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(image))
+    members = {n: src.read(n) for n in src.namelist()}
+    members["__main__.py"] = main.encode()
+    return reproducible_zip(members)
+
+
+@when(parsers.parse('the service deploys a signed copy of firmware "{version}" that {fault} to "{ep}"'),
+      target_fixture="deployment")
+def deploy_bad_image(lab: Lab, devices: dict[str, Any], version: str, fault: str, ep: str) -> dict[str, Any]:
+    good = lab.api.get(f"/artifacts/{lab.builds['x86-tflm:' + version]['firmware']['image_sha256']}").content
+    signer = Signer.load_or_create(lab.server.settings.data_dir)  # as if the service had built it
+    bad = signer.sign(_rezip(good, BAD_MAINS[fault]))
+    sha = ArtifactStore(lab.server.settings.artifacts_dir).put_bytes(bad)
+    devices["fault"] = fault
+    return deploy(lab, ep, "firmware", {"artifact": sha})
+
+
+@when(parsers.parse('the service sends firmware "{version}" without the service\'s signature to "{ep}"'),
+      target_fixture="deployment")
+def deploy_unsigned(lab: Lab, version: str, ep: str) -> dict[str, Any]:
+    raw = lab.builds["x86-tflm:" + version]["firmware"]["image_sha256"]  # the image, not its package
+    return deploy(lab, ep, "firmware", {"artifact": raw})
+
+
+@then(parsers.parse('the deployment fails with Update Result "{result}" saying why'))
+def rolled_back(deployment: dict[str, Any], devices: dict[str, Any], ep_from_scenario: str,
+                result: str) -> None:
+    assert (deployment["succeeded"], deployment["result"], deployment["result_code"]) == (False, result, 8), \
+        deployment
+    logs = devices[ep_from_scenario].logs()
+    assert "rolling back" in logs and ROLLBACK_REASON[devices["fault"]] in logs, logs[-3000:]
+
+
+@then(parsers.parse('"{ep}" runs firmware "{version}" again and answers inferences bit-exact with TFLM'))
+def old_image_again(lab: Lab, devices: dict[str, Any], ep: str, version: str) -> None:
+    caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
+    assert caps["firmware_version"] == version
+    lwm2m_inferences(lab, ep, 0.15, devices)

@@ -45,8 +45,18 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/evaluations/{evaluation_id}/confusion.png"): V, ("POST", "/profiles"): S,
     ("GET", "/telemetry/fleet"): V,
     ("GET", "/dryruns"): V, ("POST", "/dryruns"): OP, ("GET", "/dryruns/{run_id}"): V,
+    # The CFO: comparisons are reads; a cloud endpoint publishes a model version (a data scientist's
+    # or an operator's call); a device's policy changes what it does in the field (an operator's).
+    ("GET", "/cost/inputs"): V, ("POST", "/cost/compare"): V, ("POST", "/cost/chart"): V,
+    ("POST", "/hybrid/endpoints"): S, ("GET", "/hybrid/endpoints"): V,
+    ("GET", "/hybrid/endpoints/{endpoint_id}"): V, ("DELETE", "/hybrid/endpoints/{endpoint_id}"): S,
+    ("PUT", "/devices/{endpoint}/hybrid"): OP, ("GET", "/devices/{endpoint}/hybrid"): V,
+    ("DELETE", "/devices/{endpoint}/hybrid"): OP, ("POST", "/hybrid/evaluations"): S,
+    ("GET", "/hybrid/evaluations"): V, ("GET", "/hybrid/evaluations/{evaluation_id}"): V,
+    ("GET", "/hybrid/evaluations/{evaluation_id}/plot.png"): V,
     # Devices authenticate with their own credentials: a grant, or their token.
     ("GET", "/devices/{endpoint}/packages/{sha256}"): "device", ("POST", "/ota/{endpoint}/poll"): "device",
+    ("POST", "/ota/{endpoint}/escalate"): "device",
 }
 
 

@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _devices import TflmRuntime
+from _devices import Device
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
-from tinymlaas.edge.pull import PullAgent, Refused, Seen
-from tinymlaas.edge.signing import unwrap
+from tinymlaas.edge.pull import Refused, Seen
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.orchestrators.http_pull import HttpPullOrchestrator
 from tinymlaas.plugins.registry import orchestrator_plugin
@@ -29,54 +28,6 @@ from tinymlaas.signing import Signer
 from tinymlaas.store import ArtifactStore
 
 pytestmark = pytest.mark.ota
-
-
-class InPlaceFirmware:
-    """A firmware slot that installs without rebooting (as a bridge could); images are b"FW<version>".
-    With a trust key it takes only images signed with it."""
-
-    max_bytes = 1 << 16
-
-    def __init__(self, trust: bytes | None = None) -> None:
-        self.version = "1.0.0"
-        self.trust = trust
-
-    def check(self, image: Path) -> tuple[str, str]:
-        unwrap(image, self.trust)
-        data = image.read_bytes()
-        if not data.startswith(b"FW"):
-            raise ValueError("not a firmware image")
-        return "fw", data[2:].decode()
-
-    async def install(self, image: Path) -> None:
-        self.version = image.read_bytes()[2:].decode()  # checked (and unwrapped) before
-
-
-class Device:
-    """A pull agent on its own thread and event loop, as on a device."""
-
-    def __init__(self, url: str, endpoint: str, token: str | None, model: bytes, workdir: Path,
-                 trust: bytes | None = None) -> None:
-        self.firmware = InPlaceFirmware(trust)
-        self.runtime = TflmRuntime(model)
-
-        def device() -> dict[int, Any]:
-            return {0: "TinyMLaaS", 1: "in-process", 2: endpoint, 3: self.firmware.version, 21: 64}
-
-        self.agent = PullAgent(url, endpoint, device=device, firmware=self.firmware, modules=None,
-                               inference=self.runtime, workdir=workdir, token=token, wait_s=1.0)
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(self.agent.run(self.stop)),
-                                       daemon=True)
-
-    def __enter__(self) -> Device:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -256,3 +207,24 @@ def test_a_device_that_trusts_the_service_takes_only_what_it_signed(
         assert (forged["result_code"], dev.firmware.version) == (5, "1.0.0"), forged
         signed = deploy(api, "pull-s", store.put_bytes(signer.sign(b"FW5.0.0")))
         assert signed["succeeded"] and dev.firmware.version == "5.0.0", signed
+
+
+def test_a_status_older_than_one_taken_is_ignored_until_the_device_restarts(
+        service: tuple[BackgroundServer, httpx.Client]) -> None:
+    """Two polls of one device can cross (a long poll and a report): the newest status stays."""
+    _, api = service
+    token = api.post("/devices/pull-5/credentials").json()["token"]
+
+    def poll(boot: str, seq: int, version: str) -> None:
+        reply = api.post("/ota/pull-5/poll", headers={"Authorization": f"Bearer {token}"},
+                         json={"status": {"firmware_version": version}, "boot": boot, "seq": seq})
+        assert reply.status_code == 200, reply.text
+
+    def version() -> str:
+        return str(api.get("/devices/pull-5").json()["capabilities"]["firmware_version"])
+
+    poll("a", 5, "new")
+    poll("a", 4, "old")  # built before the one above, arrived after it
+    assert version() == "new"
+    poll("b", 1, "rebooted")  # a new start counts from 1 again
+    assert version() == "rebooted"

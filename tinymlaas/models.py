@@ -295,6 +295,26 @@ class Device(BaseModel):
     offline_reason: str = ""
 
 
+class HybridState(BaseModel):
+    """A device's hybrid inference as it reports it: its escalation policy (none: every inference is
+    answered on the device) and what it counted since it booted."""
+
+    threshold: float | None = None
+    cloud: str | None = Field(None, description="the cloud endpoint it escalates to")
+    local: int = Field(0, description="inferences the device answered itself")
+    escalated: int = Field(0, description="inferences the cloud answered")
+    failed: int = Field(0, description="escalations without an answer (the local one stood, counted local)")
+
+
+class Escalation(BaseModel):
+    """The cloud model's answer to one inference a device escalated."""
+
+    values: list[float] = Field(description="the cloud model's output (class probabilities)")
+    label: int = Field(description="the class it predicts")
+    model_sha256: str = Field(description="the model the cloud ran")
+    compute_us: int = Field(description="its interpreter time on the service")
+
+
 class DeviceCapabilities(BaseModel):
     """What a device says it is (LwM2M Device object 3 + TinyML object 33100).
 
@@ -327,6 +347,7 @@ class DeviceCapabilities(BaseModel):
     tensors: dict[str, Any] | None = None
     sota: bool = False
     fota: bool = False
+    hybrid: HybridState | None = None
 
 
 class DeviceDetail(BaseModel):
@@ -452,6 +473,8 @@ class UpdateOutcome(BaseModel):
     fell_back_to_firmware: bool = False
     attempts: int = 0
     seconds: float = 0.0
+    #: Set when the record was corrected from what the device later reported it runs.
+    reconciled: bool = False
 
 
 class Deployment(UpdateOutcome):
@@ -475,3 +498,5 @@ class InferenceReport(BaseModel):
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
+    escalated: bool | None = Field(None, description="answered by the cloud model (a hybrid device's "
+                                                     "uncertain inference); None: not a hybrid device")

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.base import Orchestrator
+from tinymlaas.services.hybrid import Cloud
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
@@ -44,8 +45,13 @@ def get_orchestrator(request: Request) -> Orchestrator:
     return orchestrator
 
 
+def get_cloud(request: Request) -> Cloud:
+    return _state(request, "cloud", Cloud)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 SignerDep = Annotated[Signer, Depends(get_signer)]
+CloudDep = Annotated[Cloud, Depends(get_cloud)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,12 +17,14 @@ from tinymlaas.api.routes import (
     artifacts,
     builds,
     catalog,
+    cost,
     credentials,
     datasets,
     deployments,
     devices,
     dryruns,
     evaluations,
+    hybrid,
     jobs,
     models,
     profiles,
@@ -33,25 +36,31 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.hybrid import Cloud
+from tinymlaas.services.recovery import recover
 from tinymlaas.services.telemetry import Sampler
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
+    """The service; ``announce_admin``: print a new service's first admin (people run it), or only
+    keep it in its file (programs that start a private service read it there)."""
     orchestrator_cls = orchestrator_plugin(settings.orchestrator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
-        first_admin(store, settings.data_dir)
-        store.fail_unfinished_jobs("the service restarted while the job ran")
+        first_admin(store, settings.data_dir, announce=announce_admin)
+        await asyncio.to_thread(recover, store, settings.data_dir)
         runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         await orchestrator.start(settings.data_dir)
         sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
         sampler.start()
+        app.state.cloud = Cloud(store)
+        orchestrator.escalation = app.state.cloud.escalate  # devices' uncertain inferences
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         app.state.orchestrator = orchestrator
         app.state.signer = Signer.load_or_create(settings.data_dir)
@@ -61,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
+            app.state.cloud.flush()
             store.close()
 
     # The docs pages are the web app's: their scripts are served locally, not from a CDN.
@@ -70,7 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
               datasets.router, trainings.router, evaluations.router, profiles.router,
-              telemetry.router, dryruns.router):
+              telemetry.router, dryruns.router, cost.router, hybrid.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

@@ -27,7 +27,8 @@ class BackgroundServer:
         self.settings = settings
         self.port = port
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+        app = create_app(settings, announce_admin=False)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                                     log_level="warning",
                                                     timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)

@@ -15,6 +15,9 @@ from tinymlaas.images import current_image, docker_client
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import Progress
 
+#: Names the folder a builder container builds from.
+INPUT_LABEL = "org.tinymlaas.input"
+
 
 class DockerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +47,9 @@ class DockerBuilder(ContractBuilder):
                      str(out): {"bind": "/out", "mode": "rw"}},
             network_mode="none",
             mem_limit=self.options.mem_limit,
-            labels={"org.tinymlaas.role": "builder", "org.tinymlaas.board": board.name},
+            # What it builds from: a service that died mid-build finds its leftovers by it.
+            labels={"org.tinymlaas.role": "builder", "org.tinymlaas.board": board.name,
+                    INPUT_LABEL: str(module_dir.resolve())},
             detach=True,
         )
         log: list[str] = []

@@ -581,5 +581,10 @@ from tinymlaas.cli.datasets import register as _register_datasets  # noqa: E402
 
 _register_datasets(app)
 
+# The CFO's commands (cost compare, inputs, hybrid).
+from tinymlaas.cli.cost import cost_app  # noqa: E402
+
+app.add_typer(cost_app, name="cost")
+
 if __name__ == "__main__":
     main()

@@ -5,27 +5,18 @@ starts it names a *flasher*, a command that puts an image on the MCU and then
 connects the MCU's UART to its own stdin/stdout (``tinymlaas emulate`` for an
 emulated board; ``pyocd flash {image} && picocom ...`` style wrappers for a
 real one). Restarting the flasher on a new image is "flashing".
-
-A reader thread moves every byte into a buffer, so nothing the firmware
-prints is lost between reads, and a read notices when the flasher ended
-instead of waiting for bytes that will never come.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from tinymlaas.edge.errors import EmulatorError, FirmwareCrashed
-
-#: How much UART output is kept for error messages.
-TRANSCRIPT_BYTES = 16 * 1024
+from tinymlaas.edge.stream import UartBuffer, end_process_group
 
 
 def flasher_command(template: str, image: Path) -> list[str]:
@@ -41,11 +32,8 @@ class ProcessLink:
 
     def __init__(self, argv: list[str], *, what: str = "flasher") -> None:
         self.what = what
-        self._buf = bytearray()
-        self._transcript = bytearray()
+        self._uart = UartBuffer()
         self._stderr = bytearray()
-        self._cond = threading.Condition()
-        self._eof = False
         self._stopped = False
         # Its own session: stopping the link ends the flasher and whatever it started.
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -63,22 +51,15 @@ class ProcessLink:
                 chunk = os.read(fd, 4096)
             except OSError:
                 chunk = b""
-            with self._cond:
-                if not chunk:
-                    self._eof = True
-                    self._cond.notify_all()
-                    return
-                self._buf += chunk
-                self._transcript += chunk
-                del self._transcript[:-TRANSCRIPT_BYTES]
-                self._cond.notify_all()
+            self._uart.feed(chunk)
+            if not chunk:
+                return
 
     def _stderr_loop(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            with self._cond:
-                self._stderr += line
-                del self._stderr[:-TRANSCRIPT_BYTES]
+            self._stderr += line
+            del self._stderr[:-4096]
 
     def write(self, data: bytes) -> None:
         if self._stopped or self.proc.stdin is None or self.proc.poll() is not None:
@@ -90,28 +71,17 @@ class ProcessLink:
             raise self._ended() from exc
 
     def read_until(self, terminator: bytes, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                i = self._buf.find(terminator)
-                if i >= 0:
-                    out = bytes(self._buf[: i + len(terminator)])
-                    del self._buf[: i + len(terminator)]
-                    return out
-                if self._eof:
-                    raise self._ended()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise EmulatorError(f"{self.what}: no {terminator!r} from the MCU within "
-                                        f"{timeout:g} s; last output: {self.tail()!r}")
-                self._cond.wait(min(left, 0.05))
+        return self._uart.read_until(
+            terminator, timeout, alive=lambda: True, ended=self._ended,
+            timed_out=lambda: EmulatorError(f"{self.what}: no {terminator!r} from the MCU within "
+                                            f"{timeout:g} s; last output: {self.tail()!r}"))
 
     @property
     def running(self) -> bool:
-        return not self._stopped and not self._eof and self.proc.poll() is None
+        return not self._stopped and not self._uart.eof and self.proc.poll() is None
 
     def tail(self, n: int = 400) -> str:
-        return self._transcript[-n:].decode(errors="replace")
+        return self._uart.tail(n)
 
     def _ended(self) -> EmulatorError:
         if self._stopped:
@@ -132,21 +102,7 @@ class ProcessLink:
         if self._stopped:
             return
         self._stopped = True
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        else:
-            # The flasher is gone; whatever it started must not outlive it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        end_process_group(self.proc)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

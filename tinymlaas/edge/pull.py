@@ -7,6 +7,11 @@ commands, and a reporter, which sends results and inferences as soon as they
 exist (a poll that does not wait). Commands run one at a time, in order; one
 seen before is not run again. Standard library only: it runs in the firmware.
 
+Hybrid inference (:mod:`tinymlaas.edge.hybrid`): a ``hybrid`` command sets the
+escalation policy; an uncertain inference is escalated with a request of its
+own to ``POST /ota/{endpoint}/escalate`` (the answer is needed now, not at the
+next poll), with the same token; each poll reports the policy and the counts.
+
 A firmware command survives the reboot it causes: its id is written to
 ``ota-pending.json`` before the install, and the next boot reports its result.
 """
@@ -18,12 +23,14 @@ import base64
 import contextlib
 import json
 import logging
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tinymlaas.edge.hybrid import HybridRuntime, Policy
 from tinymlaas.edge.lwm2m.agent import (
     DownloadError,
     FirmwareBackend,
@@ -74,12 +81,14 @@ class PullAgent:
 
     def __init__(self, base_url: str, endpoint: str, *, device: Callable[[], dict[int, Any]],
                  firmware: FirmwareBackend, modules: ModuleBackend | None, inference: InferenceRuntime,
-                 workdir: Path, token: str | None = None, boot_result: FwResult = FwResult.initial,
-                 wait_s: float = 20.0) -> None:
+                 workdir: Path, token: str | None = None, boot_result: FwResult | None = FwResult.initial,
+                 boot_detail: str = "", wait_s: float = 20.0) -> None:
         self.url = f"{base_url.rstrip('/')}/ota/{endpoint}/poll"
+        self.escalate_url = f"{base_url.rstrip('/')}/ota/{endpoint}/escalate"
         self.endpoint = endpoint
         self.device = device
         self.firmware, self.modules, self.inference = firmware, modules, inference
+        self.hybrid = HybridRuntime(inference, self._escalate, workdir / "hybrid.json")
         self.workdir = workdir
         self.token = token
         self.wait_s = wait_s
@@ -87,21 +96,34 @@ class PullAgent:
         self.last_latency_us: int | None = None
         self.last_instructions: int | None = None
         self.seen = Seen()
+        # Number the polls of this start: the service keeps the newest status when two cross.
+        self.boot, self.seq = secrets.token_hex(4), 0
         self._accepted: list[str] = []
         self._results: list[dict[str, Any]] = []
         self._inferences: list[dict[str, Any]] = []
         self._work: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._dirty = asyncio.Event()
         self.connected = asyncio.Event()
+        #: The firmware update that rebooted us, until its result is known (the image on trial).
+        self._boot_command: str | None = None
         pending = workdir / PENDING
         if pending.is_file():  # the firmware update that rebooted us: say how it ended
-            cid = json.loads(pending.read_text())["id"]
+            self._boot_command = json.loads(pending.read_text())["id"]
             pending.unlink()
-            ok = boot_result == FwResult.success
-            self.seen.add(cid)
-            self._result(cid, ok, code=int(boot_result),
-                         detail="" if ok else "the boot ROM rolled back to the previous image",
-                         states=["downloaded", "updating", "idle"])
+            self.seen.add(self._boot_command)
+            if boot_result is not None:
+                self.report_boot(boot_result, boot_detail)
+
+    def report_boot(self, result: FwResult, detail: str = "") -> None:
+        """Say how the update that rebooted the device ended (at once, or when the new image has
+        confirmed itself)."""
+        if self._boot_command is None:
+            return
+        ok = result == FwResult.success
+        self._result(self._boot_command, ok, code=int(result),
+                     detail=detail or ("" if ok else "the boot ROM rolled back to the previous image"),
+                     states=["downloaded", "updating", "idle"])
+        self._boot_command = None
 
     # -- what gets reported ---------------------------------------------------------------
     def _result(self, cid: str, ok: bool, **fields: Any) -> None:
@@ -111,13 +133,13 @@ class PullAgent:
         self._dirty.set()
 
     def record(self, tensor: bytes, output: bytes, latency_us: int,
-               instructions: int | None) -> dict[str, Any]:
+               instructions: int | None, escalated: bool | None = None) -> dict[str, Any]:
         """Report one inference (also those that came in another way, e.g. the device's HTTP)."""
         self.count += 1
         self.last_latency_us, self.last_instructions = int(latency_us), instructions
         inf = {"count": self.count, "input": base64.b64encode(tensor).decode(),
                "output": base64.b64encode(output).decode(), "latency_us": int(latency_us),
-               "instructions": instructions}
+               "instructions": instructions, "escalated": escalated}
         self._inferences.append(inf)
         self._dirty.set()
         return inf
@@ -125,14 +147,15 @@ class PullAgent:
     def _status(self) -> dict[str, Any]:
         caps = named_capabilities(self.device(), self.inference.capabilities())
         return {**caps, "fota": True, "sota": self.modules is not None, "inference_count": self.count,
-                "latency_us": self.last_latency_us, "instructions": self.last_instructions}
+                "latency_us": self.last_latency_us, "instructions": self.last_instructions,
+                "hybrid": self.hybrid.status()}
 
     # -- HTTP ------------------------------------------------------------------------------
-    def _post(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any], timeout: float, url: str | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
+        req = urllib.request.Request(url or self.url, data=json.dumps(body).encode(), headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 reply: dict[str, Any] = json.loads(resp.read())
@@ -147,8 +170,9 @@ class PullAgent:
 
     async def _poll(self, wait_s: float) -> None:
         accepted, results, inferences = self._accepted, self._results, self._inferences
-        body = {"status": self._status(), "accepted": accepted, "results": results,
-                "inferences": inferences, "wait_s": wait_s}
+        self.seq += 1
+        body = {"status": self._status(), "boot": self.boot, "seq": self.seq, "accepted": accepted,
+                "results": results, "inferences": inferences, "wait_s": wait_s}
         self._accepted, self._results, self._inferences = [], [], []
         try:
             reply = await asyncio.to_thread(self._post, body, wait_s + 30.0)
@@ -200,7 +224,8 @@ class PullAgent:
         while True:
             cmd = await self._work.get()
             try:
-                await {"infer": self._infer, "firmware": self._fota, "model": self._sota}[cmd["op"]](cmd)
+                await {"infer": self._infer, "firmware": self._fota, "model": self._sota,
+                       "hybrid": self._set_hybrid}[cmd["op"]](cmd)
             except KeyError:
                 self._result(cmd["id"], False, detail=f"unknown command {cmd['op']!r}")
             except Exception as exc:  # a command's failure is reported, the device keeps serving
@@ -210,11 +235,27 @@ class PullAgent:
     async def _infer(self, cmd: dict[str, Any]) -> None:
         tensor = base64.b64decode(cmd.get("input") or "")
         try:
-            output, latency, instructions = await self.inference.infer(tensor)
+            output, latency, instructions, escalated = await self.hybrid.run(tensor)
         except ValueError as exc:
             self._result(cmd["id"], False, detail=str(exc))
             return
-        self._result(cmd["id"], True, inference=self.record(tensor, output, latency, instructions))
+        self._result(cmd["id"], True,
+                     inference=self.record(tensor, output, latency, instructions, escalated))
+
+    async def _set_hybrid(self, cmd: dict[str, Any]) -> None:
+        try:
+            policy = Policy.parse(cmd.get("policy") or {})
+        except (ValueError, TypeError) as exc:
+            self._result(cmd["id"], False, detail=str(exc))
+            return
+        self.hybrid.set_policy(policy)
+        self._result(cmd["id"], True, hybrid=self.hybrid.status())
+
+    async def _escalate(self, tensor: bytes) -> list[float]:
+        """One uncertain inference to the service's cloud model (the one the policy names)."""
+        body = {"input": base64.b64encode(tensor).decode()}
+        reply = await asyncio.to_thread(self._post, body, 30.0, self.escalate_url)
+        return [float(v) for v in reply["values"]]
 
     def _fetch(self, cmd: dict[str, Any], dest: Path, max_bytes: int) -> Path:
         url = cmd["url"]

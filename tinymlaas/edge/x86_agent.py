@@ -93,10 +93,12 @@ class X86Firmware:
 
     async def install(self, image: Path) -> None:
         current = self.agent.flash.image
-        marker = {"from_sha256": sha256_file(current), "to_sha256": sha256_file(image)}
+        marker = {"from_sha256": sha256_file(current), "to_sha256": sha256_file(image), "state": "trial"}
         shutil.copy2(current, current.with_name(current.name + ".prev"))
+        # The marker first: a power cut before the image is in place leaves the old image with a
+        # trial it cannot pass (its hash differs), so the boot ROM runs the old one and it says so.
+        (current.parent / MARKER).write_text(json.dumps(marker))  # the boot ROM watches the trial
         os.replace(image, current)
-        (current.parent / MARKER).write_text(json.dumps(marker))
         shutil.rmtree(self.agent.modules.root, ignore_errors=True)  # the new firmware brings its model
         log.info("firmware written; rebooting into it")
         self.agent.reboot()
@@ -238,18 +240,45 @@ class Agent:
         if self._stop is not None:
             self._stop.set()
 
-    def _fota_result(self) -> FwResult:
-        marker = self.flash.dir / MARKER
-        if not marker.is_file():
-            return FwResult.initial
+    def _boot_state(self) -> tuple[FwResult | None, str]:
+        """How the last firmware update ended, as the boot ROM left it: None while this image
+        is on trial (it must confirm itself first), with the reason when it failed."""
+        path = self.flash.dir / MARKER
         try:
-            want = json.loads(marker.read_text()).get("to_sha256")
-        except ValueError:
-            want = None
-        marker.unlink()
-        ok = want == sha256_file(self.flash.image)
-        log.info("firmware update %s", "succeeded" if ok else "failed: the boot ROM rolled back")
-        return FwResult.success if ok else FwResult.update_failed
+            marker = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return FwResult.initial, ""
+        state, installed = marker.get("state"), marker.get("to_sha256") == sha256_file(self.flash.image)
+        if state in ("trial", "healthy") and installed:
+            return None, ""
+        path.unlink(missing_ok=True)
+        if state == "confirmed" and installed:  # confirmed, but not yet reported before a restart
+            return FwResult.success, ""
+        reason = str(marker.get("reason") or "the new image was not written completely")
+        log.info("firmware update failed: %s", reason)
+        return FwResult.update_failed, reason
+
+    async def _confirm(self, joined: asyncio.Event, report: Callable[[FwResult], None]) -> None:
+        """An image on trial shows it is healthy once it is back with its service and answers a
+        test inference; the boot ROM confirms it after a while (then the update is done), or
+        puts the previous image back if it stops first."""
+        await joined.wait()
+        try:
+            await asyncio.to_thread(self.runtime.self_test)
+        except Exception as exc:
+            log.error("the new image fails its test inference (%s); stopping for the rollback", exc)
+            self.exit_code = 1
+            assert self._stop is not None
+            self._stop.set()
+            return
+        path = self.flash.dir / MARKER
+        path.write_text(json.dumps({**json.loads(path.read_text()), "state": "healthy"}))
+        log.info("the new image is healthy; waiting for the boot ROM to confirm it")
+        while json.loads(path.read_text()).get("state") != "confirmed":
+            await asyncio.sleep(0.2)
+        path.unlink()
+        log.info("firmware update succeeded: the new image is confirmed")
+        report(FwResult.success)
 
     def run(self) -> int:
         logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -265,6 +294,8 @@ class Agent:
                 Dev.SOFTWARE_VERSION: self.runtime.model.sha256[:12], Dev.MEMORY_TOTAL: self.flash.total_kb}
 
     async def _main(self) -> int:
+        for part in self.flash.dir.rglob("*.part"):  # a download a power cut left half-done
+            part.unlink(missing_ok=True)
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -280,9 +311,12 @@ class Agent:
         from tinymlaas.edge.pull import PullAgent
 
         token = self.args.token_file.read_text().strip() if self.args.token_file else None
+        boot, why = self._boot_state()
         agent = PullAgent(self.args.ota, self.endpoint, device=self.device_values, firmware=X86Firmware(self),
                           modules=self.modules, inference=X86Inference(self), workdir=self.flash.dir,
-                          token=token, boot_result=self._fota_result(), wait_s=self.args.ota_wait)
+                          token=token, boot_result=boot, boot_detail=why, wait_s=self.args.ota_wait)
+        if boot is None:
+            loop.create_task(self._confirm(agent.connected, agent.report_boot))
         self.runtime.listeners.append(
             lambda i, o, lat: _soon(loop, agent.record, i, o, lat, None))
         announcer = loop.create_task(
@@ -292,13 +326,14 @@ class Agent:
         announcer.cancel()
 
     async def _lwm2m(self, loop: asyncio.AbstractEventLoop, name: str, version: str) -> None:
-        tinyml = TinyMLObject(X86Inference(self))
+        tinyml = TinyMLObject(X86Inference(self), hybrid_state=self.flash.dir / "hybrid.json")
         self.model_changed = tinyml.refresh
         self.runtime.listeners.append(
             lambda i, o, lat: _soon(loop, tinyml.record, i, o, lat, None))
         work = self.flash.dir / "download"
         device = DeviceObject(self.device_values(), reboot=self.reboot)
-        fw = FirmwareUpdate(X86Firmware(self), work, result=self._fota_result())
+        boot, _ = self._boot_state()
+        fw = FirmwareUpdate(X86Firmware(self), work, result=FwResult.initial if boot is None else boot)
         sw = SoftwareManagement(self.modules, work, name=name, version=version)
         security = None
         if self.args.oscore is not None:
@@ -310,6 +345,8 @@ class Agent:
         await client.start()
         announcer = loop.create_task(_announce(
             client.registered, lambda: f"LWM2M REGISTERED endpoint={self.endpoint} port={client.port}"))
+        if boot is None:
+            loop.create_task(self._confirm(client.registered, fw.report))
         assert self._stop is not None
         await self._stop.wait()
         announcer.cancel()

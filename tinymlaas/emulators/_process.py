@@ -11,10 +11,7 @@ group: an emulator started through a launcher script (Renode's ``renode`` runs
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -22,12 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from tinymlaas.edge.stream import UartBuffer, end_process_group
 from tinymlaas.errors import EmulatorError, FirmwareCrashed
 from tinymlaas.models import Board
 from tinymlaas.plugins.base import EmulatorSession
-
-#: How much UART output a session keeps for error messages and transcripts.
-TRANSCRIPT_BYTES = 64 * 1024
 
 
 class Link(Protocol):
@@ -60,10 +55,7 @@ class SocketSession(EmulatorSession):
         self.workdir = workdir
         self.log_path = workdir / "emulator.log"
         self.started_at = time.monotonic()
-        self._buf = bytearray()
-        self._transcript = bytearray()
-        self._cond = threading.Condition()
-        self._eof = False
+        self._uart = UartBuffer()
         self._stopped = False
         self._sock: Link | None = None
         self._reader: threading.Thread | None = None
@@ -116,15 +108,9 @@ class SocketSession(EmulatorSession):
                 chunk = self._sock.recv(4096)
             except OSError:
                 chunk = b""
-            with self._cond:
-                if not chunk:
-                    self._eof = True
-                    self._cond.notify_all()
-                    return
-                self._buf += chunk
-                self._transcript += chunk
-                del self._transcript[:-TRANSCRIPT_BYTES]
-                self._cond.notify_all()
+            self._uart.feed(chunk)
+            if not chunk:
+                return
 
     # -- EmulatorSession ----------------------------------------------------------
 
@@ -137,36 +123,20 @@ class SocketSession(EmulatorSession):
             raise self._stopped_error() from exc
 
     def read_until(self, terminator: bytes, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                i = self._buf.find(terminator)
-                if i >= 0:
-                    out = bytes(self._buf[: i + len(terminator)])
-                    del self._buf[: i + len(terminator)]
-                    return out
-                if self._eof or self.proc.poll() is not None:
-                    # Let the reader drain what the board printed last (its fault report).
-                    end = time.monotonic() + 0.5
-                    while not self._eof and time.monotonic() < end:
-                        self._cond.wait(0.05)
-                    raise self._stopped_error()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise EmulatorError(
-                        f"{self.what}: no {terminator!r} on the UART within {timeout:g} s; "
-                        f"last output: {self.tail()!r}")
-                self._cond.wait(min(left, 0.05))
+        return self._uart.read_until(
+            terminator, timeout, alive=lambda: self.proc.poll() is None, ended=self._stopped_error,
+            timed_out=lambda: EmulatorError(f"{self.what}: no {terminator!r} on the UART within "
+                                            f"{timeout:g} s; last output: {self.tail()!r}"))
 
     @property
     def running(self) -> bool:
-        return not self._stopped and not self._eof and self.proc.poll() is None
+        return not self._stopped and not self._uart.eof and self.proc.poll() is None
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        self._end_group()
+        end_process_group(self.proc)
         if self._reader is not None:
             # The emulator is gone, so its end of the UART is closed and the reader returns;
             # only then is the link closed (a reused descriptor must not be read).
@@ -178,31 +148,15 @@ class SocketSession(EmulatorSession):
         self._log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _end_group(self) -> None:
-        """SIGTERM to the emulator's whole process group, SIGKILL to what is left of it."""
-        pgid = self.proc.pid  # start_new_session: the child leads its own group
-        if self.proc.returncode is None:
-            _signal_group(pgid, signal.SIGTERM)
-            # Wait for the leader without reaping it: while it is a zombie its group id
-            # cannot be reused, so the SIGKILL below reaches only what it left behind.
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not _exited(pgid):
-                time.sleep(0.02)
-        # Children of a launcher may ignore SIGTERM, still be shutting down, or have
-        # outlived a leader that exited by itself.
-        _signal_group(pgid, signal.SIGKILL)
-        self.proc.wait()
-
     # -- diagnostics --------------------------------------------------------------
 
     def tail(self, n: int = 400) -> str:
-        return self._transcript[-n:].decode(errors="replace")
+        return self._uart.tail(n)
 
     @property
     def transcript(self) -> bytes:
         """Everything the board printed (the last 64 KB)."""
-        with self._cond:
-            return bytes(self._transcript)
+        return self._uart.transcript
 
     def emulator_log(self) -> str:
         self._log.flush()
@@ -222,16 +176,3 @@ class SocketSession(EmulatorSession):
             f"the firmware on '{self.board.name}' stopped ({self.what} exited with code {code}); "
             f"last UART output: {self.tail().strip()!r}; emulator: {self.emulator_log()!r}",
             emulator_exit=code, uart=self.tail())
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group has already gone
-        os.killpg(pgid, sig)
-
-
-def _exited(pid: int) -> bool:
-    """Whether the child ``pid`` has exited, without reaping it."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True  # already reaped (a concurrent poll)

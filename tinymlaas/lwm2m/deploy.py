@@ -18,6 +18,7 @@ the authenticated device learns (it travels inside the LwM2M write).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -123,8 +124,8 @@ class Updater:
         finally:
             if obs is not None:
                 obs.cancel()
-        progress("reading the result", 0.9)
-        final = await srv.read(endpoint, FW)
+        progress("the device proves the new image (or rolls it back)", 0.8)
+        final = await self._final(endpoint, started + self.settings.update_timeout_s)
         out.result_code = _int(final, FW_RESULT)
         out.result = fw_result_words(out.result_code)
         out.states.append(fw_state_words(_int(final, FW_STATE)))
@@ -136,6 +137,37 @@ class Updater:
             out.model_sha256 = str(await srv.read_value(endpoint, MODEL_SHA256))
         progress("done", 1.0)
         return self._done(out, started)
+
+    async def _final(self, endpoint: str, deadline: float) -> Content:
+        """Object 5 once its Update Result is final. A device that rebooted runs its new image on
+        trial: it says "success" only after it confirmed itself, or its boot ROM rolls back and
+        the old image, registering again, says "failed" — so look across re-registrations."""
+        srv = self.server
+        while (left := deadline - time.monotonic()) > 0:
+            reg = self._registration(endpoint)
+            if reg is None:  # between images: wait for the next registration
+                with contextlib.suppress(TimeoutError):
+                    await srv.registry.wait_for(lambda: self._registration(endpoint) is not None, left)
+                continue
+            try:
+                value = await asyncio.wait_for(srv.read(endpoint, FW), min(left, 10.0))
+            except (DeviceUnreachable, DeviceError, TimeoutError):  # the image died under us
+                await self._next_registration(endpoint, reg, min(left, 10.0))
+                continue
+            if _int(value, FW_RESULT) != FwResult.initial:
+                return value
+            await asyncio.sleep(0.5)
+        raise DeviceUnreachable(f"device '{endpoint}' did not say how the update ended within "
+                                f"{self.settings.update_timeout_s:.0f} s")
+
+    async def _next_registration(self, endpoint: str, dead: Any, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.server.registry.wait_for(
+                lambda: self._registration(endpoint) not in (None, dead), timeout)
+
+    def _registration(self, endpoint: str) -> Any:
+        rec = self.server.registry.devices.get(endpoint)
+        return rec.registration if rec is not None else None
 
     async def _wait_back(self, endpoint: str, old_registration: str, obs: Any) -> None:
         registry, timeout = self.server.registry, self.settings.update_timeout_s

@@ -516,12 +516,16 @@ class LwM2MServer:
         self.ctx: aiocoap.Context | None = None
         self.port = settings.port
         self._observations: set[Observation] = set()
+        #: Resources beyond registration that devices call (their own requests), by path.
+        self.resources: dict[tuple[str, ...], resource.Resource] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         site = resource.Site()
         site.add_resource(["rd"], RegisterResource(self))  # /rd itself
         site.add_resource(["rd"], RegistrationResource(self))  # /rd/{id}
+        for path, extra in self.resources.items():
+            site.add_resource(list(path), extra)
         root: Any = site
         transports = ["udp6"]
         if self.credentials is not None:

@@ -10,6 +10,11 @@ URLs as LwM2M's; results use the LwM2M objects' Update Result codes and words, s
 both protocols' deployments read alike. With ``security = "token"`` every poll
 carries the device's bearer token (``POST /devices/{endpoint}/credentials``).
 
+Hybrid inference: a ``hybrid`` command gives the device its escalation policy;
+the device escalates an uncertain inference with ``POST /ota/{endpoint}/escalate``
+(same token), a request of its own because it needs the answer now, and a
+long poll may be held for 20 s; each poll reports the policy and the counts.
+
 The device side is :mod:`tinymlaas.edge.pull`.
 """
 
@@ -41,6 +46,8 @@ from tinymlaas.models import (
     Device,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
+    HybridState,
     InferenceReport,
     JoinInfo,
     Package,
@@ -76,6 +83,7 @@ class Inference(BaseModel):
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None
+    escalated: bool | None = Field(None, description="answered by the cloud model (a hybrid device)")
 
 
 class CommandResult(BaseModel):
@@ -87,12 +95,16 @@ class CommandResult(BaseModel):
     detail: str = ""
     states: list[str] = []
     inference: Inference | None = None
+    hybrid: HybridState | None = Field(None, description="hybrid: the device's state with the new policy")
 
 
 class Poll(BaseModel):
     """A device's poll: who it is now, what it did, and how long it will wait for work."""
 
     status: dict[str, Any]
+    boot: str | None = Field(None, max_length=64, description="changes each time the device starts")
+    seq: int | None = Field(None, ge=0, description="the device's poll counter since it started: a status "
+                                                   "older than one already taken (polls crossing) is ignored")
     accepted: list[str] = []
     results: list[CommandResult] = []
     inferences: list[Inference] = []
@@ -101,16 +113,23 @@ class Poll(BaseModel):
 
 class Command(BaseModel):
     id: str
-    op: Literal["infer", "firmware", "model"]
+    op: Literal["infer", "firmware", "model", "hybrid"]
     input: str | None = None
     url: str | None = None
     sha256: str | None = None
     size: int | None = None
+    policy: dict[str, Any] | None = Field(None, description="hybrid: threshold and cloud endpoint")
 
 
 class PollReply(BaseModel):
     commands: list[Command]
     poll_wait_s: float
+
+
+class EscalationRequest(BaseModel):
+    """An inference the device was not sure of: its raw input tensor."""
+
+    input: Base64
 
 
 # -- the service's side --------------------------------------------------------------
@@ -122,6 +141,8 @@ class _Record:
     last_seen: float
     status: DeviceCapabilities
     address: str | None = None
+    boot: str | None = None  # the device's start the newest status is from
+    seq: int = -1  # and its poll counter
     polls: int = 0  # polls being held open right now
     outbox: dict[str, Command] = field(default_factory=dict)
     waiting: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
@@ -225,7 +246,9 @@ class HttpPullOrchestrator(Orchestrator):
         rec = self._devices.get(endpoint)
         if rec is None:
             rec = self._devices[endpoint] = _Record(endpoint, now, now, status)
-        rec.last_seen, rec.status, rec.address = now, status, address
+        rec.last_seen, rec.address = now, address
+        if body.seq is None or body.boot != rec.boot or body.seq >= rec.seq:
+            rec.status, rec.boot, rec.seq = status, body.boot, -1 if body.seq is None else body.seq
         for cid in body.accepted:
             rec.outbox.pop(cid, None)
         for res in body.results:
@@ -257,7 +280,7 @@ class HttpPullOrchestrator(Orchestrator):
             rec.endpoint, count=inf.count, raw_input=base64.b64decode(inf.input),
             raw_output=base64.b64decode(inf.output), tensors=rec.status.tensors,
             latency_us=inf.latency_us, instructions=inf.instructions,
-            model_sha256=inf.model_sha256 or rec.status.model_sha256)
+            model_sha256=inf.model_sha256 or rec.status.model_sha256, escalated=inf.escalated)
 
     async def _command(self, endpoint: str, timeout: float, **fields: Any) -> CommandResult:
         rec = self._online(endpoint)
@@ -379,6 +402,24 @@ class HttpPullOrchestrator(Orchestrator):
             raise DeviceError(f"device '{endpoint}' could not run the inference: {res.detail}")
         return self._report(self._devices[endpoint], res.inference)
 
+    # -- hybrid inference ----------------------------------------------------------------
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        policy = {"threshold": threshold, "cloud": cloud}
+        res = await self._command(endpoint, self.settings.request_timeout_s, op="hybrid", policy=policy)
+        if not res.ok:
+            raise DeviceError(f"device '{endpoint}' did not take the hybrid policy: {res.detail}")
+        if res.hybrid is None:
+            raise DeviceError(f"device '{endpoint}' took the policy but reports no hybrid state")
+        return res.hybrid
+
+    async def escalate(self, endpoint: str, tensor: bytes, *, token: str | None) -> Escalation:
+        """An inference a device escalates: the device proves who it is, as on its polls."""
+        if self.tokens is not None:
+            self.tokens.check(endpoint, token)
+        if self.escalation is None:
+            raise NotFound("this service answers no escalated inferences")
+        return await self.escalation(endpoint, tensor)
+
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         rec = self._online(endpoint)
         q: asyncio.Queue[InferenceReport] = asyncio.Queue()
@@ -420,3 +461,15 @@ async def poll(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: Poll
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
     return await orch.poll(endpoint, body, token=token,
                            address=request.client.host if request.client else None)
+
+
+@router.post("/{endpoint}/escalate", dependencies=DEVICE, responses=problems(403, 404, 409, 422))
+async def escalate(endpoint: Annotated[str, PathParam(pattern=ENDPOINT)], body: EscalationRequest,
+                   request: Request, authorization: Annotated[str | None, Header()] = None) -> Escalation:
+    """A hybrid device's uncertain inference, answered by the cloud model of the policy the service
+    gave it."""
+    orch = request.app.state.orchestrator
+    if not isinstance(orch, HttpPullOrchestrator):
+        raise NotFound("this service's devices use another orchestrator")
+    token = authorization.removeprefix("Bearer ").strip() if authorization else None
+    return await orch.escalate(endpoint, base64.b64decode(body.input), token=token)

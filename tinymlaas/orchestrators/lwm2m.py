@@ -11,14 +11,18 @@ from tinymlaas.config import LwM2MSettings
 from tinymlaas.edge.lwm2m import vocab
 from tinymlaas.edge.lwm2m.codec import Content
 from tinymlaas.edge.lwm2m.vocab import Obj, Tiny, named_capabilities
-from tinymlaas.errors import Conflict, DeviceError, InvalidInput
+from tinymlaas.errors import Conflict, DeviceError, InvalidInput, NotFound
 from tinymlaas.lwm2m.deploy import Updater
+from tinymlaas.lwm2m.escalation import PATH as ESCALATE
+from tinymlaas.lwm2m.escalation import EscalationResource
 from tinymlaas.lwm2m.security import CredentialStore, write_context
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.models import (
     Device,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
+    HybridState,
     InferenceReport,
     JoinInfo,
     LwM2MAttach,
@@ -34,6 +38,15 @@ TINYML = vocab.uri(Obj.TINYML, 0)
 
 def _get(content: Content, rid: Tiny) -> Any:
     return content.get(vocab.path(Obj.TINYML, 0, rid))
+
+
+def _hybrid(t: Content) -> HybridState | None:
+    """The hybrid resources of a TinyML object 1.1 read; None for a 1.0 object."""
+    if _get(t, Tiny.THRESHOLD) is None:
+        return None
+    return HybridState(threshold=float(_get(t, Tiny.THRESHOLD)) or None, cloud=_get(t, Tiny.CLOUD) or None,
+                       local=int(_get(t, Tiny.LOCAL) or 0), escalated=int(_get(t, Tiny.ESCALATED) or 0),
+                       failed=int(_get(t, Tiny.FAILED) or 0))
 
 
 class LwM2MOrchestrator(Orchestrator):
@@ -57,6 +70,7 @@ class LwM2MOrchestrator(Orchestrator):
         if self.settings.security == "oscore":
             self.credentials = CredentialStore(data_dir / "lwm2m" / "oscore")
         self.server = LwM2MServer(self.settings, self.credentials)
+        self.server.resources[ESCALATE] = EscalationResource(self.server, self._escalate)
         await self.server.start()
         self.updater = Updater(self.server, self._package_url)
 
@@ -112,7 +126,7 @@ class LwM2MOrchestrator(Orchestrator):
 
         caps = named_capabilities(values(dev, Obj.DEVICE), values(t, Obj.TINYML))
         return DeviceCapabilities(endpoint=endpoint, fota=Obj.FIRMWARE in reg.objects,
-                                  sota=Obj.SOFTWARE in reg.objects, **caps)
+                                  sota=Obj.SOFTWARE in reg.objects, hybrid=_hybrid(t), **caps)
 
     # -- updates -------------------------------------------------------------------
     def _package_url(self, endpoint: str, sha256: str) -> str:
@@ -151,6 +165,25 @@ class LwM2MOrchestrator(Orchestrator):
         await srv.execute(endpoint, vocab.uri(Obj.TINYML, 0, Tiny.RUN))
         return self._report(endpoint, await srv.read(endpoint, TINYML))
 
+    # -- hybrid inference -----------------------------------------------------------------
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        """Written to the TinyML object (1.1): Cloud Endpoint and Escalation Threshold (0: off)."""
+        srv = self.srv
+        if srv.registry.online(endpoint).versions.get(Obj.TINYML, "1.0") == "1.0":
+            raise Conflict(f"device '{endpoint}' has TinyML object 1.0, without hybrid inference: give it "
+                           "newer firmware")
+        await srv.write(endpoint, vocab.uri(Obj.TINYML, 0), {
+            vocab.path(Obj.TINYML, 0, Tiny.CLOUD): cloud or "",
+            vocab.path(Obj.TINYML, 0, Tiny.THRESHOLD): float(threshold or 0.0)}, replace=False)
+        state = _hybrid(await srv.read(endpoint, TINYML))
+        assert state is not None  # a 1.1 TinyML object has the resources
+        return state
+
+    async def _escalate(self, endpoint: str, tensor: bytes) -> Escalation:
+        if self.escalation is None:
+            raise NotFound("this service answers no escalated inferences")
+        return await self.escalation(endpoint, tensor)
+
     async def subscribe(self, endpoint: str) -> AsyncIterator[InferenceReport]:
         srv = self.srv
         if Obj.TINYML not in srv.registry.online(endpoint).objects:
@@ -179,7 +212,8 @@ class LwM2MOrchestrator(Orchestrator):
             endpoint, count=int(_get(t, Tiny.INFERENCE_COUNT) or 0), raw_input=_get(t, Tiny.INPUT),
             raw_output=_get(t, Tiny.OUTPUT), tensors=_get(t, Tiny.TENSORS),
             latency_us=_get(t, Tiny.LATENCY_US), instructions=_get(t, Tiny.INSTRUCTIONS),
-            model_sha256=_get(t, Tiny.MODEL_SHA256))
+            model_sha256=_get(t, Tiny.MODEL_SHA256),
+            escalated=bool(_get(t, Tiny.LAST_ESCALATED)) if _get(t, Tiny.THRESHOLD) else None)
 
     # -- credentials ---------------------------------------------------------------
     def provision(self, endpoint: str, *, replace: bool = False) -> DeviceCredentials:

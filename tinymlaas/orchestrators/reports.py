@@ -21,7 +21,8 @@ def _tensor(raw: bytes | None, dtype: str) -> np.ndarray:
 
 def inference_report(endpoint: str, *, count: int, raw_input: bytes | None, raw_output: bytes | None,
                      tensors: dict[str, Any] | str | None, latency_us: int | None = None,
-                     instructions: int | None = None, model_sha256: str | None = None) -> InferenceReport:
+                     instructions: int | None = None, model_sha256: str | None = None,
+                     escalated: bool | None = None) -> InferenceReport:
     """``tensors`` is the device's {"inputs": [...], "outputs": [...]} (or its JSON)."""
     if isinstance(tensors, str):
         tensors = json.loads(tensors) if tensors else {}
@@ -37,4 +38,4 @@ def inference_report(endpoint: str, *, count: int, raw_input: bytes | None, raw_
         values = y.astype(np.float64).tolist()
     return InferenceReport(endpoint=endpoint, count=count, input=x.tolist(), output=y.tolist(),
                            values=values, latency_us=latency_us, instructions=instructions,
-                           model_sha256=model_sha256)
+                           model_sha256=model_sha256, escalated=escalated)

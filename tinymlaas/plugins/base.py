@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from tinymlaas.errors import UnsupportedModel
+from tinymlaas.errors import Conflict, UnsupportedModel
 from tinymlaas.models import (
     Board,
     Device,
     DeviceAttach,
     DeviceCapabilities,
     DeviceCredentials,
+    Escalation,
     FirmwareManifest,
+    HybridState,
     InferenceReport,
     JoinInfo,
     ModelInfo,
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Reports a step name and the fraction of the whole job done (0..1).
 Progress = Callable[[str, float], None]
+#: Answers an inference a device escalated: (device endpoint, raw input tensor) -> the cloud's answer.
+EscalationHandler = Callable[[str, bytes], Awaitable[Escalation]]
 
 
 def no_progress(step: str, fraction: float) -> None:
@@ -282,3 +286,13 @@ class Orchestrator(Plugin):
                            token: str | None) -> None:
         """Raise Forbidden unless this device, calling from ``address`` (with its ``token`` where
         devices have one), was sent this package with this grant and is being updated now."""
+
+    #: Who answers the inferences devices escalate (the service's cloud models); the API's lifespan
+    #: sets it. An orchestrator that carries escalations passes each one, its device authenticated.
+    escalation: EscalationHandler | None = None
+
+    async def set_hybrid(self, endpoint: str, threshold: float | None, cloud: str | None) -> HybridState:
+        """Give a device its hybrid policy: escalate inferences whose top class's probability is below
+        ``threshold`` to cloud endpoint ``cloud`` (``None``: answer everything on the device). Returns
+        what the device reports then."""
+        raise Conflict(f"the {self.name} orchestrator carries no hybrid inference")

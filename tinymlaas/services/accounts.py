@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 INITIAL_ADMIN = "initial-admin.json"
 
 
-def first_admin(store: Store, data_dir: Path) -> Path | None:
+def first_admin(store: Store, data_dir: Path, *, announce: bool = True) -> Path | None:
     """On a service with no users: create ``admin`` with a password and a token, print both once
     on stderr and keep them in ``data_dir/initial-admin.json`` (mode 600) for scripts; delete the
     file once read. Returns the file's path when it made one."""
@@ -30,8 +30,9 @@ def first_admin(store: Store, data_dir: Path) -> Path | None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({"user": "admin", "password": password, "token": token}, fh)
-    print(f"tinymlaas: created the first user, 'admin' (password {password}, API token {token}); "
-          f"also in {path} (mode 600): keep them, then delete the file", file=sys.stderr, flush=True)
+    if announce:
+        print(f"tinymlaas: created the first user, 'admin' (password {password}, API token {token}); "
+              f"also in {path} (mode 600): keep them, then delete the file", file=sys.stderr, flush=True)
     return path
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import Any, Literal
 
+from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.edge.package import pack
 from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
 from tinymlaas.jobs import JobRunner
-from tinymlaas.models import Build, Deployment, Job, Package, StoredModule
+from tinymlaas.models import Build, Deployment, Job, Package, StoredModule, UpdateOutcome
 from tinymlaas.plugins.base import Orchestrator, Progress
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
+
+log = logging.getLogger(__name__)
 
 #: The file of a compiled (C) module that holds its model data: what a model-only update writes.
 MODEL_DATA = "model_data.bin"
@@ -103,6 +107,37 @@ def start_deployment(store: Store, orchestrator: Orchestrator, runner: JobRunner
                                                       download_base=download_base, fallback=fallback,
                                                       progress=p))
     return dep, job
+
+
+def reconcile(store: Store, endpoint: str, firmware_version: str | None,
+              model_sha256: str | None) -> Deployment | None:
+    """Make the latest deployment to a device agree with what the device reports it runs.
+
+    An update whose job died (the service stopped, the device went quiet, a power cut) is
+    recorded as failed; if the device later runs exactly what that update sent, it took it:
+    the record says so. Only the latest deployment is judged: an older failure stays a failure
+    even if a later update brought the same version.
+    """
+    latest = store.deployments(endpoint, limit=1)
+    if not latest or latest[0].succeeded or latest[0].build_id is None:
+        return None
+    dep, build = latest[0], store.build(latest[0].build_id)
+    if build.firmware is None or build.module is None:
+        return None
+    took = (model_sha256 == build.module.model_sha256 if dep.kind == "model"
+            else (firmware_version, model_sha256) == (build.firmware.version, build.firmware.model_sha256))
+    if not took:
+        return None
+    ok = FwResult.success if dep.kind == "firmware" else SwResult.installed
+    words = fw_result_words if dep.kind == "firmware" else sw_result_words
+    outcome = UpdateOutcome.model_validate({
+        **dep.model_dump(include=set(UpdateOutcome.model_fields)),
+        "succeeded": True, "result_code": int(ok), "result": words(ok), "reconciled": True,
+        "firmware_after": firmware_version, "model_sha256": model_sha256,
+        "detail": f"{dep.detail}; the device later reported it runs the update".lstrip("; ")})
+    store.finish_deployment(dep.id, outcome)
+    log.info("deployment %s to %s reconciled: the device runs what it sent", dep.id, endpoint)
+    return store.deployment(dep.id)
 
 
 async def run_deployment(store: Store, orchestrator: Orchestrator, deployment: Deployment,

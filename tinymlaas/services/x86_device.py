@@ -60,7 +60,8 @@ class X86Device:
     """
 
     def __init__(self, board: Board, firmware_dir: Path, boot_timeout_s: float = 30.0, *,
-                 attach: DeviceAttach | None = None) -> None:
+                 attach: DeviceAttach | None = None, trial_s: float | None = None,
+                 soak_s: float | None = None) -> None:
         if board.device is None:
             raise BuildFailed(f"board '{board.name}' has no device image")
 
@@ -79,6 +80,10 @@ class X86Device:
             volumes=volumes,
             network_mode="host",
             init=True,
+            # A new image's trial: how long it has to be healthy, and how long it must then keep
+            # running, before the boot ROM confirms it (defaults: the ROM's own, 60 s and 10 s).
+            environment={k: str(v) for k, v in (("TINYMLAAS_TRIAL_S", trial_s), ("TINYMLAAS_SOAK_S", soak_s))
+                         if v is not None},
             labels={"org.tinymlaas.role": "device", "org.tinymlaas.board": board.name},
             detach=True,
         )

@@ -37,6 +37,7 @@ from tinymlaas.models import (
     UpdateOutcome,
 )
 from tinymlaas.store.artifacts import ArtifactStore
+from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.telemetry import Telemetry
@@ -115,6 +116,7 @@ class Store:
         self.users = Users(self)
         self.datasets = Datasets(self)
         self.telemetry = Telemetry(self)
+        self.cost = Costs(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -210,6 +212,12 @@ class Store:
             query = query.where(JobRow.kind == kind)
         with self.read() as db:
             return [_job(r) for r in db.scalars(query)]
+
+    def unfinished_deployments(self) -> list[Deployment]:
+        """Deployments that never got an outcome (the service stopped while they ran)."""
+        with self.read() as db:
+            return [_deployment(r) for r in db.scalars(select(DeploymentRow)
+                                                       .where(DeploymentRow.outcome.is_(None)))]
 
     def fail_unfinished_jobs(self, reason: str) -> int:
         """Jobs a previous process left queued/running can never finish: say so."""

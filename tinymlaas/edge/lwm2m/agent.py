@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import re
@@ -27,7 +28,9 @@ from typing import Any, Protocol
 
 from aiocoap import error as coap_error
 
+from tinymlaas.edge.hybrid import HybridRuntime, Policy
 from tinymlaas.edge.lwm2m.client import Instance
+from tinymlaas.edge.lwm2m.codec import OPAQUE
 from tinymlaas.edge.lwm2m.vocab import (
     SW_FROM_DOWNLOAD,
     Dev,
@@ -43,6 +46,8 @@ from tinymlaas.edge.lwm2m.vocab import (
 from tinymlaas.edge.signing import SignatureError
 
 log = logging.getLogger("tinymlaas.edge.lwm2m.agent")
+#: Where a hybrid device escalates an uncertain inference on its server (CoAP POST, ``?ep=NAME``).
+ESCALATE = ("tinyml", "escalate")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -237,6 +242,11 @@ class FirmwareUpdate(Instance):
     @property
     def state(self) -> FwState:
         return FwState(self.values[Fw.STATE])
+
+    def report(self, result: FwResult) -> None:
+        """How an update that rebooted the device ended, once the new image knows (it confirmed
+        itself, or the boot ROM rolled it back)."""
+        self._to(FwState.idle, result)
 
     def _to(self, state: FwState, result: FwResult | None = None) -> None:
         self.set(Fw.LAST_STATE_CHANGE, int(time.time()))
@@ -476,12 +486,43 @@ class SoftwareManagement(Instance):
 
 
 class TinyMLObject(Instance):
-    """Object 33100: capabilities, the current model and the last inference; Run executes one."""
+    """Object 33100: capabilities, the current model and the last inference; Run executes one.
+    With an Escalation Threshold written, inferences are hybrid (:mod:`tinymlaas.edge.hybrid`): the
+    uncertain ones are escalated to the server's cloud model with a CoAP POST of the device's own."""
 
-    def __init__(self, runtime: InferenceRuntime) -> None:
+    def __init__(self, runtime: InferenceRuntime, *, hybrid_state: Path | None = None) -> None:
+        self.hybrid = HybridRuntime(runtime, self._escalate, hybrid_state)
         super().__init__(Obj.TINYML, 0, {**runtime.capabilities(), Tiny.INPUT: b"", Tiny.OUTPUT: b"",
-                                          Tiny.INFERENCE_COUNT: 0, Tiny.LATENCY_US: 0})
+                                          Tiny.INFERENCE_COUNT: 0, Tiny.LATENCY_US: 0,
+                                          Tiny.LAST_ESCALATED: False, **self._hybrid()})
         self.runtime = runtime
+
+    def _hybrid(self) -> dict[int, Any]:
+        s = self.hybrid.status()
+        return {Tiny.THRESHOLD: s["threshold"] or 0.0, Tiny.CLOUD: s["cloud"] or "", Tiny.LOCAL: s["local"],
+                Tiny.ESCALATED: s["escalated"], Tiny.FAILED: s["failed"]}
+
+    def on_write(self, rid: int, value: Any) -> None:
+        if rid not in (Tiny.THRESHOLD, Tiny.CLOUD):
+            super().on_write(rid, value)
+            return
+        fields = {"threshold": self.values.get(Tiny.THRESHOLD), "cloud": self.values.get(Tiny.CLOUD),
+                  "threshold" if rid == Tiny.THRESHOLD else "cloud": value}
+        try:  # a threshold of 0 turns escalation off
+            threshold = float(fields["threshold"] or 0) or None
+            self.hybrid.set_policy(Policy.parse({**fields, "threshold": threshold}))
+        except (TypeError, ValueError) as exc:
+            raise coap_error.BadRequest(str(exc)) from exc
+        self.set(rid, value)
+
+    async def _escalate(self, tensor: bytes) -> list[float]:
+        if self.client is None:
+            raise RuntimeError("no LwM2M client to escalate through")
+        reply = await self.client.post_to_server(ESCALATE, tensor, content_format=OPAQUE,
+                                                 query=(f"ep={self.client.endpoint}",))
+        if not reply.code.is_successful():
+            raise RuntimeError(f"the server answered {reply.code}: {reply.payload.decode(errors='replace')}")
+        return [float(v) for v in json.loads(reply.payload)["values"]]
 
     def refresh(self) -> None:
         """Re-read the capabilities (after a model swap)."""
@@ -502,8 +543,12 @@ class TinyMLObject(Instance):
             await super().execute(rid, args)
             return
         try:
-            output, latency, instructions = await self.runtime.infer(bytes(self.values.get(Tiny.INPUT, b"")))
+            output, latency, instructions, escalated = await self.hybrid.run(
+                bytes(self.values.get(Tiny.INPUT, b"")))
         except ValueError as exc:
             raise coap_error.BadRequest(str(exc)) from exc
+        for rid, value in self._hybrid().items():
+            self.set(rid, value)
+        self.set(Tiny.LAST_ESCALATED, bool(escalated))
         self.record(bytes(self.values.get(Tiny.INPUT, b"")), output, latency, instructions)
 

@@ -53,6 +53,8 @@ class Instance:
         self.definition = definition or object_def(oid)
         self.values: dict[int, Any] = {int(k): v for k, v in (values or {}).items()}
         self._changed: Callable[[Path], None] = lambda path: None
+        #: The client serving this instance (set when it is added), for requests of the device's own.
+        self.client: LwM2MClient | None = None
 
     # -- what the server sees -------------------------------------------------
     def resource_def(self, rid: int) -> ResourceDef | None:
@@ -133,6 +135,8 @@ class Instance:
 
 class ServerObject(Instance):
     """Object 1 for the one server: lifetime and notification defaults, Update trigger."""
+
+    client: LwM2MClient
 
     def __init__(self, client: LwM2MClient, short_id: int = 1) -> None:
         super().__init__(1, 0, {0: short_id, 1: client.lifetime, 2: 0, 3: 0, 6: False,
@@ -337,6 +341,7 @@ class LwM2MClient:
     # -- the object tree ----------------------------------------------------------
     def add(self, inst: Instance) -> None:
         inst._changed = self.site.changed
+        inst.client = self
         self.instances[(inst.oid, inst.iid)] = inst
         self._objects_changed = True
         self._update_now.set()
@@ -607,6 +612,16 @@ class LwM2MClient:
     async def _request(self, msg: aiocoap.Message, path: tuple[str, ...]) -> aiocoap.Message:
         assert self.ctx is not None
         msg.set_request_uri(self.server + "/" + "/".join(path))
+        msg.transport_tuning = self.tuning
+        return await _response(self.ctx.request(msg))
+
+    async def post_to_server(self, path: tuple[str, ...], payload: bytes, *, content_format: int,
+                             query: tuple[str, ...] = ()) -> aiocoap.Message:
+        """A request of the device's own to the server (beyond registration), protected as the
+        registration is when OSCORE is on."""
+        assert self.ctx is not None
+        msg = aiocoap.Message(code=Code.POST, payload=payload, content_format=content_format)
+        msg.set_request_uri(f"{self.server}/{'/'.join(path)}" + (f"?{'&'.join(query)}" if query else ""))
         msg.transport_tuning = self.tuning
         return await _response(self.ctx.request(msg))
 

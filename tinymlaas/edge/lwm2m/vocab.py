@@ -101,6 +101,13 @@ class Tiny(enum.IntEnum):
     RUN = 14
     TENSORS = 15
     BOARD = 16
+    # 1.1: hybrid inference (tinymlaas.edge.hybrid)
+    THRESHOLD = 17
+    CLOUD = 18
+    LOCAL = 19
+    ESCALATED = 20
+    FAILED = 21
+    LAST_ESCALATED = 22
 
 
 class FwState(enum.IntEnum):

@@ -1,0 +1,59 @@
+"""What a service finds at start after it died: nothing half-done stays half-done.
+
+Jobs that were queued or running are failed with the reason; deployments that have no
+outcome get one (a code and words: the update's result is unknown until the device next
+reports, when the device reports what it runs); builder
+containers of interrupted builds and their work folders are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from pathlib import Path
+
+from tinymlaas.builders.container import INPUT_LABEL
+from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
+from tinymlaas.models import UpdateOutcome
+from tinymlaas.store import Store
+
+log = logging.getLogger(__name__)
+RESTARTED = "the service restarted during the update"
+
+
+def recover(store: Store, data_dir: Path) -> None:
+    jobs = store.fail_unfinished_jobs("the service restarted while the job ran")
+    deployments = store.unfinished_deployments()
+    for dep in deployments:
+        code = FwResult.update_failed if dep.kind == "firmware" else SwResult.device_error
+        words = fw_result_words if dep.kind == "firmware" else sw_result_words
+        store.finish_deployment(dep.id, UpdateOutcome(
+            endpoint=dep.endpoint, kind=dep.kind, package_sha256=dep.package_sha256, succeeded=False,
+            result_code=int(code), result=words(code),
+            detail=f"{RESTARTED}; what the device runs will be checked when it next reports"))
+    containers = _remove_builders(data_dir / "work")
+    shutil.rmtree(data_dir / "work", ignore_errors=True)
+    if jobs or deployments or containers:
+        log.warning("recovered from a stop: %d job(s) failed, %d deployment(s) closed, "
+                    "%d builder container(s) removed", jobs, len(deployments), containers)
+
+
+def _remove_builders(work: Path) -> int:
+    """Builder containers that build from this service's work folder: an interrupted build's."""
+    try:
+        from tinymlaas.images import docker_client
+
+        client = docker_client()
+    except Exception:  # no Docker engine here: no builder containers either
+        return 0
+    import docker
+
+    removed = 0
+    root = str(work.resolve())
+    for container in client.containers.list(all=True, filters={"label": INPUT_LABEL}):
+        if str(container.labels.get(INPUT_LABEL, "")).startswith(root + "/"):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+                removed += 1
+    return removed

@@ -99,6 +99,7 @@ def wide_conv(draw: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @HYPOTHESIS
 @given(p=wide_conv())
 def test_gathered_conv(p: dict[str, Any], settings: Settings, tmp_path: Path) -> None:
@@ -127,6 +128,7 @@ def banded_depthwise(draw: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @HYPOTHESIS
 @given(p=banded_depthwise())
 def test_banded_and_fused_depthwise(p: dict[str, Any], settings: Settings,

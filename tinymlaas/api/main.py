@@ -49,6 +49,18 @@ from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 
 
+def make_runner(store: Store, settings: Settings, owner: str) -> JobRunner:
+    """In this process (the embedded default), or on workers when a broker is set."""
+    common: dict[str, Any] = {"concurrency": settings.build.concurrency,
+                              "io_concurrency": settings.deploy_concurrency, "owner": owner,
+                              "lease_s": settings.cluster.lease_s}
+    if settings.cluster.broker_url:
+        from tinymlaas.distributed import BrokerRunner
+
+        return BrokerRunner(store, settings, settings.cluster.broker_url, **common)
+    return JobRunner(store, settings=settings, **common)
+
+
 def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     """The service; ``announce_admin``: print a new service's first admin (people run it), or only
     keep it in its file (programs that start a private service read it there)."""
@@ -58,8 +70,11 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
         first_admin(store, settings.data_dir, announce=announce_admin)
-        await asyncio.to_thread(recover, store, settings.data_dir)
-        runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
+        cluster = settings.cluster
+        shared = cluster.instance is not None or cluster.broker_url is not None
+        owner = cluster.instance or "local"
+        await asyncio.to_thread(recover, store, settings.data_dir, owner if shared else None)
+        runner = make_runner(store, settings, owner)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         app.state.signer = Signer.load_or_create(settings.data_dir)

@@ -4,6 +4,7 @@ everything as artifacts. Each request is checked once, here, before any job star
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -112,8 +113,8 @@ def run_build(store: Store, settings: Settings, build: Build, progress: Progress
     packages devices get (the OS image for FOTA, the module for SOTA), signed."""
     model = store.model(build.model_id)
     data = store.artifacts.get(model.sha256).read_bytes()
-    work = settings.data_dir / "work" / build.id
-    shutil.rmtree(work, ignore_errors=True)
+    # One folder per attempt: a worker that died may leave its builder container writing into its own.
+    work = settings.data_dir / "work" / f"{build.id}.{uuid.uuid4().hex[:8]}"
     try:
         module = compile_with(compiler, data, board, work / "module", name=_c_name(model),
                               progress=lambda s, f: progress(f"compile: {s}", f * 0.3))

@@ -221,14 +221,24 @@ class Instances:
             return None if r is None else Instance(name=r.name, api_url=r.api_url, started_at=r.started_at,
                                                    seen_at=r.seen_at)
 
-    def set_home(self, endpoint: str, instance: str) -> None:
-        """``endpoint`` registered with ``instance`` (the last registration wins)."""
+    def set_homes(self, endpoints: list[str], instance: str) -> None:
+        """``endpoints`` registered with ``instance`` (the last registration wins)."""
         with self.store.tx() as db:
-            row = db.get(DeviceHomeRow, endpoint)
-            if row is None:
-                db.add(DeviceHomeRow(endpoint=endpoint, instance=instance, since=_now()))
-            elif row.instance != instance:
-                row.instance, row.since = instance, _now()
+            for endpoint in endpoints:
+                row = db.get(DeviceHomeRow, endpoint)
+                if row is None:
+                    db.add(DeviceHomeRow(endpoint=endpoint, instance=instance, since=_now()))
+                elif row.instance != instance:
+                    row.instance, row.since = instance, _now()
+
+    def mark_offline(self, instance: str) -> None:
+        """At an instance's start: the devices that were registered with it are not connected."""
+        from tinymlaas.store.devices import DeviceRow
+
+        with self.store.tx() as db:
+            db.execute(update(DeviceRow).where(DeviceRow.endpoint.in_(
+                select(DeviceHomeRow.endpoint).where(DeviceHomeRow.instance == instance)))
+                .values(online=False))
 
     def home(self, endpoint: str) -> str | None:
         with self.store.read() as db:

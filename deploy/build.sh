@@ -10,9 +10,12 @@ rm -rf "$ctx" && mkdir -p "$ctx/wheels"
 .venv/bin/tinymlaas images >/dev/null           # the base (and the builders) first
 $PY -m pip wheel -q --no-deps -w "$ctx/wheels" . >/dev/null
 whl=$(ls "$ctx"/wheels/tinymlaas-*.whl)
-# Wheels for the base's own Python (Debian's), whose version decides some dependencies.
+# Wheels for the base's own Python (Debian's), whose version decides some dependencies; pip
+# judges python_full_version markers by the host's Python, so those are named here (redis needs
+# async-timeout below 3.11.3).
 pyver=$(docker run --rm --network none tinymlaas/base python3 -c 'import platform; print(platform.python_version())')
-$PY -m pip download -q --only-binary=:all: --python-version "$pyver" -d "$ctx/wheels" "$whl[train]" >/dev/null
+$PY -m pip download -q --only-binary=:all: --python-version "$pyver" -d "$ctx/wheels" "$whl[train]" \
+  async-timeout >/dev/null
 # PostgreSQL and Redis for the compose file's own database and broker: Debian packages missing
 # from the base (relative to its dpkg status), downloaded with the host's apt.
 mkdir -p "$ctx/debs/partial"

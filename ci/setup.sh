@@ -7,9 +7,10 @@ VAR="$PWD/var"
 mkdir -p "$VAR"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages (only the missing ones).
+# 1. Debian packages (only the missing ones). redis-server: the broker of distributed jobs
+#    (the tests start their own on a loopback port; nothing here starts it).
 PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql
-      chromium fonts-dejavu-core)  # chromium: the browser tests (Playwright drives Debian's build)
+      chromium fonts-dejavu-core redis-server)  # chromium: the browser tests (Playwright drives Debian's build)
 command -v npm >/dev/null || PKGS+=(nodejs npm)  # the web app's assets come from npm packages
 missing=()
 for p in "${PKGS[@]}"; do

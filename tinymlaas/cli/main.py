@@ -590,5 +590,10 @@ from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
 
 _register_fleet(app)
 
+# Beyond one machine: the worker process of distributed jobs.
+from tinymlaas.cli.cluster import worker_app  # noqa: E402
+
+app.add_typer(worker_app, name="worker")
+
 if __name__ == "__main__":
     main()

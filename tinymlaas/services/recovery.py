@@ -24,6 +24,7 @@ RESTARTED = "the service restarted during the update"
 
 def recover(store: Store, data_dir: Path) -> None:
     jobs = store.fail_unfinished_jobs("the service restarted while the job ran")
+    store.pipelines.fail_unfinished("the service restarted while the pipeline ran; re-run it from this stage")
     deployments = store.unfinished_deployments()
     for dep in deployments:
         code = FwResult.update_failed if dep.kind == "firmware" else SwResult.device_error

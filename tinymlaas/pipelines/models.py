@@ -12,7 +12,7 @@ StageState = Literal["pending", "running", "succeeded", "failed"]
 RunState = Literal["running", "succeeded", "failed"]
 
 
-class Problem(BaseModel):
+class PipelineProblem(BaseModel):
     """One thing wrong in a pipeline file, where it is (1-based line and column)."""
 
     line: int

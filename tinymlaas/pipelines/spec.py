@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tinymlaas.datasets.models import TrainingSettings
 from tinymlaas.errors import InvalidInput
 from tinymlaas.fleet.models import RolloutSpec
-from tinymlaas.pipelines.models import Problem
+from tinymlaas.pipelines.models import PipelineProblem, StageName
 
 #: A path into the document: mapping keys and sequence indexes.
 DocPath = tuple[str | int, ...]
@@ -87,10 +87,11 @@ class PipelineSpec(BaseModel):
             raise ValueError("'quantize' applies to a model the pipeline trains; this one names 'model'")
         return self
 
-    def stages(self) -> list[str]:
+    def stages(self) -> list[StageName]:
         """The job graph, in order (each stage needs the ones before it)."""
-        first = ["dataset", "train", "quantize"] if self.model is None else []
-        return [*first, "compile", *(["deploy"] if self.deploy is not None else [])]
+        first: list[StageName] = ["dataset", "train", "quantize"] if self.model is None else []
+        last: list[StageName] = ["deploy"] if self.deploy is not None else []
+        return [*first, "compile", *last]
 
     def training(self, dataset: str) -> TrainingSettings:
         quantize = self.quantize or QuantizeSpec()
@@ -106,7 +107,7 @@ class PipelineInvalid(InvalidInput):
 
     code = "invalid_pipeline"
 
-    def __init__(self, problems: list[Problem], filename: str = "pipeline.yaml") -> None:
+    def __init__(self, problems: list[PipelineProblem], filename: str = "pipeline.yaml") -> None:
         lines = [f"{filename}:{p.line}: {p.message}" for p in problems]
         super().__init__(f"{len(problems)} problem(s) in {filename}: " + "; ".join(lines),
                          errors=[p.model_dump() for p in problems])
@@ -126,9 +127,9 @@ class Document:
                 return self.marks[path[:n]]
         return 1, 1
 
-    def problem(self, path: DocPath, message: str) -> Problem:
+    def problem(self, path: DocPath, message: str) -> PipelineProblem:
         line, column = self.at(path)
-        return Problem(line=line, column=column, field=dotted(path), message=message)
+        return PipelineProblem(line=line, column=column, field=dotted(path), message=message)
 
 
 def dotted(path: DocPath) -> str:
@@ -142,7 +143,7 @@ def read(text: str) -> Document:
     """Parse YAML (safe: no tags that run code), keeping each key's and item's position; a syntax
     error, a duplicate key or a document that is not a mapping is a :class:`PipelineInvalid`."""
     if len(text) > MAX_SOURCE_CHARS:
-        raise PipelineInvalid([Problem(line=1, column=1, field="", message=(
+        raise PipelineInvalid([PipelineProblem(line=1, column=1, field="", message=(
             f"the file is {len(text):,} characters; a pipeline file has at most {MAX_SOURCE_CHARS:,}"))])
     loader = yaml.SafeLoader(text)
     try:
@@ -151,30 +152,32 @@ def read(text: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise PipelineInvalid([Problem(line=line, column=column, field="",
+        raise PipelineInvalid([PipelineProblem(line=line, column=column, field="",
                                        message=f"not YAML: {exc.problem or exc.context}")]) from None
     except yaml.YAMLError as exc:
-        raise PipelineInvalid([Problem(line=1, column=1, field="", message=f"not YAML: {exc}")]) from None
+        raise PipelineInvalid([PipelineProblem(line=1, column=1, field="",
+                                               message=f"not YAML: {exc}")]) from None
     finally:
         loader.dispose()
     if node is None or not isinstance(data, dict):
-        raise PipelineInvalid([Problem(line=1, column=1, field="",
+        raise PipelineInvalid([PipelineProblem(line=1, column=1, field="",
                                        message="a pipeline file is a mapping (name, dataset, train, ...)")])
     marks: dict[DocPath, tuple[int, int]] = {}
-    duplicates: list[Problem] = []
+    duplicates: list[PipelineProblem] = []
     _walk(node, (), marks, duplicates)
     if duplicates:
         raise PipelineInvalid(duplicates)
     return Document(data, marks)
 
 
-def _walk(node: yaml.Node, path: DocPath, marks: dict[DocPath, tuple[int, int]], dup: list[Problem]) -> None:
+def _walk(node: yaml.Node, path: DocPath, marks: dict[DocPath, tuple[int, int]],
+          dup: list[PipelineProblem]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
             where = (key.start_mark.line + 1, key.start_mark.column + 1)
             if (*path, name) in marks:
-                dup.append(Problem(line=where[0], column=where[1], field=dotted((*path, name)),
+                dup.append(PipelineProblem(line=where[0], column=where[1], field=dotted((*path, name)),
                                    message=f"'{name}' is given twice"))
                 continue
             marks[(*path, name)] = where
@@ -188,7 +191,7 @@ def _walk(node: yaml.Node, path: DocPath, marks: dict[DocPath, tuple[int, int]],
 def parse(text: str, filename: str = "pipeline.yaml") -> tuple[PipelineSpec, Document]:
     """The file's spec, or :class:`PipelineInvalid` with every structural problem."""
     doc = read(text)
-    problems: list[Problem] = []
+    problems: list[PipelineProblem] = []
     try:
         spec = PipelineSpec.model_validate(doc.data)
     except ValidationError as exc:
@@ -207,7 +210,7 @@ def parse(text: str, filename: str = "pipeline.yaml") -> tuple[PipelineSpec, Doc
 
 
 def _nested(doc: Document, at: DocPath, section: dict[str, Any], own: dict[str, str],
-            check: Any) -> list[Problem]:
+            check: Any) -> list[PipelineProblem]:
     """A section checked by the record its service takes; fields the pipeline fills are refused."""
     problems = [doc.problem((*at, key), f"'{key}' is not given here: {why}")
                 for key, why in own.items() if key in section]
@@ -218,7 +221,7 @@ def _nested(doc: Document, at: DocPath, section: dict[str, Any], own: dict[str, 
     return problems
 
 
-def _problems(doc: Document, exc: ValidationError, at: DocPath) -> list[Problem]:
+def _problems(doc: Document, exc: ValidationError, at: DocPath) -> list[PipelineProblem]:
     out = []
     for err in exc.errors():
         loc: DocPath = (*at, *(p for p in err["loc"] if isinstance(p, str | int)))

@@ -68,7 +68,7 @@ class Pipelines:
         self.store = store
 
     def create(self, *, run_id: str, name: str, filename: str, source: str, job_id: str, created_by: str,
-               stages: list[str]) -> PipelineRun:
+               stages: list[StageName]) -> PipelineRun:
         from tinymlaas.store import now
 
         t = now()

@@ -316,6 +316,10 @@ async def _train(run: _Run, report: Callable[[float], None]) -> dict[str, Any]:
     await run.follow("train", [training.job_id], report)
     done = await asyncio.to_thread(store.datasets.training, training.id)
     assert done.model_id is not None
+    for e in done.epochs:  # every epoch, also those that passed between two looks
+        val = f", val accuracy {e.val_accuracy:.4f}" if e.val_accuracy is not None else ""
+        await run.say("train", f"epoch {e.epoch} of {len(done.epochs)}: loss {e.loss:.4f}, accuracy "
+                               f"{e.accuracy:.4f}{val}")
     model = await asyncio.to_thread(store.model, done.model_id)
     return {"training_id": training.id, "model_id": model.id, "model": f"{model.name}:{model.version}"}
 

@@ -196,9 +196,36 @@ def test_a_missing_dataset_a_missing_model_and_a_group_with_boards_it_does_not_b
         lab: tuple[Store, Settings]) -> None:
     found = check(lab, GOOD.replace("    - board: lm3s6965evb\n      compiler: aot\n", ""))
     assert found == [
-        (2, "dataset", "dataset 'iris': no dataset 'iris'"),
+        (2, "dataset", "no dataset 'iris'"),
         (14, "deploy.group", "group 'lab' has devices of boards the pipeline builds for none of: "
                              "mcu-1 (lm3s6965evb); add their boards under compile.targets"),
     ]
     assert check(lab, BUILD_AND_DEPLOY.replace("hello_world:1", "hello_world:7")) == [
         (2, "model", "no model 'hello_world:7'")]
+
+
+def test_a_file_with_structural_problems_still_names_the_boards_datasets_and_groups_that_do_not_exist(
+        lab: tuple[Store, Settings]) -> None:
+    text = GOOD.replace("  width: 8", "  widht: 8").replace("board: lm3s6965evb", "board: esp32").replace(
+        "group: lab", "group: lab-b")
+    assert [(line, where) for line, where, _ in check(lab, text)] == [
+        (2, "dataset"), (5, "train.widht"), (13, "compile.targets[1].board"), (16, "deploy.group")]
+
+
+def test_the_cli_prints_each_problem_as_file_line_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from tinymlaas.cli.main import main
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text(GOOD.replace("  epochs: 3", "  epochs: 0").replace("board: lm3s6965evb", "board: esp32"))
+    with pytest.raises(SystemExit) as exited:
+        main(["pipeline", "validate", "--offline", str(bad)])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"{bad}:4:3: train.epochs: Input should be greater than or equal to 1"
+    assert lines[1].startswith(f"{bad}:13:7: board 'esp32' is unknown; boards: ")
+    bad.write_text(GOOD)
+    with pytest.raises(SystemExit) as exited:
+        main(["pipeline", "validate", "--offline", str(bad)])
+    assert exited.value.code == 0
+    assert "pipeline 'iris-lab' is valid (offline" in capsys.readouterr().out

@@ -103,9 +103,8 @@ class PipelineSpec(BaseModel):
 
 
 class PipelineInvalid(InvalidInput):
-    """A pipeline file with problems: every one of them, each with its line."""
-
-    code = "invalid_pipeline"
+    """A pipeline file with problems: every one of them, each with its line (an ``invalid_input``
+    problem whose ``details.errors`` lists them)."""
 
     def __init__(self, problems: list[PipelineProblem], filename: str = "pipeline.yaml") -> None:
         lines = [f"{filename}:{p.line}: {p.message}" for p in problems]
@@ -190,10 +189,20 @@ def _walk(node: yaml.Node, path: DocPath, marks: dict[DocPath, tuple[int, int]],
 
 def parse(text: str, filename: str = "pipeline.yaml") -> tuple[PipelineSpec, Document]:
     """The file's spec, or :class:`PipelineInvalid` with every structural problem."""
+    spec, doc, problems = parse_all(text, filename)
+    if spec is None:
+        raise PipelineInvalid(problems, filename)
+    return spec, doc
+
+
+def parse_all(text: str, filename: str = "pipeline.yaml"
+              ) -> tuple[PipelineSpec | None, Document, list[PipelineProblem]]:
+    """The spec (None if the file has structural problems), the document, and those problems in
+    line order; only a file that is not YAML at all is refused at once."""
     doc = read(text)
     problems: list[PipelineProblem] = []
     try:
-        spec = PipelineSpec.model_validate(doc.data)
+        spec: PipelineSpec | None = PipelineSpec.model_validate(doc.data)
     except ValidationError as exc:
         problems += _problems(doc, exc, ())
         spec = None
@@ -204,9 +213,7 @@ def parse(text: str, filename: str = "pipeline.yaml") -> tuple[PipelineSpec, Doc
     if isinstance(data.get("deploy"), dict):
         problems += _nested(doc, ("deploy",), data["deploy"], _DEPLOY_OWN,
                             lambda d: RolloutSpec.model_validate({**d, "builds": ["-"]}))
-    if problems or spec is None:
-        raise PipelineInvalid(sorted(problems, key=lambda p: (p.line, p.column)), filename)
-    return spec, doc
+    return (None if problems else spec), doc, sorted(problems, key=lambda p: (p.line, p.column))
 
 
 def _nested(doc: Document, at: DocPath, section: dict[str, Any], own: dict[str, str],

@@ -35,7 +35,7 @@ from tinymlaas.fleet.models import FINAL_STATES, DeviceFacts
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, JobState
 from tinymlaas.pipelines.models import PipelinePlan, PipelineProblem, PipelineRun, PipelineSource, Stage
-from tinymlaas.pipelines.spec import Document, PipelineInvalid, PipelineSpec, TargetSpec, parse
+from tinymlaas.pipelines.spec import Document, PipelineInvalid, PipelineSpec, TargetSpec, parse, parse_all
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
 from tinymlaas.plugins.registry import builder_plugin
 from tinymlaas.services.builds import start_build
@@ -55,11 +55,15 @@ MAX_NAMED = 10
 
 # -- validation -----------------------------------------------------------------------------------
 
-def validate(store: Store, settings: Settings, source: PipelineSource) -> tuple[PipelineSpec, PipelinePlan]:
-    """The file's spec and what it will do, or :class:`PipelineInvalid` naming every problem."""
-    spec, doc = parse(source.source, source.filename)
-    problems: list[PipelineProblem] = []
-    model, dataset = _model_to_check(store, settings, spec, doc, problems)
+def validate(store: Store | None, settings: Settings, source: PipelineSource
+             ) -> tuple[PipelineSpec, PipelinePlan]:
+    """The file's spec and what it will do, or :class:`PipelineInvalid` naming every problem.
+    Without a store (the CLI offline) only what needs no service: the file, boards, compilers."""
+    spec, doc, problems = parse_all(source.source, source.filename)
+    if spec is None:  # still name what is there and is wrong, so that every problem comes at once
+        problems += _named_checks(store, settings, doc)
+        raise PipelineInvalid(sorted(problems, key=lambda p: (p.line, p.column)), source.filename)
+    model, dataset = _model_to_check(store, settings, spec, doc, problems) if store else (None, None)
     boards = load_boards(settings.targets_dir)
     seen: set[str] = set()
     for i, target in enumerate(spec.compile.targets):
@@ -76,13 +80,40 @@ def validate(store: Store, settings: Settings, source: PipelineSource) -> tuple[
         comp = _target_checks(store, doc, at, target, board, problems)
         if comp is not None and model is not None:
             _fits(comp, model, board, doc, (*at, "board"), problems)
-    devices = _group_checks(store, spec, doc, seen, problems) if spec.deploy is not None else []
+    devices = _group_checks(store, spec, doc, seen, problems) if spec.deploy is not None and store else []
     if problems:
         raise PipelineInvalid(sorted(problems, key=lambda p: (p.line, p.column)), source.filename)
     return spec, PipelinePlan(name=spec.name, stages=spec.stages(), model=spec.model, dataset=dataset,
                               targets=[t.board for t in spec.compile.targets],
                               group=spec.rollout(["-"]).group if spec.deploy is not None else None,
                               devices=devices)
+
+
+def _named_checks(store: Store | None, settings: Settings, doc: Document) -> list[PipelineProblem]:
+    """In a file with structural problems: the boards, dataset, model and group it names that do
+    not exist."""
+    data, found = doc.data, []
+    boards = load_boards(settings.targets_dir)
+    targets = data.get("compile", {}).get("targets") if isinstance(data.get("compile"), dict) else None
+    for i, t in enumerate(targets if isinstance(targets, list) else []):
+        board = t.get("board") if isinstance(t, dict) else None
+        if isinstance(board, str) and board not in boards:
+            found.append(doc.problem(("compile", "targets", i, "board"),
+                                     f"board '{board}' is unknown; boards: {', '.join(sorted(boards))}"))
+    deploy = data.get("deploy")
+    group = deploy.get("group") if isinstance(deploy, dict) else None
+    lookups: list[tuple[tuple[str, ...], Any, Callable[[str], object]]] = []
+    if store is not None:
+        lookups = [(("dataset",), data.get("dataset"), lambda ref: resolve(store, ref)),
+                   (("model",), data.get("model"), store.model),
+                   (("deploy", "group"), group, store.rollouts.group)]
+    for at, name, look in lookups:
+        if isinstance(name, str):
+            try:
+                look(name)
+            except TinyMLaaSError as exc:
+                found.append(doc.problem(at, exc.message))
+    return found
 
 
 def _model_to_check(store: Store, settings: Settings, spec: PipelineSpec, doc: Document,
@@ -100,7 +131,7 @@ def _model_to_check(store: Store, settings: Settings, spec: PipelineSpec, doc: D
     try:
         ds, version = resolve(store, spec.dataset)
     except TinyMLaaSError as exc:
-        problems.append(doc.problem(("dataset",), f"dataset '{spec.dataset}': {exc.message}"))
+        problems.append(doc.problem(("dataset",), exc.message))
         return None, None
     dataset = f"{ds.name}:{version}"
     try:
@@ -114,8 +145,8 @@ def _model_to_check(store: Store, settings: Settings, spec: PipelineSpec, doc: D
         return None, dataset
 
 
-def _target_checks(store: Store, doc: Document, at: tuple[str | int, ...], target: TargetSpec, board: Board,
-                   problems: list[PipelineProblem]) -> Compiler | None:
+def _target_checks(store: Store | None, doc: Document, at: tuple[str | int, ...], target: TargetSpec,
+                   board: Board, problems: list[PipelineProblem]) -> Compiler | None:
     """The target's compiler with its options, and its builder or toolchain (as a build checks them)."""
     comp = None
     try:
@@ -126,7 +157,7 @@ def _target_checks(store: Store, doc: Document, at: tuple[str | int, ...], targe
     try:
         if target.toolchain is not None and target.builder is not None:
             raise InvalidInput("give a builder or a toolchain, not both")
-        if target.toolchain is not None:
+        if target.toolchain is not None and store is not None:
             toolchain_builder(store, target.toolchain, board)
         else:
             builder_plugin(target.builder or "docker")

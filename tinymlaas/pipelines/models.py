@@ -27,7 +27,7 @@ class PipelineSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(max_length=100_000, description="the pipeline's YAML")
-    filename: str = Field("pipeline.yaml", max_length=200, description="named in the problems")
+    filename: str = Field("pipeline.yaml", min_length=1, max_length=200, description="named in the problems")
 
 
 class PipelinePlan(BaseModel):

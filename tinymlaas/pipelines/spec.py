@@ -144,7 +144,11 @@ def read(text: str) -> Document:
     if len(text) > MAX_SOURCE_CHARS:
         raise PipelineInvalid([PipelineProblem(line=1, column=1, field="", message=(
             f"the file is {len(text):,} characters; a pipeline file has at most {MAX_SOURCE_CHARS:,}"))])
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters at once
+    except yaml.YAMLError as exc:
+        raise PipelineInvalid([PipelineProblem(line=1, column=1, field="",
+                                               message=f"not YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -29,6 +29,7 @@ from tinymlaas.api.routes import (
     hybrid,
     jobs,
     models,
+    pipelines,
     profiles,
     rollouts,
     telemetry,
@@ -119,7 +120,7 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
               datasets.router, trainings.router, evaluations.router, profiles.router,
               telemetry.router, dryruns.router, cost.router, hybrid.router,
-              bridges.router, groups.router, rollouts.router, toolchains.router):
+              bridges.router, groups.router, rollouts.router, toolchains.router, pipelines.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

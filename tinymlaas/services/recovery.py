@@ -29,6 +29,7 @@ RESTARTED = "the service restarted during the update"
 
 def recover(store: Store, data_dir: Path, instance: str | None = None) -> None:
     jobs = store.leases.fail_local(instance, "the service restarted while the job ran")
+    store.pipelines.fail_unfinished("the service restarted while the pipeline ran; re-run it from this stage")
     deployments = store.unfinished_deployments()
     if instance is not None:
         deployments = [d for d in deployments if d.job_id is not None and store.job(d.job_id).state

@@ -40,6 +40,7 @@ from tinymlaas.store.artifacts import ArtifactStore
 from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.devices import Devices
+from tinymlaas.store.pipelines import Pipelines
 from tinymlaas.store.rollouts import Rollouts
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.telemetry import Telemetry
@@ -126,6 +127,7 @@ class Store:
         self.toolchains = Toolchains(self)
         self.leases = JobLeases(self)
         self.instances = Instances(self)
+        self.pipelines = Pipelines(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -1,8 +1,8 @@
 """The new ops and dtypes on emulated boards: compiled, built by the Cortex-M builder,
 booted in QEMU, every output byte equal to TFLM's (Cortex-M4 with its DSP path and
-Cortex-M0 without a 64-bit multiply): 16x8, SVDF and resource variables with their state
-carried from one inference to the next, float32 (soft float), index ops, two inputs and
-outputs."""
+Cortex-M0 without a 64-bit multiply): 16x8, SVDF, LSTM (int8 and 16x8) and resource
+variables with their state carried from one inference to the next, float32 (soft float),
+index ops, two inputs and outputs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from _models import convert
 from test_aot_16x8 import build_kind
+from test_aot_lstm import keras_lstm, quantize_16x8
 from test_aot_more_ops import _two_in_two_out
 from test_aot_svdf import svdf_model
 from test_aot_variables import streaming_model
@@ -69,6 +70,12 @@ def _models(settings: Settings) -> dict[str, bytes]:
         "16x8": convert(settings, "qemu_16x8", {"seed": 2}, conv16, (6, 6, 2), mode="16x8"),
         "int8": convert(settings, "qemu_ops8_bilinear", {"seed": 3}, ops8, (3, 4, 2)),
         "two_io": _two_in_two_out(settings),
+        "lstm_int8": keras_lstm(settings, {"units": 5, "steps": 4, "features": 3, "seq": False,
+                                           "dense": True, "batch": 1, "seed": 1}, "int8"),
+        "lstm_16x8": quantize_16x8(
+            keras_lstm(settings, {"units": 4, "steps": 3, "features": 2, "seq": True,
+                                  "dense": False, "batch": 2, "seed": 2}, "float"),
+            time_major=False, clip=3.0),
         "leaky16": convert(settings, "elementwise16",
                            {"kind": "leaky", "seed": 1, "h": 2, "w": 3, "c": 2}, build_kind,
                            (2, 3, 2), mode="16x8"),

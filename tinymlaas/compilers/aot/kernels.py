@@ -381,9 +381,13 @@ def _frexp_multiplier(real: float) -> tuple[int, int]:
     return quant.wrap32(quant.round_away(q * (1 << 31))), shift
 
 
-@lowers("LOGISTIC", "TANH", dtypes=("int8",))
+@lowers("LOGISTIC", "TANH", dtypes=("int8", "int16"))
 def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "int16":
+        from tinymlaas.compilers.aot.kernels_rnn import logistic_tanh16
+
+        return logistic_tanh16(ctx, op)
     for t in (x, y):
         require_dtype(op, t, "int8")
     if op.kind == "LOGISTIC":

@@ -23,7 +23,8 @@ from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm
 
 
-def unary_model(kind: str, in_scale: float, shape: list[int], out_scale: float = 2.0 ** -15,
+def unary_model(kind: str, in_scale: float | None, shape: list[int],
+                out_scale: float | None = 2.0 ** -15,
                 ttype: int = schema.TensorType.INT16) -> bytes:
     """One builtin op from one tensor to one of the same shape."""
     m = schema.ModelT()
@@ -37,6 +38,10 @@ def unary_model(kind: str, in_scale: float, shape: list[int], out_scale: float =
     y = _tensor(m, sg, shape, ttype, out_scale, 0)
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [x], [y]
+    if kind == "SOFTMAX":
+        op.builtinOptionsType = schema.BuiltinOptions.SoftmaxOptions
+        op.builtinOptions = schema.SoftmaxOptionsT()
+        op.builtinOptions.beta = 1.0
     sg.operators.append(op)
     sg.inputs, sg.outputs = [x], [y]
     m.subgraphs.append(sg)

@@ -22,6 +22,7 @@ from tinymlaas.compilers.aot.lower import (
     Buf,
     Ctx,
     Step,
+    Struct,
     lowers,
     require,
     require_dtype,
@@ -85,8 +86,16 @@ def _pot_input(shift: int) -> list[int]:
 
 def logistic_tanh16(ctx: Ctx, op: Op) -> list[Step]:
     """int16 LOGISTIC/TANH: zero points 0, output scale 2^-15, input rescaled to the
-    table's 1/(3·4096) steps (exactly for power-of-two input scales)."""
+    table's 1/(3·4096) steps (exactly for power-of-two input scales); float32 with the C
+    library's exp and tanh, as TFLM."""
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "float32":
+        require_dtype(op, y, "float32")
+        args0: list[Arg] = [Buf(op.inputs[0], const=True), Buf(op.outputs[0]), x.size,
+                            int(op.kind == "TANH")]
+        step = Step("act_f32", args0, [op.inputs[0]], [op.outputs[0]], op.describe())
+        step.overlap[(op.outputs[0], op.inputs[0])] = 0
+        return [step]
     require_dtype(op, y, "int16")
     require(x.zp == 0 and y.zp == 0, op, "int16 input and output need zero point 0 (TFLM)")
     out_log2, out_pot = checked_log2(y.scale)
@@ -120,8 +129,11 @@ _ACT_TANH, _ACT_SIGMOID = 4, 6
 
 def _weights(ctx: Ctx, op: Op, index: int) -> Tensor:
     w = ctx.g.t(index)
-    require_dtype(op, w, "int8")
     require(w.is_const and w.data is not None, op, f"{w.describe()} must be constant")
+    if ctx.g.t(op.inputs[0]).dtype == "float32":
+        require_dtype(op, w, "float32")
+        return w
+    require_dtype(op, w, "int8")
     require(w.scales is not None and len(w.scales) == 1, op,
             f"{w.describe()} is quantized per channel; TFLM's LSTM takes one scale per tensor")
     require(w.zp == 0, op, f"{w.describe()} must have zero point 0")
@@ -139,7 +151,7 @@ def _mul_multiplier(a: float, b: float, out: float) -> list[int]:
     return [m, s]
 
 
-@lowers("UNIDIRECTIONAL_SEQUENCE_LSTM", dtypes=("int8", "int16"))
+@lowers("UNIDIRECTIONAL_SEQUENCE_LSTM", dtypes=("int8", "int16", "float32"))
 def unidirectional_sequence_lstm(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     require(len(op.inputs) == 24, op, "TFLM's LSTM takes 24 inputs")
@@ -152,7 +164,7 @@ def unidirectional_sequence_lstm(ctx: Ctx, op: Op) -> list[Step]:
         require(op.inputs[k] >= 0, op, "every gate needs its weights and bias (TFLM)")
     require_dtype(op, y, x.dtype)
     require_dtype(op, h, x.dtype)
-    require_dtype(op, c, "int16")
+    require_dtype(op, c, "float32" if x.dtype == "float32" else "int16")
     require(h.is_variable and c.is_variable, op, "hidden and cell state must be variables")
     require(len(x.shape) == 3 and len(y.shape) == 3, op, "input and output must be 3-D")
     tm = bool(op.options.get("timeMajor", False))
@@ -168,6 +180,10 @@ def unidirectional_sequence_lstm(ctx: Ctx, op: Op) -> list[Step]:
     act = int(op.options.get("fusedActivationFunction", _ACT_TANH))
     require(act in (_ACT_TANH, _ACT_SIGMOID), op, "the cell gate's activation must be tanh "
             "or sigmoid (TFLM)")
+    geom = ctx.struct([nb, nt, ni, ns, int(tm), int(act == _ACT_TANH), int(x.dtype == "int8")],
+                      "int32_t")
+    if x.dtype == "float32":
+        return _lstm_f32(ctx, op, w_in + w_rec, ns, geom)
     wide = x.dtype == "int16"
     biases = []
     for k in _BIAS:
@@ -196,9 +212,30 @@ def unidirectional_sequence_lstm(ctx: Ctx, op: Op) -> list[Step]:
         Buf(op.inputs[0], const=True), Buf(op.outputs[0]), Buf(op.inputs[_HIDDEN]),
         Buf(op.inputs[_CELL]), ctx.data.add("w", "int8_t", weights),
         ctx.data.add("b", "int64_t", np.concatenate(biases)), ctx.data.add("q", "int32_t", q),
-        sigmoid_table(ctx),
-        ctx.struct([nb, nt, ni, ns, int(tm), int(act == _ACT_TANH), int(not wide)], "int32_t"),
+        sigmoid_table(ctx), geom,
     ]
     return [Step(f"lstm.{SUFFIX[x.dtype]}", args,
                  [op.inputs[0], op.inputs[_HIDDEN], op.inputs[_CELL]], [op.outputs[0]],
                  op.describe())]
+
+
+def _lstm_f32(ctx: Ctx, op: Op, weights: list[Tensor], ns: int, geom: Struct) -> list[Step]:
+    biases = []
+    for k in _BIAS:
+        b = ctx.g.t(op.inputs[k])
+        require_dtype(op, b, "float32")
+        require(b.is_const and b.data is not None and b.data.size == ns, op,
+                f"{b.describe()} must be {ns} constant values")
+        assert b.data is not None
+        biases.append(b.data.ravel())
+    clip = float(_F32(op.options.get("cellClip", 0.0)))
+    args: list[Arg] = [
+        Buf(op.inputs[0], const=True), Buf(op.outputs[0]), Buf(op.inputs[_HIDDEN]),
+        Buf(op.inputs[_CELL]),
+        ctx.data.add("w", "float", np.concatenate([np.ravel(w.data) for w in weights
+                                                   if w.data is not None])),
+        ctx.data.add("b", "float", np.concatenate(biases)),
+        ctx.data.add("q", "float", [max(clip, 0.0)]), geom,
+    ]
+    return [Step("lstm_f32", args, [op.inputs[0], op.inputs[_HIDDEN], op.inputs[_CELL]],
+                 [op.outputs[0]], op.describe())]

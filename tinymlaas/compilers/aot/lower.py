@@ -194,6 +194,7 @@ def _registry() -> dict[str, Declared]:
     from tinymlaas.compilers.aot import (  # noqa: F401
         kernels,
         kernels16,
+        kernels_extra,
         kernels_more,
         kernels_rnn,
     )

@@ -36,6 +36,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# tf-keras (Keras 2): TensorFlow's converter fuses its LSTM layer into UNIDIRECTIONAL_SEQUENCE_LSTM
+# (Keras 3's becomes a WHILE loop); the aot tests convert with it. It names the `tensorflow`
+# distribution as its dependency, whose code tensorflow-cpu already installed: no dependencies.
+compgen -G '.venv/lib/python3*/site-packages/tf_keras/__init__.py' >/dev/null ||
+  .venv/bin/pip install -q --no-deps 'tf-keras==2.21.0'
 
 # 3. The web app's browser assets (htmx, Chart.js, Swagger UI, ReDoc): npm packages pinned by
 #    web/package-lock.json (npm ci, reinstalled only when the lock changes; no install scripts),

@@ -506,10 +506,15 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     return [step]
 
 
-@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16"), conversion=True)
+@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16", "int16->int16", "float32->float32"),
+        conversion=True)
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype in ("int16", "float32"):
+        from tinymlaas.compilers.aot.kernels_extra import softmax_s16_f32
+
+        return softmax_s16_f32(ctx, op)
     require_dtype(op, y, "int8", "int16")
     bits = 8 * y.itemsize
     require(y.zp == -(1 << (bits - 1)) and abs(y.scale * (1 << bits) - 1) <= 0.001, op,
@@ -560,9 +565,13 @@ def _frexp_multiplier(real: float) -> tuple[int, int]:
     return quant.wrap32(quant.round_away(q * (1 << 31))), shift
 
 
-@lowers("LOGISTIC", "TANH", dtypes=("int8",))
+@lowers("LOGISTIC", "TANH", dtypes=("int8", "int16", "float32"))
 def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype in ("int16", "float32"):
+        from tinymlaas.compilers.aot.kernels_rnn import logistic_tanh16
+
+        return logistic_tanh16(ctx, op)
     for t in (x, y):
         require_dtype(op, t, "int8")
     if op.kind == "LOGISTIC":

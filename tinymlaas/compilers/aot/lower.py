@@ -193,7 +193,13 @@ def lowers(*kinds: str, dtypes: tuple[str, ...], operand: int = 0,
 
 
 def _registry() -> dict[str, Declared]:
-    from tinymlaas.compilers.aot import kernels, kernels16, kernels_more  # noqa: F401
+    from tinymlaas.compilers.aot import (  # noqa: F401
+        kernels,
+        kernels16,
+        kernels_extra,
+        kernels_more,
+        kernels_rnn,
+    )
 
     return _LOWERINGS
 

@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,3 +100,33 @@ def service_databases(request: pytest.FixtureRequest) -> Callable[[Path], str]:
         server = request.getfixturevalue("postgres_server")
         return lambda _: new_postgres_database(server)
     return lambda data_dir: f"sqlite:///{data_dir / 'tinymlaas.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway Redis (Debian's ``redis-server``) on a loopback port, nothing on disk; the
+    broker of distributed jobs."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (ci/setup.sh installs Debian's redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--protected-mode", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None:
+                    raise RuntimeError("redis-server exited at start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)

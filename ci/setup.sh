@@ -8,12 +8,14 @@ mkdir -p "$VAR"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages (only the missing ones). chromium: the browser tests (Playwright drives
-#    Debian's build). autoconf, automake and a C compiler build DTLSSocket (DTLS-PSK for
-#    LwM2M), which PyPI has only as source, in .venv and for the device image. Node.js and npm
-#    bring the web app's assets and run the LwM2M interop suite's independent implementation
-#    (Debian's nodejs and npm, unless a Node.js with its own npm is installed already).
+#    Debian's build). redis-server: the broker of distributed jobs (the tests start their own on
+#    a loopback port; nothing here starts it). autoconf, automake and a C compiler build
+#    DTLSSocket (DTLS-PSK for LwM2M), which PyPI has only as source, in .venv and for the device
+#    image. Node.js and npm bring the web app's assets and run the LwM2M interop suite's
+#    independent implementation (Debian's nodejs and npm, unless a Node.js with its own npm is
+#    installed already).
 PKGS=(docker.io mmdebstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi postgresql
-      chromium fonts-dejavu-core autoconf automake gcc libc6-dev)
+      chromium fonts-dejavu-core redis-server autoconf automake gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +41,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# tf-keras (Keras 2): TensorFlow's converter fuses its LSTM layer into UNIDIRECTIONAL_SEQUENCE_LSTM
+# (Keras 3's becomes a WHILE loop); the aot tests convert with it. It names the `tensorflow`
+# distribution as its dependency, whose code tensorflow-cpu already installed: no dependencies.
+compgen -G '.venv/lib/python3*/site-packages/tf_keras/__init__.py' >/dev/null ||
+  .venv/bin/pip install -q --no-deps 'tf-keras==2.21.0'
 
 # 2b. The LwM2M interop suite's independent implementation (lwm2m-node-lib from npm), pinned
 #     by ci/interop/package-lock.json; reinstalled only when the lock file changes.

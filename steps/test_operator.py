@@ -338,7 +338,8 @@ def two_running(fleet: Fleet, a: str, b: str, tag: str, version: str) -> None:
 
 @given(parsers.parse('the stored image of the "{board}" firmware "{version}" got damaged'))
 def damaged(fleet: Fleet, board: str, version: str) -> None:
-    sha = fleet.builds[f"{board}:{version}"]["firmware"]["image_sha256"]
+    firmware = fleet.builds[f"{board}:{version}"]["firmware"]
+    sha = firmware["package_sha256"] or firmware["image_sha256"]  # what the devices are sent
     path = ArtifactStore(fleet.server.settings.artifacts_dir).path(sha)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x5A  # one flipped byte at rest
@@ -480,3 +481,116 @@ def partner_firmware_runs(fleet: Fleet, built: dict[str, Any]) -> None:
 def toolchain_refused(reply: httpx.Response) -> None:
     assert reply.status_code == 422
     assert reply.json()["detail"].endswith("says it builds for x86-tflm; not for lm3s6965evb"), reply.text
+
+
+# -- ML pipelines ----------------------------------------------------------------------------------
+
+PIPELINE_FILE = """\
+name: iris-{group}
+dataset: iris
+train:
+  epochs: 3
+  width: 8
+quantize:
+  calibration_samples: 50
+compile:
+  version: 3.0.0
+  targets:
+    - board: {board}
+deploy:
+  group: {group}
+  kind: model
+  waves: ["rest"]
+"""
+
+
+@given(parsers.parse('it has built hello_world "{version}" for "{board}"'))
+def built_one(fleet: Fleet, version: str, board: str) -> None:
+    if f"{board}:{version}" in fleet.builds:
+        return
+    job = fleet.api.post("/models/train", json={"recipe": "hello_world"}).json()
+    assert follow_job(fleet.api, job["id"])[-1]["state"] == "succeeded"
+    reply = fleet.api.post("/builds", json={"model": "hello_world:1", "target": board,
+                                            "version": version}).json()
+    assert follow_job(fleet.api, reply["job"]["id"], timeout=600)[-1]["state"] == "succeeded"
+    fleet.builds[f"{board}:{version}"] = fleet.api.get(f"/builds/{reply['build']['id']}").json()
+
+
+@given(parsers.parse('the iris measurements as dataset "{name}"'))
+def iris_dataset(fleet: Fleet, name: str) -> None:
+    from tinymlaas.datasets.samples import EXAMPLES
+
+    if fleet.api.get(f"/datasets/{name}").status_code == 200:
+        return
+    example, csv = EXAMPLES["iris"], fleet.work / "iris.csv"
+    example.write(csv, 0, 0)
+    made = fleet.api.post("/datasets", json={"name": name, "task": example.task,
+                                             "spec": example.spec.model_dump()})
+    assert made.status_code == 201, made.text
+    upload = fleet.api.post(f"/datasets/{name}/samples", files={"files": ("iris.csv", csv.read_bytes())})
+    assert len(upload.json()["accepted"]) == 150, upload.text
+
+
+@given(parsers.parse('a group "{group}" of the devices tagged "{tag}"'))
+def tagged_group(fleet: Fleet, group: str, tag: str) -> None:
+    made = fleet.api.post("/groups", json={"name": group, "tags": [tag]})
+    assert made.status_code == 201, made.text
+
+
+@when(parsers.parse('I check a pipeline file that names board "{board}" and group "{group}"'),
+      target_fixture="reply")
+def check_pipeline(fleet: Fleet, board: str, group: str) -> httpx.Response:
+    source = PIPELINE_FILE.format(board=board, group=group)
+    return fleet.api.post("/pipelines/validate", json={"source": source, "filename": "iris.yaml"})
+
+
+@then(parsers.parse('the service refuses it, naming board "{board}" and group "{group}", each with its line'))
+def refused_pipeline(reply: httpx.Response, board: str, group: str) -> None:
+    assert reply.status_code == 422, reply.text
+    errors = reply.json()["details"]["errors"]
+    lines = PIPELINE_FILE.splitlines()
+    assert [(e["line"], e["field"]) for e in errors] == [
+        (lines.index("    - board: {board}") + 1, "compile.targets[0].board"),
+        (lines.index("  group: {group}") + 1, "deploy.group")]
+    assert f"board '{board}' is unknown" in errors[0]["message"]
+    assert errors[1]["message"] == f"no group '{group}'"
+    assert f"iris.yaml:{errors[0]['line']}: board '{board}'" in reply.json()["detail"]
+
+
+@then("no pipeline run was started")
+def no_run(fleet: Fleet) -> None:
+    assert fleet.api.get("/pipelines/runs").json() == []
+
+
+@when(parsers.parse('I run the pipeline file with board "{board}" and group "{group}"'), target_fixture="run")
+def run_pipeline(fleet: Fleet, board: str, group: str) -> dict[str, Any]:
+    reply = fleet.api.post("/pipelines/runs", json={"source": PIPELINE_FILE.format(board=board, group=group)})
+    assert reply.status_code == 201, reply.text
+    run_id = reply.json()["id"]
+    return dict(fleet.wait(lambda: (r := fleet.api.get(f"/pipelines/runs/{run_id}").json())["state"]
+                           != "running" and r, 600, "the pipeline run ending"))
+
+
+@then("every stage succeeded, each with its job and what it made")
+def stages_done(fleet: Fleet, run: dict[str, Any]) -> None:
+    assert run["state"] == "succeeded", run
+    stages = {s["name"]: s for s in run["stages"]}
+    assert list(stages) == ["dataset", "train", "quantize", "compile", "deploy"]
+    assert all(s["state"] == "succeeded" and s["log"] for s in stages.values())
+    for name in ("train", "compile", "deploy"):
+        for job_id in stages[name]["job_ids"]:
+            assert fleet.api.get(f"/jobs/{job_id}").json()["state"] == "succeeded", (name, job_id)
+    assert stages["dataset"]["artifacts"]["dataset"] == "iris"
+    assert stages["quantize"]["artifacts"]["model_id"] == stages["train"]["artifacts"]["model_id"]
+    assert set(stages["compile"]["artifacts"]["builds"]) == {"x86-tflm"}
+    rollout = fleet.api.get(f"/rollouts/{stages['deploy']['artifacts']['rollout_id']}").json()
+    assert rollout["state"] == "succeeded" and rollout["devices"] == 1
+
+
+@then(parsers.parse('"{ep}" runs the model the pipeline trained, and the registry says so'))
+def runs_pipeline_model(fleet: Fleet, run: dict[str, Any], ep: str) -> None:
+    model_id = next(s for s in run["stages"] if s["name"] == "train")["artifacts"]["model_id"]
+    sha = fleet.api.get(f"/models/{model_id}").json()["sha256"]
+    assert fleet.api.get(f"/devices/{ep}").json()["capabilities"]["model_sha256"] == sha
+    assert fleet.wait(lambda: [d["endpoint"] for d in fleet.api.get("/devices", params={"model": sha}).json()]
+                      == [ep], 10, "the registry knowing the pipeline's model")

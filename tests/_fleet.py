@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zipfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, TinyMLObjec
 from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient
 from tinymlaas.edge.lwm2m.vocab import Bridged, Dev, Obj
 from tinymlaas.edge.signing import unwrap
+from tinymlaas.edge.x86 import FirmwareImage
 from tinymlaas.models import Build, CompilerInfo, JobState, ModuleMemory, StoredFirmware, StoredModule
 from tinymlaas.store import Store
 
@@ -57,16 +59,22 @@ class Runtime:
 class Firmware:
     """Installs ``b"FW<version>"`` in place. ``refuse``: says the image is not for it;
     ``broken``: the new version starts, then fails (it is not the old one any more);
-    ``slow_s``: installing takes this long."""
+    ``slow_s``: installing takes this long; ``x86_images``: also takes a real x86 OS image (a
+    build's ``firmware.pyz``: the version its manifest says)."""
 
     max_bytes = 1 << 16
 
     def __init__(self, device: DeviceObject, *, refuse: bool = False, broken: bool = False,
-                 slow_s: float = 0.0) -> None:
+                 slow_s: float = 0.0, x86_images: bool = False) -> None:
         self.device, self.refuse, self.broken, self.slow_s = device, refuse, broken, slow_s
+        self.x86_images = x86_images
+        if x86_images:
+            self.max_bytes = 16 << 20
 
     def check(self, image: Path) -> tuple[str, str]:
         unwrap(image, None)  # the service signs what it sends; these devices check no signature
+        if self.x86_images and zipfile.is_zipfile(image):
+            return "x86 firmware", str(FirmwareImage.open(image).manifest["version"])
         data = image.read_bytes()
         if self.refuse or not data.startswith(b"FW"):
             raise ValueError("not firmware for this device")

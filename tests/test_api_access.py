@@ -44,6 +44,9 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     ("POST", "/rollouts/{rollout_id}/stop"): OP,
     ("GET", "/toolchains"): V, ("POST", "/toolchains"): OP, ("POST", "/toolchains/archive"): OP,
     ("GET", "/toolchains/{name}"): V, ("DELETE", "/toolchains/{name}"): OP,
+    # Pipelines: checking a file is a data scientist's or an operator's; running one deploys (an operator's).
+    ("POST", "/pipelines/validate"): S, ("POST", "/pipelines/runs"): OP, ("GET", "/pipelines/runs"): V,
+    ("GET", "/pipelines/runs/{run_id}"): V, ("POST", "/pipelines/runs/{run_id}/rerun"): OP,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
     ("GET", "/datasets"): V, ("POST", "/datasets"): S, ("GET", "/datasets/{ref}"): V,

@@ -61,7 +61,7 @@ def test_jobs_survive_reopen_and_stale_jobs_fail(database_url: str, tmp_path: Pa
     s = Store(database_url, tmp_path / "a")
     assert s.job(job.id).progress == 0.5
     assert s.job(job.id).created_at.tzinfo is not None
-    assert s.fail_unfinished_jobs("restarted") == 1
+    assert s.leases.fail_local(None, "restarted") == 1
     assert s.job(job.id).state == JobState.failed and s.job(job.id).error == "restarted"
     with pytest.raises(ValueError, match="no column"):
         s.update_job(job.id, colour="red")

@@ -96,6 +96,25 @@ class DeviceSettings(BaseModel):
     flush_s: float = Field(0.2, gt=0, le=10)
 
 
+class ClusterSettings(BaseModel):
+    """Beyond one machine: workers behind a broker, several instances on one database."""
+
+    #: Redis URL of the Dramatiq broker (``redis://127.0.0.1:6379/0``); set: training, evaluation
+    #: and build jobs go to ``tinymlaas worker`` processes; None: they run in this process.
+    broker_url: str | None = None
+    #: This instance's name among the instances sharing one PostgreSQL database and data directory
+    #: (unique; its devices and in-process jobs are recorded under it); None: the only instance.
+    instance: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    #: Where the other instances reach this one's API (requests about its devices are sent
+    #: here); default: http://api_host:api_port.
+    api_url: str | None = None
+    #: A job's runner renews its lease every third of this; a job whose lease ran out is retried
+    #: or failed by any instance or worker.
+    lease_s: float = Field(30.0, ge=1.0, le=3600.0)
+    #: Attempts of a worker's job whose worker died (1: fail it at the first death).
+    attempts: int = Field(2, ge=1, le=10)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TINYMLAAS_", env_nested_delimiter="__")
 
@@ -122,6 +141,7 @@ class Settings(BaseSettings):
     lwm2m: LwM2MSettings = LwM2MSettings()
     http_pull: HttpPullSettings = HttpPullSettings()
     devices: DeviceSettings = DeviceSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @model_validator(mode="before")
     @classmethod

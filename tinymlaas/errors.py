@@ -23,6 +23,7 @@ from tinymlaas.edge.errors import (
     TooLarge,
     Unauthenticated,
     UnsupportedModel,
+    by_code,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "TooLarge",
     "Unauthenticated",
     "UnsupportedModel",
+    "by_code",
 ]

@@ -16,6 +16,14 @@ A job submitted as ``cancellable`` can be cancelled: a coroutine job is cancelle
 on the loop; a thread job's next ``progress`` call raises :class:`JobCancelled`
 (threads cannot be stopped from outside, so such a job reports progress often
 and cleans up as it unwinds, e.g. kills its child process).
+
+Beyond one machine: training, evaluation and build jobs are submitted as a :class:`TaskCall` (a
+task by name with JSON arguments, registered with :func:`task`) through :meth:`JobRunner.submit_task`:
+this runner runs it in a thread; :class:`tinymlaas.distributed.BrokerRunner`, with the same
+interface, sends it to worker processes. Either way the store is the source of truth: every job a
+runner holds has a lease it renews (``lease_s``), a cancel is asked through the store when the job
+is not this process's, and any runner reaps the jobs whose lease ran out (a dead instance's or
+worker's): sent again while attempts are left, else failed with the reason.
 """
 
 from __future__ import annotations
@@ -25,12 +33,17 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from tinymlaas.errors import Conflict, TinyMLaaSError
+from tinymlaas.errors import Conflict, InvalidInput, TinyMLaaSError
 from tinymlaas.models import Job, JobState
+from tinymlaas.models_workers import Reaped, TaskCall
 from tinymlaas.plugins.base import Progress
 from tinymlaas.store import Store
+
+if TYPE_CHECKING:
+    from tinymlaas.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +56,67 @@ class JobCancelled(Exception):
     """Raised by a cancelled job's progress callback, so the job unwinds."""
 
 
+TaskFn = Callable[["Store", "Settings", dict[str, Any], Progress], dict[str, Any]]
+#: Told when the reaper fails a job of the task for good (e.g. the training record follows).
+AbandonFn = Callable[["Store", dict[str, Any], str], None]
+
+
+@dataclass(frozen=True)
+class Task:
+    fn: TaskFn
+    on_abandon: AbandonFn | None = None
+
+
+TASKS: dict[str, Task] = {}
+#: The modules that register tasks: a worker imports them all before it takes a message.
+TASK_MODULES = ("tinymlaas.services.builds", "tinymlaas.services.training", "tinymlaas.services.evaluation")
+
+
+def task(name: str, *, on_abandon: AbandonFn | None = None) -> Callable[[TaskFn], TaskFn]:
+    """Register a function a job can run by name, in this process or in a worker."""
+    def register(fn: TaskFn) -> TaskFn:
+        TASKS[name] = Task(fn, on_abandon)
+        return fn
+    return register
+
+
+def run_task(store: Store, settings: Settings, call: TaskCall, progress: Progress) -> dict[str, Any]:
+    entry = TASKS.get(call.task)
+    if entry is None:
+        raise InvalidInput(f"no task '{call.task}' (known: {', '.join(sorted(TASKS))})")
+    return entry.fn(store, settings, call.args, progress)
+
+
+def outcome(exc: BaseException | None, result: dict[str, Any] | None, job_id: str) -> dict[str, Any]:
+    """The job's last write: the same words whichever process ran it."""
+    if isinstance(exc, JobCancelled):
+        return {"state": JobState.cancelled.value, "error": "cancelled"}
+    if isinstance(exc, TinyMLaaSError):
+        return {"state": JobState.failed.value, "error": exc.message}
+    if exc is not None:  # a bug must still end the job, visibly
+        log.error("job %s crashed", job_id, exc_info=exc)
+        return {"state": JobState.failed.value, "error": f"internal error: {type(exc).__name__}: {exc}"}
+    return {"state": JobState.succeeded.value, "progress": 1.0, "step": "done", "result": result}
+
+
+def abandon(store: Store, reaped: list[Reaped]) -> None:
+    """Tell the tasks of the jobs failed for good, so their own records end too."""
+    for r in reaped:
+        entry = TASKS.get(r.call.task) if r.call else None
+        if not r.retry and r.call is not None and entry is not None and entry.on_abandon is not None:
+            entry.on_abandon(store, r.call.args, r.reason)
+
+
 class JobRunner:
-    def __init__(self, store: Store, concurrency: int = 1, io_concurrency: int = 64) -> None:
-        """Made on the loop that will run the jobs (the API's lifespan)."""
+    """The in-process runner: the embedded default, and the seam's first implementation."""
+
+    def __init__(self, store: Store, concurrency: int = 1, io_concurrency: int = 64, *,
+                 settings: Settings | None = None, owner: str = "local", lease_s: float = 30.0) -> None:
+        """Made on the loop that will run the jobs (the API's lifespan). ``settings``: what tasks
+        run with; ``owner``: the name this process holds its jobs' leases under."""
         self.store = store
+        self.settings = settings
+        self.owner, self.lease_s = owner, lease_s
         self._loop = asyncio.get_running_loop()
         self._sem = asyncio.Semaphore(concurrency)
         self._io_sem = asyncio.Semaphore(io_concurrency)
@@ -54,6 +124,15 @@ class JobRunner:
         #: Cancellable jobs not yet ended: their cancel flag, and their task once spawned.
         self._cancel: dict[str, threading.Event] = {}
         self._coroutine_tasks: dict[str, asyncio.Task[None]] = {}
+        self._held: set[str] = set()  # jobs of this runner not yet ended: their leases are renewed
+        self._beat = self._loop.create_task(self._heartbeat(), name="job-leases")
+
+    def submit_task(self, job: Job, call: TaskCall, *, cancellable: bool = False) -> Job:
+        """Distributable work: here, in a thread (a worker's runner sends it instead)."""
+        settings = self.settings
+        if settings is None:
+            raise RuntimeError("this runner was made without settings, so it cannot run tasks")
+        return self.submit(job, lambda p: run_task(self.store, settings, call, p), cancellable=cancellable)
 
     def submit(self, job: Job, fn: JobFn, *, cancellable: bool = False) -> Job:
         """A blocking job, run in a thread."""
@@ -70,6 +149,8 @@ class JobRunner:
             job = self.store.job(job_id)  # NotFound for an unknown id
             if job.state in (JobState.succeeded, JobState.failed, JobState.cancelled):
                 raise Conflict(f"job '{job_id}' has already ended ({job.state.value})")
+            if self.store.leases.request_cancel(job_id):  # another process's: its runner is told
+                return self.store.job(job_id)
             raise Conflict(f"a {job.kind} job cannot be cancelled")
         flag.set()
         task = self._coroutine_tasks.get(job_id)
@@ -81,6 +162,8 @@ class JobRunner:
                coroutine: bool) -> Job:
         if cancellable:
             self._cancel[job.id] = threading.Event()
+        self.store.leases.track(job.id, self.owner, self.lease_s, cancellable=cancellable)
+        self._held.add(job.id)
 
         def spawn() -> None:
             task = self._loop.create_task(self._run(job.id, fn, sem), name=f"job-{job.id}")
@@ -111,6 +194,8 @@ class JobRunner:
         finally:
             self._cancel.pop(job_id, None)
             self._coroutine_tasks.pop(job_id, None)
+            self._held.discard(job_id)
+            self.store.leases.release(job_id)
 
     async def _run_held(self, job_id: str, fn: AsyncJobFn, flag: threading.Event | None) -> None:
         if flag is not None and flag.is_set():
@@ -131,17 +216,30 @@ class JobRunner:
 
         try:
             result = await fn(progress)
-        except JobCancelled:
-            self.store.update_job(job_id, state=JobState.cancelled, error="cancelled")
-        except TinyMLaaSError as exc:
-            self.store.update_job(job_id, state=JobState.failed, error=exc.message)
-        except Exception as exc:  # a bug must still end the job, visibly
-            log.exception("job %s crashed", job_id)
-            self.store.update_job(job_id, state=JobState.failed,
-                                  error=f"internal error: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self.store.update_job(job_id, **outcome(exc, None, job_id))
         else:
-            self.store.update_job(job_id, state=JobState.succeeded, progress=1.0, step="done",
-                                  result=result)
+            self.store.update_job(job_id, **outcome(None, result, job_id))
+
+    async def _heartbeat(self) -> None:
+        """Renew this runner's leases, pass on cancels asked elsewhere, reap dead runners' jobs."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                asked = await asyncio.to_thread(self.store.leases.renew, self.owner, list(self._held),
+                                                self.lease_s)
+                for job_id in asked:
+                    if job_id in self._cancel:
+                        self.cancel(job_id)
+                await asyncio.to_thread(self.reap)
+            except Exception:  # the database may be away for a moment: try again next beat
+                log.exception("renewing job leases failed")
+
+    def reap(self) -> list[Reaped]:
+        """Fail the jobs of runners that stopped answering (this runner cannot send tasks)."""
+        reaped = self.store.leases.reap(can_send=False)
+        abandon(self.store, reaped)
+        return reaped
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Let running jobs finish before shutdown; cancellable ones are asked to stop first."""
@@ -149,3 +247,4 @@ class JobRunner:
             self.cancel(job_id)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
+        self._beat.cancel()

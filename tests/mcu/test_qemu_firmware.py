@@ -3,9 +3,7 @@ crash detection, and the instruction counter validated two ways."""
 
 from __future__ import annotations
 
-import re
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +20,7 @@ from tinymlaas.edge.uart import (
     cobs_encode,
     crc16,
 )
-from tinymlaas.emulators.qemu import QemuEmulator, QemuOptions
+from tinymlaas.emulators.qemu import QemuEmulator, QemuOptions, trace_counts
 from tinymlaas.errors import FirmwareCrashed
 from tinymlaas.plugins.base import EmulatorSession
 
@@ -103,23 +101,6 @@ def test_instruction_count_of_a_loop_of_known_length(echo_firmware: EchoFirmware
     assert errors == dict.fromkeys(errors, 0)
 
 
-def trace_count(trace: Path, elf: Path) -> list[int]:
-    """Instructions from each entry of model_invoke to its return, from a single-step trace."""
-    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
-                        check=True).stdout
-    entry = next(int(ln.split()[0], 16) for ln in nm.splitlines()
-                 if ln.endswith(" model_invoke")) & ~1
-    pcs = [int(m, 16) for m in re.findall(r"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/",
-                                          trace.read_text())]
-    counts = []
-    for i, pc in enumerate(pcs):
-        if pc == entry:
-            ret = {pcs[i - 1] + 2, pcs[i - 1] + 4}  # after the calling blx
-            j = next(j for j in range(i + 1, len(pcs)) if pcs[j] in ret)
-            counts.append(j - i)
-    return counts
-
-
 @pytest.mark.parametrize("name", ["mps2-an385", "microbit"])
 def test_instruction_count_equals_the_single_step_trace(echo_firmware: EchoFirmware,
                                                         tmp_path: Path, name: str) -> None:
@@ -130,7 +111,7 @@ def test_instruction_count_equals_the_single_step_trace(echo_firmware: EchoFirmw
         client = UartClient(session, timeout=30)
         client.wait_ready(30)
         counted = [client.infer(x).instructions for x in inputs]
-    assert trace_count(trace, elf) == counted
+    assert trace_counts(trace, elf) == counted
 
 
 def test_model_update_build_lets_the_uart_rewrite_model_data(

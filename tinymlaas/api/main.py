@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 
 from tinymlaas import __version__, web
-from tinymlaas.api import handlers
+from tinymlaas.api import handlers, routing
 from tinymlaas.api.routes import (
     artifacts,
     bridges,
@@ -29,6 +29,7 @@ from tinymlaas.api.routes import (
     hybrid,
     jobs,
     models,
+    pipelines,
     profiles,
     rollouts,
     telemetry,
@@ -40,6 +41,7 @@ from tinymlaas.config import Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.plugins.registry import orchestrator_plugin
 from tinymlaas.services.accounts import first_admin
+from tinymlaas.services.cluster import Membership
 from tinymlaas.services.hybrid import Cloud
 from tinymlaas.services.recovery import recover
 from tinymlaas.services.registry import DeviceRegistry
@@ -47,6 +49,18 @@ from tinymlaas.services.rollouts import RolloutEngine
 from tinymlaas.services.telemetry import Sampler
 from tinymlaas.signing import Signer
 from tinymlaas.store import Store
+
+
+def make_runner(store: Store, settings: Settings, owner: str) -> JobRunner:
+    """In this process (the embedded default), or on workers when a broker is set."""
+    common: dict[str, Any] = {"concurrency": settings.build.concurrency,
+                              "io_concurrency": settings.deploy_concurrency, "owner": owner,
+                              "lease_s": settings.cluster.lease_s}
+    if settings.cluster.broker_url:
+        from tinymlaas.distributed import BrokerRunner
+
+        return BrokerRunner(store, settings, settings.cluster.broker_url, **common)
+    return JobRunner(store, settings=settings, **common)
 
 
 def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
@@ -58,15 +72,24 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_url, settings.artifacts_dir)
         first_admin(store, settings.data_dir, announce=announce_admin)
-        await asyncio.to_thread(recover, store, settings.data_dir)
-        runner = JobRunner(store, settings.build.concurrency, settings.deploy_concurrency)
+        cluster = settings.cluster
+        shared = cluster.instance is not None or cluster.broker_url is not None
+        owner = cluster.instance or "local"
+        await asyncio.to_thread(recover, store, settings.data_dir, owner if shared else None)
+        runner = make_runner(store, settings, owner)
         cls = orchestrator_cls
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         app.state.signer = Signer.load_or_create(settings.data_dir)
         registry = DeviceRegistry(store, orchestrator, settings.devices, settings.targets_dir,
-                                  app.state.signer.public_key_b64)
+                                  app.state.signer.public_key_b64, instance=cluster.instance)
         await registry.start()  # listens before the orchestrator lets the first device in
         await orchestrator.start(settings.data_dir)
+        app.state.membership = None
+        if cluster.instance is not None:
+            app.state.membership = Membership(
+                store, orchestrator, cluster.instance,
+                cluster.api_url or f"http://{settings.api_host}:{settings.api_port}", cluster.lease_s / 3)
+            await app.state.membership.start()
         sampler = Sampler(store, orchestrator, settings.telemetry_interval_s)
         sampler.start()
         app.state.cloud = Cloud(store)
@@ -79,6 +102,8 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
             yield
         finally:
             await engine.stop()
+            if app.state.membership is not None:
+                await app.state.membership.stop()
             await sampler.stop()
             await runner.drain()
             await orchestrator.stop()
@@ -90,11 +115,12 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
     app = FastAPI(title="TinyMLaaS", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Compile, build, deploy and run ML models on microcontrollers.")
     handlers.install(app, settings.max_body_bytes)
+    routing.install(app)  # requests about another instance's devices go to it
     for r in (catalog.router, models.router, builds.router, jobs.router, artifacts.router,
               devices.server_router, devices.router, credentials.router, deployments.router, users.router,
               datasets.router, trainings.router, evaluations.router, profiles.router,
               telemetry.router, dryruns.router, cost.router, hybrid.router,
-              bridges.router, groups.router, rollouts.router, toolchains.router):
+              bridges.router, groups.router, rollouts.router, toolchains.router, pipelines.router):
         app.include_router(r)
     for r in orchestrator_cls.routes():  # what the devices of this protocol call, if anything
         app.include_router(r)

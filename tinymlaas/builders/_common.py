@@ -73,15 +73,6 @@ def failure(what: str, code: int, log: list[str]) -> TinyMLaaSError:
                        log="\n".join(log[-200:]))
 
 
-def _family() -> dict[str, type[TinyMLaaSError]]:
-    found: dict[str, type[TinyMLaaSError]] = {}
-    todo: list[type[TinyMLaaSError]] = [errors.TinyMLaaSError]
-    while todo:
-        cls = todo.pop()
-        found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
 
 def reported_error(text: str) -> TinyMLaaSError | None:
     """An ``@error`` line's JSON as the error class with its code; the caller's mistakes
@@ -92,7 +83,7 @@ def reported_error(text: str) -> TinyMLaaSError | None:
         details = data.get("details") or {}
     except (ValueError, KeyError, TypeError):
         return None
-    cls = _family().get(code, BuildFailed)
+    cls = errors.by_code().get(code, BuildFailed)
     if not issubclass(cls, InvalidInput):
         cls = BuildFailed
     return cls(message, **details)

@@ -81,16 +81,6 @@ def resolve(url: str | None, token: str | None) -> ClientConfig:
                         token=token or env.token or found.get("token"))
 
 
-def _family() -> dict[str, type[TinyMLaaSError]]:
-    """Every error class by its machine code."""
-    found: dict[str, type[TinyMLaaSError]] = {}
-    todo: list[type[TinyMLaaSError]] = [errors.TinyMLaaSError]
-    while todo:
-        cls = todo.pop()
-        found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
 
 def problem(reply: httpx.Response) -> TinyMLaaSError:
     """The error a problem answer names (its ``type`` is ``urn:tinymlaas:error:<code>``)."""
@@ -100,7 +90,7 @@ def problem(reply: httpx.Response) -> TinyMLaaSError:
         detail = str(body.get("detail") or body.get("title") or reply.reason_phrase)
     except (ValueError, AttributeError):
         code, detail = "", reply.text.strip()[:200] or reply.reason_phrase
-    cls = _family().get(code, TinyMLaaSError)
+    cls = errors.by_code().get(code, TinyMLaaSError)
     return cls(detail)
 
 

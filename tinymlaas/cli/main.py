@@ -589,6 +589,15 @@ app.add_typer(cost_app, name="cost")
 from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
 
 _register_fleet(app)
+# The operator's ML pipelines (validate, run, status, rerun) live in their own module.
+from tinymlaas.cli.pipelines import pipeline_app  # noqa: E402
+
+app.add_typer(pipeline_app, name="pipeline")
+
+# Beyond one machine: the worker process of distributed jobs.
+from tinymlaas.cli.cluster import worker_app  # noqa: E402
+
+app.add_typer(worker_app, name="worker")
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """The TensorFlow side, run as a child process (``python -m tinymlaas.datasets.trainer DIR``): train
-a model template (or continue a model), or load a user's Keras model; convert to float and full-
+a model template (or continue a model), load a user's Keras model, or make a template untrained
+(what a pipeline checks against its boards before it trains); convert to float and full-
 integer int8 TFLite calibrated on training samples.
 
 A child, so that TensorFlow's memory and threads go when it ends and a cancel can kill it. It reads
@@ -153,6 +154,18 @@ def train(job: dict[str, Any], data: dict[str, np.ndarray], out: Path) -> dict[s
     return {"input_shape": shape, "epochs": epochs}
 
 
+def untrained(job: dict[str, Any], data: dict[str, np.ndarray], out: Path) -> dict[str, Any]:
+    """The template as a training would make it, untrained and converted the same way: the same ops,
+    tensors and sizes, so whether it fits a board is known before any training (a pipeline's check)."""
+    from tinymlaas.zoo._convert import seed_everything
+
+    tf = seed_everything(job["seed"])
+    shape = job["input_shape"]
+    model = build_model(tf, job["template"], shape, len(job["classes"]), job["width"])
+    _convert(tf, model, fit_input(data["x_calib"], shape), out, quantize=True)
+    return {"input_shape": shape, "epochs": []}
+
+
 def _convert(
     tf: Any,
     model: Any,
@@ -269,7 +282,8 @@ def main(argv: list[str]) -> int:
     with np.load(out / "data.npz") as npz:
         data = {k: npz[k] for k in npz.files}
     try:
-        result = import_model(job, data, out) if job["mode"] == "import" else train(job, data, out)
+        modes = {"import": import_model, "untrained": untrained, "train": train}
+        result = modes[job["mode"]](job, data, out)
     except Refused as exc:
         _say("error", str(exc))
         return 2

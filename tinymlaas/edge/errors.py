@@ -126,3 +126,15 @@ class DeviceError(TinyMLaaSError):
     status = 502
     exit_code = 9
     code = "device_error"
+
+
+def by_code() -> dict[str, type[TinyMLaaSError]]:
+    """Every class of the family by its machine code: what turns a problem answer (an API's,
+    a builder's) back into the error it names."""
+    found: dict[str, type[TinyMLaaSError]] = {}
+    todo: list[type[TinyMLaaSError]] = [TinyMLaaSError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found

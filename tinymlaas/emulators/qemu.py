@@ -10,8 +10,10 @@ ends the session instead of looping through boots.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -96,3 +98,21 @@ class QemuEmulator(Emulator):
         return SocketSession(board, self.command(firmware.resolve(), board, sock_path), connect,
                              workdir, what=f"QEMU {qemu_board(board).qemu_machine}",
                              connect_timeout=self.options.connect_timeout_s)
+
+
+def trace_counts(trace: Path, elf: Path, function: str = "model_invoke") -> list[int]:
+    """Instructions from each entry of ``function`` to its return, counted in a
+    ``QemuOptions(trace=...)`` single-step log: the reference for the SysTick counts."""
+    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                        check=True).stdout
+    entry = next(int(ln.split()[0], 16) for ln in nm.splitlines()
+                 if ln.endswith(f" {function}")) & ~1
+    pcs = [int(m, 16) for m in re.findall(r"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/",
+                                          trace.read_text())]
+    counts = []
+    for i, pc in enumerate(pcs):
+        if pc == entry:
+            ret = {pcs[i - 1] + 2, pcs[i - 1] + 4}  # after the calling blx
+            j = next(j for j in range(i + 1, len(pcs)) if pcs[j] in ret)
+            counts.append(j - i)
+    return counts

@@ -4,14 +4,16 @@ everything as artifacts. Each request is checked once, here, before any job star
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from tinymlaas import tflite
 from tinymlaas.config import Settings
 from tinymlaas.errors import InvalidInput, TooLarge
-from tinymlaas.jobs import JobRunner
+from tinymlaas.jobs import JobRunner, task
 from tinymlaas.models import Board, Build, Job, Model, StoredFirmware, StoredModule
+from tinymlaas.models_workers import TaskCall
 from tinymlaas.plugins.base import Builder, Compiler, Progress
 from tinymlaas.plugins.registry import builder_plugin
 from tinymlaas.services.compile import compile_with, make_compiler
@@ -41,7 +43,13 @@ def start_training(store: Store, settings: Settings, runner: JobRunner, recipe: 
                    seed: int | None) -> Job:
     get_recipe(recipe)  # 404 now, not in the job
     job = store.new_job("train")
-    return runner.submit(job, lambda p: train_and_register(store, settings, recipe, seed, p))
+    return runner.submit_task(job, TaskCall(task="train-recipe", args={"recipe": recipe, "seed": seed}))
+
+
+@task("train-recipe")
+def _train_recipe_task(store: Store, settings: Settings, args: dict[str, Any], progress: Progress
+                       ) -> dict[str, Any]:
+    return train_and_register(store, settings, args["recipe"], args["seed"], progress)
 
 
 def train_and_register(store: Store, settings: Settings, name: str, seed: int | None,
@@ -55,32 +63,44 @@ def train_and_register(store: Store, settings: Settings, name: str, seed: int | 
     return {"model_id": rec.id, "name": rec.name, "version": rec.version, "sha256": rec.sha256}
 
 
-def start_build(store: Store, settings: Settings, runner: JobRunner, signer: Signer, *, model: str,
-                target: str,
+def start_build(store: Store, settings: Settings, runner: JobRunner, *, model: str, target: str,
                 compiler: str | None, options: dict[str, Any], builder: str | None, version: str,
                 toolchain: str | None = None) -> tuple[Build, Job]:
     """Check the request (model, board, compiler and its options, builder or registered
     toolchain), then build as a job."""
     rec = store.model(model)
     board = get_board(settings.targets_dir, target)
-    comp = make_compiler(board, compiler, options)
+    make_compiler(board, compiler, options)  # a bad option is refused now, not in the job
     if toolchain is not None and builder is not None:
         raise InvalidInput("give a builder or a toolchain, not both")
-    chosen: Builder
-    if toolchain is not None:
-        from tinymlaas.services.toolchains import toolchain_builder
-
-        chosen = toolchain_builder(store, toolchain, board)
-        label = f"toolchain:{toolchain}"
-    else:
-        chosen = builder_plugin(builder or "docker")()
-        label = chosen.name
+    label = f"toolchain:{toolchain}" if toolchain is not None else builder or "docker"
+    _builder(store, label, board)
     job = store.new_job("build")
     build = store.add_build(job_id=job.id, model_id=rec.id, target=board.name, compiler=compiler,
                             options=options, builder=label, version=version)
-    runner.submit(job, lambda p: run_build(store, settings, build, p, board=board, compiler=comp,
-                                           builder=chosen, signer=signer))
+    runner.submit_task(job, TaskCall(task="build", args={"build_id": build.id}))
     return build, job
+
+
+def _builder(store: Store, label: str, board: Board) -> Builder:
+    """A build's builder from its record: a plugin by name, or ``toolchain:NAME``."""
+    kind, _, toolchain = label.partition(":")
+    if kind == "toolchain":
+        from tinymlaas.services.toolchains import toolchain_builder
+
+        return toolchain_builder(store, toolchain, board)
+    return builder_plugin(label)()
+
+
+@task("build")
+def _build_task(store: Store, settings: Settings, args: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A build from its record alone (any process that shares the store and the data directory)."""
+    build = store.build(args["build_id"])
+    board = get_board(settings.targets_dir, build.target)
+    return run_build(store, settings, build, progress, board=board,
+                     compiler=make_compiler(board, build.compiler, build.options),
+                     builder=_builder(store, build.builder, board),
+                     signer=Signer.load_or_create(settings.data_dir))
 
 
 def _store_dir(store: Store, folder: Path) -> dict[str, str]:
@@ -93,8 +113,8 @@ def run_build(store: Store, settings: Settings, build: Build, progress: Progress
     packages devices get (the OS image for FOTA, the module for SOTA), signed."""
     model = store.model(build.model_id)
     data = store.artifacts.get(model.sha256).read_bytes()
-    work = settings.data_dir / "work" / build.id
-    shutil.rmtree(work, ignore_errors=True)
+    # One folder per attempt: a worker that died may leave its builder container writing into its own.
+    work = settings.data_dir / "work" / f"{build.id}.{uuid.uuid4().hex[:8]}"
     try:
         module = compile_with(compiler, data, board, work / "module", name=_c_name(model),
                               progress=lambda s, f: progress(f"compile: {s}", f * 0.3))

@@ -28,8 +28,9 @@ from tinymlaas.datasets.models import (
 from tinymlaas.datasets.tensors import fit_input
 from tinymlaas.edge.tflm import Tflm, quantize
 from tinymlaas.errors import InvalidInput, NotFound
-from tinymlaas.jobs import JobRunner
+from tinymlaas.jobs import JobRunner, task
 from tinymlaas.models import Job, Model
+from tinymlaas.models_workers import TaskCall
 from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.store import Store, now
 
@@ -211,8 +212,16 @@ def start_evaluation(store: Store, settings: Settings, runner: JobRunner, req: E
 
         get_board(settings.targets_dir, req.target)
     job = store.new_job("evaluate")
-    runner.submit(job, lambda p: evaluate(store, settings, req, p, job_id=job.id).model_dump(mode="json"))
+    runner.submit_task(job, TaskCall(task="evaluate", args={"request": req.model_dump(mode="json"),
+                                                            "job_id": job.id}))
     return job
+
+
+@task("evaluate")
+def _evaluate_task(store: Store, settings: Settings, args: dict[str, Any], progress: Progress
+                   ) -> dict[str, Any]:
+    req = EvaluationRequest.model_validate(args["request"])
+    return evaluate(store, settings, req, progress, job_id=args["job_id"]).model_dump(mode="json")
 
 
 def evaluate(

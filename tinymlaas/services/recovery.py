@@ -1,9 +1,14 @@
 """What a service finds at start after it died: nothing half-done stays half-done.
 
-Jobs that were queued or running are failed with the reason; deployments that have no
-outcome get one (a code and words: the update's result is unknown until the device next
+Jobs that were queued or running in this process are failed with the reason; deployments that
+have no outcome get one (a code and words: the update's result is unknown until the device next
 reports, when the device reports what it runs); builder
 containers of interrupted builds and their work folders are removed.
+
+One of several instances sharing a database and data directory (``instance`` named) fails only
+its own in-process jobs and closes only deployments whose job has ended: the other instances'
+work, the workers' jobs and the shared work folder are theirs (the reaper fails or retries the
+jobs of a process that died and never came back).
 """
 
 from __future__ import annotations
@@ -15,16 +20,20 @@ from pathlib import Path
 
 from tinymlaas.builders.container import INPUT_LABEL
 from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
-from tinymlaas.models import UpdateOutcome
+from tinymlaas.models import JobState, UpdateOutcome
 from tinymlaas.store import Store
 
 log = logging.getLogger(__name__)
 RESTARTED = "the service restarted during the update"
 
 
-def recover(store: Store, data_dir: Path) -> None:
-    jobs = store.fail_unfinished_jobs("the service restarted while the job ran")
+def recover(store: Store, data_dir: Path, instance: str | None = None) -> None:
+    jobs = store.leases.fail_local(instance, "the service restarted while the job ran")
+    store.pipelines.fail_unfinished("the service restarted while the pipeline ran; re-run it from this stage")
     deployments = store.unfinished_deployments()
+    if instance is not None:
+        deployments = [d for d in deployments if d.job_id is not None and store.job(d.job_id).state
+                       not in (JobState.queued, JobState.running)]
     for dep in deployments:
         code = FwResult.update_failed if dep.kind == "firmware" else SwResult.device_error
         words = fw_result_words if dep.kind == "firmware" else sw_result_words
@@ -32,8 +41,10 @@ def recover(store: Store, data_dir: Path) -> None:
             endpoint=dep.endpoint, kind=dep.kind, package_sha256=dep.package_sha256, succeeded=False,
             result_code=int(code), result=words(code),
             detail=f"{RESTARTED}; what the device runs will be checked when it next reports"))
-    containers = _remove_builders(data_dir / "work")
-    shutil.rmtree(data_dir / "work", ignore_errors=True)
+    containers = 0
+    if instance is None:
+        containers = _remove_builders(data_dir / "work")
+        shutil.rmtree(data_dir / "work", ignore_errors=True)
     if jobs or deployments or containers:
         log.warning("recovered from a stop: %d job(s) failed, %d deployment(s) closed, "
                     "%d builder container(s) removed", jobs, len(deployments), containers)

@@ -65,8 +65,12 @@ class DeviceRegistry(DeviceEvents):
     """The durable record of the fleet, kept up to date from the orchestrator's events."""
 
     def __init__(self, store: Store, orchestrator: Orchestrator, settings: DeviceSettings,
-                 targets_dir: Path, signing_key: str | None = None) -> None:
+                 targets_dir: Path, signing_key: str | None = None, instance: str | None = None) -> None:
+        """``instance``: this one's name among several on the database (devices that join here are
+        recorded as registered with it); None: the only instance."""
         self.store = store
+        self.instance = instance
+        self._homes: set[str] = set()  # joined here since the last write
         self.signing_key = signing_key  # given with the credentials: the key updates are signed with
         self.orchestrator = orchestrator
         self.settings = settings
@@ -83,7 +87,10 @@ class DeviceRegistry(DeviceEvents):
     async def start(self) -> None:
         """Load who is known and listen to the orchestrator (before it starts)."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self.store.devices.mark_all_offline)
+        if self.instance is None:
+            await asyncio.to_thread(self.store.devices.mark_all_offline)
+        else:  # the other instances' devices are still connected to them
+            await asyncio.to_thread(self.store.instances.mark_offline, self.instance)
         self._known = await asyncio.to_thread(self.store.devices.states)
         self.orchestrator.events = self
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="registry-flush")
@@ -107,6 +114,9 @@ class DeviceRegistry(DeviceEvents):
             if self._pending:
                 batch, self._pending = self._pending, {}
                 await asyncio.to_thread(self.store.devices.apply, list(batch.values()))
+            if self._homes and self.instance is not None:
+                homes, self._homes = self._homes, set()
+                await asyncio.to_thread(self.store.instances.set_homes, sorted(homes), self.instance)
 
     def _queue(self, sighting: Sighting) -> None:
         old = self._pending.get(sighting.endpoint)
@@ -114,6 +124,8 @@ class DeviceRegistry(DeviceEvents):
 
     # -- what the orchestrator says (on the event loop) ---------------------------------------------
     def admit(self, endpoint: str) -> str | None:
+        if endpoint not in self._known and self.instance is not None:
+            self._known.update(self.store.devices.states())  # registered through another instance
         known = self._known.get(endpoint)
         if known is None:
             if self.settings.unknown == "accept":
@@ -131,7 +143,9 @@ class DeviceRegistry(DeviceEvents):
 
     def joined(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
         self._queue(Sighting(endpoint=endpoint, create_as="active", online=True, seen_at=_now(), facts=facts,
-                             events=[("online", "joined")]))
+                             events=[("online", "joined" if self.instance is None
+                                      else f"joined instance {self.instance}")]))
+        self._homes.add(endpoint)
         if facts is None:  # the protocol carried none: read what it is now
             task = asyncio.get_running_loop().create_task(self._read_facts(endpoint))
             self._tasks.add(task)

@@ -38,8 +38,9 @@ from tinymlaas.datasets.models import (
 )
 from tinymlaas.datasets.tensors import npy_load, to_model
 from tinymlaas.errors import Conflict, InvalidInput, NotFound, PluginError
-from tinymlaas.jobs import JobCancelled, JobRunner
+from tinymlaas.jobs import JobCancelled, JobRunner, task
 from tinymlaas.models import Job, Model
+from tinymlaas.models_workers import TaskCall
 from tinymlaas.plugins.base import Progress, no_progress
 from tinymlaas.services.builds import register_model
 from tinymlaas.services.datasets import resolve
@@ -149,8 +150,21 @@ def start_training(store: Store, settings: Settings, runner: JobRunner, req: Tra
     training = store.datasets.add_training(
         job_id=job.id, dataset_id=plan.dataset.id, version=plan.version, settings=req
     )
-    runner.submit(job, lambda p: train(store, settings, training, plan, p), cancellable=True)
+    runner.submit_task(job, TaskCall(task="train", args={"training_id": training.id}), cancellable=True)
     return training
+
+
+def _abandoned(store: Store, args: dict[str, Any], reason: str) -> None:
+    store.datasets.update_training(args["training_id"], state=TrainingState.failed, error=reason)
+
+
+@task("train", on_abandon=_abandoned)
+def _train_task(store: Store, settings: Settings, args: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A training from its record: the dataset version it locked, its settings."""
+    training = store.datasets.training(args["training_id"])
+    pinned = training.settings.model_copy(
+        update={"dataset": f"{training.dataset_id}:{training.dataset_version}"})
+    return train(store, settings, training, plan_training(store, pinned), progress)
 
 
 def train_now(store: Store, settings: Settings, req: TrainingSettings, progress: Progress = no_progress

@@ -40,11 +40,13 @@ from tinymlaas.store.artifacts import ArtifactStore
 from tinymlaas.store.cost import Costs
 from tinymlaas.store.datasets import Datasets
 from tinymlaas.store.devices import Devices
+from tinymlaas.store.pipelines import Pipelines
 from tinymlaas.store.rollouts import Rollouts
 from tinymlaas.store.tables import BuildRow, DeploymentRow, JobRow, ModelRow
 from tinymlaas.store.telemetry import Telemetry
 from tinymlaas.store.toolchains import Toolchains
 from tinymlaas.store.users import Users
+from tinymlaas.store.workers import Instances, JobLeases
 
 __all__ = ["ArtifactStore", "Store", "migrate", "now"]
 
@@ -123,6 +125,9 @@ class Store:
         self.devices = Devices(self)
         self.rollouts = Rollouts(self)
         self.toolchains = Toolchains(self)
+        self.leases = JobLeases(self)
+        self.instances = Instances(self)
+        self.pipelines = Pipelines(self)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -224,14 +229,6 @@ class Store:
         with self.read() as db:
             return [_deployment(r) for r in db.scalars(select(DeploymentRow)
                                                        .where(DeploymentRow.outcome.is_(None)))]
-
-    def fail_unfinished_jobs(self, reason: str) -> int:
-        """Jobs a previous process left queued/running can never finish: say so."""
-        with self.tx() as db:
-            result = db.execute(
-                update(JobRow).where(JobRow.state.in_([JobState.queued.value, JobState.running.value]))
-                .values(state=JobState.failed.value, error=reason, updated_at=now()))
-            return int(getattr(result, "rowcount", 0) or 0)
 
     # -- builds -------------------------------------------------------------
     def add_build(self, *, job_id: str, model_id: str, target: str, compiler: str | None,

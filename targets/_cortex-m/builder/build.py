@@ -278,7 +278,7 @@ def compile_and_link(module_dir: Path, module: ModuleManifest, board: Board, wor
         f"-I{work}", f"-I{module_dir}", f"-I{FIRMWARE_SRC}",
         *[f"-D{d}" for d in defines], *map(str, sources),
         "-nostartfiles", "--specs=nano.specs", f"-T{work / 'link.ld'}", "-Wl,--gc-sections",
-        f"-Wl,-Map={work / MAP}", "-lgcc", "-o", str(elf),
+        f"-Wl,-Map={work / MAP}", "-lm", "-lgcc", "-o", str(elf),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

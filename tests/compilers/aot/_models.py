@@ -115,8 +115,12 @@ class _Tflm:
         return [np.array(self._it.get_output(k), copy=True) for k in range(self._outputs)]
 
 
-#: The host build, and the same source with the ARMv7E-M dual-MAC data flow in portable C.
-HOST_VARIANTS = (HOST_CFLAGS, (*HOST_CFLAGS, "-DAOT_EMULATE_DSP"))
+#: The host build (the ARMv7-M data flow: two pixels packed per 64-bit accumulate), and the
+#: same source with the ARMv7E-M dual-MAC data flow and with ARMv6-M's 32-bit multiplies,
+#: in portable C.
+HOST_VARIANTS = (HOST_CFLAGS, (*HOST_CFLAGS, "-DAOT_EMULATE_DSP"),
+                 (*HOST_CFLAGS, "-DAOT_MUL32_ONLY"))
+HOST_VARIANT_IDS = ["host", "emulated-dsp", "emulated-armv6m"]
 
 
 def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _models import HOST_VARIANTS
+from _models import HOST_VARIANT_IDS, HOST_VARIANTS
 
+from tinymlaas.compilers.aot import SCRATCH_BYTES, compile_source
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile
 from tinymlaas.config import Settings
 from tinymlaas.edge.tflm import Tflm, quantize
@@ -22,7 +23,7 @@ def digits(settings: Settings) -> bytes:
     return get_recipe("digits_cnn").load(settings.zoo_dir)
 
 
-@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])
+@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=HOST_VARIANT_IDS)
 def test_digits_match_tflm_and_classify(digits: bytes, microbit_board: Board, tmp_path: Path,
                                         cflags: tuple[str, ...]) -> None:
     manifest = compile_model(digits, microbit_board, tmp_path / "mod", compiler="aot")
@@ -45,10 +46,19 @@ def test_digits_arena_fits_16k_but_not_8k(digits: bytes, microbit_board: Board,
     manifest = compile_model(digits, microbit_board, tmp_path / "mod", compiler="aot")
     assert 9 * 1024 <= manifest.memory.arena_bytes <= 12 * 1024
     assert microbit_board.ram_bytes - manifest.memory.arena_bytes >= 4 * 1024
+    assert manifest.compiler.options["scratch_bytes"] == SCRATCH_BYTES
+    # Column buffers only where the board has the RAM: a board that holds the arena
+    # without them gets the module without them.
+    lean = compile_source(digits, scratch_bytes=0).placement.arena_bytes
+    assert lean < manifest.memory.arena_bytes
+    tight = microbit_board.model_copy(update={"ram_bytes": lean})
+    fitted = compile_model(digits, tight, tmp_path / "tight", compiler="aot")
+    assert fitted.memory.arena_bytes == lean
+    assert fitted.compiler.options["scratch_bytes"] == 0
     with pytest.raises(DoesNotFit, match="stm32vldiscovery") as exc:
         compile_model(digits, small_board, tmp_path / "small", compiler="aot")
     assert exc.value.details["region"] == "ram"
-    assert exc.value.details["missing_bytes"] == manifest.memory.arena_bytes - 8 * 1024
+    assert exc.value.details["missing_bytes"] == lean - 8 * 1024
 
 
 @pytest.mark.parametrize("cpu", sorted(CORTEX_M_CPUS.values()))

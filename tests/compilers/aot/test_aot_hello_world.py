@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _models import HOST_VARIANTS
+from _models import HOST_VARIANT_IDS, HOST_VARIANTS
 
 from tinymlaas.compilers.aot.hostrun import CORTEX_M_CPUS, HostModule, cross_compile, header_macros
 from tinymlaas.edge.tflm import Tflm
@@ -19,7 +19,7 @@ from tinymlaas.models import Board
 from tinymlaas.services.compile import compile_model, read_module
 
 
-@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=["host", "emulated-dsp"])
+@pytest.mark.parametrize("cflags", HOST_VARIANTS, ids=HOST_VARIANT_IDS)
 def test_every_int8_input_matches_tflm(hello_world: bytes, m3_board: Board, tmp_path: Path,
                                        cflags: tuple[str, ...]) -> None:
     manifest = compile_model(hello_world, m3_board, tmp_path / "mod", compiler="aot")

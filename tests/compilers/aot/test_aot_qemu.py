@@ -1,8 +1,9 @@
 """The new ops and dtypes on emulated boards: compiled, built by the Cortex-M builder,
 booted in QEMU, every output byte equal to TFLM's (Cortex-M4 with its DSP path and
-Cortex-M0 without a 64-bit multiply): 16x8, SVDF and resource variables with their state
-carried from one inference to the next, float32 (soft float), index ops, two inputs and
-outputs."""
+Cortex-M0 without a 64-bit multiply): 16x8 (int16 sigmoid, tanh and softmax too), SVDF,
+LSTM (int8 and 16x8) and resource variables with their state carried from one inference to
+the next, float32 (soft float; transposed conv and bilinear resize too), index ops, batch
+matmul and L2 normalization, two inputs and outputs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from _models import convert
 from test_aot_16x8 import build_kind
+from test_aot_lstm import keras_lstm, quantize_16x8
 from test_aot_more_ops import _two_in_two_out
 from test_aot_svdf import svdf_model
 from test_aot_variables import streaming_model
@@ -61,7 +63,25 @@ def _models(settings: Settings) -> dict[str, bytes]:
         y = L.Conv2D(6, 1)(x)
         return L.Lambda(lambda t: tf.cast(tf.argmax(tf.maximum(t, tf.reduce_max(
             t, axis=-1, keepdims=True) * 0.5), axis=-1, output_type=tf.int32), tf.float32))(y)
+    def act16(tf: Any, x: Any, p: dict[str, Any]) -> Any:
+        L = tf.keras.layers
+        y = L.Dense(6, activation="sigmoid")(x)
+        return L.Softmax()(L.Concatenate()([y, L.Dense(4, activation="tanh")(x)]))
+
+    def bmm_l2(tf: Any, xs: Any, p: dict[str, Any]) -> Any:
+        return tf.keras.layers.Lambda(lambda t: tf.math.l2_normalize(
+            tf.linalg.matmul(t[0], t[1], adjoint_b=True), axis=-1))(xs)
+
+    def tconv_f32(tf: Any, x: Any, p: dict[str, Any]) -> Any:
+        L = tf.keras.layers
+        y = L.LeakyReLU(0.2)(L.Conv2DTranspose(3, 3, strides=2, padding="same")(x))
+        return L.Lambda(lambda t: tf.image.resize(t, (5, 7)))(y)
     return {
+        "act16_softmax16": convert(settings, "qemu_act16", {"seed": 1}, act16, (5,), mode="16x8"),
+        "bmm_l2_int8": convert(settings, "qemu_bmm_l2", {"seed": 2}, bmm_l2,
+                               [(2, 3, 4), (2, 5, 4)]),
+        "float_tconv_resize": convert(settings, "qemu_tconv_f32", {"seed": 3}, tconv_f32,
+                                      (2, 3, 2), mode="float"),
         "svdf": svdf_model(3, 1, 8, 4, 2, 5, True),
         "variables": streaming_model(settings, "int8"),
         "float": convert(settings, "qemu_float", {"seed": 1}, floats, (6, 6, 2), mode="float"),
@@ -69,6 +89,12 @@ def _models(settings: Settings) -> dict[str, bytes]:
         "16x8": convert(settings, "qemu_16x8", {"seed": 2}, conv16, (6, 6, 2), mode="16x8"),
         "int8": convert(settings, "qemu_ops8_bilinear", {"seed": 3}, ops8, (3, 4, 2)),
         "two_io": _two_in_two_out(settings),
+        "lstm_int8": keras_lstm(settings, {"units": 5, "steps": 4, "features": 3, "seq": False,
+                                           "dense": True, "batch": 1, "seed": 1}, "int8"),
+        "lstm_16x8": quantize_16x8(
+            keras_lstm(settings, {"units": 4, "steps": 3, "features": 2, "seq": True,
+                                  "dense": False, "batch": 2, "seed": 2}, "float"),
+            time_major=False, clip=3.0),
         "leaky16": convert(settings, "elementwise16",
                            {"kind": "leaky", "seed": 1, "h": 2, "w": 3, "c": 2}, build_kind,
                            (2, 3, 2), mode="16x8"),

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from tinymlaas.api.deps import RunnerDep, SettingsDep, SignerDep, StoreDep
+from tinymlaas.api.deps import RunnerDep, SettingsDep, StoreDep
 from tinymlaas.api.handlers import problems
 from tinymlaas.api.security import Scientist, Viewer
 from tinymlaas.models import Build, Job
@@ -39,11 +39,11 @@ class BuildDetail(Build):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 422))
 def create_build(body: BuildRequest, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
-                 signer: SignerDep, user: Scientist) -> BuildAccepted:
+                 user: Scientist) -> BuildAccepted:
     """Everything that can be refused (unknown model or board, bad option, a compiler that does not
     fit the board, a toolchain that does not serve it) is refused now with a 4xx; the build itself
     runs as a job."""
-    build, job = start_build(store, settings, runner, signer, model=body.model, target=body.target,
+    build, job = start_build(store, settings, runner, model=body.model, target=body.target,
                              compiler=body.compiler, options=body.options, builder=body.builder,
                              version=body.version, toolchain=body.toolchain)
     return BuildAccepted(build=build, job=job)

@@ -41,11 +41,14 @@ from tinymlaas.models import (
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
 from tinymlaas.targets import firmware_ram_bytes
 
-__all__ = ["MODEL_DATA", "AotCompiler", "AotOptions", "Compiled", "CoverageRow", "compile_source",
-           "coverage"]
+__all__ = ["MODEL_DATA", "SCRATCH_BYTES", "AotCompiler", "AotOptions", "Compiled", "CoverageRow",
+           "compile_source", "coverage"]
 
 #: The module file holding the model-data section's bytes (what a model-only update packs).
 MODEL_DATA = "model_data.bin"
+
+#: Scratch one layer may take for a column buffer by default (see AotOptions.scratch_bytes).
+SCRATCH_BYTES = 4096
 
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
@@ -59,6 +62,10 @@ class AotOptions(BaseModel):
         None, ge=0, le=1 << 24,
         description="RAM the firmware needs besides the arena (fit check); default: the "
                     "board's declared [firmware] needs for this model's tensors")
+    scratch_bytes: int | None = Field(
+        None, ge=0, le=1 << 20,
+        description="most scratch one layer may take for speed (its column buffer); default "
+                    f"{SCRATCH_BYTES} B, none when the board's RAM would not hold the arena then")
     reserve_flash_bytes: int | None = Field(
         None, ge=0, le=1 << 26,
         description="flash the firmware needs besides the model data (fit check); default: "
@@ -156,13 +163,14 @@ def _check_io(g: graph_mod.Graph) -> None:
 IO_DTYPES = ("int8", "int16", "int32", "float32")
 
 
-def compile_source(model: bytes, *, name: str = "model", in_place: bool = True) -> Compiled:
+def compile_source(model: bytes, *, name: str = "model", in_place: bool = True,
+                   scratch_bytes: int = SCRATCH_BYTES) -> Compiled:
     """Model bytes → generated C (in memory); raises UnsupportedModel before any output."""
     if not _C_NAME.match(name):
         raise InvalidInput(f"module name '{name}' is not a C identifier (letters, digits, _)")
     g = graph_mod.simplify(graph_mod.read(model))
     _check_io(g)
-    low = lower(g)
+    low = lower(g, scratch_bytes)
     if not low.steps:
         raise UnsupportedModel("the model computes nothing: its output is its input")
     place = _place(g, low.steps, in_place)
@@ -221,7 +229,13 @@ class AotCompiler(Compiler):
     ) -> ModuleManifest:
         assert isinstance(self.options, AotOptions)
         progress("lowering the graph", 0.1)
-        out = compile_source(model, name=name, in_place=self.options.in_place)
+        opts = self.options
+        scratch = SCRATCH_BYTES if opts.scratch_bytes is None else opts.scratch_bytes
+        out = compile_source(model, name=name, in_place=opts.in_place, scratch_bytes=scratch)
+        if scratch and out.placement.arena_bytes + self._reserve_ram(board, info) > board.ram_bytes:
+            # Column buffers buy speed; without them the model may still fit.
+            scratch = 0
+            out = compile_source(model, name=name, in_place=opts.in_place, scratch_bytes=0)
         self.fit(out, board, info)
         progress("writing the module", 0.9)
         blob = out.lowered.data.blob()
@@ -239,7 +253,7 @@ class AotCompiler(Compiler):
             inputs=info.inputs,
             outputs=info.outputs,
             compiler=CompilerInfo(name=self.name, version=self.version,
-                                  options=self.options.model_dump()),
+                                  options={**opts.model_dump(), "scratch_bytes": scratch}),
             memory=ModuleMemory(weights_bytes=out.weights_bytes,
                                 arena_bytes=out.placement.arena_bytes,
                                 data_bytes=out.lowered.data.nbytes),
@@ -248,14 +262,17 @@ class AotCompiler(Compiler):
             data_sha256=hashlib.sha256(blob).hexdigest(),
         )
 
+    def _reserve_ram(self, board: Board, info: ModelInfo) -> int:
+        assert isinstance(self.options, AotOptions)
+        if self.options.reserve_ram_bytes is not None:
+            return self.options.reserve_ram_bytes
+        return firmware_ram_bytes(board, packed_bytes(info.inputs), packed_bytes(info.outputs))
+
     def fit(self, out: Compiled, board: Board, info: ModelInfo) -> None:
         """Refuse a module whose planned RAM or flash, plus what the board's firmware needs,
         exceeds the board's (the same sums as the board's builder checks)."""
         assert isinstance(self.options, AotOptions)
-        reserve_ram = self.options.reserve_ram_bytes
-        if reserve_ram is None:
-            reserve_ram = firmware_ram_bytes(board, packed_bytes(info.inputs),
-                                             packed_bytes(info.outputs))
+        reserve_ram = self._reserve_ram(board, info)
         reserve_flash = self.options.reserve_flash_bytes
         if reserve_flash is None:
             reserve_flash = board.firmware.flash_bytes

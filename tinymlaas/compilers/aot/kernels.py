@@ -18,6 +18,7 @@ from tinymlaas.compilers.aot.lower import (
     Buf,
     Ctx,
     Step,
+    Struct,
     lowers,
     require,
     require_dtype,
@@ -110,14 +111,20 @@ def _requant_data(ctx: Ctx, mults: list[int], shifts: list[int]) -> list[Arg]:
 
 
 def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Tensor | None,
-             mults: list[int], shifts: list[int], per_channel: bool, rows: int) -> Step:
-    """One fc_s8 call: ``rows`` inputs of ``depth`` values times ``w`` [units, depth]."""
+             mults: list[int], shifts: list[int], per_channel: bool, rows: int,
+             geometry: list[int] | None = None) -> Step:
+    """``rows`` inputs of ``depth`` values times ``w`` [units, depth]: gathered (convg_s8,
+    as the 1x1 conv of ``geometry`` if given) where that applies, else one fc_s8 call."""
     g = ctx.g
     x, y = g.t(x_index), g.t(y_index)
     units, depth = w.shape
     wsum = w.astype(np.int64).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)  # input offset folded: Σw(x-zp) = Σwx - zp·Σw
+    gathered = _convg_step(ctx, op, x_index, y_index, w, bias, mults, shifts, geometry or
+                           [rows, 1, depth, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0, 1], x.zp)
+    if gathered is not None:
+        return gathered
     lo, hi = _act(op, y)
     d = ctx.data
     args: list[Arg] = [
@@ -132,6 +139,167 @@ def _fc_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray, b: Ten
     first = np.arange(rows, dtype=np.int64)
     first -= np.where(first < rows - rows % 2, first % 2, 0)
     return _overlap(step, y, x_index, x, np.repeat(first * depth, units))
+
+
+#: The ARMv7-M column kernel reaches the second output channel's weights with LDRSB's
+#: 12-bit offset: windows of up to this many values (padded) take the gathered path.
+GATHER_MAX_K = 4092
+
+
+def _convg_step(ctx: Ctx, op: Op, x_index: int, y_index: int, w: np.ndarray,
+                bias: np.ndarray, mults: list[int], shifts: list[int], geometry: list[int],
+                pad: int) -> Step | None:
+    """A convolution (or several rows of a fully connected layer) through gathered columns,
+    when a column buffer of the window's size fits the scratch allowance; else None."""
+    g = ctx.g
+    x, y = g.t(x_index), g.t(y_index)
+    ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb = geometry
+    k = kh * kw * ic
+    kp = -(-k // 4) * 4
+    pixels = nb * oh * ow
+    if kp > GATHER_MAX_K or 8 * kp > ctx.scratch_bytes or pixels < 4:
+        return None
+    wp = np.zeros((oc, kp), dtype=np.int8)
+    wp[:, :k] = w.reshape(oc, k)
+    lo, hi = _act(op, y)
+    rq, fast = _requant_per_channel(bias, wp, mults, shifts, y.zp, oc)
+    act = 0 if (lo, hi) == (-128, 127) else 1 if hi == 127 else 2
+    d = ctx.data
+    buf = ctx.scratch((2 * kp,), "int32", f"columns of {op.describe()}")
+    geom = ctx.struct([ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb, kp,
+                       int(fast), act])
+    args: list[Arg] = [
+        Buf(x_index, const=True), Buf(y_index), d.add("w", "int8_t", wp),
+        d.add("b", "int32_t", np.broadcast_to(bias, (oc,))), d.add("rq", "int32_t", rq),
+        d.add("q", "int32_t", [pad, y.zp, lo, hi]), Buf(buf), geom,
+    ]
+    step = Step("convg_s8", args, [x_index], [y_index, buf], op.describe())
+    if nb == 1:
+        # Four pixels' windows are read before any of their outputs is written.
+        pix = _window_minread(ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl).ravel()
+        blocks = np.minimum.reduceat(pix, np.arange(0, pixels, 4))
+        first = np.full(pixels, _BIG, dtype=np.int64)
+        first[::4] = blocks
+        minread = np.full((pixels, oc), _BIG, dtype=np.int64)
+        minread[:, 0] = first
+        _overlap(step, y, x_index, x, minread)
+    return step
+
+
+def _dwg_step(ctx: Ctx, op: Op, w: np.ndarray, bias: np.ndarray, mults: list[int],
+              shifts: list[int], geometry: list[int], pad: int) -> Step | None:
+    """A depthwise conv through a band of padded input rows (dwg_s8.c), when it has no
+    channel multiplier or dilation, channels in fours, a window of at most 3 rows and a band
+    within the scratch allowance; else None."""
+    g = ctx.g
+    x_index, y_index = op.inputs[0], op.outputs[0]
+    x, y = g.t(x_index), g.t(y_index)
+    ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, nb = geometry
+    bw = (ow - 1) * sw + kw
+    if (oc != ic or ic % 4 or dh != 1 or dw != 1 or kh > 3
+            or kh * bw * ic > ctx.scratch_bytes):
+        return None
+    lo, hi = _act(op, y)
+    rq, fast = _requant_per_channel(bias, w.reshape(-1, oc).T, mults, shifts, y.zp, oc)
+    # Doubled (the fast requantization's operand), each group of four channels as the
+    # int16 pairs (c0, c2) (c1, c3) in a word each: what SXTB16 pairs up.
+    scale = 2 if fast else 1
+    halves = (scale * w.astype(np.int64)).reshape(kh, kw, ic // 4, 4)[..., [0, 2, 1, 3]]
+    words = halves.astype(np.int16).reshape(-1).view(np.uint16).astype(np.int64)
+    words = (words[0::2] | (words[1::2] << 16)).astype(np.uint32).view(np.int32)
+    act = 0 if (lo, hi) == (-128, 127) else 1 if hi == 127 else 2
+    d = ctx.data
+    band = ctx.scratch((kh * bw * ic // 4,), "int32", f"row band of {op.describe()}")
+    geom = ctx.struct([ih, iw, ic, oh, ow, kh, kw, sh, sw, pt, pl, nb, bw, 2 if fast else 0,
+                       act])
+    args: list[Arg] = [
+        Buf(x_index, const=True), Buf(y_index), d.add("w", "uint32_t", words.view(np.uint32)),
+        d.add("b", "int32_t", scale * np.broadcast_to(bias, (oc,))), d.add("rq", "int32_t", rq),
+        d.add("q", "int32_t", [pad, y.zp, lo, hi]), Buf(band), geom,
+    ]
+    step = Step("dwg_s8", args, [x_index], [y_index, band], op.describe())
+    if nb == 1:
+        _band_overlap(step, y, x_index, x, ih, iw * ic, oh, ow * oc, kh, sh, pt)
+    return step
+
+
+def fuse_pointwise_depthwise(ctx: Ctx, steps: list[Step]) -> list[Step]:
+    """Merge each gathered 1x1 conv (one batch) whose output only the next step reads, a
+    banded depthwise conv, into one pwdw_s8 step: the pointwise output is computed row by
+    row into the depthwise band and never stored whole (it is often the largest tensor)."""
+    g = ctx.g
+    structs = {name: vals for name, _, vals in ctx.structs}
+    readers: dict[int, int] = {}
+    for s in steps:
+        for t in s.reads:
+            readers[g.root(t)] = readers.get(g.root(t), 0) + 1
+    outputs = {g.root(o) for o in g.outputs}
+    out: list[Step] = []
+    i = 0
+    while i < len(steps):
+        pw = steps[i]
+        dw = steps[i + 1] if i + 1 < len(steps) else None
+        if dw is not None and pw.kernel == "convg_s8" and dw.kernel == "dwg_s8":
+            pg, dg = pw.args[7], dw.args[7]
+            assert isinstance(pg, Struct) and isinstance(dg, Struct)
+            p, q = structs[pg.name], structs[dg.name]
+            mid = g.root(pw.writes[0])
+            ih, iw, ic, _, _, _, kh, kw, sh, sw, _, _, pt, pl, nb = p[:15]
+            band_w, dpl = q[12], q[10]
+            if ((kh, kw, sh, sw, pt, pl, nb) == (1, 1, 1, 1, 0, 0, 1) and q[11] == 1
+                    and g.root(dw.reads[0]) == mid and readers.get(mid) == 1
+                    and mid not in outputs and dpl + iw <= band_w):
+                x_index, y_index = pw.reads[0], dw.writes[0]
+                step = Step("pwdw_s8", [pw.args[0], dw.args[1], *pw.args[2:], *dw.args[2:]],
+                            [x_index], [y_index, pw.writes[1], dw.writes[1]],
+                            f"{pw.comment} into {dw.comment}")
+                oh, ow, oc, dkh, dsh, dpt = q[3], q[4], q[2], q[5], q[7], q[9]
+                out.append(_band_overlap(step, g.t(y_index), x_index, g.t(x_index), ih,
+                                         iw * ic, oh, ow * oc, dkh, dsh, dpt))
+                i += 2
+                continue
+        out.append(pw)
+        i += 1
+    return out
+
+
+def _band_overlap(step: Step, y: Tensor, x_index: int, x: Tensor, ih: int, in_row: int,
+                  oh: int, out_row: int, kh: int, sh: int, pt: int) -> Step:
+    """The in-place model of a band kernel: output row oy is written once the input rows
+    its window reaches (read once, in order) are in the band."""
+    minread = np.full((oh, out_row), _BIG, dtype=np.int64)
+    filled = 0
+    for oy in range(oh):
+        new = [t - pt for t in range(filled, oy * sh + kh) if 0 <= t - pt < ih]
+        filled = max(filled, oy * sh + kh)
+        if new:
+            minread[oy, 0] = new[0] * in_row
+    return _overlap(step, y, x_index, x, minread)
+
+
+def _requant_per_channel(bias: np.ndarray, w: np.ndarray, mults: list[int], shifts: list[int],
+                         zp: int, oc: int) -> tuple[np.ndarray, bool]:
+    """rqc.c's per-channel requantization data ([oc][3]) and whether it is the fast form;
+    w: [oc][k] the weights each channel's accumulator sums."""
+    bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), (oc,))
+    ms = np.broadcast_to(np.asarray(mults, dtype=np.int64), (oc,))
+    ss = np.broadcast_to(np.asarray(shifts, dtype=np.int64), (oc,))
+    fast = _fast_requant(bias, w, ms, ss, zp)
+    if fast:
+        r = -ss
+        return np.stack([ms, r, (1 << (r - 1)) + (np.int64(zp) << r)], axis=1), True
+    return np.stack([ms, np.maximum(ss, 0), np.maximum(-ss, 0)], axis=1), False
+
+
+def _fast_requant(bias: np.ndarray, w: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                  zp: int) -> bool:
+    """Whether every channel takes rqc.c's one-multiply requantization: right shifts of
+    1..22 (no left shift) and accumulators that provably stay below 2^30 in magnitude
+    (|bias| + 128·Σ|w|), so that doubling one cannot overflow and the folded sums fit."""
+    if not (np.all(shifts <= -1) and np.all(shifts >= -22) and np.all(mults > 0)):
+        return False
+    bound = np.abs(bias) + 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+    return bool(np.all(bound < (1 << 30))) and abs(zp) <= 128
 
 
 def float_range(op: Op) -> tuple[float, float]:
@@ -251,13 +419,24 @@ def _conv_common(ctx: Ctx, op: Op, depthwise: bool) -> list[Step]:
     mults, shifts, per_channel = _per_channel(op, x, w, y, oc)
     assert w.data is not None
     if not depthwise and kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (ih, iw):
-        # A pointwise conv is a fully connected layer over the pixels.
+        # A pointwise conv is a fully connected layer over the pixels (gathered with its
+        # image geometry, which a fused depthwise reader needs).
         return [_fc_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, ic), b,
-                         mults, shifts, per_channel, nb * oh * ow)]
+                         mults, shifts, per_channel, nb * oh * ow, geometry)]
     wd = w.data.astype(np.int64)
     wsum = wd.reshape(kh * kw, oc).sum(axis=0) if depthwise else wd.reshape(oc, -1).sum(axis=1)
     bias = b.data.astype(np.int64).ravel() if b is not None and b.data is not None else 0
     bias = _wrap32(bias - x.zp * wsum)
+    if depthwise:
+        banded = _dwg_step(ctx, op, w.data.reshape(kh, kw, oc), bias, mults, shifts, geometry,
+                           _skipped_tap_value(op, x))
+        if banded is not None:
+            return [banded]
+    else:
+        gathered = _convg_step(ctx, op, op.inputs[0], op.outputs[0], w.data.reshape(oc, -1),
+                               bias, mults, shifts, geometry, _skipped_tap_value(op, x))
+        if gathered is not None:
+            return [gathered]
     lo, hi = _act(op, y)
     d = ctx.data
     geom = ctx.struct([ih, iw, ic, oh, ow, dm if depthwise else oc, kh, kw, sh, sw, dh, dw,
@@ -327,10 +506,15 @@ def pool_2d(ctx: Ctx, op: Op) -> list[Step]:
     return [step]
 
 
-@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16"), conversion=True)
+@lowers("SOFTMAX", dtypes=("int8->int8", "int8->int16", "int16->int16", "float32->float32"),
+        conversion=True)
 def softmax(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype in ("int16", "float32"):
+        from tinymlaas.compilers.aot.kernels_extra import softmax_s16_f32
+
+        return softmax_s16_f32(ctx, op)
     require_dtype(op, y, "int8", "int16")
     bits = 8 * y.itemsize
     require(y.zp == -(1 << (bits - 1)) and abs(y.scale * (1 << bits) - 1) <= 0.001, op,
@@ -381,9 +565,13 @@ def _frexp_multiplier(real: float) -> tuple[int, int]:
     return quant.wrap32(quant.round_away(q * (1 << 31))), shift
 
 
-@lowers("LOGISTIC", "TANH", dtypes=("int8",))
+@lowers("LOGISTIC", "TANH", dtypes=("int8", "int16", "float32"))
 def logistic_tanh(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype in ("int16", "float32"):
+        from tinymlaas.compilers.aot.kernels_rnn import logistic_tanh16
+
+        return logistic_tanh16(ctx, op)
     for t in (x, y):
         require_dtype(op, t, "int8")
     if op.kind == "LOGISTIC":

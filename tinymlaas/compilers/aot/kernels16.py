@@ -94,10 +94,14 @@ def conv_s16(ctx: Ctx, op: Op, depthwise: bool, geometry: list[int]) -> list[Ste
     return [Step("conv_s16", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
 
-@lowers("TRANSPOSE_CONV", dtypes=("int8", "int16"), operand=2)
+@lowers("TRANSPOSE_CONV", dtypes=("int8", "int16", "float32"), operand=2)
 def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
     g = ctx.g
     w, x, y = g.t(op.inputs[1]), g.t(op.inputs[2]), g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_extra import transpose_conv_f32
+
+        return transpose_conv_f32(ctx, op)
     b = g.t(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] >= 0 else None
     require_dtype(op, w, "int8")
     require_dtype(op, y, x.dtype)
@@ -142,9 +146,13 @@ def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
                  op.describe())]
 
 
-@lowers("LEAKY_RELU", dtypes=("int8", "int16"))
+@lowers("LEAKY_RELU", dtypes=("int8", "int16", "float32"))
 def leaky_relu(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_extra import leaky_relu_f32
+
+        return leaky_relu_f32(ctx, op)
     require_dtype(op, y, x.dtype)
     # The pinned TFLM computes both multipliers in double (its sources once used float).
     alpha = float(np.float32(op.options.get("alpha", 0.2)))

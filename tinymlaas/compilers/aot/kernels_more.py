@@ -382,9 +382,13 @@ def _bilinear_axis(n_in: int, n_out: int, align: bool, half: bool) -> list[int]:
     return table
 
 
-@lowers("RESIZE_BILINEAR", dtypes=("int8",))
+@lowers("RESIZE_BILINEAR", dtypes=("int8", "float32"))
 def resize_bilinear(ctx: Ctx, op: Op) -> list[Step]:
     x, y = ctx.g.t(op.inputs[0]), ctx.g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_extra import resize_bilinear_f32
+
+        return resize_bilinear_f32(ctx, op)
     require_dtype(op, y, "int8")
     require(len(x.shape) == 4 and len(y.shape) == 4, op, "input and output must be 4-D")
     require(same_quantization(x, y), op, "input and output quantization must be equal")

@@ -132,8 +132,10 @@ class Lowered:
 
 
 class Ctx:
-    def __init__(self, g: Graph) -> None:
+    def __init__(self, g: Graph, scratch_bytes: int = 0) -> None:
         self.g = g
+        #: The most scratch one step may take for speed (column buffers).
+        self.scratch_bytes = scratch_bytes
         self.data = DataSection()
         self.structs: list[tuple[str, str, list[int]]] = []
 
@@ -191,7 +193,13 @@ def lowers(*kinds: str, dtypes: tuple[str, ...], operand: int = 0,
 
 
 def _registry() -> dict[str, Declared]:
-    from tinymlaas.compilers.aot import kernels, kernels16, kernels_more  # noqa: F401
+    from tinymlaas.compilers.aot import (  # noqa: F401
+        kernels,
+        kernels16,
+        kernels_extra,
+        kernels_more,
+        kernels_rnn,
+    )
 
     return _LOWERINGS
 
@@ -260,10 +268,13 @@ def lower_op(ctx: Ctx, op: Op) -> list[Step]:
     return _registry()[op.kind].fn(ctx, op)
 
 
-def lower(g: Graph) -> Lowered:
-    ctx = Ctx(g)
+def lower(g: Graph, scratch_bytes: int = 0) -> Lowered:
+    ctx = Ctx(g, scratch_bytes)
     steps: list[Step] = []
     for op in g.ops:
         if op.kind != "ALIAS":
             steps.extend(lower_op(ctx, op))
+    from tinymlaas.compilers.aot.kernels import fuse_pointwise_depthwise
+
+    steps = fuse_pointwise_depthwise(ctx, steps)
     return Lowered(steps=steps, data=ctx.data, structs=ctx.structs)

@@ -25,8 +25,11 @@
 
 extern uint8_t _smodel, _emodel;
 
-static uint8_t rx[RX_WIRE];
-static uint8_t tx[HEADER + TX_PAYLOAD + TRAILER];
+/* Word-aligned: the model reads its input at rx + HEADER and writes its output at
+ * tx + HEADER + 4, and a float or int16 tensor is accessed by words (Cortex-M0 faults on
+ * an unaligned word). */
+static uint8_t rx[RX_WIRE] __attribute__((aligned(4)));
+static uint8_t tx[HEADER + TX_PAYLOAD + TRAILER] __attribute__((aligned(4)));
 static uint8_t ring[256];
 static volatile uint8_t ring_head, ring_tail;
 static volatile uint32_t ring_dropped;

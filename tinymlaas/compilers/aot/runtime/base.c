@@ -32,6 +32,9 @@
 #define AOT_DSP 1
 #define aot_sxtb16(v) ((uint32_t)__sxtb16((int32_t)(v)))
 #define aot_smlad(a, b, acc) __smlad((int32_t)(a), (int32_t)(b), (acc))
+#define aot_smlabb(a, b, acc) __smlabb((int32_t)(a), (int32_t)(b), (acc))
+#define aot_sadd16(a, b) ((uint32_t)__sadd16((int16x2_t)(a), (int16x2_t)(b)))
+#define aot_smlatt(a, b, acc) __smlatt((int32_t)(a), (int32_t)(b), (acc))
 static inline uint32_t aot_sxtb16_ror8(uint32_t v)
 {
     uint32_t r;
@@ -55,6 +58,32 @@ static inline int32_t aot_smlad(uint32_t a, uint32_t b, int32_t acc)
     const int32_t hi = (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
 }
+static inline uint32_t aot_sadd16(uint32_t a, uint32_t b)
+{
+    return ((a + b) & 0xFFFFu) | (((a >> 16) + (b >> 16)) << 16);
+}
+static inline int32_t aot_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return aot_smlad(a & 0xFFFFu, b & 0xFFFFu, acc);
+}
+static inline int32_t aot_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return aot_smlad(a >> 16, b >> 16, acc);
+}
+#endif
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__) && !defined(AOT_DSP)
+#include <arm_acle.h> /* __ssat */
+#endif
+/* Which multiply-accumulate data flow the convolution kernels take: dual 16-bit MACs
+ * (DSP), a 64-bit accumulate of two packed pixels (ARMv7-M and hosts: SMLAL), or
+ * one 32-bit multiply a product (ARMv6-M). Hosts can be built with either of the
+ * others (AOT_EMULATE_DSP, AOT_MUL32_ONLY) to test their data flow. */
+#if defined(AOT_DSP)
+#define AOT_MAC_Q15 1
+#elif defined(AOT_MUL32_ONLY)
+#define AOT_MAC_S8 1
+#else
+#define AOT_MAC_PAIRS 1
 #endif
 #if defined(AOT_DSP)
 /* Four int8 values at any alignment (one LDR on ARMv7E-M, even freestanding). */

@@ -201,12 +201,11 @@ async def builds_page(request: Request, user: PageViewer, store: StoreDep, setti
 
 @router.post("/builds")
 def create_build(user: Scientist, store: StoreDep, settings: SettingsDep, runner: RunnerDep,
-                 signer: SignerDep,
                  model: Annotated[str, Form(min_length=1)], target: Annotated[str, Form(min_length=1)],
                  version: Annotated[str, Form(pattern=r"^[0-9A-Za-z.+-]{1,40}$")] = "1.0.0"
                  ) -> HTMLResponse:
     """The same checks and job as POST /builds; the page then follows the job."""
-    build, job = start_build(store, settings, runner, signer, model=model, target=target, compiler=None,
+    build, job = start_build(store, settings, runner, model=model, target=target, compiler=None,
                              options={}, builder="docker", version=version)
     return fragment("operator/_job_watch.html", job=job, build=build)
 

@@ -504,7 +504,9 @@ deploy:
 """
 
 
-@given(parsers.parse('it has built hello_world "{version}" for "{board}"'))
+# Quoted values without quotes in them: a looser pattern also took the fleet's Background
+# ('... "1.0.0" and a retrained model "1.1.0" for "x86-tflm" and "lm3s6965evb"').
+@given(parsers.re(r'it has built hello_world "(?P<version>[^"]+)" for "(?P<board>[^"]+)"'))
 def built_one(fleet: Fleet, version: str, board: str) -> None:
     if f"{board}:{version}" in fleet.builds:
         return

@@ -167,8 +167,12 @@ def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_device_on_one_instance_is_read_through_another_and_moves_when_it_dies(
-        tmp_path: Path, database_url: str) -> None:
+        tmp_path: Path, database_url: str, hello_world: bytes) -> None:
+    from _fleet import Firmware, Runtime, make_build
+
+    from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, TinyMLObject
     from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient
+    from tinymlaas.edge.lwm2m.vocab import Dev
     from tinymlaas.net import free_port
 
     c = Cluster(tmp_path, database_url, broker_url="")
@@ -180,14 +184,19 @@ def test_a_device_on_one_instance_is_read_through_another_and_moves_when_it_dies
             instance=name, api_url=f"http://127.0.0.1:{port}", lease_s=LEASE_S)})
         return BackgroundServer(settings, port=port)
 
-    objects = [Instance(3, 0, {0: "TinyMLaaS", 1: "x86-tflm", 2: "sn-1", 3: "1.0.0", 11: {0: 0}, 16: "U"})]
+    def boot(version: str) -> tuple[DeviceObject, list[Instance]]:
+        """Its objects as it starts: Device, Firmware Update (installs ``b"FW<version>"``), TinyML."""
+        device = DeviceObject({0: "TinyMLaaS", 1: "x86-tflm", 2: "sn-1", 3: version, 11: {0: 0}, 16: "U"})
+        return device, [device, FirmwareUpdate(Firmware(device), tmp_path / "dev-1"),
+                        TinyMLObject(Runtime(hello_world, "x86-tflm", "x86-64"))]
+
     a, b = instance("api-a"), instance("api-b")
     try:
         api_a, api_b = a.client(), b.client()
         uri_a, uri_b = (api.get("/orchestrator").json()["uri"] for api in (api_a, api_b))
 
         async def scenario() -> None:
-            device = LwM2MClient("dev-1", uri_a, objects, lifetime=60)
+            device = LwM2MClient("dev-1", uri_a, boot("1.0.0")[1], lifetime=60)
             await device.start()
             await asyncio.wait_for(device.registered.wait(), 10)
             await asyncio.sleep(0.5)  # the registry writes what it saw in batches
@@ -197,6 +206,7 @@ def test_a_device_on_one_instance_is_read_through_another_and_moves_when_it_dies
             assert detail.json()["capabilities"]["serial"] == "sn-1"  # read from the device now
             await asyncio.to_thread(a.stop)  # instance A dies; the device re-registers with B
             await device.stop(deregister=False)
+            rebooted, objects = boot("1.0.0")
             moved = LwM2MClient("dev-1", uri_b, objects, lifetime=60)
             await moved.start()
             await asyncio.wait_for(moved.registered.wait(), 10)
@@ -206,6 +216,16 @@ def test_a_device_on_one_instance_is_read_through_another_and_moves_when_it_dies
             history = (await asyncio.to_thread(api_b.get, "/devices/dev-1/history")).json()
             joins = [e["detail"] for e in history if "joined" in e.get("detail", "")]
             assert {"joined instance api-a", "joined instance api-b"} <= set(joins), history
+
+            # A FOTA through B still completes on the device that moved there.
+            fw = await asyncio.to_thread(make_build, c.store, hello_world, "2.0.0")
+            sent = await asyncio.to_thread(api_b.post, "/devices/dev-1/firmware", json={"build": fw.id})
+            assert sent.status_code == 202, sent.text
+            job_id = sent.json()["job"]["id"]
+            await asyncio.to_thread(wait_for, "the FOTA", ended(api_b, job_id), 60)
+            job = (await asyncio.to_thread(api_b.get, f"/jobs/{job_id}")).json()
+            assert job["state"] == "succeeded", job
+            assert rebooted.values[Dev.FIRMWARE_VERSION] == "2.0.0"
             await moved.stop()
 
         asyncio.run(scenario())

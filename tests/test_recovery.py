@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.builders.container import INPUT_LABEL
-from tinymlaas.models import JobState
+from tinymlaas.models import DeviceCapabilities, JobState
 from tinymlaas.services.recovery import recover
 from tinymlaas.store import Store
 
@@ -87,4 +87,91 @@ def test_a_failed_record_is_corrected_when_the_device_runs_what_it_sent(database
     assert fixed.firmware_after == "2.0.0" and "later reported" in fixed.detail
     assert store.deployment(old.id).succeeded is False  # only the latest is judged
     assert reconcile(store, "d1", "2.0.0", "2" * 64) is None  # nothing left to correct
+    store.close()
+
+
+def test_a_record_corrected_from_a_trial_image_fails_again_when_the_device_rolls_back(
+        database_url: str, tmp_path: Path) -> None:
+    from tinymlaas.services.deployments import reconcile
+
+    store = Store(database_url, tmp_path / "artifacts")
+    _built(store, "1.0.0", "1" * 64)
+    b2 = _built(store, "2.0.0", "2" * 64)
+    running = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                                   build_id=b2)
+    assert reconcile(store, "d1", "2.0.0", "2" * 64) is None  # its job is still waiting: the job decides
+    recover(store, tmp_path)
+    assert reconcile(store, "d1", "2.0.0", "2" * 64) is not None  # the new image came up (on trial)
+    back = reconcile(store, "d1", "1.0.0", "1" * 64)  # ... and was rolled back
+    assert back is not None and back.id == running.id
+    assert (back.succeeded, back.result_code, back.result) == (False, 8, "firmware update failed")
+    assert back.reconciled and back.firmware_after == "1.0.0" and "runs 1.0.0 again" in back.detail
+    store.close()
+
+
+def test_a_record_the_job_saw_confirmed_is_not_judged_again(database_url: str, tmp_path: Path) -> None:
+    from tinymlaas.models import UpdateOutcome
+    from tinymlaas.services.deployments import reconcile
+
+    store = Store(database_url, tmp_path / "artifacts")
+    b2 = _built(store, "2.0.0", "2" * 64)
+    dep = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                               build_id=b2)
+    store.finish_deployment(dep.id, UpdateOutcome(endpoint="d1", kind="firmware", package_sha256="a" * 64,
+                                                  succeeded=True, result_code=1))
+    assert reconcile(store, "d1", "3.0.0", "3" * 64) is None  # updated since by someone else
+    assert store.deployment(dep.id).succeeded is True
+    store.close()
+
+
+class _Orchestrator:
+    """What the registry asks an orchestrator in these tests: what a device reports it runs."""
+
+    def __init__(self, runs: dict[str, tuple[str, str]]) -> None:
+        self.runs = runs
+        self.events: object = None
+
+    async def capabilities(self, endpoint: str) -> DeviceCapabilities:
+        version, model = self.runs[endpoint]
+        return DeviceCapabilities(endpoint=endpoint, firmware_version=version, model_sha256=model)
+
+
+@pytest.mark.parametrize("protocol", ["reads its capabilities", "carries its status"])
+def test_the_registry_reconciles_when_a_device_joins_or_reports(database_url: str, tmp_path: Path,
+                                                                 protocol: str) -> None:
+    """LwM2M devices join without facts (the registry reads them); polling devices carry them."""
+    import asyncio
+
+    from tinymlaas.config import DeviceSettings, Settings
+    from tinymlaas.fleet.models import DeviceFacts
+    from tinymlaas.services.registry import DeviceRegistry
+
+    store = Store(database_url, tmp_path / "artifacts")
+    _built(store, "1.0.0", "1" * 64)
+    b2 = _built(store, "2.0.0", "2" * 64)
+    dep = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                               build_id=b2)
+    recover(store, tmp_path)  # the service stopped during the update
+    orchestrator = _Orchestrator({"d1": ("2.0.0", "2" * 64)})
+
+    async def main() -> None:
+        registry = DeviceRegistry(store, orchestrator, DeviceSettings(), Settings().targets_dir)  # type: ignore[arg-type]
+        await registry.start()
+        if protocol == "reads its capabilities":
+            registry.joined("d1")
+        else:
+            registry.joined("d1", DeviceFacts(firmware_version="1.0.0", model_sha256="1" * 64))
+            registry.seen("d1", DeviceFacts(firmware_version="1.0.0", model_sha256="1" * 64))
+            await asyncio.sleep(0.2)
+            assert store.deployment(dep.id).succeeded is False  # it still ran 1.0.0
+            registry.seen("d1", DeviceFacts(firmware_version="2.0.0", model_sha256="2" * 64))
+        for _ in range(100):
+            if store.deployment(dep.id).succeeded:
+                break
+            await asyncio.sleep(0.05)
+        await registry.stop()
+
+    asyncio.run(main())
+    fixed = store.deployment(dep.id)
+    assert (fixed.succeeded, fixed.result_code, fixed.reconciled) == (True, 1, True)
     store.close()

@@ -175,3 +175,54 @@ def test_the_registry_reconciles_when_a_device_joins_or_reports(database_url: st
     fixed = store.deployment(dep.id)
     assert (fixed.succeeded, fixed.result_code, fixed.reconciled) == (True, 1, True)
     store.close()
+
+
+class _QuietDevice(_Orchestrator):
+    """A device that took the update, but went quiet before it said how the update ended."""
+
+    async def deploy_firmware(self, endpoint: str, package: object, **_: object) -> None:
+        from tinymlaas.errors import DeviceUnreachable
+
+        raise DeviceUnreachable(f"device '{endpoint}' did not come back within 60 s after the update")
+
+
+async def _deploy(store: Store, orchestrator: _QuietDevice, dep_id: str) -> str:
+    """A deploy job's body with the registry listening; the error it ends with."""
+    from tinymlaas.config import DeviceSettings, Settings
+    from tinymlaas.errors import DeviceError
+    from tinymlaas.models import Package
+    from tinymlaas.plugins.base import no_progress
+    from tinymlaas.services.deployments import run_deployment
+    from tinymlaas.services.registry import DeviceRegistry
+
+    registry = DeviceRegistry(store, orchestrator, DeviceSettings(), Settings().targets_dir)  # type: ignore[arg-type]
+    await registry.start()
+    try:
+        await run_deployment(store, orchestrator, store.deployment(dep_id),  # type: ignore[arg-type]
+                             Package(sha256="a" * 64, size=1, kind="firmware"), download_base="",
+                             fallback=None, progress=no_progress, registry=registry)
+    except DeviceError as exc:
+        return exc.message
+    finally:
+        await registry.stop()
+    return "no error"
+
+
+@pytest.mark.parametrize("took", [True, False])
+def test_a_deployment_whose_job_gave_up_gets_a_code_then_what_the_device_runs(
+        database_url: str, tmp_path: Path, took: bool) -> None:
+    import asyncio
+
+    store = Store(database_url, tmp_path / "artifacts")
+    b2 = _built(store, "2.0.0", "2" * 64)
+    dep = store.add_deployment(endpoint="d1", kind="firmware", package_sha256="a" * 64, job_id=None,
+                               build_id=b2)
+    orchestrator = _QuietDevice({"d1": ("2.0.0", "2" * 64) if took else ("1.0.0", "1" * 64)})
+    assert "did not come back" in asyncio.run(_deploy(store, orchestrator, dep.id))
+    ended = store.deployment(dep.id)  # a code and words, then checked against what the device runs
+    assert ended.detail.startswith("device 'd1' did not come back")
+    if took:
+        assert (ended.succeeded, ended.result_code, ended.reconciled) == (True, 1, True)
+    else:
+        assert (ended.succeeded, ended.result, ended.reconciled) == (False, "firmware update failed", False)
+    store.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.edge.package import pack
-from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
+from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput, TinyMLaaSError
 from tinymlaas.fleet.models import DeviceFacts
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Deployment, Job, Package, StoredModule, UpdateOutcome
@@ -225,13 +225,29 @@ def facts_after(outcome: UpdateOutcome) -> DeviceFacts:
 async def run_deployment(store: Store, orchestrator: Orchestrator, deployment: Deployment,
                          package: Package, *, download_base: str, fallback: Package | None,
                          progress: Progress, registry: DeviceRegistry | None = None) -> dict[str, Any]:
-    """Body of a deploy job (on the API's loop: the device does the work, we wait)."""
-    outcome = await update_device(orchestrator, deployment.endpoint, deployment.kind, package,
-                                  download_base=download_base, fallback=fallback, progress=progress)
+    """Body of a deploy job (on the API's loop: the device does the work, we wait). However it
+    ends, the record gets a result code and words; a failed one is then checked against what
+    the device runs (it may have taken the update after all: it went quiet, then came back)."""
+    try:
+        outcome = await update_device(orchestrator, deployment.endpoint, deployment.kind, package,
+                                      download_base=download_base, fallback=fallback, progress=progress)
+    except TinyMLaaSError as exc:
+        outcome = failed_outcome(deployment, exc.message)
     await asyncio.to_thread(store.finish_deployment, deployment.id, outcome)
     if not outcome.succeeded:
+        if registry is not None:
+            await registry.recheck(deployment.endpoint)
         raise DeviceError(f"{deployment.kind} update of '{deployment.endpoint}' failed: "
                           f"{outcome.detail or outcome.result}")
     if registry is not None:
         registry.updated(deployment.endpoint, build_id=deployment.build_id, facts=facts_after(outcome))
     return {"deployment": deployment.id, **outcome.model_dump(mode="json")}
+
+
+def failed_outcome(deployment: Deployment, why: str) -> UpdateOutcome:
+    """An update that ended without the device's word on it (it went quiet, the job gave up)."""
+    firmware = deployment.kind == "firmware"
+    code: int = FwResult.update_failed if firmware else SwResult.device_error
+    return UpdateOutcome(endpoint=deployment.endpoint, kind=deployment.kind,
+                         package_sha256=deployment.package_sha256, succeeded=False, result_code=code,
+                         result=(fw_result_words if firmware else sw_result_words)(code), detail=why)

@@ -192,6 +192,18 @@ class DeviceRegistry(DeviceEvents):
         self._queue(Sighting(endpoint=endpoint, facts=facts))
         self._check_records(endpoint, facts, joined=True)
 
+    async def recheck(self, endpoint: str) -> None:
+        """Reconcile the device's latest deployment with what it says it runs now, if it is
+        online (an update's job that failed asks: the device may have taken it all the same)."""
+        try:
+            caps = await self.orchestrator.capabilities(endpoint)
+        except TinyMLaaSError as exc:  # offline or quiet: it is reconciled when it next reports
+            log.info("cannot read what %s runs: %s", endpoint, exc.message)
+            return
+        facts = DeviceFacts.from_capabilities(caps)
+        self._runs[endpoint] = (facts.firmware_version, facts.model_sha256)
+        await self._reconcile(endpoint, facts.firmware_version, facts.model_sha256)
+
     def updated(self, endpoint: str, *, build_id: str | None, facts: DeviceFacts) -> None:
         """A deployment succeeded: what the device runs now (written with the next batch)."""
         self._queue(Sighting(endpoint=endpoint, facts=facts, build_id=build_id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import struct
 import threading
 import time
 import zipfile
@@ -637,7 +638,36 @@ BAD_MAINS = {
         " or a in ('--image', '--port')]\nsys.argv = keep\nsys.exit(main())\n"),
 }
 ROLLBACK_REASON = {"crashes 5 s after it boots": "stopped (exit 3)", "hangs at boot": "was not healthy",
-                   "boots without its management agent": "was not healthy"}
+                   "boots without its management agent": "was not healthy",
+                   "crashes on its first inference": "HARDFAULT",
+                   "hangs after its banner": "did not answer a health inference",
+                   "never prints its banner": "printed no ready banner"}
+
+
+def _elf_symbol_offset(elf: bytes, suffix: str) -> int:
+    """Where in an ELF32 (little-endian) file the code of the symbol named ``*suffix`` starts."""
+    shoff, = struct.unpack_from("<I", elf, 0x20)
+    shentsize, shnum = struct.unpack_from("<HH", elf, 0x2E)
+    sections = [struct.unpack_from("<10I", elf, shoff + i * shentsize) for i in range(shnum)]
+    symtab = next(sec for sec in sections if sec[1] == 2)  # SHT_SYMTAB; sh_link is its string table
+    strtab = sections[symtab[6]]
+    for at in range(symtab[4], symtab[4] + symtab[5], 16):
+        st_name, value, _, _, _, shndx = struct.unpack_from("<IIIBBH", elf, at)
+        start = strtab[4] + st_name
+        if elf[start:elf.index(b"\0", start)].endswith(suffix.encode()):
+            section = sections[shndx]
+            return section[4] + (value & ~1) - section[3]
+    raise KeyError(suffix)
+
+
+def _bad_elf(elf: bytes, fault: str) -> bytes:
+    """The firmware ELF made to fail in one way: a Thumb ``udf`` (a HardFault: the firmware
+    reports it and resets) or ``b .`` (a hang) at the model's entry, or a silent banner."""
+    if fault == "never prints its banner":
+        return elf.replace(b"TINYMLAAS READY", b"TINYMLAAS HELLO")
+    at = _elf_symbol_offset(elf, "_invoke")  # the compiled model: hello_world_invoke
+    op = {"crashes on its first inference": b"\x00\xde", "hangs after its banner": b"\xfe\xe7"}[fault]
+    return elf[:at] + op + elf[at + 2:]
 
 
 def _rezip(image: bytes, main: str) -> bytes:
@@ -650,9 +680,11 @@ def _rezip(image: bytes, main: str) -> bytes:
 @when(parsers.parse('the service deploys a signed copy of firmware "{version}" that {fault} to "{ep}"'),
       target_fixture="deployment")
 def deploy_bad_image(lab: Lab, devices: dict[str, Any], version: str, fault: str, ep: str) -> dict[str, Any]:
-    good = lab.api.get(f"/artifacts/{lab.builds['x86-tflm:' + version]['firmware']['image_sha256']}").content
+    board = devices[ep].board
+    good = lab.api.get(f"/artifacts/{lab.builds[f'{board}:{version}']['firmware']['image_sha256']}").content
     signer = Signer.load_or_create(lab.server.settings.data_dir)  # as if the service had built it
-    bad = signer.sign(_rezip(good, BAD_MAINS[fault]))
+    made_bad = _bad_elf(good, fault) if isinstance(devices[ep], Bridge) else _rezip(good, BAD_MAINS[fault])
+    bad = signer.sign(made_bad)
     sha = ArtifactStore(lab.server.settings.artifacts_dir).put_bytes(bad)
     devices["fault"] = fault
     return deploy(lab, ep, "firmware", {"artifact": sha})

@@ -16,6 +16,7 @@ the old image; or failed, but it runs the new one) is *disagreeing*. Used by
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import random
@@ -46,13 +47,17 @@ VERSIONS = ("1.0.0", "2.0.0")
 #: The new image's entry point, made to fail in one way (the rest of the image is the real one).
 BAD_MAINS = {
     "crashes late": "import os, sys, threading\nfrom tinymlaas.edge.x86 import main\n"
-                    "threading.Timer(5.0, lambda: os._exit(3)).start()\nsys.exit(main())\n",
+                    "threading.Timer(6.0, lambda: os._exit(3)).start()\nsys.exit(main())\n",
     "hangs": "import time\nwhile True:\n    time.sleep(1)\n",
     "boots without its agent": (
         "import sys\nfrom tinymlaas.edge.x86 import main\n"
         "keep = [a for i, a in enumerate(sys.argv) if i == 0 or sys.argv[i - 1] in ('--image', '--port')"
         " or a in ('--image', '--port')]\nsys.argv = keep\nsys.exit(main())\n"),
 }
+#: About how long a good update takes here (download, reboot, trial): faults strike within it.
+UPDATE_S = 10.0
+#: A recovered device stays so this long (an image that keeps crashing is not recovered).
+STABLE_S = 8.0
 #: Every kind of fault, in the order the benchmark's table lists them.
 KINDS = ("power cut", "truncated image", "corrupt image", "unsigned image", *BAD_MAINS, "dropped link",
          "service crash")
@@ -71,6 +76,9 @@ class Outcome:
     runs: str | None
     result: str
     reconciled: bool = False
+    #: The fault struck this long after the update started (None: it is in the image).
+    struck_s: float | None = None
+    detail: str = ""
     why: str = ""
 
 
@@ -90,8 +98,8 @@ class LabDevice:
         try:
             version = str(self.client.info()["version"])
             self.client.infer([1.0])
-        except (TinyMLaaSError, KeyError):
-            return None
+        except (TinyMLaaSError, KeyError, ValueError, OSError, http.client.HTTPException):
+            return None  # down, booting, or cut off in the middle of its answer
         return None if marker.get("state") in ("trial", "healthy") else version
 
     def power_cut(self) -> None:
@@ -108,7 +116,7 @@ class FaultLab:
     """A service that can be crashed, its two firmware builds and its devices (``with`` closes all)."""
 
     def __init__(self, work: Path, *, orchestrator: str = "lwm2m", database_url: str | None = None,
-                 trial_s: float = 20.0, soak_s: float = 3.0, seed: int = 0) -> None:
+                 trial_s: float = 20.0, soak_s: float = 8.0, seed: int = 0) -> None:
         self.work, self.trial_s, self.soak_s = work, trial_s, soak_s
         self.random = random.Random(seed)
         self.settings = Settings()
@@ -121,6 +129,7 @@ class FaultLab:
         self.devices: dict[str, LabDevice] = {}
         self.builds: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._struck: dict[str, float] = {}
 
     def __enter__(self) -> FaultLab:
         self.service.start()
@@ -216,21 +225,33 @@ class FaultLab:
         (a service crash: once, for all of them); wait for each to recover."""
         if kind not in KINDS:
             raise ValueError(f"unknown fault {kind!r}; faults: {', '.join(KINDS)}")
-        sent = {ep: self.other_version(ep) for ep in endpoints}
         started = time.monotonic()
-        deployments = {ep: self.deploy(ep, sent[ep], kind) for ep in endpoints}
+        sent: dict[str, str] = {}
+        deployments: dict[str, str] = {}
+        results: list[Outcome] = []
+        for ep in endpoints:
+            try:
+                sent[ep] = self.other_version(ep)
+                deployments[ep] = self.deploy(ep, sent[ep], kind)
+            except (DeviceUnreachable, httpx.HTTPError) as exc:  # it was not fit to start with
+                results.append(Outcome(kind, ep, sent.get(ep, ""), True, False, 0.0, None, "",
+                                       why=f"the update could not start: {exc}"))
+        endpoints = list(deployments)
+        self._struck = {}
         if kind == "service crash":
-            time.sleep(self.random.uniform(0.5, 6.0))
+            at = self.random.uniform(0.5, UPDATE_S)
+            time.sleep(max(at - (time.monotonic() - started), 0))
+            self._struck = dict.fromkeys(endpoints, at)
             self.crash_service(down_s=self.random.uniform(0.5, 3.0))
         elif kind in ("power cut", "dropped link"):
+            self._struck = {ep: self.random.uniform(0.5, UPDATE_S) for ep in endpoints}
             threads = [threading.Thread(target=self._cut if kind == "power cut" else self._drop,
-                                        args=(self.devices[ep], self.random.uniform(0.5, 8.0)))
+                                        args=(self.devices[ep], started + self._struck[ep]))
                        for ep in endpoints]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-        results: list[Outcome] = []
         threads = [threading.Thread(target=lambda ep=ep: results.append(
             self.recovered(kind, ep, sent[ep], deployments[ep], started, timeout_s))) for ep in endpoints]
         for t in threads:
@@ -239,9 +260,14 @@ class FaultLab:
             t.join()
         return sorted(results, key=lambda o: o.endpoint)
 
-    def other_version(self, endpoint: str) -> str:
+    def other_version(self, endpoint: str, timeout_s: float = 30.0) -> str:
         """The version the device does not run (what an update sends it)."""
-        return VERSIONS[1] if self.devices[endpoint].runs() == VERSIONS[0] else VERSIONS[0]
+        deadline = time.monotonic() + timeout_s
+        while (runs := self.devices[endpoint].runs()) is None:
+            if time.monotonic() > deadline:
+                raise DeviceUnreachable(f"{endpoint} does not answer on a confirmed image")
+            time.sleep(0.5)
+        return VERSIONS[1] if runs == VERSIONS[0] else VERSIONS[0]
 
     def deploy(self, endpoint: str, version: str, kind: str = "") -> str:
         """Start updating ``endpoint`` to ``version`` (made bad as ``kind`` says); the deployment's id."""
@@ -256,15 +282,15 @@ class FaultLab:
         self.service.start()
 
     @staticmethod
-    def _cut(dev: LabDevice, after_s: float) -> None:
-        time.sleep(after_s)
+    def _cut(dev: LabDevice, at: float) -> None:
+        time.sleep(max(at - time.monotonic(), 0))
         dev.power_cut()
         time.sleep(1.0)
         dev.power_on()
 
     @staticmethod
-    def _drop(dev: LabDevice, after_s: float) -> None:
-        time.sleep(after_s)
+    def _drop(dev: LabDevice, at: float) -> None:
+        time.sleep(max(at - time.monotonic(), 0))
         dev.device.container.pause()
         time.sleep(10.0)
         dev.device.container.unpause()
@@ -276,6 +302,7 @@ class FaultLab:
         dev, deadline = self.devices[ep], started + timeout_s
         runs: str | None = None
         record: dict[str, Any] = {}
+        since: float | None = None  # when it first looked recovered: it must stay so a while
         while time.monotonic() < deadline:
             runs = dev.runs()
             try:
@@ -284,8 +311,13 @@ class FaultLab:
                 record = {}
             ended = record.get("succeeded") is not None
             if runs is not None and ended and self._online(ep) and record["succeeded"] == (runs == sent):
-                return Outcome(kind, ep, sent, False, False, time.monotonic() - started, runs,
-                               str(record.get("result", "")), bool(record.get("reconciled")))
+                since = since or time.monotonic()
+                if time.monotonic() - since >= STABLE_S:
+                    return Outcome(kind, ep, sent, False, False, since - started, runs,
+                                   str(record.get("result", "")), bool(record.get("reconciled")),
+                                   self._struck.get(ep), str(record.get("detail", "")))
+            else:
+                since = None
             time.sleep(0.5)
         bricked = runs is None or not self._online(ep)
         agrees = (record.get("succeeded") is not None and runs is not None
@@ -293,8 +325,11 @@ class FaultLab:
         why = ("it does not answer on a confirmed image" if runs is None else
                "the service does not list it online" if bricked else
                f"the record says succeeded={record.get('succeeded')} but it runs {runs}")
+        why += (f"; record: {record.get('result')}: {record.get('detail')}; "
+                f"device log: {dev.device.logs()[-1500:]}")
         return Outcome(kind, ep, sent, bricked, not agrees, time.monotonic() - started, runs,
-                       str(record.get("result", "")), bool(record.get("reconciled")), why)
+                       str(record.get("result", "")), bool(record.get("reconciled")), self._struck.get(ep),
+                       str(record.get("detail", "")), why)
 
 
 def _rezip(image: bytes, main: str) -> bytes:

@@ -46,8 +46,15 @@ VERSIONS = ("1.0.0", "2.0.0")
 
 #: The new image's entry point, made to fail in one way (the rest of the image is the real one).
 BAD_MAINS = {
-    "crashes late": "import os, sys, threading\nfrom tinymlaas.edge.x86 import main\n"
-                    "threading.Timer(6.0, lambda: os._exit(3)).start()\nsys.exit(main())\n",
+    "crashes late": (  # after its health check, before the boot ROM confirms it
+        "import os, sys, threading, time\nfrom pathlib import Path\nfrom tinymlaas.edge.x86 import main\n"
+        "marker = Path(sys.argv[sys.argv.index('--image') + 1]).parent / 'fota.json'\n"
+        "def crash():\n"
+        "    while 'healthy' not in (marker.read_text() if marker.exists() else ''):\n"
+        "        time.sleep(0.1)\n"
+        "    time.sleep(2.0)\n"
+        "    os._exit(3)\n"
+        "threading.Thread(target=crash, daemon=True).start()\nsys.exit(main())\n"),
     "hangs": "import time\nwhile True:\n    time.sleep(1)\n",
     "boots without its agent": (
         "import sys\nfrom tinymlaas.edge.x86 import main\n"

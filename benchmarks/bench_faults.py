@@ -63,7 +63,7 @@ def rows(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     for kind in [*KINDS, "all"]:
         got = [o for o in outcomes if kind in ("all", o.kind)]
         times = sorted(o.recover_s for o in got)
-        out.append({"fault": kind, "updates": len(got),
+        out.append({"fault": kind, "updates": len(got), "fault missed": sum(bool(o.missed) for o in got),
                     "bricked": sum(o.bricked for o in got),
                     "disagreeing records": sum(o.disagrees for o in got),
                     "reconciled": sum(o.reconciled for o in got),

@@ -574,7 +574,7 @@ class Bridge:
 
 
 def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str, *,
-                 pull: bool) -> None:
+                 pull: bool, trial_s: float | None = None) -> None:
     fw = lab.builds[f"{board}:{version}"]["firmware"]
     flash = tmp_path / ep / "flash"
     flash.mkdir(parents=True)
@@ -591,7 +591,7 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore)
     targets = Settings().targets_dir
     process = BridgeProcess(get_board(targets, board), flash, attach, tmp_path / ep / "bridge.log",
-                            targets_dir=targets, emulator="qemu")
+                            targets_dir=targets, emulator="qemu", trial_s=trial_s)
     devices[ep] = Bridge(ep, board, process)
     try:
         wait_until(lambda: online(lab, ep), 60, f"bridge {ep} joining")
@@ -602,6 +602,14 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
 @given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
 def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
     start_bridge(lab, devices, tmp_path, ep, version, board, pull=False)
+
+
+@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}" with a trial of '
+                     '{seconds:d} s'))
+def bridge_on_trial(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str,
+                    seconds: int) -> None:
+    """A short trial (QEMU boots hello_world in well under a second), so a rollback is seen soon."""
+    start_bridge(lab, devices, tmp_path, ep, version, board, pull=False, trial_s=seconds)
 
 
 @given(parsers.parse('a bridge "{ep}" polling the service runs firmware "{version}" '

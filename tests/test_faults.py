@@ -12,13 +12,18 @@ from tinymlaas.faults import FaultLab
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.reliability, pytest.mark.x86]
 
 
-@pytest.mark.parametrize("orchestrator", ["lwm2m", "http-pull"])
-def test_devices_and_records_come_through_faults(tmp_path: Path, orchestrator: str) -> None:
+@pytest.mark.parametrize(("orchestrator", "kinds"), [
+    ("lwm2m", ("power cut", "dropped link", "corrupt image")),
+    ("http-pull", ("power cut", "service crash", "unsigned image")),
+])
+def test_devices_and_records_come_through_faults(tmp_path: Path, orchestrator: str,
+                                                 kinds: tuple[str, ...]) -> None:
+    """Bad images, hangs and crashes have their scenarios (features/lwm2m/x86_rollback.feature)."""
     with FaultLab(tmp_path, orchestrator=orchestrator, seed=7) as lab:
         eps = [lab.add_device(f"ci-{i}").endpoint for i in range(2)]
-        outcomes = [o for kind in ("power cut", "hangs", "service crash") for o in lab.inject(kind, eps)]
-    assert len(outcomes) == 6
+        outcomes = [o for kind in kinds for o in lab.inject(kind, eps)]
+    assert len(outcomes) == 2 * len(kinds)
     bad = [o for o in outcomes if o.bricked or o.disagrees]
     assert bad == [], "\n".join(f"{o.kind} {o.endpoint}: {o.why[:600]}" for o in bad)
-    hung = [o for o in outcomes if o.kind == "hangs"]
-    assert all(o.runs != o.sent and o.result == "firmware update failed" for o in hung), hung
+    refused = [o for o in outcomes if o.kind.endswith("image")]
+    assert all(o.runs != o.sent and o.result == "integrity check failure" for o in refused), refused

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 
 from tinymlaas.api.server import ServiceProcess
@@ -87,6 +88,8 @@ class Outcome:
     struck_s: float | None = None
     detail: str = ""
     why: str = ""
+    #: Why the fault could not be injected (then the update ran without it), if it could not.
+    missed: str = ""
 
 
 class LabDevice:
@@ -137,6 +140,8 @@ class FaultLab:
         self.builds: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._struck: dict[str, float] = {}
+        #: Devices a fault could not be injected into, and why (their outcome says so).
+        self._missed: dict[str, str] = {}
 
     def __enter__(self) -> FaultLab:
         self.service.start()
@@ -244,7 +249,7 @@ class FaultLab:
                 results.append(Outcome(kind, ep, sent.get(ep, ""), True, False, 0.0, None, "",
                                        why=f"the update could not start: {exc}"))
         endpoints = list(deployments)
-        self._struck = {}
+        self._struck, self._missed = {}, {}
         if kind == "service crash":
             at = self.random.uniform(0.5, UPDATE_S)
             time.sleep(max(at - (time.monotonic() - started), 0))
@@ -295,10 +300,17 @@ class FaultLab:
         time.sleep(1.0)
         dev.power_on()
 
-    @staticmethod
-    def _drop(dev: LabDevice, at: float) -> None:
+    def _drop(self, dev: LabDevice, at: float) -> None:
         time.sleep(max(at - time.monotonic(), 0))
-        dev.device.container.pause()
+        for attempt in range(5):  # the engine's freezer can refuse while the device reboots
+            try:
+                dev.device.container.pause()
+                break
+            except docker.errors.APIError as exc:
+                if attempt == 4:
+                    self._missed[dev.endpoint] = f"the link could not be dropped: {exc.explanation}"
+                    return
+                time.sleep(0.3)
         time.sleep(10.0)
         dev.device.container.unpause()
 
@@ -322,7 +334,8 @@ class FaultLab:
                 if time.monotonic() - since >= STABLE_S:
                     return Outcome(kind, ep, sent, False, False, since - started, runs,
                                    str(record.get("result", "")), bool(record.get("reconciled")),
-                                   self._struck.get(ep), str(record.get("detail", "")))
+                                   self._struck.get(ep), str(record.get("detail", "")),
+                                   missed=self._missed.get(ep, ""))
             else:
                 since = None
             time.sleep(0.5)
@@ -336,7 +349,7 @@ class FaultLab:
                 f"device log: {dev.device.logs()[-1500:]}")
         return Outcome(kind, ep, sent, bricked, not agrees, time.monotonic() - started, runs,
                        str(record.get("result", "")), bool(record.get("reconciled")), self._struck.get(ep),
-                       str(record.get("detail", "")), why)
+                       str(record.get("detail", "")), why, self._missed.get(ep, ""))
 
 
 def _rezip(image: bytes, main: str) -> bytes:

@@ -29,8 +29,8 @@ def table(result: dict[str, Any]) -> str:
         f"Measured {result['date']}: {rows[-1]['updates']} updates, {result['devices']} device "
         f"containers per orchestrator ({orchestrators}), {result['rounds']} round(s) of every fault, "
         f"{result['wall_s'] / 60:.0f} min on the shared 2-core machine. \"new image kept\": the update "
-        "took (a fault can strike after it is done); \"reconciled\": records corrected from what the "
-        "device reported after the service restarted."])
+        "took (a fault can strike after it is done); \"reconciled\": records the service corrected from "
+        "what the device later reported."])
 
 
 def main() -> int:

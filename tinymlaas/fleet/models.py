@@ -147,7 +147,7 @@ class DeviceQuery(BaseModel):
     bridge: str | None = None
     include_decommissioned: bool = False
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=2**31 - 1, description="devices to skip (a database takes no more)")
+    offset: int = Field(0, ge=0, le=2**31 - 1)  # a database integer
 
 
 class Bridge(BaseModel):

@@ -86,7 +86,7 @@ def browse_samples(
     unlabelled: bool = False,
     split: Split | None = None,
     source: Annotated[str | None, Query(description="samples whose source starts with this")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SamplePage:
     return service.browse(

@@ -38,7 +38,7 @@ def read_rollout(rollout_id: str, store: StoreDep, user: Viewer) -> Rollout:
 @router.get("/{rollout_id}/devices", responses=problems(404))
 def rollout_devices(rollout_id: str, store: StoreDep, user: Viewer, wave: int | None = Query(None, ge=0),
                     state: TargetState | None = None, limit: int = Query(1000, ge=1, le=10_000),
-                    offset: int = Query(0, ge=0)) -> list[RolloutTarget]:
+                    offset: int = Query(0, ge=0, le=2**31 - 1)) -> list[RolloutTarget]:
     """Every device of the rollout: its wave, how its update went, what it had before."""
     return store.rollouts.targets(rollout_id, wave=wave, states=[state] if state else None, limit=limit,
                                   offset=offset)

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import math
+import struct
 import threading
 import time
 import zipfile
@@ -610,7 +611,7 @@ class Bridge:
 
 
 def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str, *,
-                 pull: bool) -> None:
+                 pull: bool, trial_s: float | None = None) -> None:
     fw = lab.builds[f"{board}:{version}"]["firmware"]
     flash = tmp_path / ep / "flash"
     flash.mkdir(parents=True)
@@ -627,7 +628,7 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
         attach = LwM2MAttach(uri=lab.lwm2m_uri, endpoint=ep, credentials=oscore)
     targets = Settings().targets_dir
     process = BridgeProcess(get_board(targets, board), flash, attach, tmp_path / ep / "bridge.log",
-                            targets_dir=targets, emulator="qemu")
+                            targets_dir=targets, emulator="qemu", trial_s=trial_s)
     devices[ep] = Bridge(ep, board, process)
     try:
         wait_until(lambda: online(lab, ep), 60, f"bridge {ep} joining")
@@ -638,6 +639,14 @@ def start_bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, ver
 @given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}"'))
 def bridge(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str) -> None:
     start_bridge(lab, devices, tmp_path, ep, version, board, pull=False)
+
+
+@given(parsers.parse('a bridge "{ep}" runs firmware "{version}" on an emulated "{board}" with a trial of '
+                     '{seconds:d} s'))
+def bridge_on_trial(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, version: str, board: str,
+                    seconds: int) -> None:
+    """A short trial (QEMU boots hello_world in well under a second), so a rollback is seen soon."""
+    start_bridge(lab, devices, tmp_path, ep, version, board, pull=False, trial_s=seconds)
 
 
 @given(parsers.parse('a bridge "{ep}" polling the service runs firmware "{version}" '
@@ -836,7 +845,36 @@ BAD_MAINS = {
         " or a in ('--image', '--port')]\nsys.argv = keep\nsys.exit(main())\n"),
 }
 ROLLBACK_REASON = {"crashes 5 s after it boots": "stopped (exit 3)", "hangs at boot": "was not healthy",
-                   "boots without its management agent": "was not healthy"}
+                   "boots without its management agent": "was not healthy",
+                   "crashes on its first inference": "HARDFAULT",
+                   "hangs after its banner": "did not answer a health inference",
+                   "never prints its banner": "printed no ready banner"}
+
+
+def _elf_symbol_offset(elf: bytes, suffix: str) -> int:
+    """Where in an ELF32 (little-endian) file the code of the symbol named ``*suffix`` starts."""
+    shoff, = struct.unpack_from("<I", elf, 0x20)
+    shentsize, shnum = struct.unpack_from("<HH", elf, 0x2E)
+    sections = [struct.unpack_from("<10I", elf, shoff + i * shentsize) for i in range(shnum)]
+    symtab = next(sec for sec in sections if sec[1] == 2)  # SHT_SYMTAB; sh_link is its string table
+    strtab = sections[symtab[6]]
+    for at in range(symtab[4], symtab[4] + symtab[5], 16):
+        st_name, value, _, _, _, shndx = struct.unpack_from("<IIIBBH", elf, at)
+        start = strtab[4] + st_name
+        if elf[start:elf.index(b"\0", start)].endswith(suffix.encode()):
+            section = sections[shndx]
+            return section[4] + (value & ~1) - section[3]
+    raise KeyError(suffix)
+
+
+def _bad_elf(elf: bytes, fault: str) -> bytes:
+    """The firmware ELF made to fail in one way: a Thumb ``udf`` (a HardFault: the firmware
+    reports it and resets) or ``b .`` (a hang) at the model's entry, or a silent banner."""
+    if fault == "never prints its banner":
+        return elf.replace(b"TINYMLAAS READY", b"TINYMLAAS HELLO")
+    at = _elf_symbol_offset(elf, "_invoke")  # the compiled model: hello_world_invoke
+    op = {"crashes on its first inference": b"\x00\xde", "hangs after its banner": b"\xfe\xe7"}[fault]
+    return elf[:at] + op + elf[at + 2:]
 
 
 def _rezip(image: bytes, main: str) -> bytes:
@@ -849,9 +887,11 @@ def _rezip(image: bytes, main: str) -> bytes:
 @when(parsers.parse('the service deploys a signed copy of firmware "{version}" that {fault} to "{ep}"'),
       target_fixture="deployment")
 def deploy_bad_image(lab: Lab, devices: dict[str, Any], version: str, fault: str, ep: str) -> dict[str, Any]:
-    good = lab.api.get(f"/artifacts/{lab.builds['x86-tflm:' + version]['firmware']['image_sha256']}").content
+    board = devices[ep].board
+    good = lab.api.get(f"/artifacts/{lab.builds[f'{board}:{version}']['firmware']['image_sha256']}").content
     signer = Signer.load_or_create(lab.server.settings.data_dir)  # as if the service had built it
-    bad = signer.sign(_rezip(good, BAD_MAINS[fault]))
+    made_bad = _bad_elf(good, fault) if isinstance(devices[ep], Bridge) else _rezip(good, BAD_MAINS[fault])
+    bad = signer.sign(made_bad)
     sha = ArtifactStore(lab.server.settings.artifacts_dir).put_bytes(bad)
     devices["fault"] = fault
     return deploy(lab, ep, "firmware", {"artifact": sha})

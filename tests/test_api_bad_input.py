@@ -61,3 +61,11 @@ def test_bad_names_are_refused(client: TestClient, hello_world: bytes) -> None:
         r = client.post("/models", files={"file": ("m.tflite", hello_world)}, data={"name": name})
         assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, name
     assert client.get("/models").json() == []
+
+
+def test_a_model_with_trailing_bytes_is_refused(client: TestClient, hello_world: bytes) -> None:
+    r = client.post("/models", files={"file": ("m.tflite", hello_world + b"\xff" * 100)},
+                    data={"name": "tail"})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    assert "100 bytes after the end of the TFLite model" in r.json()["detail"]
+    assert client.get("/models").json() == []

@@ -230,3 +230,21 @@ def test_a_status_older_than_one_taken_is_ignored_until_the_device_restarts(
     assert version() == "new"
     poll("b", 1, "rebooted")  # a new start counts from 1 again
     assert version() == "rebooted"
+
+
+def test_the_update_that_rebooted_a_device_is_reported_by_the_image_that_survives(tmp_path: Path) -> None:
+    """An image on trial keeps the pending update for the image rolled back to, should it die."""
+    from tinymlaas.edge.lwm2m.vocab import FwResult
+    from tinymlaas.edge.pull import PENDING, PullAgent
+
+    (tmp_path / PENDING).write_text(json.dumps({"id": "c1"}))
+
+    def agent(boot: FwResult | None) -> PullAgent:
+        return PullAgent("http://127.0.0.1:9", "d1", device=dict, firmware=None, modules=None,  # type: ignore[arg-type]
+                         inference=None, workdir=tmp_path, boot_result=boot)  # type: ignore[arg-type]
+
+    on_trial = agent(None)  # the new image, not confirmed yet: nothing said, nothing forgotten
+    assert on_trial._results == [] and (tmp_path / PENDING).is_file()
+    rolled_back = agent(FwResult.update_failed)  # it died; the old image says how the update ended
+    assert [(r["id"], r["ok"], r["code"]) for r in rolled_back._results] == [("c1", False, 8)]
+    assert not (tmp_path / PENDING).exists()

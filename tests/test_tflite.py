@@ -43,3 +43,18 @@ def test_op_and_dtype_names() -> None:
     assert tflite.op_name(9) == "FULLY_CONNECTED"
     assert tflite.dtype_name(9) == "int8"
     assert tflite.op_name(100000).startswith("UNKNOWN")
+
+
+@pytest.mark.parametrize("tail", [b"\0" * 64, b"garbage!" * 40, "glued"])
+def test_trailing_bytes_after_the_model_are_refused(hello_world: bytes, tail: bytes | str) -> None:
+    extra = hello_world if tail == "glued" else tail  # a second model appended counts too
+    assert isinstance(extra, bytes)
+    with pytest.raises(InvalidInput, match=f"has {len(extra):,} bytes after the end of the TFLite") as e:
+        tflite.inspect(hello_world + extra)
+    assert e.value.details["model_end"] == len(hello_world)
+
+
+def test_a_whole_model_has_no_trailing_bytes(hello_world: bytes) -> None:
+    model = tflite.parse(hello_world)
+    tflite.check_end(hello_world, model)  # nothing raised: its last bytes are read
+    assert not tflite._reads_within(hello_world, model, len(hello_world) - tflite.END_SLACK)

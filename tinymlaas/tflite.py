@@ -53,13 +53,62 @@ def parse(data: bytes) -> Any:
             "not a TFLite model: the file lacks the 'TFL3' flatbuffer identifier at byte 4"
         )
     try:
-        root = schema.Model.GetRootAsModel(data, 0)
-        model = schema.ModelT.InitFromObj(root)
+        model = _tree(data)
     except Exception as exc:  # the flatbuffers runtime raises whatever a bad offset gives
         raise InvalidInput(f"corrupt TFLite model: {type(exc).__name__}: {exc}") from exc
     if not model.subgraphs:
         raise InvalidInput("corrupt TFLite model: it has no subgraph")
     return model
+
+
+def _tree(data: bytes) -> Any:
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+
+
+#: Bytes at a model's end that nothing in it reads (a string's NUL, alignment, fields newer
+#: than this schema): up to this many are not told apart from trailing data.
+END_SLACK = 16
+
+
+def check_end(data: bytes, model: Any) -> None:
+    """Refuse bytes after the model's end: a flatbuffer does not say how long it is, so a model
+    with something appended (another file, a truncated upload glued to a whole one) would be
+    stored, hashed and shipped as it is. The end is the last byte the model reads (the
+    flatbuffer, or the data of buffers stored after it, as models over 2 GB have)."""
+    outside = [int(b.offset) + int(b.size) for b in model.buffers or [] if b.offset > 1]
+    if outside:
+        end = max(outside)
+    elif len(data) <= END_SLACK or not _reads_within(data, model, len(data) - END_SLACK):
+        return
+    else:  # the smallest prefix that reads as the same model
+        lo, hi = 8, len(data) - END_SLACK
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _reads_within(data, model, mid) else (mid + 1, hi)
+        end = lo
+    if len(data) > end + END_SLACK:
+        raise InvalidInput(f"the model file has {len(data) - end:,} bytes after the end of the TFLite model "
+                           f"(byte {end:,} of {len(data):,}): upload the .tflite file as the converter "
+                           "wrote it, without trailing data", model_end=end, file_bytes=len(data))
+
+
+def _reads_within(data: bytes, model: Any, length: int) -> bool:
+    """Whether the first ``length`` bytes alone read as ``model``."""
+    try:
+        return _same(_tree(data[:length]), model)
+    except Exception:  # it reads past the cut: the model needs those bytes
+        return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if hasattr(a, "__dict__") and type(a) is type(b):
+        va, vb = vars(a), vars(b)
+        return va.keys() == vb.keys() and all(_same(va[k], vb[k]) for k in va)
+    return bool(a == b)
 
 
 def opcode_of(model: Any, op: Any) -> str:
@@ -82,8 +131,9 @@ def tensor_spec(tensor: Any) -> TensorSpec:
 
 
 def inspect(data: bytes) -> ModelInfo:
-    """Metadata of a model: hash, ops, input and output tensors."""
+    """Metadata of a model: hash, ops, input and output tensors (of a whole model, and no more)."""
     model = parse(data)
+    check_end(data, model)
     try:
         sg = model.subgraphs[0]
         ops: list[str] = []

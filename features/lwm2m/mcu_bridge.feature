@@ -26,3 +26,17 @@ Feature: An MCU that cannot speak LwM2M is managed through a bridge with a flash
     When the service deploys the model of build "2.0.0" to "mcu-b"
     Then the deployment succeeds by FOTA because the MCU firmware has no writable model region
     And "mcu-b" reports firmware "2.0.0" from an emulator restarted on the new image
+
+  @reliability
+  Scenario Outline: firmware "2.0.0" that <fault> is flashed back to "1.0.0" by the bridge
+    Given device "mcu-<name>" has credentials from the service
+    And a bridge "mcu-<name>" runs firmware "1.0.0" on an emulated "lm3s6965evb" with a trial of 5 s
+    When the service deploys a signed copy of firmware "2.0.0" that <fault> to "mcu-<name>"
+    Then the deployment fails with Update Result "firmware update failed" saying why
+    And "mcu-<name>" runs firmware "1.0.0" again and answers inferences bit-exact with TFLM
+
+    Examples:
+      | name   | fault                          |
+      | crash  | crashes on its first inference |
+      | hang   | hangs after its banner         |
+      | silent | never prints its banner        |

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinymlaas.edge.errors import InvalidInput, TinyMLaaSError
+from tinymlaas.edge.errors import DeviceUnreachable, InvalidInput, TinyMLaaSError
 from tinymlaas.edge.link import ProcessLink, flasher_command
 from tinymlaas.edge.lwm2m.agent import DeviceObject, FirmwareUpdate, SoftwareManagement, TinyMLObject
 from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient, client_security
@@ -57,6 +57,8 @@ from tinymlaas.edge.uart import Banner, UartClient, quantization
 
 log = logging.getLogger("tinymlaas.bridge")
 _ELF_MAGIC = b"\x7fELF"
+#: In the flash folder while a new image is on trial.
+TRIAL_MARKER = "fota.json"
 _EM_ARM = 40
 
 
@@ -83,33 +85,79 @@ class BoardFacts:
 
 
 class Mcu:
-    """The MCU behind its flasher, and its flash folder; one UART conversation at a time."""
+    """The MCU behind its flasher, and its flash folder; one UART conversation at a time.
+
+    A new image is on trial (``fota.json`` in the flash folder says so): it is confirmed
+    once it has printed its banner and answered a health inference, all within
+    ``trial_s``; if it crashes, hangs or stays silent, the previous image is flashed back.
+    A bridge that stopped during a trial finds the marker at its next start and does the
+    same before it boots anything.
+    """
 
     def __init__(self, board: BoardFacts, flash: Path, flasher: str, *,
-                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0) -> None:
+                 boot_timeout_s: float = 10.0, timeout_s: float = 30.0, trial_s: float = 15.0) -> None:
         self.board = board
         self.flash = flash
         self.flasher = flasher
         self.boot_timeout_s = boot_timeout_s
         self.timeout_s = timeout_s
+        self.trial_s = trial_s
         self.lock = threading.Lock()
         manifest = json.loads((flash / "manifest.json").read_text())
         self.image = flash / str(manifest["image"])
+        self.marker = flash / TRIAL_MARKER
         self.link: ProcessLink | None = None
-        self.banner = self._boot(self.image)
-        self.info = self.client.info()
+        if self.marker.exists():
+            self._restore("the bridge stopped before the new image was confirmed")
+        self.banner = self._prove()
         self.version = self.banner.firmware_version
         #: The compiled module whose code and weights run now (known from the builder's
         #: manifest at first, from the SOTA package after one; unknown after a FOTA).
         self.module: dict[str, Any] = dict(manifest.get("module") or {})
 
-    def _boot(self, image: Path) -> Banner:
+    @property
+    def previous(self) -> Path:
+        return self.image.with_name(self.image.name + ".prev")
+
+    def _restore(self, reason: str) -> None:
+        log.error("%s; rolling back to the previous image", reason)
+        if self.previous.exists():
+            shutil.copy2(self.previous, self.image)
+        self.marker.unlink(missing_ok=True)
+
+    def _prove(self) -> Banner:
+        """Boot the image and check it: its banner names this board, and it answers INFO and a
+        health inference (zeros in), all within ``trial_s``; sets ``info``."""
+        deadline = time.monotonic() + self.trial_s
+        wait = min(self.boot_timeout_s, self.trial_s)
+        try:
+            banner = self._boot(self.image, wait)
+        except TinyMLaaSError as exc:
+            raise DeviceUnreachable(f"it printed no ready banner within {wait:g} s ({exc.message})") from exc
+        if banner.board != self.board.name:
+            raise ValueError(f"the image came up as board {banner.board!r}")
+        try:
+            self.client.timeout = max(deadline - time.monotonic(), 0.1)
+            self.info = self.client.info()
+            self.client.timeout = max(deadline - time.monotonic(), 0.1)
+            self.client.infer(bytes(int(self.info.get("input_bytes", 0))))
+        except TinyMLaaSError as exc:
+            self.close()
+            raise DeviceUnreachable(f"it did not answer a health inference within {self.trial_s:g} s of "
+                                    f"booting ({exc.message})") from exc
+        except BaseException:
+            self.close()
+            raise
+        self.client.timeout = self.timeout_s
+        return banner
+
+    def _boot(self, image: Path, timeout_s: float) -> Banner:
         """Run the flasher on ``image`` and wait for the firmware's ready banner."""
         self.close()
         self.link = ProcessLink(flasher_command(self.flasher, image), what=f"flasher of {self.board.name}")
         self.client = UartClient(self.link, timeout=self.timeout_s)
         try:
-            return self.client.wait_ready(self.boot_timeout_s)
+            return self.client.wait_ready(timeout_s)
         except BaseException:
             self.close()
             raise
@@ -127,27 +175,28 @@ class Mcu:
         return {"inputs": [spec("input")], "outputs": [spec("output")]}
 
     def flash_image(self, elf: Path) -> None:
-        """Flash ``elf`` and restart the MCU on it; if it does not come up, go back to the old image."""
+        """Flash ``elf`` and restart the MCU on it, on trial (``elf`` is the image itself: restart
+        it). A new image that fails its trial is rolled back, and the error raised (the update
+        failed: Update Result 8)."""
         with self.lock:
-            backup = self.image.with_name(self.image.name + ".prev")
-            if elf != self.image:
-                shutil.copy2(self.image, backup)
+            new = elf != self.image
+            if new:
+                shutil.copy2(self.image, self.previous)
+                self.marker.write_text(json.dumps({"state": "trial", "image": elf.name}))
                 shutil.copy2(elf, self.image)
             try:
-                banner = self._boot(self.image)
-                if banner.board != self.board.name:
-                    raise ValueError(f"the image came up as board {banner.board!r}")
-            except (TinyMLaaSError, ValueError) as exc:
-                log.error("new image does not boot (%s); restoring the old one", exc)
-                if backup.exists():
-                    shutil.copy2(backup, self.image)
-                self._boot(self.image)
+                banner = self._prove()
+            except (TinyMLaaSError, ValueError, OSError) as exc:
+                if not new:
+                    raise
+                self._restore(f"the new image failed its trial: {getattr(exc, 'message', exc)}")
+                self.banner = self._prove()
                 raise
+            self.marker.unlink(missing_ok=True)
             self.banner = banner
-            self.info = self.client.info()
             self.version = banner.firmware_version
             log.info("MCU restarted: %s", banner.line)
-            if elf != self.image:
+            if new:
                 self.module = {}
 
     def infer(self, tensor: bytes) -> tuple[bytes, int]:
@@ -310,7 +359,7 @@ async def serve(args: argparse.Namespace) -> int:
         return 0
     board = BoardFacts.read(args.board_file)
     mcu = await asyncio.to_thread(Mcu, board, args.flash, args.flasher.replace("{board}", board.name),
-                                  boot_timeout_s=args.boot_timeout)
+                                  boot_timeout_s=args.boot_timeout, trial_s=args.trial)
     print(f"BRIDGE MCU READY {mcu.banner.line}", flush=True)
     trust = read_trust(args.trust) if args.trust else None
     parts = _parts(mcu, args.endpoint, args.flash.parent / f"{args.flash.name}.download", trust)
@@ -420,11 +469,11 @@ class Slot:
     the others keep serving."""
 
     def __init__(self, spec: McuSpec, flasher: str, boot_timeout_s: float,
-                 on_health: Callable[[], None], trust: bytes | None) -> None:
+                 on_health: Callable[[], None], trust: bytes | None, trial_s: float = 15.0) -> None:
         self.spec, self.trust = spec, trust
         self.board = BoardFacts.read(spec.board_file)
         self.flasher = flasher.replace("{board}", self.board.name)
-        self.boot_timeout_s = boot_timeout_s
+        self.boot_timeout_s, self.trial_s = boot_timeout_s, trial_s
         self.on_health = on_health
         self.mcu: Mcu | None = None
         self.health = "booting"
@@ -445,7 +494,7 @@ class Slot:
         while not stop.is_set():
             try:
                 mcu = await asyncio.to_thread(Mcu, self.board, self.spec.flash, self.flasher,
-                                              boot_timeout_s=self.boot_timeout_s)
+                                              boot_timeout_s=self.boot_timeout_s, trial_s=self.trial_s)
             except (TinyMLaaSError, OSError, ValueError) as exc:
                 self._set(f"down: it does not boot ({getattr(exc, 'message', exc)})")
                 with contextlib.suppress(TimeoutError):
@@ -503,7 +552,8 @@ class Bridge:
             raise InvalidInput("every board behind a bridge, and the bridge, need endpoints of their own")
         self.args = args
         trust = read_trust(args.trust) if args.trust else None
-        self.slots = [Slot(s, args.flasher, args.boot_timeout, self._health_changed, trust) for s in specs]
+        self.slots = [Slot(s, args.flasher, args.boot_timeout, self._health_changed, trust, args.trial)
+                      for s in specs]
         self.boards: list[Instance] = [Instance(Obj.BRIDGED_BOARD, i) for i in range(len(specs))]
         self.client: LwM2MClient | None = None
         self.changed = asyncio.Event()
@@ -593,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flasher", required=True, metavar="COMMAND",
                     help="flashes {image} (of board {board}) and connects the MCU's UART to its stdin/stdout")
     ap.add_argument("--boot-timeout", type=float, default=10.0, help="wait this long for the banner, s")
+    ap.add_argument("--trial", type=float, default=15.0,
+                    help="a new image must print its banner and answer a health inference within this "
+                         "long, s, or the previous one is flashed back")
     ap.add_argument("--endpoint", required=True)
     how = ap.add_mutually_exclusive_group(required=True)
     how.add_argument("--lwm2m", metavar="URI", help="register with this LwM2M server")

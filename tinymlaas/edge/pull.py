@@ -108,8 +108,8 @@ class PullAgent:
         self._boot_command: str | None = None
         pending = workdir / PENDING
         if pending.is_file():  # the firmware update that rebooted us: say how it ended
+            # Kept until then: an image on trial that dies leaves it to the one rolled back to.
             self._boot_command = json.loads(pending.read_text())["id"]
-            pending.unlink()
             self.seen.add(self._boot_command)
             if boot_result is not None:
                 self.report_boot(boot_result, boot_detail)
@@ -124,6 +124,7 @@ class PullAgent:
                      detail=detail or ("" if ok else "the boot ROM rolled back to the previous image"),
                      states=["downloaded", "updating", "idle"])
         self._boot_command = None
+        (self.workdir / PENDING).unlink(missing_ok=True)
 
     # -- what gets reported ---------------------------------------------------------------
     def _result(self, cid: str, ok: bool, **fields: Any) -> None:

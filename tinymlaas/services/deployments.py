@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tinymlaas.edge.lwm2m.vocab import FwResult, SwResult, fw_result_words, sw_result_words
 from tinymlaas.edge.package import pack
-from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput
+from tinymlaas.errors import DeviceError, DeviceUnreachable, InvalidInput, TinyMLaaSError
 from tinymlaas.fleet.models import DeviceFacts
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, Build, Deployment, Job, Package, StoredModule, UpdateOutcome
@@ -167,28 +167,42 @@ def reconcile(store: Store, endpoint: str, firmware_version: str | None,
 
     An update whose job died (the service stopped, the device went quiet, a power cut) is
     recorded as failed; if the device later runs exactly what that update sent, it took it:
-    the record says so. Only the latest deployment is judged: an older failure stays a failure
-    even if a later update brought the same version.
+    the record says so. A record corrected that way was judged from a report of an image
+    that may still be on trial; if the device later reports something else (it rolled back),
+    the record says failed again. Only the latest deployment is judged (an older failure
+    stays a failure even if a later update brought the same version), and only once it has
+    ended: a running deployment's job reads the device's own result.
     """
     latest = store.deployments(endpoint, limit=1)
-    if not latest or latest[0].succeeded or latest[0].build_id is None:
+    dep = latest[0] if latest else None
+    if dep is None or dep.succeeded is None or dep.build_id is None:
         return None
-    dep, build = latest[0], store.build(latest[0].build_id)
+    if dep.succeeded and not dep.reconciled:  # the job saw the device confirm it
+        return None
+    build = store.build(dep.build_id)
     if build.firmware is None or build.module is None:
         return None
     took = (model_sha256 == build.module.model_sha256 if dep.kind == "model"
             else (firmware_version, model_sha256) == (build.firmware.version, build.firmware.model_sha256))
-    if not took:
+    if took == dep.succeeded:
         return None
-    ok = FwResult.success if dep.kind == "firmware" else SwResult.installed
-    words = fw_result_words if dep.kind == "firmware" else sw_result_words
+    firmware = dep.kind == "firmware"
+    if took:
+        code: int = FwResult.success if firmware else SwResult.installed
+        detail = f"{dep.detail}; the device later reported it runs the update"
+    else:
+        code = FwResult.update_failed if firmware else SwResult.install_failure
+        runs = firmware_version if firmware else (model_sha256 or "")[:12]
+        detail = f"{dep.detail}; the device then reported it runs {runs or 'something else'} again"
+    words = fw_result_words if firmware else sw_result_words
     outcome = UpdateOutcome.model_validate({
         **dep.model_dump(include=set(UpdateOutcome.model_fields)),
-        "succeeded": True, "result_code": int(ok), "result": words(ok), "reconciled": True,
+        "succeeded": took, "result_code": code, "result": words(code), "reconciled": True,
         "firmware_after": firmware_version, "model_sha256": model_sha256,
-        "detail": f"{dep.detail}; the device later reported it runs the update".lstrip("; ")})
+        "detail": detail.lstrip("; ")})
     store.finish_deployment(dep.id, outcome)
-    log.info("deployment %s to %s reconciled: the device runs what it sent", dep.id, endpoint)
+    log.info("deployment %s to %s reconciled: the device %s what it sent", dep.id, endpoint,
+             "runs" if took else "does not run")
     return store.deployment(dep.id)
 
 
@@ -211,13 +225,29 @@ def facts_after(outcome: UpdateOutcome) -> DeviceFacts:
 async def run_deployment(store: Store, orchestrator: Orchestrator, deployment: Deployment,
                          package: Package, *, download_base: str, fallback: Package | None,
                          progress: Progress, registry: DeviceRegistry | None = None) -> dict[str, Any]:
-    """Body of a deploy job (on the API's loop: the device does the work, we wait)."""
-    outcome = await update_device(orchestrator, deployment.endpoint, deployment.kind, package,
-                                  download_base=download_base, fallback=fallback, progress=progress)
+    """Body of a deploy job (on the API's loop: the device does the work, we wait). However it
+    ends, the record gets a result code and words; a failed one is then checked against what
+    the device runs (it may have taken the update after all: it went quiet, then came back)."""
+    try:
+        outcome = await update_device(orchestrator, deployment.endpoint, deployment.kind, package,
+                                      download_base=download_base, fallback=fallback, progress=progress)
+    except TinyMLaaSError as exc:
+        outcome = failed_outcome(deployment, exc.message)
     await asyncio.to_thread(store.finish_deployment, deployment.id, outcome)
     if not outcome.succeeded:
+        if registry is not None:
+            await registry.recheck(deployment.endpoint)
         raise DeviceError(f"{deployment.kind} update of '{deployment.endpoint}' failed: "
                           f"{outcome.detail or outcome.result}")
     if registry is not None:
         registry.updated(deployment.endpoint, build_id=deployment.build_id, facts=facts_after(outcome))
     return {"deployment": deployment.id, **outcome.model_dump(mode="json")}
+
+
+def failed_outcome(deployment: Deployment, why: str) -> UpdateOutcome:
+    """An update that ended without the device's word on it (it went quiet, the job gave up)."""
+    firmware = deployment.kind == "firmware"
+    code: int = FwResult.update_failed if firmware else SwResult.device_error
+    return UpdateOutcome(endpoint=deployment.endpoint, kind=deployment.kind,
+                         package_sha256=deployment.package_sha256, succeeded=False, result_code=code,
+                         result=(fw_result_words if firmware else sw_result_words)(code), detail=why)

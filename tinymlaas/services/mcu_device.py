@@ -185,10 +185,12 @@ class BridgeProcess:
     endpoint; several (:meth:`fronting`) each join on their own, and the bridge on its own."""
 
     def __init__(self, board: Board, flash: Path, attach: DeviceAttach, log: Path, *,
-                 targets_dir: Path, emulator: str | None = None) -> None:
+                 targets_dir: Path, emulator: str | None = None, trial_s: float | None = None) -> None:
+        """``trial_s``: how long a new image has to prove itself (the bridge's default otherwise)."""
         self._spawn([sys.executable, "-m", "tinymlaas.edge.bridge",
                      "--board-file", str(targets_dir / board.name / "board.toml"), "--flash", str(flash),
-                     "--flasher", emulate_flasher(board, emulator), *attach.args()], log)
+                     "--flasher", emulate_flasher(board, emulator), *attach.args(),
+                     *(["--trial", str(trial_s)] if trial_s else [])], log)
 
     @classmethod
     def fronting(cls, boards: list[BridgedBoard], attach: DeviceAttach, log: Path, *, targets_dir: Path,

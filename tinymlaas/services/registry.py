@@ -6,7 +6,9 @@ record in the store. What the orchestrator says arrives on the event loop, many
 times a second with a large fleet, so it is merged in memory and written in one
 batch every ``devices.flush_s`` seconds, in a thread. Whether an endpoint may join
 is decided from an in-memory copy of every device's state (no database read on
-the way in). No FastAPI here.
+the way in). When a device joins, or reports another firmware or model than it
+did, its latest deployment is reconciled with what it runs (in a thread, one at a
+time, in the order the reports came). No FastAPI here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tinymlaas.config import DeviceSettings
 from tinymlaas.errors import Conflict, DeviceUnreachable, InvalidInput, NotFound, TinyMLaaSError
@@ -37,6 +41,7 @@ from tinymlaas.fleet.models import (
 )
 from tinymlaas.models import Board, DeviceCredentials
 from tinymlaas.plugins.base import DeviceEvents, Orchestrator
+from tinymlaas.services.deployments import reconcile
 from tinymlaas.services.devices import capabilities_now
 from tinymlaas.store import Store
 from tinymlaas.targets import get_board, load_boards
@@ -82,6 +87,10 @@ class DeviceRegistry(DeviceEvents):
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: What each device last said it runs (firmware version, model SHA-256), and the lock
+        #: that keeps reconciling its deployments in the order of the reports.
+        self._runs: dict[str, tuple[str | None, str | None]] = {}
+        self._reconciling = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,12 +156,35 @@ class DeviceRegistry(DeviceEvents):
                                       else f"joined instance {self.instance}")]))
         self._homes.add(endpoint)
         if facts is None:  # the protocol carried none: read what it is now
-            task = asyncio.get_running_loop().create_task(self._read_facts(endpoint))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._read_facts(endpoint))
+        else:
+            self._check_records(endpoint, facts, joined=True)
 
     def seen(self, endpoint: str, facts: DeviceFacts | None = None) -> None:
         self._queue(Sighting(endpoint=endpoint, online=True, seen_at=_now(), facts=facts))
+        if facts is not None:
+            self._check_records(endpoint, facts, joined=False)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _check_records(self, endpoint: str, facts: DeviceFacts, *, joined: bool) -> None:
+        """Reconcile the device's latest deployment with what it runs: when it (re-)joins, and
+        when a report says it runs something else than the last one did."""
+        runs = (facts.firmware_version, facts.model_sha256)
+        if runs == (None, None) or (not joined and self._runs.get(endpoint) == runs):
+            return
+        self._runs[endpoint] = runs
+        self._spawn(self._reconcile(endpoint, *runs))
+
+    async def _reconcile(self, endpoint: str, firmware_version: str | None, model_sha256: str | None) -> None:
+        async with self._reconciling:
+            try:
+                await asyncio.to_thread(reconcile, self.store, endpoint, firmware_version, model_sha256)
+            except Exception:  # the next report tries again: say so, keep listening
+                log.exception("reconciling the deployments of %s failed", endpoint)
 
     def left(self, endpoint: str, reason: str) -> None:
         self._queue(Sighting(endpoint=endpoint, online=False, events=[("offline", reason)]))
@@ -171,12 +203,27 @@ class DeviceRegistry(DeviceEvents):
             except TinyMLaaSError as exc:
                 log.info("cannot read what %s is: %s", endpoint, exc.message)
                 return
-        self._queue(Sighting(endpoint=endpoint, facts=DeviceFacts.from_capabilities(caps)))
+        facts = DeviceFacts.from_capabilities(caps)
+        self._queue(Sighting(endpoint=endpoint, facts=facts))
+        self._check_records(endpoint, facts, joined=True)
+
+    async def recheck(self, endpoint: str) -> None:
+        """Reconcile the device's latest deployment with what it says it runs now, if it is
+        online (an update's job that failed asks: the device may have taken it all the same)."""
+        try:
+            caps = await self.orchestrator.capabilities(endpoint)
+        except TinyMLaaSError as exc:  # offline or quiet: it is reconciled when it next reports
+            log.info("cannot read what %s runs: %s", endpoint, exc.message)
+            return
+        facts = DeviceFacts.from_capabilities(caps)
+        self._runs[endpoint] = (facts.firmware_version, facts.model_sha256)
+        await self._reconcile(endpoint, facts.firmware_version, facts.model_sha256)
 
     def updated(self, endpoint: str, *, build_id: str | None, facts: DeviceFacts) -> None:
         """A deployment succeeded: what the device runs now (written with the next batch)."""
         self._queue(Sighting(endpoint=endpoint, facts=facts, build_id=build_id,
                              events=[("updated", f"to build {build_id}" if build_id else "updated")]))
+        self._runs[endpoint] = (facts.firmware_version, facts.model_sha256)
 
     def facts_now(self, endpoint: str, timeout_s: float = 60.0) -> DeviceFacts:
         """What a connected device reports now (read on the service's loop; call it from a thread)."""

@@ -170,7 +170,7 @@ class Store:
         name, _, version = ref.partition(":")
         with self.read() as db:
             row = db.get(ModelRow, ref)
-            if row is None and version.isdigit():
+            if row is None and version.isascii() and version.isdigit() and len(version) < 10:  # an int4
                 row = db.scalars(select(ModelRow).where(ModelRow.name == name,
                                                         ModelRow.version == int(version))).first()
             elif row is None:

@@ -5,15 +5,15 @@ new image back unless it proves itself.
 The firmware installs a new image by keeping the old one (``firmware.pyz.prev``),
 writing the new one, marking it on trial (``fota.json``, state "trial") and asking
 for a reboot (exit REBOOT). An image on trial must show it is healthy (state
-"healthy": it re-joined its service and answered a test inference) and keep
-running for ``TINYMLAAS_SOAK_S`` seconds, all within ``TINYMLAAS_TRIAL_S``; then
-the ROM confirms it (state "confirmed") and the image reports the update done.
-If it exits first, at any time and with any code, or is not healthy in time (it
-hangs, or runs without its agent), the ROM stops it, puts the previous image
-back, marks the update "rolled-back" with the reason and boots the previous
-image, which then reports the failed update. A confirmed image is the device's
-image from then on; if it stops with an error later, the ROM restarts it, as a
-watchdog would.
+"healthy": it re-joined its service and answered a test inference) within
+``TINYMLAAS_TRIAL_S`` seconds and then keep running for ``TINYMLAAS_SOAK_S`` more
+(counted from then, so a slow start does not shorten it); then the ROM confirms it
+(state "confirmed") and the image reports the update done. If it exits first, at any
+time and with any code, or is not healthy in time (it hangs, or runs without its
+agent), the ROM stops it, puts the previous image back, marks the update
+"rolled-back" with the reason and boots the previous image, which then reports the
+failed update. A confirmed image is the device's image from then on; if it stops with an
+error later, the ROM restarts it, as a watchdog would.
 """
 
 from __future__ import annotations
@@ -66,19 +66,21 @@ def on_trial() -> bool:
 def trial(child: subprocess.Popen[bytes]) -> str | None:
     """Watch an image on trial; None once confirmed, else why it failed (it is stopped)."""
     started = time.monotonic()
-    while time.monotonic() - started < max(TRIAL_S, SOAK_S):
+    healthy_at: float | None = None
+    while healthy_at is not None or time.monotonic() - started < TRIAL_S:
         code = child.poll()
         if code is not None:
             return f"the new image stopped (exit {code}) before it was confirmed"
         m = marker()
-        if m.get("state") == "healthy" and time.monotonic() - started >= SOAK_S:
-            write_marker({**m, "state": "confirmed"})  # the image now reports the update done
-            return None
+        if m.get("state") == "healthy":
+            healthy_at = healthy_at or time.monotonic()
+            if time.monotonic() - healthy_at >= SOAK_S:
+                write_marker({**m, "state": "confirmed"})  # the image now reports the update done
+                return None
         time.sleep(0.2)
     child.kill()
     child.wait()
-    return (f"the new image was not healthy within {max(TRIAL_S, SOAK_S):g} s "
-            "(it hung, or ran without its agent)")
+    return f"the new image was not healthy within {TRIAL_S:g} s (it hung, or ran without its agent)"
 
 
 def roll_back(reason: str) -> None:

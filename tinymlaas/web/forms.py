@@ -13,9 +13,10 @@ from tinymlaas.errors import InvalidInput
 M = TypeVar("M", bound=BaseModel)
 
 
-def record(kind: type[M], **fields: Any) -> M:
-    """``kind`` from the form's fields; empty fields are left out, so the record's defaults hold."""
-    given = {k: v for k, v in fields.items() if v not in ("", None)}
+def record(kind: type[M], /, *, keep_empty: bool = False, **fields: Any) -> M:
+    """``kind`` from the form's fields; empty fields are left out, so the record's defaults hold
+    (``keep_empty``: only fields that are None)."""
+    given = {k: v for k, v in fields.items() if v is not None and (keep_empty or v != "")}
     try:
         return kind.model_validate(given)
     except ValidationError as exc:

@@ -22,9 +22,10 @@ def test_the_registry_pre_registers_filters_pages_edits_and_decommissions(web: W
     r = client.post("/ui/fleet/registry", data={"endpoint": "bad name!"}, headers=csrf)
     assert r.status_code == 422 and r.json()["detail"].startswith("endpoint:")
     rows = client.get("/ui/fleet/registry/rows", params={"board": "x86-tflm", "limit": 5}).text
-    assert "1–5 of 6 devices" in rows and "cell-01" in rows and "cell-00" not in rows and ">Next<" in rows
+    assert "1\N{EN DASH}5 of 6 devices" in rows and ">Next<" in rows
+    assert "cell-01" in rows and "cell-00" not in rows
     rows = client.get("/ui/fleet/registry/rows", params={"board": "x86-tflm", "limit": 5, "offset": 5}).text
-    assert "6–6 of 6 devices" in rows and ">Previous<" in rows
+    assert "6\N{EN DASH}6 of 6 devices" in rows and ">Previous<" in rows
     rows = client.get("/ui/fleet/registry/rows", params={"tags": "site:oulu"}).text
     assert "of 4 devices" in rows
     r = client.patch("/ui/fleet/registry/cell-03", data={"name": "press 3", "tags": "site:oulu line-2",

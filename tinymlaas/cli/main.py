@@ -589,6 +589,10 @@ app.add_typer(cost_app, name="cost")
 from tinymlaas.cli.fleet import register as _register_fleet  # noqa: E402
 
 _register_fleet(app)
+# The demo's service with its devices running, to open in a browser.
+from tinymlaas.cli.lab import lab_app  # noqa: E402
+
+app.add_typer(lab_app, name="lab")
 
 if __name__ == "__main__":
     main()

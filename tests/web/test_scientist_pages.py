@@ -100,3 +100,12 @@ def test_a_viewer_sees_the_data_but_no_labelling(web: Web) -> None:
     assert r.status_code == 403
     assert client.get("/ui/scientist/models").status_code == 200
     assert client.get("/ui/scientist/models/ghost").status_code == 404
+
+
+def test_classes_named_by_a_digit_keep_it_as_their_key() -> None:
+    from tinymlaas.web.pages.scientist import class_keys
+
+    assert class_keys([str(i) for i in range(10)]) == {str(i): str(i) for i in range(10)}
+    assert class_keys(["low", "mid", "high"]) == {"low": "1", "mid": "2", "high": "3"}
+    assert class_keys(["a", "1", "b"]) == {"1": "1", "a": "2", "b": "3"}
+    assert len(class_keys([f"c{i}" for i in range(12)])) == 10

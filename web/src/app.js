@@ -129,9 +129,11 @@
     button.click();
   });
 
-  document.addEventListener("htmx:afterSwap", function (e) {
-    var form = e.detail.target.querySelector && e.detail.target.querySelector("form[data-labeller]");
-    if (!form || !next) { return; }
+  // htmx:load: the new grid (the request's own form was swapped out, so its events go nowhere).
+  document.addEventListener("htmx:load", function (e) {
+    var elt = e.detail && e.detail.elt;
+    var form = next && elt && elt.matches && elt.matches("form[data-labeller]") ? elt : null;
+    if (!form) { return; }
     var list = boxes(form);
     var to = list.filter(function (b) { return b.value === next.id; })[0] ||
              list[Math.min(next.index, list.length - 1)];

@@ -47,7 +47,7 @@ router = APIRouter(prefix="/ui/scientist", include_in_schema=False)
 SCIENTIST = frozenset({Role.data_scientist, Role.operator})
 #: Samples on one page of the grid.
 PAGE = 60
-#: The keys that label with the first ten classes, in class order.
+#: The keys that label with a class (see :func:`class_keys`).
 KEYS = "1234567890"
 ENDED = (TrainingState.succeeded, TrainingState.failed, TrainingState.cancelled)
 Show = Annotated[str, Form(max_length=1100)]
@@ -96,6 +96,17 @@ def _show(show: str) -> tuple[str | None, bool]:
     return (show[6:], False) if show.startswith("label:") else (None, False)
 
 
+def class_keys(classes: list[str]) -> dict[str, str]:
+    """The key that labels with each class: a class named by a digit has that digit (the digits
+    0-9 are keys 0-9), the others the free digits in class order (ten classes at most have one)."""
+    keys = {c: c for c in classes if len(c) == 1 and c in KEYS}
+    free = [k for k in KEYS if k not in keys.values()]
+    for c in classes:
+        if c not in keys and free:
+            keys[c] = free.pop(0)
+    return keys
+
+
 def _grid(store: Store, ref: str, show: str, split: str, offset: int) -> dict[str, Any]:
     ds, _ = service.resolve(store, ref)
     label, unlabelled = _show(show)
@@ -106,7 +117,7 @@ def _grid(store: Store, ref: str, show: str, split: str, offset: int) -> dict[st
         for s in samples.items:
             pictures[s.id] = picture(ds.task, npy_load(store.artifacts.get(s.sha256).read_bytes()))
     return {"ds": ds, "ref": ref, "samples": samples, "pictures": pictures, "show": show, "split": split,
-            "keys": dict(zip(ds.spec.classes, KEYS, strict=False)), "page_size": PAGE,
+            "keys": class_keys(ds.spec.classes), "page_size": PAGE,
             "counts": store.datasets.counts(ds.id, ds.head)}
 
 

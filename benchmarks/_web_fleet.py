@@ -54,8 +54,12 @@ class Fleet:
         self.thread.start()
         short = int(n * offline_share)
         self.devices: list[SimDevice] = self._run(self._start(n - short, short))
-        self._wait(lambda: sum(d["online"] for d in self.api.get("/devices").json()) >= n - short, 60,
-                   "the devices registering")
+        self._wait(lambda: self.online() >= n - short, 60, "the devices registering")
+
+    def online(self) -> int:
+        """Devices online now (the registry's count: its list is paged)."""
+        r = self.api.get("/devices", params={"online": True, "limit": 1})
+        return int(r.headers["X-Total-Count"])
 
     @staticmethod
     def _wait(check: Any, timeout: float, what: str) -> None:

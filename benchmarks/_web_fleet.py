@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 from _lwm2m_sim import SimDevice, close_devices, start_devices
 
+from tinymlaas.config import Settings
 from tinymlaas.net import free_port
+from tinymlaas.targets import load_boards
 
 BOARDS = {"x86-tflm": (40, None), "mps2-an385": (2_600, 1_735), "lm3s6965evb": (3_100, 2_112),
           "netduinoplus2": (900, 1_735), "stm32vldiscovery": (2_900, 2_112)}
@@ -83,10 +85,12 @@ class Fleet:
             gone, _ = await start_devices(short, server, self.work, prefix="gone", lifetime=3)
             devices += gone
         names = list(BOARDS)
+        cpus = {name: b.cpu for name, b in load_boards(Settings().targets_dir).items()}
         for i, d in enumerate(devices):
             board = names[i % len(names)]
             latency, instructions = BOARDS[board]
             d.values.update({(3, 0, 3): self.rng.choice(FIRMWARE), (33100, 0, 16): board,
+                             (33100, 0, 2): cpus[board],  # what a build for the board checks
                              (33100, 0, 7): "hello_world", (33100, 0, 5): "tflite-micro",
                              (33100, 0, 11): self.rng.randint(0, 500),
                              (33100, 0, 12): int(latency * self.rng.uniform(0.8, 1.3))})

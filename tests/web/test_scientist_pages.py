@@ -109,3 +109,29 @@ def test_classes_named_by_a_digit_keep_it_as_their_key() -> None:
     assert class_keys(["low", "mid", "high"]) == {"low": "1", "mid": "2", "high": "3"}
     assert class_keys(["a", "1", "b"]) == {"1": "1", "a": "2", "b": "3"}
     assert len(class_keys([f"c{i}" for i in range(12)])) == 10
+
+
+def test_a_training_is_watched_epoch_by_epoch_on_its_chart(web: Web) -> None:
+    """A training's record as the job writes it (two epochs in), on its page and its stream."""
+    from tinymlaas.datasets.models import TrainingSettings
+    from tinymlaas.store import Store
+
+    _create(web, "iris", "iris")
+    store = web.client.app.state.store  # type: ignore[attr-defined]
+    assert isinstance(store, Store)
+    ds = store.datasets.get("iris")
+    t = store.datasets.add_training(job_id=store.new_job("train").id, dataset_id=ds.id, version=ds.head,
+                                    settings=TrainingSettings(dataset="iris", epochs=5))
+    epochs = [{"epoch": i, "loss": 1.0 / i, "accuracy": 0.3 * i, "val_loss": 1.1 / i,
+               "val_accuracy": 0.25 * i} for i in (1, 2)]
+    store.datasets.update_training(t.id, state="running", epochs=epochs)
+    client = web.login("viewer")
+    page = client.get(f"/ui/scientist/trainings/{t.id}").text
+    assert 'sse-connect="/ui/scientist/trainings/' in page and "epoch 2 of 5" in page
+    spec = re.search(r"data-chart='([^']+)'", page)
+    assert spec is not None and '"label": "validation accuracy"' in spec.group(1).replace("&#34;", '"')
+    store.datasets.update_training(t.id, state="succeeded", model_id="m1", seconds=3.0)
+    with client.stream("GET", f"/ui/scientist/trainings/{t.id}/events") as events:
+        body = "".join(events.iter_text())
+    assert "event: training" in body and "model <a href=\"/ui/scientist/models/m1\">" in body
+    assert body.rstrip().endswith("event: done\ndata:")

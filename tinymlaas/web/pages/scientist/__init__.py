@@ -189,7 +189,7 @@ def _chart(t: Training) -> dict[str, Any]:
 
 def _training_view(store: Store, training_id: str) -> dict[str, Any]:
     t = store.datasets.training(training_id)
-    return {"t": t, "job": store.job(t.job_id), "chart": _chart(t), "ended": t.state in ENDED,
+    return {"t": t, "job": store.job(t.job_id), "chart_spec": _chart(t), "ended": t.state in ENDED,
             "dataset": store.datasets.get(t.dataset_id)}
 
 

@@ -4,13 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TESTCONTAINERS_RYUK_DISABLED := true
 
-.PHONY: setup demo test lint typecheck unit features robot bench clean
+.PHONY: setup demo lab test lint typecheck unit features robot bench clean
 
 setup:
 	ci/setup.sh
 
+# On a terminal, the demo ends with its service and devices running for the browser (`make lab`)
+# until Ctrl-C; elsewhere (CI, a pipe) it ends when the demo does.
 demo: setup
 	$(BIN)/tinymlaas demo
+	@if [ -t 0 ] && [ -t 1 ] && [ -z "$$CI" ]; then $(BIN)/tinymlaas lab; \
+	else echo "make demo: not on a terminal, so no lab: 'make lab' keeps a service with the demo's devices running"; fi
+
+# The service with the demo's devices, for the browser: prints the URL and the admin's login.
+lab: setup
+	$(BIN)/tinymlaas lab
 
 # Everything: lint and types, unit tests and scenarios (on SQLite, and the store, API and
 # scenarios again on a PostgreSQL server the tests start), Robot suites.

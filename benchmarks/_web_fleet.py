@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 from _lwm2m_sim import SimDevice, close_devices, start_devices
 
+from tinymlaas.config import Settings
 from tinymlaas.net import free_port
+from tinymlaas.targets import load_boards
 
 BOARDS = {"x86-tflm": (40, None), "mps2-an385": (2_600, 1_735), "lm3s6965evb": (3_100, 2_112),
           "netduinoplus2": (900, 1_735), "stm32vldiscovery": (2_900, 2_112)}
@@ -54,8 +56,12 @@ class Fleet:
         self.thread.start()
         short = int(n * offline_share)
         self.devices: list[SimDevice] = self._run(self._start(n - short, short))
-        self._wait(lambda: sum(d["online"] for d in self.api.get("/devices").json()) >= n - short, 60,
-                   "the devices registering")
+        self._wait(lambda: self.online() >= n - short, 60, "the devices registering")
+
+    def online(self) -> int:
+        """Devices online now (the registry's count: its list is paged)."""
+        r = self.api.get("/devices", params={"online": True, "limit": 1})
+        return int(r.headers["X-Total-Count"])
 
     @staticmethod
     def _wait(check: Any, timeout: float, what: str) -> None:
@@ -79,10 +85,12 @@ class Fleet:
             gone, _ = await start_devices(short, server, self.work, prefix="gone", lifetime=3)
             devices += gone
         names = list(BOARDS)
+        cpus = {name: b.cpu for name, b in load_boards(Settings().targets_dir).items()}
         for i, d in enumerate(devices):
             board = names[i % len(names)]
             latency, instructions = BOARDS[board]
             d.values.update({(3, 0, 3): self.rng.choice(FIRMWARE), (33100, 0, 16): board,
+                             (33100, 0, 2): cpus[board],  # what a build for the board checks
                              (33100, 0, 7): "hello_world", (33100, 0, 5): "tflite-micro",
                              (33100, 0, 11): self.rng.randint(0, 500),
                              (33100, 0, 12): int(latency * self.rng.uniform(0.8, 1.3))})
@@ -125,7 +133,8 @@ class Fleet:
         reply = self.api.post("/builds", json={"model": "hello_world", "target": "x86-tflm",
                                                "builder": "local", "version": "2.0.0"}).json()
         self.job(reply["job"]["id"])
-        for d in self.devices[:fota]:
+        x86 = [d for d in self.devices if d.values.get((33100, 0, 16)) == "x86-tflm"]
+        for d in x86[:fota]:  # the build is for x86-tflm: the others' boards refuse it
             r = self.api.post(f"/devices/{d.endpoint}/firmware", json={"build": reply["build"]["id"]})
             self.job(r.json()["job"]["id"])
 

@@ -28,7 +28,10 @@ REPEAT = 5
 TARGET_MS = 1_000.0
 PAGES = ["/ui/ceo/", "/ui/operator/devices", "/ui/operator/devices?status=online&board=mps2-an385",
          "/ui/operator/devices/field-00001", "/ui/operator/builds", "/ui/operator/jobs",
-         "/ui/operator/models", "/ui/cto/dryruns", "/docs", "/redoc"]
+         "/ui/operator/models", "/ui/cto/dryruns", "/docs", "/redoc",
+         "/ui/fleet/registry?limit=1000", "/ui/fleet/registry?board=mps2-an385",
+         "/ui/fleet/registry/field-00001", "/ui/fleet/groups", "/ui/fleet/rollouts",
+         "/ui/scientist/datasets", "/ui/scientist/models", "/ui/cfo/cost"]
 
 
 def _server_ms(client: httpx.Client, path: str) -> tuple[list[float], int]:

@@ -4,8 +4,10 @@ to a running x86 device container, the CTO's dry-run."""
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
+from tinymlaas.datasets.samples import EXAMPLES
 from tinymlaas.lwm2m.security import write_context
 from tinymlaas.models import LwM2MAttach
 from tinymlaas.services.x86_device import X86Device
@@ -27,7 +30,11 @@ pytestmark = pytest.mark.web
 
 PAGES = {"/ui/ceo/": "Fleet dashboard", "/ui/operator/devices": "Devices",
          "/ui/operator/builds": "Builds", "/ui/operator/jobs": "Jobs", "/ui/operator/models": "Models",
-         "/ui/cto/dryruns": "Lifecycle dry-runs"}
+         "/ui/fleet/registry": "Registry", "/ui/fleet/bridges": "Bridges", "/ui/fleet/groups": "Groups",
+         "/ui/fleet/rollouts": "Rollouts", "/ui/fleet/toolchains": "Toolchains",
+         "/ui/scientist/datasets": "Datasets", "/ui/scientist/datasets/digits": "digits version 1",
+         "/ui/scientist/trainings": "Training", "/ui/scientist/models": "Evaluation",
+         "/ui/cto/dryruns": "Lifecycle dry-runs", "/ui/cfo/cost": "Cloud vs TinyML vs hybrid"}
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +96,40 @@ def test_log_in_refused_with_the_apis_words_then_in_and_out(browser: Browser, se
         assert not t.errors and not t.outside
 
 
+def digits_archive(n: int, *, labelled: bool) -> bytes:
+    """``n`` of scikit-learn's digits as PNGs in a zip, in a folder per class or all at its top."""
+    from PIL import Image
+
+    from tinymlaas.datasets.samples import digits_images
+
+    images, labels = digits_images(n)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+            png = io.BytesIO()
+            Image.fromarray(img).save(png, format="PNG")
+            zf.writestr(f"{y}/{i:03d}.png" if labelled else f"{i:03d}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def new_dataset(api: httpx.Client, name: str, archive: bytes) -> None:
+    spec = EXAMPLES["digits"].spec.model_dump(exclude_none=True)
+    assert api.post("/datasets", json={"name": name, "task": "image", "spec": spec}).status_code == 201
+    r = api.post(f"/datasets/{name}/samples", files={"files": (f"{name}.zip", archive)})
+    assert r.status_code == 200 and not r.json()["refused"], r.text
+
+
+@pytest.fixture(scope="module")
+def digits(service: BackgroundServer) -> str:
+    """A labelled image dataset, for the pages that show one."""
+    with service.client() as api:
+        new_dataset(api, "digits", digits_archive(40, labelled=True))
+    return "digits"
+
+
 @pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
 def test_every_page_loads_without_console_errors_and_fits_the_width(
-        browser: Browser, service: BackgroundServer, width: int) -> None:
+        browser: Browser, service: BackgroundServer, digits: str, width: int) -> None:
     with tab(browser, service.url, width=width, height=844 if width < 800 else 900) as t:
         log_in(t.page)
         for path, heading in PAGES.items():
@@ -254,3 +292,117 @@ def test_a_viewer_sees_no_actions(browser: Browser, service: BackgroundServer) -
         t.page.goto("/ui/operator/builds")
         expect(t.page.get_by_role("button", name="Build")).to_have_count(0)
 
+
+
+def test_the_data_scientist_labels_samples_with_the_keyboard(browser: Browser, service: BackgroundServer
+                                                             ) -> None:
+    with service.client() as api:
+        new_dataset(api, "unsorted", digits_archive(12, labelled=False))
+    with tab(browser, service.url) as t:
+        page = t.page
+        log_in(page)
+        page.goto("/ui/scientist/datasets/unsorted")
+        expect(page.get_by_test_id("unlabelled")).to_have_text("12")
+        with page.expect_response(lambda r: "/rows?" in r.url):
+            page.get_by_label("Show").select_option("unlabelled")
+        first = page.get_by_role("checkbox").first
+        first.focus()
+        page.keyboard.press("4")  # the sample in focus is a 4; the next one gets the focus
+        expect(page.get_by_test_id("count-4")).to_have_text("1")
+        expect(page.get_by_role("checkbox")).to_have_count(11)
+        expect(page.get_by_role("checkbox").first).to_be_focused()
+        page.keyboard.press("Space")  # two samples selected by keyboard, then labelled 7 at once
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Space")
+        expect(page.get_by_text("2 selected")).to_be_visible()
+        page.keyboard.press("7")
+        expect(page.get_by_test_id("count-7")).to_have_text("2")
+        expect(page.get_by_test_id("unlabelled")).to_have_text("9")
+        expect(page.get_by_role("checkbox")).to_have_count(9)
+        expect(page.get_by_role("checkbox").nth(1)).to_be_focused()  # the one after them
+        page.keyboard.press("a")  # the whole page, unlabelled again: back to where it was
+        page.keyboard.press("u")
+        expect(page.get_by_test_id("unlabelled")).to_have_text("9")
+        assert not t.errors and not t.outside, (t.errors, t.outside)
+    with service.client() as api:
+        assert api.get("/datasets/unsorted/samples", params={"label": "7"}).json()["total"] == 2
+        assert api.get("/datasets/unsorted").json()["counts"]["labels"] == {"4": 1, "7": 2}
+
+
+@pytest.fixture
+def fleet_service(tmp_path: Path) -> Iterator[tuple[BackgroundServer, Any]]:
+    """A service with six simulated LwM2M devices (firmware 1.0.0, tagged line:2) whose updates
+    take a moment each, and a finished build of firmware 2.0.0 for them."""
+    from _fleet import Fleet, make_build
+
+    from tinymlaas.store import Store
+    from tinymlaas.zoo import get_recipe
+
+    settings = Settings(data_dir=tmp_path / "service", lwm2m={"port": 0, "update_timeout_s": 20,
+                                                              "download_timeout_s": 20},
+                        devices={"flush_s": 0.05})
+    model = get_recipe("hello_world").load(Settings().zoo_dir)
+    with BackgroundServer(settings) as server, server.client() as api:
+        assert api.post("/users", json={"name": "olga", "role": "operator", "password": PASSWORD}
+                        ).status_code == 201
+        store = Store(settings.db_url, settings.artifacts_dir)
+        build = make_build(store, model, "2.0.0")
+        fleet = Fleet(api.get("/orchestrator").json()["uri"], tmp_path / "devices", model)
+        try:
+            for i in range(6):
+                fleet.add(f"line2-{i}", slow_s=0.3)
+            deadline = time.monotonic() + 30
+            while len(api.get("/devices", params={"online": True}).json()) < 6:
+                assert time.monotonic() < deadline, "the simulated devices did not join"
+                time.sleep(0.1)
+            for i in range(6):
+                assert api.patch(f"/devices/line2-{i}", json={"tags": ["line:2"]}).status_code == 200
+            yield server, build
+        finally:
+            fleet.close()
+            store.close()
+
+
+@pytest.mark.lwm2m
+def test_the_operator_creates_a_group_rollout_and_watches_its_waves(
+        browser: Browser, fleet_service: tuple[BackgroundServer, Any]) -> None:
+    server, build = fleet_service
+    with tab(browser, server.url) as t, server.client() as api:
+        page = t.page
+        log_in(page)
+        page.get_by_role("link", name="Groups").click()
+        page.get_by_label("Name").fill("line-2")
+        page.get_by_label("Devices with every tag").fill("line:2")
+        page.get_by_role("button", name="Create the group").click()
+        expect(page.get_by_role("row").filter(has_text="line-2")).to_contain_text("6")
+        # A refusal shows the API's problem: the group exists already.
+        page.get_by_label("Name").fill("line-2")
+        page.get_by_label("Devices with every tag").fill("line:2")
+        page.get_by_role("button", name="Create the group").click()
+        detail = api.post("/groups", json={"name": "line-2", "tags": ["line:2"]}).json()["detail"]
+        expect(page.get_by_role("alert")).to_contain_text(detail)
+        t.errors.clear()  # the browser logs the refusal's status
+        page.get_by_role("link", name="Rollouts").click()
+        page.get_by_label("Group").select_option("line-2")
+        page.get_by_label("Builds (one per board)").select_option(build.id)
+        page.get_by_label("Waves").fill("1 50% rest")
+        page.get_by_label(re.compile("wait for an approval")).check()
+        page.get_by_role("button", name="Start the rollout").click()
+        rollout = page.get_by_test_id("rollout")
+        expect(page.get_by_test_id("rollout-state")).to_have_text("waiting approval", timeout=30_000)
+        expect(page.get_by_test_id("wave-1")).to_have_text("succeeded 1")
+        expect(page.get_by_test_id("wave-2")).to_have_text("pending 3")
+        page.get_by_role("button", name="Resume").click()  # refused: it waits for an approval
+        rid = page.url.rsplit("/", 1)[1]
+        detail = api.post(f"/rollouts/{rid}/resume").json()["detail"]
+        expect(page.get_by_role("alert")).to_contain_text(detail)
+        t.errors.clear()
+        page.get_by_role("button", name="Approve the next wave").click()
+        expect(page.get_by_test_id("wave-2")).to_have_text("succeeded 3", timeout=30_000)
+        page.get_by_role("button", name="Approve the next wave").click()
+        expect(page.get_by_test_id("rollout-state")).to_have_text("succeeded", timeout=30_000)
+        expect(page.get_by_test_id("wave-3")).to_have_text("succeeded 2")
+        expect(rollout.get_by_role("row").filter(has_text="line2-5")).to_contain_text("succeeded")
+        assert not t.errors and not t.outside, (t.errors, t.outside)
+        assert {d["firmware_version"] for d in api.get("/devices").json()} == {"2.0.0"}

@@ -599,5 +599,10 @@ from tinymlaas.cli.cluster import worker_app  # noqa: E402
 
 app.add_typer(worker_app, name="worker")
 
+# The demo's service with its devices running, to open in a browser.
+from tinymlaas.cli.lab import lab_app  # noqa: E402
+
+app.add_typer(lab_app, name="lab")
+
 if __name__ == "__main__":
     main()

@@ -67,3 +67,77 @@
     showProblem("The service did not answer: is it running?");
   });
 })();
+
+// Labelling samples by keyboard (the data scientist's grid, form[data-labeller]): arrows move
+// between samples, space selects, "a" selects the page, a class's key labels the selected samples
+// (or the one in focus), "u" unlabels. After the grid comes back, the sample after the ones
+// labelled has the focus, so labelling a run of samples is one key each.
+(function () {
+  "use strict";
+  var next = null;
+
+  function boxes(form) { return Array.prototype.slice.call(form.querySelectorAll("input[name=samples]")); }
+
+  function columns(list) {
+    if (!list.length) { return 1; }
+    var top = list[0].closest("li").offsetTop, n = 0;
+    list.forEach(function (b) { if (b.closest("li").offsetTop === top) { n += 1; } });
+    return Math.max(n, 1);
+  }
+
+  function counted(form) {
+    var out = form.querySelector("[data-selected-count]");
+    var n = boxes(form).filter(function (b) { return b.checked; }).length;
+    if (out) { out.dataset.total = out.dataset.total || out.textContent; }
+    if (out) { out.textContent = n ? n + " selected" : out.dataset.total; }
+  }
+
+  document.addEventListener("change", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-labeller]");
+    if (form) { counted(form); }
+  });
+
+  document.addEventListener("keydown", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-labeller]");
+    if (!form || e.ctrlKey || e.metaKey || e.altKey || e.target.name !== "samples") { return; }
+    var list = boxes(form), at = list.indexOf(e.target), move = 0;
+    if (e.key === "ArrowRight") { move = 1; }
+    else if (e.key === "ArrowLeft") { move = -1; }
+    else if (e.key === "ArrowDown") { move = columns(list); }
+    else if (e.key === "ArrowUp") { move = -columns(list); }
+    if (move) {
+      var to = list[Math.min(Math.max(at + move, 0), list.length - 1)];
+      if (to) { to.focus(); }
+      e.preventDefault();
+      return;
+    }
+    if (e.key === "a") {
+      var all = !list.every(function (b) { return b.checked; });
+      list.forEach(function (b) { b.checked = all; });
+      counted(form);
+      e.preventDefault();
+      return;
+    }
+    var button = form.querySelector('button[data-key="' + (e.key === "U" ? "u" : e.key) + '"]');
+    if (!button) { return; }
+    if (!list.some(function (b) { return b.checked; })) { e.target.checked = true; }
+    var chosen = list.filter(function (b) { return b.checked; });
+    var last = list.indexOf(chosen[chosen.length - 1]);
+    var after = list.slice(last + 1).filter(function (b) { return !b.checked; })[0];
+    next = { id: after ? after.value : null, index: at };
+    e.preventDefault();
+    button.click();
+  });
+
+  // htmx:load: the new grid (the request's own form was swapped out, so its events go nowhere).
+  document.addEventListener("htmx:load", function (e) {
+    var elt = e.detail && e.detail.elt;
+    var form = next && elt && elt.matches && elt.matches("form[data-labeller]") ? elt : null;
+    if (!form) { return; }
+    var list = boxes(form);
+    var to = list.filter(function (b) { return b.value === next.id; })[0] ||
+             list[Math.min(next.index, list.length - 1)];
+    next = null;
+    if (to) { to.focus(); }
+  });
+})();

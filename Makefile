@@ -24,7 +24,7 @@ lab: setup
 # scenarios again on a PostgreSQL server the tests start), Robot suites.
 test: setup lint typecheck
 	$(BIN)/pytest
-	$(BIN)/pytest steps --database postgres --ignore=steps/test_cto.py -q
+	$(BIN)/pytest steps --database postgres --ignore=steps/test_cto.py -q -m "not slow"
 	$(BIN)/robot --outputdir var/robot tests/robot
 
 # The quick lane for an edit-test loop: no apt, no Docker engine, no images, no emulators.

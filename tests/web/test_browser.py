@@ -400,6 +400,7 @@ def test_the_operator_creates_a_group_rollout_and_watches_its_waves(
         t.errors.clear()
         page.get_by_role("button", name="Approve the next wave").click()
         expect(page.get_by_test_id("wave-2")).to_have_text("succeeded 3", timeout=30_000)
+        expect(page.get_by_test_id("rollout-state")).to_have_text("waiting approval")
         page.get_by_role("button", name="Approve the next wave").click()
         expect(page.get_by_test_id("rollout-state")).to_have_text("succeeded", timeout=30_000)
         expect(page.get_by_test_id("wave-3")).to_have_text("succeeded 2")

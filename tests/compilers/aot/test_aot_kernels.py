@@ -146,8 +146,11 @@ def test_banded_and_fused_depthwise(p: dict[str, Any], settings: Settings,
     out = assert_bit_exact(model, tmp_path, samples=3)
     # Fused where the band holds whole input rows (a valid window may stop short of them).
     whole_rows = p["padding"] == "same" or (p["w"] - p["kw"]) % p["stride"] == 0
-    fused = p["pointwise"] and whole_rows
-    assert ("aot_pwdw_s8(" if fused else "aot_dwg_s8(") in out.source.c
+    # The band, fused or alone: whether the 1x1 conv is fused also depends on the band's width
+    # and the conv's lowering, so fusion itself is checked on a fixed model
+    # (test_kernels_run_bit_exact_on_each_core).
+    assert "aot_pwdw_s8(" in out.source.c or "aot_dwg_s8(" in out.source.c
+    assert whole_rows or "aot_pwdw_s8(" not in out.source.c
 
 
 def _kernels_model(settings: Settings) -> bytes:

@@ -147,11 +147,15 @@ def test_devices_list_filters_and_the_dashboard_shows_the_fleets_figures(web: We
     for i, (board, fw) in enumerate([("x86-tflm", "1.0.0"), ("x86-tflm", "2.0.0"), ("lm3s6965evb", "2.0.0")]):
         poll(web, f"dev-{i}", status={"board": board, "firmware_version": fw, "inference_count": 10 * i,
                                      "latency_us": 100 + i, "instructions": 2000 + i})
-    deadline = time.monotonic() + 10
-    while not any(d["firmware_version"] for d in devices_figures(web)):
-        assert time.monotonic() < deadline, "no telemetry tick recorded the devices"
+    deadline = time.monotonic() + 30
+    while sum(bool(d["firmware_version"]) for d in devices_figures(web)) < 3:
+        assert time.monotonic() < deadline, "no telemetry tick recorded the three devices"
         time.sleep(0.1)
-    rows = client.get("/ui/operator/devices/rows", params={"firmware": "2.0.0"}).text
+    # The registry writes what the polls said in batches: wait for its third device too.
+    while "2 of 3 devices" not in (rows := client.get("/ui/operator/devices/rows",
+                                                      params={"firmware": "2.0.0"}).text):
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
     assert "dev-1" in rows and "dev-2" in rows and "dev-0" not in rows and "2 of 3 devices" in rows
     rows = client.get("/ui/operator/devices/rows", params={"q": "DEV-2", "board": "lm3s6965evb"}).text
     assert "1 of 3 devices" in rows

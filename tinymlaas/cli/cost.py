@@ -5,8 +5,6 @@ hybrid vs cloud accuracy and the escalation rate on a dataset split, in process)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -28,17 +26,6 @@ cost_app: typer.Typer = typer.Typer(no_args_is_help=True,
                                    help="Cloud vs TinyML vs hybrid inference: cost, break-even, battery "
                                         "life, accuracy.")
 
-
-@contextmanager
-def _store() -> Iterator[Store]:
-    from tinymlaas.store import Store
-
-    settings = get_settings()
-    store = Store(settings.db_url, settings.artifacts_dir)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _given(pairs: list[str]) -> dict[str, float]:
@@ -149,7 +136,7 @@ def compare(
         if path.suffix not in (".png", ".svg"):
             raise InvalidInput(f"--chart {path}: a .png or .svg file")
     req = _request(CostRequest, model=model, board=target, threshold=threshold, inputs=given)
-    with _store() as store:
+    with local_store() as store:
         if measure:
             _measure(store, model, target)
         result = run(store, get_settings(), req)
@@ -203,7 +190,7 @@ def hybrid(
 
     req = _request(HybridEvaluationRequest, model=model, threshold=threshold, dataset=dataset, split=split,
                    limit=limit)
-    with _store() as store, progress_bar("hybrid evaluation") as report:
+    with local_store() as store, progress_bar("hybrid evaluation") as report:
         result = evaluate_now(store, req, report)
         if plot is not None and result.plot_sha256:
             plot.write_bytes(store.artifacts.get(result.plot_sha256).read_bytes())
@@ -237,4 +224,4 @@ def _request(cls: type[M], **fields: Any) -> M:
 
 
 # The shared CLI helpers, imported last (see tinymlaas.cli.datasets): main imports this module at its end.
-from tinymlaas.cli.main import JsonOpt, out, print_json, progress_bar  # noqa: E402
+from tinymlaas.cli.main import JsonOpt, local_store, out, print_json, progress_bar  # noqa: E402

@@ -4,8 +4,7 @@ Keras model), ``evaluate`` (float vs int8, or on a device) and ``profile`` (a mo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -34,17 +33,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(evaluate_app, name="evaluate")
     app.command("profile")(profile)
 
-
-@contextmanager
-def _store() -> Iterator[Any]:
-    from tinymlaas.store import Store
-
-    settings = get_settings()
-    store = Store(settings.db_url, settings.artifacts_dir)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -109,7 +97,7 @@ def create(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(f"{'.'.join(map(str, first['loc'])) or 'dataset'}: {first['msg']}") from None
-    with _store() as store:
+    with local_store() as store:
         ds = service.create(store, req)
     if as_json:
         print_json(ds)
@@ -123,7 +111,7 @@ def create(
 @datasets_app.command("list")
 def list_datasets(as_json: JsonOpt = False) -> None:
     """Datasets with their sample counts."""
-    with _store() as store:
+    with local_store() as store:
         rows = [(ds, store.datasets.counts(ds.id, ds.head)) for ds in store.datasets.all()]
     if as_json:
         print_json([{**ds.model_dump(mode="json"), "counts": c.model_dump()} for ds, c in rows])
@@ -147,7 +135,7 @@ def show(ref: str, as_json: JsonOpt = False) -> None:
     """A dataset: counts per label and split, and its versions (locked once a model was made)."""
     from tinymlaas.services import datasets as service
 
-    with _store() as store:
+    with local_store() as store:
         detail = service.detail(store, ref)
     if as_json:
         print_json(detail)
@@ -182,7 +170,7 @@ def upload(
     for f in files:
         if not f.is_file():
             raise InvalidInput(f"no such file: {f}")
-    with _store() as store, ExitStack() as stack:
+    with local_store() as store, ExitStack() as stack:
         opened = [(f.name, stack.enter_context(f.open("rb"))) for f in files]
         result = service.upload(store, ref, opened, label=label)
     if as_json:
@@ -218,7 +206,7 @@ def samples(
         part = Split(split) if split else None
     except ValueError:
         raise InvalidInput(f"split: '{split}' is none of train, validation, test") from None
-    with _store() as store:
+    with local_store() as store:
         result = service.browse(
             store,
             ref,
@@ -258,7 +246,7 @@ def label(
 
     if (to is None) == (not clear):
         raise InvalidInput("give --label LABEL or --clear")
-    with _store() as store:
+    with local_store() as store:
         changed = service.set_label(store, ref, sample_ids, None if clear else to)
     out.print(f"{changed.changed} sample(s) changed in '{changed.dataset}' version {changed.version}")
 
@@ -288,7 +276,7 @@ def generate(
             f"--classes {','.join(ex.spec.classes)}"
         )
         return
-    with _store() as store, output.open("rb") as fh:
+    with local_store() as store, output.open("rb") as fh:
         service.create(store, DatasetCreate(name=create, task=ex.task, spec=ex.spec))
         result = service.upload(store, create, [(output.name, fh)])
     out.print(f"created '{create}' with {len(result.accepted):,} samples ({len(result.refused)} refused)")
@@ -327,7 +315,7 @@ def train_run(
         loss=loss, label_smoothing=label_smoothing, augmentation=augmentation, seed=seed, base=base,
     )
     settings = get_settings()
-    with _store() as store:
+    with local_store() as store:
         with progress_bar(f"train {dataset}") as report:
             result = train_now(store, settings, req, report)
         training = store.datasets.training(result["training_id"])
@@ -355,7 +343,7 @@ def train_run(
 @train_app.command("list")
 def train_list(as_json: JsonOpt = False) -> None:
     """Training runs, newest first."""
-    with _store() as store:
+    with local_store() as store:
         runs = store.datasets.trainings()
     if as_json:
         print_json(runs)
@@ -390,7 +378,7 @@ def train_import(
     if not file.name.lower().endswith(KERAS_SUFFIXES):
         raise InvalidInput(f"'{file.name}' is not a Keras model (.keras, .h5) or a zipped SavedModel")
     settings = get_settings()
-    with _store() as store, file.open("rb") as fh, progress_bar(f"import {file.name}") as report:
+    with local_store() as store, file.open("rb") as fh, progress_bar(f"import {file.name}") as report:
         result = import_now(
             store,
             settings,
@@ -444,7 +432,7 @@ def _evaluate(req: Any, plot: Path | None, as_json: bool) -> None:
     from tinymlaas.services.evaluation import evaluate
 
     settings = get_settings()
-    with _store() as store:
+    with local_store() as store:
         with progress_bar("evaluate") as report:
             ev = evaluate(store, settings, req, report)
         if plot is not None and ev.plot_sha256:
@@ -524,7 +512,7 @@ def profile(
     if path.suffix == ".tflite" or path.is_file():
         data = read_model_file(path)
     else:
-        with _store() as store:
+        with local_store() as store:
             rec = store.model(model)
             data, model_id = store.artifacts.get(rec.sha256).read_bytes(), rec.id
     with progress_bar("images") as report:
@@ -572,4 +560,4 @@ def profile(
 # The shared CLI helpers, imported last: tinymlaas.cli.main imports this module at its end to register
 # these commands, and `python -m tinymlaas.cli.main` imports main a second time through here; by then
 # every command above is defined, and typer reads the annotations only when the app runs.
-from tinymlaas.cli.main import JsonOpt, out, print_json, progress_bar, read_model_file  # noqa: E402
+from tinymlaas.cli.main import JsonOpt, local_store, out, print_json, progress_bar, read_model_file  # noqa: E402

@@ -277,11 +277,17 @@ def zoo_get(
     out.print(f"wrote {output} ({len(data)} bytes)")
 
 
-def _local_store() -> Any:
+@contextmanager
+def local_store() -> Iterator[Any]:
+    """The store this machine's settings name, for commands that need no running service."""
     from tinymlaas.store import Store
 
     settings = get_settings()
-    return Store(settings.db_url, settings.artifacts_dir)
+    store = Store(settings.db_url, settings.artifacts_dir)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @users_app.command("create")
@@ -299,23 +305,17 @@ def users_create(
     except ValueError:
         raise InvalidInput(f"role '{role}' is none of {', '.join(r.value for r in Role)}") from None
     secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
-    store = _local_store()
-    try:
+    with local_store() as store:
         store.users.create(name, chosen, password=secret)
         token = store.users.issue_token(name, "cli")
-    finally:
-        store.close()
     out.print(f"created {chosen.value} '{name}'; API token (shown once): {token.token}")
 
 
 @users_app.command("list")
 def users_list(as_json: JsonOpt = False) -> None:
     """Users, their roles, and their tokens (never the secrets)."""
-    store = _local_store()
-    try:
+    with local_store() as store:
         users, tokens = store.users.all(), store.users.tokens()
-    finally:
-        store.close()
     if as_json:
         print_json({"users": users, "tokens": tokens})
         return
@@ -330,11 +330,8 @@ def users_list(as_json: JsonOpt = False) -> None:
 def users_token(name: str, label: Annotated[str, typer.Option("--name", help="what it is for")] = "cli"
                 ) -> None:
     """A new API token for a user (shown once)."""
-    store = _local_store()
-    try:
+    with local_store() as store:
         token = store.users.issue_token(name, label)
-    finally:
-        store.close()
     out.print(token.token)
 
 

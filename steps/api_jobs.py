@@ -1,8 +1,10 @@
-"""Following the service's jobs from step definitions (a helper module, not a test file)."""
+"""Following the service's jobs, and waiting for what it does, from step definitions (a helper
+module, not a test file)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,3 +22,14 @@ def follow_job(api: httpx.Client, job_id: str, timeout: float = 300) -> list[dic
             return seen
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {seen[-1]['state']} after {timeout} s")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it gives something true, and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout} s")

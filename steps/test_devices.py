@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from api_jobs import follow_job
+from api_jobs import follow_job, wait_until
 from lwm2m_devices import StockDevice
 from pytest_bdd import given, parsers, scenarios, then, when
 
@@ -41,16 +41,6 @@ from tinymlaas.zoo import get_recipe
 scenarios("lwm2m")
 scenarios("ota")
 
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
-from api_jobs import follow_job
+from api_jobs import follow_job, wait_until
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.api.server import BackgroundServer
@@ -116,13 +115,7 @@ class Fleet:
     jobs_before: int = 0
 
     def wait(self, check: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"{what} did not happen within {timeout} s")
+        return wait_until(check, timeout, what)
 
     def flash(self, board: str, version: str, folder: Path) -> Path:
         """A device's flash: the build's firmware files, as the factory would write them."""

@@ -3,27 +3,17 @@ device containers, the fault-injection lab of :mod:`tinymlaas.faults`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from api_jobs import wait_until
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from tinymlaas.faults import FaultLab
 
 scenarios("reliability")
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 @pytest.fixture

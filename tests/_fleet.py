@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,6 +20,17 @@ from tinymlaas.edge.signing import unwrap
 from tinymlaas.edge.x86 import FirmwareImage
 from tinymlaas.models import Build, CompilerInfo, JobState, ModuleMemory, StoredFirmware, StoredModule
 from tinymlaas.store import Store
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``check`` until it gives something true, and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def make_build(store: Store, model: bytes, version: str, target: str = "x86-tflm") -> Build:

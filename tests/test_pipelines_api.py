@@ -6,13 +6,12 @@ run, its rollout cancelled by the operator, and re-run from the deploy stage alo
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _fleet import Fleet
+from _fleet import Fleet, wait_until
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
@@ -44,13 +43,7 @@ deploy:
 
 
 def wait(check: Any, what: str, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
+    return wait_until(check, timeout, what)
 
 
 def stage(run: dict[str, Any], name: str) -> dict[str, Any]:

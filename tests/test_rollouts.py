@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fleet import Fleet, bridged, make_build
+from _fleet import Fleet, bridged, make_build, wait_until
 
 from tinymlaas.api.server import BackgroundServer
 from tinymlaas.config import Settings
@@ -55,13 +55,7 @@ class Lab:
         return make_build(self.store, self.model, version, target)
 
     def wait(self, check: Callable[[], Any], timeout: float = 30, what: str = "it") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"{what} did not happen within {timeout} s")
+        return wait_until(check, timeout, what, every=0.05)
 
     def online(self, *endpoints: str) -> None:
         def all_in() -> bool:

@@ -94,17 +94,10 @@ def conv_s16(ctx: Ctx, op: Op, depthwise: bool, geometry: list[int]) -> list[Ste
     return [Step("conv_s16", args, [op.inputs[0]], [op.outputs[0]], op.describe())]
 
 
-@lowers("TRANSPOSE_CONV", dtypes=("int8", "int16", "float32"), operand=2)
-def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
-    g = ctx.g
-    w, x, y = g.t(op.inputs[1]), g.t(op.inputs[2]), g.t(op.outputs[0])
-    if x.dtype == "float32":
-        from tinymlaas.compilers.aot.kernels_extra import transpose_conv_f32
-
-        return transpose_conv_f32(ctx, op)
-    b = g.t(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] >= 0 else None
-    require_dtype(op, w, "int8")
-    require_dtype(op, y, x.dtype)
+def tconv_geometry(op: Op, w: Tensor, x: Tensor, y: Tensor) -> list[int]:
+    """A transposed conv's geometry, as every dtype's kernel reads it: input, output and filter
+    sizes, strides, TFLM's padding (ComputePaddingHeightWidth with the output as the "input"
+    size) and the batch count."""
     require(w.is_const and w.data is not None, op, f"{w.describe()} must be constant weights")
     require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
             "input, filter and output must be 4-D (NHWC)")
@@ -116,10 +109,24 @@ def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
     same = int(op.options.get("padding", 0)) == 0
 
     def pad(out: int, k: int, s: int) -> int:
-        # TFLM: ComputePaddingHeightWidth with the output as the "input" size.
         n = (out + s - 1) // s if same else (out + s - k) // s
         return max(0, (n - 1) * s + k - out) // 2
-    pt, pl = pad(oh, kh, sh), pad(ow, kw, sw)
+    return [ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pad(oh, kh, sh), pad(ow, kw, sw), nb]
+
+
+@lowers("TRANSPOSE_CONV", dtypes=("int8", "int16", "float32"), operand=2)
+def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
+    g = ctx.g
+    w, x, y = g.t(op.inputs[1]), g.t(op.inputs[2]), g.t(op.outputs[0])
+    if x.dtype == "float32":
+        from tinymlaas.compilers.aot.kernels_extra import transpose_conv_f32
+
+        return transpose_conv_f32(ctx, op)
+    b = g.t(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] >= 0 else None
+    require_dtype(op, w, "int8")
+    require_dtype(op, y, x.dtype)
+    shape = tconv_geometry(op, w, x, y)
+    oc = shape[5]
     mults, shifts, per_channel = _per_channel(op, x, w, y, oc)
     wide = x.dtype == "int16"
     if b is not None and b.dtype == "int16":  # TFLM widens an int16 bias to 64 bits
@@ -134,8 +141,7 @@ def transpose_conv(ctx: Ctx, op: Op) -> list[Step]:
     lo, hi = _act(op, y)
     zin, zout = (0, 0) if wide else (x.zp, y.zp)  # TFLM's int16 kernel ignores zero points
     assert w.data is not None
-    geom = ctx.struct([ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pt, pl, nb, int(per_channel),
-                       int(wide)])
+    geom = ctx.struct([*shape, int(per_channel), int(wide)])
     args: list[Arg] = [
         Buf(op.inputs[2], const=True), Buf(op.outputs[0]),
         ctx.data.add("w", "int8_t", w.data), ctx.data.add("b", "int64_t", bias),

@@ -20,6 +20,7 @@ import numpy as np
 from tinymlaas.compilers.aot import quant
 from tinymlaas.compilers.aot.graph import Op
 from tinymlaas.compilers.aot.kernels import float_range
+from tinymlaas.compilers.aot.kernels16 import tconv_geometry
 from tinymlaas.compilers.aot.lower import (
     SUFFIX,
     Arg,
@@ -182,19 +183,8 @@ def transpose_conv_f32(ctx: Ctx, op: Op) -> list[Step]:
     b = g.t(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] >= 0 else None
     require_dtype(op, w, "float32")
     require_dtype(op, y, "float32")
-    require(w.is_const and w.data is not None, op, f"{w.describe()} must be constant weights")
-    require(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, op,
-            "input, filter and output must be 4-D (NHWC)")
-    nb, ih, iw, ic = x.shape
-    _, oh, ow, oc = y.shape
-    wo, kh, kw, wi = w.shape
-    require(wo == oc and wi == ic, op, f"{w.describe()} does not match the channels")
-    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
-    same = int(op.options.get("padding", 0)) == 0
-
-    def pad(out: int, k: int, s: int) -> int:
-        n = (out + s - 1) // s if same else (out + s - k) // s
-        return max(0, (n - 1) * s + k - out) // 2
+    shape = tconv_geometry(op, w, x, y)
+    oc = shape[5]
     bias = np.zeros(oc, np.float32)
     if b is not None:
         require_dtype(op, b, "float32")
@@ -202,8 +192,7 @@ def transpose_conv_f32(ctx: Ctx, op: Op) -> list[Step]:
         assert b.data is not None
         bias = b.data.ravel()
     assert w.data is not None
-    geom = ctx.struct([ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pad(oh, kh, sh), pad(ow, kw, sw),
-                       nb, 0, 0])
+    geom = ctx.struct([*shape, 0, 0])
     args: list[Arg] = [Buf(op.inputs[2], const=True), Buf(op.outputs[0]),
                        ctx.data.add("w", "float", w.data), ctx.data.add("b", "float", bias),
                        ctx.data.add("q", "float", list(float_range(op))), geom]

@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, announce_admin: bool = True) -> FastAPI:
         orchestrator = cls(settings.plugin_options(cls.name, cls.Options))
         app.state.signer = Signer.load_or_create(settings.data_dir)
         registry = DeviceRegistry(store, orchestrator, settings.devices, settings.targets_dir,
-                                  app.state.signer.public_key_b64, instance=cluster.instance)
+                                  app.state.signer, instance=cluster.instance)
         await registry.start()  # listens before the orchestrator lets the first device in
         await orchestrator.start(settings.data_dir)
         app.state.membership = None

@@ -42,7 +42,8 @@ from tinymlaas.fleet.models import (
 from tinymlaas.models import Board, DeviceCredentials
 from tinymlaas.plugins.base import DeviceEvents, Orchestrator
 from tinymlaas.services.deployments import reconcile
-from tinymlaas.services.devices import capabilities_now
+from tinymlaas.services.devices import capabilities_now, provision
+from tinymlaas.signing import Signer
 from tinymlaas.store import Store
 from tinymlaas.targets import get_board, load_boards
 
@@ -70,13 +71,13 @@ class DeviceRegistry(DeviceEvents):
     """The durable record of the fleet, kept up to date from the orchestrator's events."""
 
     def __init__(self, store: Store, orchestrator: Orchestrator, settings: DeviceSettings,
-                 targets_dir: Path, signing_key: str | None = None, instance: str | None = None) -> None:
+                 targets_dir: Path, signer: Signer | None = None, instance: str | None = None) -> None:
         """``instance``: this one's name among several on the database (devices that join here are
         recorded as registered with it); None: the only instance."""
         self.store = store
         self.instance = instance
         self._homes: set[str] = set()  # joined here since the last write
-        self.signing_key = signing_key  # given with the credentials: the key updates are signed with
+        self.signer = signer  # its public key goes with the credentials it issues
         self.orchestrator = orchestrator
         self.settings = settings
         self.targets_dir = targets_dir
@@ -262,8 +263,8 @@ class DeviceRegistry(DeviceEvents):
         credentials: DeviceCredentials | None = None
         if self._secure():
             try:
-                credentials = self.orchestrator.provision(spec.endpoint)
-                credentials.signing_key = self.signing_key
+                credentials = (provision(self.orchestrator, self.signer, spec.endpoint, replace=False)
+                               if self.signer else self.orchestrator.provision(spec.endpoint))
             except Conflict:  # it had credentials already (provisioned by hand): it keeps them
                 credentials = None
         return PreRegistered(device=rec, credentials=credentials)

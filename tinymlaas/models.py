@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tinymlaas.edge.tensors import ITEMSIZE
+
 MODULE_FORMAT: Literal["tinymlaas.inference-module/1"] = "tinymlaas.inference-module/1"
 
 
@@ -31,10 +33,8 @@ class TensorSpec(BaseModel):
     @property
     def nbytes(self) -> int:
         """Bytes of one tensor (unknown dtypes count as 4 bytes per element)."""
-        return self.size * _ITEMSIZE.get(self.dtype, 4)
+        return self.size * ITEMSIZE.get(self.dtype, 4)
 
-
-_ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}
 
 
 class ModelInfo(BaseModel):

@@ -48,8 +48,17 @@ def test_run_refuses_an_input_that_is_not_whole_inputs(echo_firmware: EchoFirmwa
     np.save(x, np.zeros(shape, dtype=np.int8))
     r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x))
     assert r.returncode == 2, r.stdout
-    assert r.stderr.strip() == (f"error: the model takes 4 input values per inference; the input of "
-                                f"shape {why} is neither one input nor one input per row (N x 4)")
+    assert r.stderr.strip() == (f"error: tensor 'input0' takes 4 values per inference; the input of "
+                                f"shape {why} is neither one tensor nor one per row (N x 4)")
+
+
+def test_run_refuses_more_inputs_than_the_model_takes(echo_firmware: EchoFirmware, tmp_path: Path) -> None:
+    _, elf, _ = echo_firmware("lm3s6965evb")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros(4, dtype=np.int8))
+    r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x), "--input", str(x))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip() == "error: the model takes 1 input tensors (input0); 2 were given"
 
 
 def test_run_refuses_firmware_built_for_another_board(echo_firmware: EchoFirmware, tmp_path: Path) -> None:

@@ -71,6 +71,22 @@ def test_bad_frames_get_error_frames_never_a_hang(
     assert client.infer(b"\x01\x02\x03\xfa").output == b"\x02\x04\x06\xfe"
 
 
+def test_the_firmware_describes_each_tensor(lm3s: tuple[EmulatorSession, UartClient]) -> None:
+    """INFO counts the tensors; TENSOR k says each one's dtype, shape, quantization and place."""
+    _, client = lm3s
+    info = client.info()
+    assert (info["proto"], info["inputs"], info["outputs"]) == ("2", "1", "1")
+    assert client.tensors() == {
+        "inputs": [{"name": "input0", "dtype": "int8", "shape": [1, 4], "offset": 0, "bytes": 4,
+                    "scale": 0.5, "zero_point": -3}],
+        "outputs": [{"name": "output0", "dtype": "int8", "shape": [1, 4], "offset": 0, "bytes": 4,
+                     "scale": 0.25, "zero_point": 0}]}
+    with pytest.raises(DeviceError, match="OUT_OF_RANGE"):
+        client.request(Command.TENSOR, b"\x02")
+    with pytest.raises(DeviceError, match="BAD_LENGTH"):
+        client.request(Command.TENSOR, b"")
+
+
 @pytest.mark.parametrize("name", ["microbit", "lm3s6965evb"])
 def test_a_fault_ends_the_session_with_the_fault_report(echo_firmware: EchoFirmware,
                                                         name: str) -> None:

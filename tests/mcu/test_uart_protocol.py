@@ -99,3 +99,16 @@ def test_client_banner_info_infer_and_errors() -> None:
     with pytest.raises(DeviceError, match="UNKNOWN_CMD: nope") as exc:
         client.request(0x33)
     assert exc.value.error == ErrorCode.UNKNOWN_CMD
+
+
+def test_a_protocol_1_device_has_one_input_and_one_output_from_info() -> None:
+    """Firmware older than TENSOR: the client describes its tensors from INFO alone."""
+    dev = FakeDevice()
+    client = UartClient(dev)
+    client.wait_ready(1)
+    client._info = {"input_bytes": "2", "output_bytes": "8", "input_scale_bits": "0x3f000000",
+                    "input_zero_point": "-1", "output_scale_bits": "0x00000000", "output_zero_point": "0"}
+    assert client.tensors() == {
+        "inputs": [{"name": "input", "dtype": "int8", "shape": [1, 2], "scale": 0.5, "zero_point": -1,
+                    "offset": 0, "bytes": 2}],
+        "outputs": [{"name": "output", "dtype": "float32", "shape": [1, 2], "offset": 0, "bytes": 8}]}

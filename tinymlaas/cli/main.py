@@ -460,7 +460,9 @@ def serve(
 def run(
     firmware: Annotated[Path, typer.Argument(help="firmware.elf (or its folder)")],
     target: Annotated[str, typer.Option("--target", "-t", help="board name (see 'targets')")],
-    input: Annotated[Path, typer.Option("--input", "-i", help=".npy: int8 = raw, float = quantized")],
+    input: Annotated[list[Path], typer.Option(
+        "--input", "-i", help=".npy, one per input tensor in the model's order (repeat the option): "
+                              "values of the tensor's dtype are raw, others are quantized")],
     emulator: Annotated[str | None, typer.Option(
         help="qemu or renode; default: the emulator.backend setting, else the first of the "
              "board's emulators that is installed")] = None,
@@ -482,27 +484,29 @@ def run(
     board = get_board(settings.targets_dir, target)
     image = firmware_image(firmware)
     check_image_board(image, board, load_boards(settings.targets_dir))
-    try:
-        values = np.load(input, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read {input} as a .npy array: {exc}") from exc
+    arrays = []
+    for path in input:
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read {path} as a .npy array: {exc}") from exc
     with McuDevice(board, image, emulator=emulator) as device:
-        info = device.info()
-        tensors = input_tensors(values, info)
+        specs = device.tensors()
         rows = []
-        for tensor in tensors:
+        for tensor in input_tensors(arrays, specs):
             result = device.infer(tensor)
-            rows.append({"output": result.values().tolist(),
-                         "values": output_values(result, info).tolist(),
+            outs = output_values(result, specs)
+            rows.append({"output": outs[0]["output"], "values": outs[0]["values"], "outputs": outs,
                          "instructions": result.instructions})
     if as_json:
         print_json({"banner": device.banner.line, "boot_seconds": device.boot_seconds, "inferences": rows})
         return
     out.print(f"{device.banner.line} (ready {device.boot_seconds:.2f} s after start)")
-    table = Table("#", "output int8", "output values", "instructions")
+    table = Table("#", "output (raw)", "output values", "instructions")
     for i, row in enumerate(rows):
-        table.add_row(str(i), " ".join(map(str, row["output"])),
-                      " ".join(f"{v:.6g}" for v in row["values"]), f"{row['instructions']:,}")
+        table.add_row(str(i), " | ".join(" ".join(map(str, o["output"])) for o in row["outputs"]),
+                      " | ".join(" ".join(f"{v:.6g}" for v in o["values"]) for o in row["outputs"]),
+                      f"{row['instructions']:,}")
     out.print(table)
 
 

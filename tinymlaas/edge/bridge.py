@@ -53,7 +53,7 @@ from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient, client_security
 from tinymlaas.edge.lwm2m.vocab import Bridged, Dev, Obj, Tiny
 from tinymlaas.edge.package import unpack
 from tinymlaas.edge.signing import read_trust, unwrap
-from tinymlaas.edge.uart import Banner, UartClient, quantization
+from tinymlaas.edge.uart import Banner, UartClient
 
 log = logging.getLogger("tinymlaas.bridge")
 _ELF_MAGIC = b"\x7fELF"
@@ -107,6 +107,7 @@ class Mcu:
         self.image = flash / str(manifest["image"])
         self.marker = flash / TRIAL_MARKER
         self.link: ProcessLink | None = None
+        self.specs: dict[str, list[dict[str, Any]]] = {}
         if self.marker.exists():
             self._restore("the bridge stopped before the new image was confirmed")
         self.banner = self._prove()
@@ -139,6 +140,7 @@ class Mcu:
         try:
             self.client.timeout = max(deadline - time.monotonic(), 0.1)
             self.info = self.client.info()
+            self.specs = self.client.tensors()
             self.client.timeout = max(deadline - time.monotonic(), 0.1)
             self.client.infer(bytes(int(self.info.get("input_bytes", 0))))
         except TinyMLaaSError as exc:
@@ -163,16 +165,16 @@ class Mcu:
             raise
 
     def tensors(self) -> dict[str, Any]:
-        """Input/output specs as the MCU itself reports them (INFO), whatever it runs."""
-
-        def spec(which: str) -> dict[str, Any]:
-            scale, zp = quantization(self.info, which)
-            n = int(self.info[f"{which}_bytes"])
-            if scale == 0:  # a float tensor
-                return {"name": which, "dtype": "float32", "shape": [1, n // 4]}
-            return {"name": which, "dtype": "int8", "shape": [1, n], "scale": scale, "zero_point": zp}
-
-        return {"inputs": [spec("input")], "outputs": [spec("output")]}
+        """Input/output specs as the MCU itself reported them (TENSOR), whatever it runs; named as the
+        compiled module names them when the bridge knows which module that is."""
+        specs = {which: [dict(spec) for spec in self.specs[which]] for which in ("inputs", "outputs")}
+        for which in ("inputs", "outputs"):
+            known = self.module.get(which) or []
+            if len(known) == len(specs[which]):
+                for spec, mine in zip(specs[which], known, strict=True):
+                    if mine.get("name") and list(mine.get("shape", [])) == spec["shape"]:
+                        spec["name"] = mine["name"]
+        return specs
 
     def flash_image(self, elf: Path) -> None:
         """Flash ``elf`` and restart the MCU on it, on trial (``elf`` is the image itself: restart
@@ -209,6 +211,7 @@ class Mcu:
             self.client.model_write(0, data)
             # The firmware reads the model's hash and quantization from the region.
             self.info = self.client.info()
+            self.specs = self.client.tensors()
 
     def close(self) -> None:
         if self.link is not None:

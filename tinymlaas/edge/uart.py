@@ -20,14 +20,17 @@ import binascii
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from tinymlaas.edge.errors import DeviceUnreachable, InvalidInput
+from tinymlaas.edge.tensors import TFLITE_TYPES
 
 READY = "TINYMLAAS READY"
-PROTO_VERSION = 1
+#: 2 added TENSOR (several inputs and outputs); a version-1 device has one of each.
+PROTO_VERSION = 2
+PROTO_VERSIONS = (1, 2)
 MAX_MODEL_CHUNK = 256
 #: Largest INFO reply payload the firmware builds.
 INFO_MAX = 512
@@ -37,6 +40,7 @@ HEADER, TRAILER = 4, 2
 class Command(enum.IntEnum):
     INFO = 0x01
     INFER = 0x02
+    TENSOR = 0x03
     MODEL_WRITE = 0x10
     ERROR = 0x7F
     REPLY = 0x80
@@ -149,6 +153,16 @@ def quantization(info: dict[str, str], which: str) -> tuple[float, int]:
     return struct.unpack("<f", struct.pack("<I", bits))[0], int(info[f"{which}_zero_point"])
 
 
+def _info_spec(info: dict[str, str], which: str) -> dict[str, Any]:
+    """The one input or output of a protocol-1 device, from INFO (a flat int8 or float tensor)."""
+    scale, zp = quantization(info, which)
+    n = int(info[f"{which}_bytes"])
+    if scale == 0:
+        return {"name": which, "dtype": "float32", "shape": [1, n // 4], "offset": 0, "bytes": n}
+    return {"name": which, "dtype": "int8", "shape": [1, n], "scale": scale, "zero_point": zp,
+            "offset": 0, "bytes": n}
+
+
 # -- client ---------------------------------------------------------------------------
 
 
@@ -200,9 +214,9 @@ class UartClient:
             line = self.link.read_until(b"\n", left).decode(errors="replace").strip()
             if line.startswith(READY):
                 self.banner = Banner.parse(line)
-                if self.banner.proto != PROTO_VERSION:
-                    raise DeviceUnreachable(f"device speaks protocol {self.banner.proto}, "
-                                            f"this client {PROTO_VERSION}")
+                if self.banner.proto not in PROTO_VERSIONS:
+                    raise DeviceUnreachable(f"device speaks protocol {self.banner.proto}, this "
+                                            f"client {' and '.join(map(str, PROTO_VERSIONS))}")
                 return self.banner
 
     def request(self, cmd: Command | int, payload: bytes = b"",
@@ -246,8 +260,31 @@ class UartClient:
         self._info = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         return self._info
 
+    def tensors(self) -> dict[str, list[dict[str, Any]]]:
+        """Every input and output tensor as the device describes it: name, dtype, shape,
+        quantization (none for a float tensor) and its place in the packed INFER payloads."""
+        info = self._info or self.info()
+        if "inputs" not in info:  # protocol 1: one input, one output, from INFO
+            return {"inputs": [_info_spec(info, "input")], "outputs": [_info_spec(info, "output")]}
+        n_in, n_out = int(info["inputs"]), int(info["outputs"])
+        specs: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
+        for k in range(n_in + n_out):
+            payload = self.request(Command.TENSOR, bytes([k])).payload
+            _, is_output, dtype, rank, nbytes, offset, scale, zp = struct.unpack_from("<BBBBIIfi", payload)
+            which = "outputs" if is_output else "inputs"
+            spec: dict[str, Any] = {
+                "name": f"{which[:-1]}{len(specs[which])}",
+                "dtype": TFLITE_TYPES.get(dtype, f"type{dtype}"),
+                "shape": list(struct.unpack_from(f"<{rank}i", payload, 20)),
+                "offset": offset, "bytes": nbytes}
+            if scale != 0.0:
+                spec |= {"scale": scale, "zero_point": zp}
+            specs[which].append(spec)
+        return specs
+
     def infer(self, tensor: bytes | np.ndarray) -> Inference:
-        """One inference on raw input bytes; returns raw output bytes and the instruction count."""
+        """One inference on the packed input bytes (every input tensor in its place); returns the
+        packed output bytes and the instruction count."""
         data = tensor.tobytes() if isinstance(tensor, np.ndarray) else bytes(tensor)
         info = self._info or self.info()
         want = int(info["input_bytes"])

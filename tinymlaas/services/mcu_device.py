@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tinymlaas.config import EmulatorSettings, get_settings
-from tinymlaas.edge.uart import Banner, Inference, UartClient, quantization
+from tinymlaas.edge.tensors import elements, pack, unpack
+from tinymlaas.edge.tflm import dequantize, quantize
+from tinymlaas.edge.uart import Banner, Inference, UartClient
 from tinymlaas.errors import InvalidInput, NotFound
 from tinymlaas.models import Board, DeviceAttach, FirmwareManifest
 from tinymlaas.plugins.base import Emulator, EmulatorSession
@@ -78,34 +81,53 @@ def emulator_for(board: Board, name: str | None = None,
     raise InvalidInput(f"no emulator can run board '{board.name}' ({'; '.join(reasons)})")
 
 
-def input_tensors(values: np.ndarray, info: dict[str, str]) -> list[bytes]:
-    """Raw input tensors for the device: int8 arrays as they are, float arrays quantized
-    with the device's own input scale. The array is one tensor, or one tensor per row
-    (its first axis); anything else is refused rather than cut into tensors silently."""
-    size = int(info["input_bytes"])
-    arr = np.asarray(values)
-    rows = 1 if arr.size == size else (arr.shape[0] if arr.ndim >= 2 else 0)
-    if arr.size == 0 or rows * size != arr.size:
-        shape = "x".join(map(str, arr.shape)) or "scalar"
-        raise InvalidInput(f"the model takes {size} input values per inference; the input of shape "
-                           f"{shape} is neither one input nor one input per row (N x {size})")
-    if arr.dtype == np.int8:
-        flat = arr.reshape(-1)
-    elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
-        scale, zp = quantization(info, "input")
-        if scale == 0:
-            raise InvalidInput("the device's model takes a float input; pass raw int8 bytes")
-        flat = np.clip(np.round(arr.astype(np.float64).reshape(-1) / scale) + zp, -128, 127)
-        flat = flat.astype(np.int8)
-    else:
-        raise InvalidInput(f"input of dtype {arr.dtype} is neither int8 nor numeric")
-    return [flat[i : i + size].tobytes() for i in range(0, flat.size, size)]
+def _as_tensor(arr: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """``arr`` as values of the tensor's dtype: arrays of that dtype as they are, numbers
+    quantized with the device's own scale (a quantized tensor) or converted (a float one)."""
+    dtype = np.dtype(spec["dtype"])
+    if arr.dtype == dtype:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidInput(f"input of dtype {arr.dtype} for tensor {spec['name']!r} is not numeric")
+    if spec.get("scale") is not None:
+        return quantize(arr.astype(np.float64), spec["scale"], spec["zero_point"], dtype)
+    if dtype.kind == "f":
+        return arr.astype(dtype)
+    raise InvalidInput(f"tensor {spec['name']!r} takes raw {dtype.name} values; the input is {arr.dtype}")
 
 
-def output_values(result: Inference, info: dict[str, str]) -> np.ndarray:
-    """The int8 output dequantized with the device's own output scale."""
-    scale, zp = quantization(info, "output")
-    return (result.values().astype(np.float64) - zp) * scale
+def input_tensors(arrays: list[np.ndarray], specs: dict[str, list[dict[str, Any]]]) -> list[bytes]:
+    """Packed input tensors for the device, one per inference: one array per input tensor (in
+    the model's order), each one tensor or one tensor per row (its first axis), every array with
+    as many rows; anything else is refused rather than cut into tensors silently."""
+    inputs = specs["inputs"]
+    if len(arrays) != len(inputs):
+        raise InvalidInput(f"the model takes {len(inputs)} input tensors "
+                           f"({', '.join(s['name'] for s in inputs)}); {len(arrays)} were given")
+    rows: list[list[np.ndarray]] = []
+    for arr, spec in zip(arrays, inputs, strict=True):
+        arr, size = np.asarray(arr), elements(spec)
+        n = 1 if arr.size == size else (arr.shape[0] if arr.ndim >= 2 else 0)
+        if arr.size == 0 or n * size != arr.size:
+            shape = "x".join(map(str, arr.shape)) or "scalar"
+            raise InvalidInput(f"tensor {spec['name']!r} takes {size} values per inference; the input "
+                               f"of shape {shape} is neither one tensor nor one per row (N x {size})")
+        flat = _as_tensor(arr, spec).reshape(n, size)
+        rows.append(list(flat))
+    if len({len(r) for r in rows}) > 1:
+        raise InvalidInput(f"the inputs have different numbers of rows: {[len(r) for r in rows]}")
+    return [pack(inputs, list(tensors)) for tensors in zip(*rows, strict=True)]
+
+
+def output_values(result: Inference, specs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each output tensor of one inference: its raw values and its values dequantized with the
+    device's own output scale (a float tensor's values are its raw ones)."""
+    outs = []
+    for spec, raw in zip(specs["outputs"], unpack(specs["outputs"], result.output), strict=True):
+        values = (dequantize(raw, spec["scale"], spec["zero_point"]) if spec.get("scale") is not None
+                  else raw.astype(np.float64))
+        outs.append({"name": spec["name"], "output": raw.tolist(), "values": values.tolist()})
+    return outs
 
 
 class McuDevice:
@@ -144,6 +166,9 @@ class McuDevice:
 
     def info(self) -> dict[str, str]:
         return self.client.info()
+
+    def tensors(self) -> dict[str, list[dict[str, Any]]]:
+        return self.client.tensors()
 
     def infer(self, tensor: bytes | np.ndarray) -> Inference:
         return self.client.infer(tensor)

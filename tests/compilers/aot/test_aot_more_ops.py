@@ -3,6 +3,7 @@ with several inputs and outputs, byte for byte against TFLM."""
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,13 @@ def test_packed_invoke_and_manifest_list_every_tensor(settings: Settings, m3_boa
     a = rng.integers(-128, 128, 4).astype(np.int8)
     b = rng.integers(-128, 128, 5).astype(np.int8)
     with HostModule(tmp_path / "mod") as mod:
+        # Every tensor's quantization, read from the model data (it moves with a model-only update).
+        scale, zp = mod._lib.model_tensor_scale, mod._lib.model_tensor_zero_point
+        scale.restype, scale.argtypes = ctypes.c_float, [ctypes.c_int32]
+        zp.restype, zp.argtypes = ctypes.c_int32, [ctypes.c_int32]
+        io = [*manifest.inputs, *manifest.outputs]
+        assert [scale(k) for k in range(5)] == [t.scale for t in io] + [0.0]
+        assert [zp(k) for k in range(-1, 5)] == [0] + [t.zero_point for t in io] + [0]
         want = np.concatenate(mod.invoke_all([a, b]))
         out = np.zeros(int(m["MODEL_OUTPUT_BYTES"]), np.int8)
         assert mod._fn(np.concatenate([a, b]).ctypes.data, out.ctypes.data) == 0

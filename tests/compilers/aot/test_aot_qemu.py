@@ -3,7 +3,8 @@ booted in QEMU, every output byte equal to TFLM's (Cortex-M4 with its DSP path a
 Cortex-M0 without a 64-bit multiply): 16x8 (int16 sigmoid, tanh and softmax too), SVDF,
 LSTM (int8 and 16x8) and resource variables with their state carried from one inference to
 the next, float32 (soft float; transposed conv and bilinear resize too), index ops, batch
-matmul and L2 normalization, two inputs and outputs."""
+matmul and L2 normalization, two inputs and outputs; the firmware describes each tensor as
+the compiler declared it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from test_aot_variables import streaming_model
 from tinymlaas import tflite
 from tinymlaas.builders.local import LocalBuilder
 from tinymlaas.config import Settings
+from tinymlaas.edge.tensors import laid_out, pack
 from tinymlaas.edge.tflm import Tflm
 from tinymlaas.emulators.qemu import QemuEmulator
 from tinymlaas.services.compile import compile_model
@@ -119,6 +121,15 @@ def test_new_ops_and_dtypes_run_bit_exact_on_the_board(settings: Settings, tmp_p
         module = compile_model(model, board, tmp_path / name / "module", compiler="aot")
         LocalBuilder().build(tmp_path / name / "module", board, tmp_path / name / "fw")
         with McuDevice(board, tmp_path / name / "fw", emulator="qemu") as dev:
+            specs = dev.tensors()  # the firmware describes every tensor as the compiler saw it
+            for which, mine in (("inputs", module.inputs), ("outputs", module.outputs)):
+                want = laid_out([{k: v for k, v in t.model_dump().items() if k != "name"}
+                                 for t in mine])
+                got_specs = [{k: v for k, v in d.items() if k != "name"} for d in specs[which]]
+                for w in want:
+                    if not w["scale"]:  # a float (or unquantized) tensor has no quantization
+                        del w["scale"], w["zero_point"]
+                assert got_specs == want, name
             oracle = Tflm(model)  # one interpreter: stateful models carry state on
             for _ in range(4):
                 xs = []
@@ -129,7 +140,6 @@ def test_new_ops_and_dtypes_run_bit_exact_on_the_board(settings: Settings, tmp_p
                     info = np.iinfo({"int8": np.int8, "int16": np.int16}[t.dtype])
                     xs.append(rng.integers(info.min, info.max + 1, t.shape).astype(
                         {"int8": np.int8, "int16": np.int16}[t.dtype]))
-                # Tensors of one dtype pack without gaps: the device takes them in one frame.
-                got = dev.infer(b"".join(x.tobytes() for x in xs))
+                got = dev.infer(pack(specs["inputs"], xs))
                 assert got.output == _tflm_outputs(oracle, model, xs), name
                 assert got.instructions > 0

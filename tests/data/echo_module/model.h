@@ -25,5 +25,14 @@ int32_t model_input_zero_point(void);
 float model_output_scale(void);
 int32_t model_output_zero_point(void);
 const uint8_t *model_model_sha256(void);
+/* Tensor k's quantization: 0 the input, 1 the output. */
+static inline float model_tensor_scale(int32_t k)
+{
+    return k == 0 ? model_input_scale() : k == 1 ? model_output_scale() : 0.0f;
+}
+static inline int32_t model_tensor_zero_point(int32_t k)
+{
+    return k == 0 ? model_input_zero_point() : k == 1 ? model_output_zero_point() : 0;
+}
 
 #endif

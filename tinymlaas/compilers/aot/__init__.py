@@ -29,6 +29,7 @@ from tinymlaas.compilers.aot.lower import (
     supported_ops,
 )
 from tinymlaas.compilers.aot.planner import Buffer, plan
+from tinymlaas.edge.tensors import packed_bytes
 from tinymlaas.errors import DoesNotFit, InvalidInput, UnsupportedModel
 from tinymlaas.models import (
     Board,
@@ -36,7 +37,6 @@ from tinymlaas.models import (
     ModelInfo,
     ModuleManifest,
     ModuleMemory,
-    TensorSpec,
 )
 from tinymlaas.plugins.base import Compiler, Progress, no_progress
 from tinymlaas.targets import firmware_ram_bytes
@@ -73,16 +73,15 @@ class AotOptions(BaseModel):
 
 
 def model_identity(g: graph_mod.Graph, low: Lowered, sha256: str) -> Identity:
-    """Put what identifies the model (hash, I/O quantization) into its model data.
+    """Put what identifies the model (hash, every I/O tensor's quantization) into its model data.
 
     The header's macros are fixed when the firmware is compiled; these values move
     with a model-only update, so a device reports what it really runs.
     """
-    x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
+    io = [g.t(r) for r in (*g.inputs, *g.outputs)]  # every input, then every output
     return Identity(
-        scales=low.data.add("io_scale", "float",
-                            [x.scale if x.quantized else 0.0, y.scale if y.quantized else 0.0]),
-        zero_points=low.data.add("io_zp", "int32_t", [x.zp, y.zp]),
+        scales=low.data.add("io_scale", "float", [t.scale if t.quantized else 0.0 for t in io]),
+        zero_points=low.data.add("io_zp", "int32_t", [t.zp for t in io]),
         sha256=low.data.add("model_sha", "uint8_t", list(bytes.fromhex(sha256))),
     )
 
@@ -186,15 +185,6 @@ def compile_source(model: bytes, *, name: str = "model", in_place: bool = True,
     return Compiled(source=src, lowered=low, placement=place, weights_bytes=weights)
 
 
-def packed_bytes(tensors: list[TensorSpec]) -> int:
-    """Bytes of tensors packed as the one-buffer ``NAME_invoke`` takes them."""
-    at = 0
-    for t in tensors:
-        item = t.nbytes // t.size
-        at = -(-at // item) * item + t.nbytes
-    return at
-
-
 class AotCompiler(Compiler):
     """Ahead-of-time compiles int8 models into dependency-free C with a static arena."""
 
@@ -266,7 +256,8 @@ class AotCompiler(Compiler):
         assert isinstance(self.options, AotOptions)
         if self.options.reserve_ram_bytes is not None:
             return self.options.reserve_ram_bytes
-        return firmware_ram_bytes(board, packed_bytes(info.inputs), packed_bytes(info.outputs))
+        return firmware_ram_bytes(board, packed_bytes([t.model_dump() for t in info.inputs]),
+                                  packed_bytes([t.model_dump() for t in info.outputs]))
 
     def fit(self, out: Compiled, board: Board, info: ModelInfo) -> None:
         """Refuse a module whose planned RAM or flash, plus what the board's firmware needs,

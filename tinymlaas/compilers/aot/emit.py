@@ -131,6 +131,7 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
          identity: Identity, state: list[int], state_init: dict[int, str]) -> Source:
     p, P = name.lower(), name.upper()
     single = len(place.input_roots) == 1 and len(place.output_roots) == 1
+    n_in = len(g.inputs)
     used: set[str] = set()
 
     def ptr(b: Buf) -> str:
@@ -241,13 +242,22 @@ def emit(g: Graph, low: Lowered, place: Placement, *, name: str, model_sha256: s
             f"float {p}_input_scale(void)\n{{\n    const struct {p}_data *d = {p}_data_ref();\n"
             f"    return {idn.scales}[0];\n}}\n"
             f"float {p}_output_scale(void)\n{{\n    const struct {p}_data *d = {p}_data_ref();\n"
-            f"    return {idn.scales}[1];\n}}\n"
+            f"    return {idn.scales}[{n_in}];\n}}\n"
             f"int32_t {p}_input_zero_point(void)\n{{\n"
             f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.zero_points}[0];\n}}\n"
             f"int32_t {p}_output_zero_point(void)\n{{\n"
-            f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.zero_points}[1];\n}}\n"
+            f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.zero_points}[{n_in}];\n}}\n"
             f"const uint8_t *{p}_model_sha256(void)\n{{\n"
             f"    const struct {p}_data *d = {p}_data_ref();\n    return {idn.sha256};\n}}\n")
+        if not single:
+            n_io = n_in + len(g.outputs)
+            data_decl += (
+                f"float {p}_tensor_scale(int32_t k)\n{{\n"
+                f"    const struct {p}_data *d = {p}_data_ref();\n"
+                f"    return k >= 0 && k < {n_io} ? {idn.scales}[k] : 0.0f;\n}}\n"
+                f"int32_t {p}_tensor_zero_point(int32_t k)\n{{\n"
+                f"    const struct {p}_data *d = {p}_data_ref();\n"
+                f"    return k >= 0 && k < {n_io} ? {idn.zero_points}[k] : 0;\n}}\n")
     ins = [g.t(r) for r in g.inputs]
     outs = [g.t(r) for r in g.outputs]
     in_at, in_bytes = packed(ins)
@@ -325,6 +335,19 @@ int {p}_invoke_tensors(const void *const *inputs, void *const *outputs);
  * multiple of its element size); both buffers 4-byte aligned. */
 int {p}_invoke(const int8_t *input, int8_t *output);
 """
+    if single:
+        tensor_quant = f"""static inline float {p}_tensor_scale(int32_t k)
+{{
+    return k == 0 ? {p}_input_scale() : k == 1 ? {p}_output_scale() : 0.0f;
+}}
+static inline int32_t {p}_tensor_zero_point(int32_t k)
+{{
+    return k == 0 ? {p}_input_zero_point() : k == 1 ? {p}_output_zero_point() : 0;
+}}
+"""
+    else:
+        tensor_quant = (f"float {p}_tensor_scale(int32_t k);\n"
+                        f"int32_t {p}_tensor_zero_point(int32_t k);\n")
     state_api = (f"""
 /* The model keeps state between invokes ({P}_STATE_BYTES of the arena); the first
  * invoke starts from its reset value, this restores it. */
@@ -362,13 +385,14 @@ void {p}_reset(void);
 #define {P}_DATA_BYTES {low.data.nbytes}
 
 /* The model the model-data section holds now (changes with a model-only
- * update, unlike the macros above): first input's and output's quantization and
- * the model's 32-byte hash. */
+ * update, unlike the macros above): first input's and output's quantization,
+ * tensor k's (every input, then every output; scale 0: a float tensor) and the
+ * model's 32-byte hash. */
 float {p}_input_scale(void);
 int32_t {p}_input_zero_point(void);
 float {p}_output_scale(void);
 int32_t {p}_output_zero_point(void);
-const uint8_t *{p}_model_sha256(void);
+{tensor_quant}const uint8_t *{p}_model_sha256(void);
 
 {api}{state_api}
 #endif /* {P}_H */

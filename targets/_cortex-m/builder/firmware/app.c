@@ -25,6 +25,19 @@
 
 extern uint8_t _smodel, _emodel;
 
+/* Where each of the model's tensors lies in the packed INFER payloads (model_api.h's
+ * MODEL_TENSOR_TABLE: every input, then every output), for the TENSOR command. */
+typedef struct {
+    uint8_t dtype, rank;
+    uint32_t bytes, offset;
+    int32_t dims[MODEL_TENSOR_MAX_RANK];
+} tensor_desc;
+static const tensor_desc tensors[] = {MODEL_TENSOR_TABLE};
+#define N_TENSORS (sizeof tensors / sizeof tensors[0])
+/* The table and the module agree on the packed sizes (checked when compiling). */
+typedef char packed_inputs_check[MODEL_TENSOR_INPUT_BYTES == MODEL_INPUT_BYTES ? 1 : -1];
+typedef char packed_outputs_check[MODEL_TENSOR_OUTPUT_BYTES == MODEL_OUTPUT_BYTES ? 1 : -1];
+
 /* Word-aligned: the model reads its input at rx + HEADER and writes its output at
  * tx + HEADER + 4, and a float or int16 tensor is accessed by words (Cortex-M0 faults on
  * an unaligned word). */
@@ -182,6 +195,8 @@ static void do_info(uint8_t seq) {
     t_str(&t, "model=");
     t_model_sha(&t);
     t_str(&t, "\n");
+    t_kv_dec(&t, "inputs", MODEL_TENSOR_INPUTS);
+    t_kv_dec(&t, "outputs", (int32_t)N_TENSORS - MODEL_TENSOR_INPUTS);
     t_kv_dec(&t, "input_bytes", MODEL_INPUT_BYTES);
     t_kv_dec(&t, "output_bytes", MODEL_OUTPUT_BYTES);
     t_kv_hex(&t, "input_scale_bits", float_bits(model_input_scale()));
@@ -214,6 +229,32 @@ static void do_infer(uint8_t seq, const uint8_t *payload, size_t len) {
     }
     put_u32(tx + HEADER, instructions);
     send(CMD_INFER | CMD_REPLY, seq, 4u + MODEL_OUTPUT_BYTES);
+}
+
+static void do_tensor(uint8_t seq, const uint8_t *payload, size_t len) {
+    if (len != 1u) {
+        send_error(seq, ERR_BAD_LENGTH, "a tensor request is its index:u8");
+        return;
+    }
+    uint8_t k = payload[0];
+    if (k >= N_TENSORS) {
+        send_error(seq, ERR_OUT_OF_RANGE, "no tensor with that index");
+        return;
+    }
+    const tensor_desc *d = &tensors[k];
+    uint8_t *o = tx + HEADER;
+    o[0] = k;
+    o[1] = (uint8_t)(k >= MODEL_TENSOR_INPUTS);
+    o[2] = d->dtype;
+    o[3] = d->rank;
+    put_u32(o + 4, d->bytes);
+    put_u32(o + 8, d->offset);
+    put_u32(o + 12, float_bits(model_tensor_scale(k)));
+    put_u32(o + 16, (uint32_t)model_tensor_zero_point(k));
+    for (uint8_t i = 0; i < d->rank; i++) {
+        put_u32(o + 20u + 4u * i, (uint32_t)d->dims[i]);
+    }
+    send(CMD_TENSOR | CMD_REPLY, seq, 20u + 4u * d->rank);
 }
 
 static void do_model_write(uint8_t seq, const uint8_t *payload, size_t len) {
@@ -267,6 +308,9 @@ static void serve_frame(size_t wire_len) {
         break;
     case CMD_INFER:
         do_infer(seq, payload, len);
+        break;
+    case CMD_TENSOR:
+        do_tensor(seq, payload, len);
         break;
     case CMD_MODEL_WRITE:
         do_model_write(seq, payload, len);

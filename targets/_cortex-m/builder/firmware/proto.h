@@ -11,11 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+/* 2: TENSOR, and INFO's inputs= and outputs= (a model with several tensors). */
+#define PROTO_VERSION 2
 
 enum proto_cmd {
     CMD_INFO = 0x01,        /* -> key=value lines */
-    CMD_INFER = 0x02,       /* input bytes -> instructions:u32le output bytes */
+    CMD_INFER = 0x02,       /* inputs, packed -> instructions:u32le outputs, packed */
+    CMD_TENSOR = 0x03,      /* k:u8 (every input, then every output) -> k:u8 is_output:u8
+                             * dtype:u8 (TFLite TensorType) rank:u8 bytes:u32le offset:u32le
+                             * scale:f32le zero_point:i32le dims:i32le[rank] */
     CMD_MODEL_WRITE = 0x10, /* offset:u32le data -> offset:u32le length:u32le */
     /* 0x11..0x1F: reserved for the model-update protocol (begin, commit, ...) */
     CMD_REPLY = 0x80,

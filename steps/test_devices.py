@@ -908,3 +908,92 @@ def old_image_again(lab: Lab, devices: dict[str, Any], ep: str, version: str) ->
     caps = lab.api.get(f"/devices/{ep}").json()["capabilities"]
     assert caps["firmware_version"] == version
     lwm2m_inferences(lab, ep, 0.15, devices)
+
+
+# -- several inputs and outputs ------------------------------------------------------
+
+@given(parsers.parse('the service has built the sensor_fusion model for "{a}" and "{b}"'))
+def built_fusion(lab: Lab, a: str, b: str) -> None:
+    build_all(lab, {f"{t}:fusion": ("sensor_fusion", t, "1.0.0") for t in (a, b)})
+
+
+@given(parsers.parse('device "{ep}" boots the sensor_fusion firmware in a container'))
+def boot_fusion(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str) -> None:
+    boot(lab, devices, tmp_path, ep, "fusion")
+    wait_until(lambda: online(lab, ep), 60, f"{ep} registering")
+
+
+@given(parsers.parse('a bridge "{ep}" runs the sensor_fusion firmware on an emulated "{board}"'))
+def bridge_fusion(lab: Lab, devices: dict[str, Any], tmp_path: Path, ep: str, board: str) -> None:
+    start_bridge(lab, devices, tmp_path, ep, "fusion", board, pull=False)
+
+
+def _fusion_oracle() -> tuple[Tflm, Any]:
+    from tinymlaas import tflite
+
+    model = get_recipe("sensor_fusion").load(Settings().zoo_dir)
+    return Tflm(model, inputs=2, outputs=2), tflite.inspect(model)
+
+
+@then(parsers.parse('"{a}" and "{b}" each describe the inputs "{x}" of {nx:d} values and "{y}" of {ny:d}, '
+                    'and {n_out:d} outputs, each tensor with the model\'s own quantization'))
+def describe_fusion(lab: Lab, a: str, b: str, x: str, nx: int, y: str, ny: int, n_out: int) -> None:
+    _, info = _fusion_oracle()
+    for ep in (a, b):
+        tensors = lab.api.get(f"/devices/{ep}").json()["capabilities"]["tensors"]
+        ins, outs = tensors["inputs"], tensors["outputs"]
+        assert [(x in ins[0]["name"], ins[0]["shape"]), (y in ins[1]["name"], ins[1]["shape"])] == \
+            [(True, [1, nx]), (True, [1, ny])], (ep, ins)
+        assert len(outs) == n_out
+        for got, want in zip(ins + outs, info.inputs + info.outputs, strict=True):
+            assert (got["name"], got["dtype"], got["shape"], got["scale"], got["zero_point"]) == \
+                (want.name, want.dtype, want.shape, want.scale, want.zero_point), ep
+
+
+@when(parsers.parse('the data scientist sends {n:d} samples of motion and context, each input by its name, '
+                    'to "{a}" and "{b}" through the service'), target_fixture="fusion_replies")
+def send_fusion(lab: Lab, n: int, a: str, b: str) -> dict[str, list[tuple[list[np.ndarray], dict[str, Any]]]]:
+    from tinymlaas.zoo.fusion import samples
+
+    motion, context, _, _ = samples(n, 7)
+    _, info = _fusion_oracle()
+    names = [t.name for t in info.inputs]
+    replies: dict[str, list[tuple[list[np.ndarray], dict[str, Any]]]] = {}
+    for ep in (a, b):
+        for m, c in zip(motion, context, strict=True):
+            # context first: by name, the order does not matter
+            body = {"inputs": [{"name": names[1], "values": c.tolist()},
+                               {"name": names[0], "values": m.tolist()}]}
+            reply = lab.api.post(f"/devices/{ep}/infer", json=body)
+            assert reply.status_code == 200, reply.text
+            xs = [quantize(v, t.scale, t.zero_point, np.int8)
+                  for v, t in zip((m, c), info.inputs, strict=True)]
+            replies.setdefault(ep, []).append((xs, reply.json()))
+    return replies
+
+
+@then("both outputs of every inference are bit-exact with TFLM, on both devices")
+def fusion_bit_exact(fusion_replies: dict[str, list[tuple[list[np.ndarray], dict[str, Any]]]]) -> None:
+    oracle, info = _fusion_oracle()
+    for ep, replies in fusion_replies.items():
+        for xs, body in replies:
+            assert [t["raw"] for t in body["inputs"]] == [x.ravel().tolist() for x in xs], ep
+            want = oracle.invoke_all(xs)
+            assert [t["raw"] for t in body["outputs"]] == [w.ravel().tolist() for w in want], ep
+            assert [t["name"] for t in body["outputs"]] == [t.name for t in info.outputs]
+            for t, spec in zip(body["outputs"], info.outputs, strict=True):
+                assert spec.scale is not None and spec.zero_point is not None
+                assert t["values"] == pytest.approx([(v - spec.zero_point) * spec.scale for v in t["raw"]])
+            assert body["output"] == body["outputs"][0]["raw"]
+    mcu = [r for ep, rs in fusion_replies.items() for _, r in rs if r["instructions"] is not None]
+    assert mcu and all(r["instructions"] > 100 for r in mcu)  # the MCU counts its instructions
+
+
+@then(parsers.parse('a request to "{ep}" with only the motion values is refused with a problem naming '
+                    'both inputs'))
+def fusion_refused(lab: Lab, ep: str) -> None:
+    _, info = _fusion_oracle()
+    reply = lab.api.post(f"/devices/{ep}/infer", json={"values": [0.0] * 8})
+    assert reply.status_code == 422 and reply.headers["content-type"] == "application/problem+json"
+    detail = reply.json()["detail"]
+    assert "takes 2 input tensors" in detail and all(t.name in detail for t in info.inputs), detail

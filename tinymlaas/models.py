@@ -508,15 +508,44 @@ class QueuedRequest(BaseModel):
     detail: str = ""
 
 
+class TensorInput(BaseModel):
+    """One input tensor of an inference request: raw values of its dtype, or real values to
+    quantize with its scale; ``name`` (optional) says which input it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="the input tensor's name, as the device reports it")
+    input: list[float] | None = Field(None, description="raw tensor values (int8 codes, or floats)")
+    values: list[float] | None = Field(None, description="real values, quantized with the tensor's scale")
+
+    @model_validator(mode="after")
+    def one_of(self) -> TensorInput:
+        if (self.input is None) == (self.values is None):
+            raise ValueError("give either 'input' (raw tensor values) or 'values' (floats to quantize)")
+        return self
+
+
+class TensorData(BaseModel):
+    """One tensor of an inference: its raw values, and its real values when it is quantized or
+    float."""
+
+    name: str
+    raw: list[int | float]
+    values: list[float] | None = None
+
+
 class InferenceReport(BaseModel):
     """One inference a device ran, as its TinyML object reports it (raw tensors as bytes)."""
 
     endpoint: str
     count: int
-    #: Raw tensors, as values of their dtype (int8 codes, or floats for float models).
+    #: Raw tensors, as values of their dtype (int8 codes, or floats for float models): the first
+    #: input and output (a model with one of each has no other); ``values``: the first output's.
     input: list[int | float]
     output: list[int | float]
     values: list[float] | None = None
+    inputs: list[TensorData] = Field(default_factory=list, description="every input tensor")
+    outputs: list[TensorData] = Field(default_factory=list, description="every output tensor")
     latency_us: int | None = None
     instructions: int | None = None
     model_sha256: str | None = None

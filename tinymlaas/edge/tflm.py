@@ -38,21 +38,29 @@ def dequantize(values: npt.ArrayLike, scale: float, zero_point: int) -> np.ndarr
 
 
 class Tflm:
-    """One TFLM interpreter; ``invoke`` takes and returns raw tensors (first I/O)."""
+    """One TFLM interpreter; ``invoke`` takes and returns raw tensors (first I/O), ``invoke_all``
+    every input and output."""
 
-    def __init__(self, model: bytes, arena_bytes: int | None = None) -> None:
+    def __init__(self, model: bytes, arena_bytes: int | None = None, *, inputs: int = 1,
+                 outputs: int = 1) -> None:
+        """``inputs``/``outputs``: how many tensors the model has (the wheel cannot say)."""
         from tflite_micro.python.tflite_micro import runtime
 
         self._model = model
         self._it = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes or _default_arena(model))
-        self.input = self._it.get_input_details(0)
-        self.output = self._it.get_output_details(0)
+        self.inputs = [self._it.get_input_details(k) for k in range(inputs)]
+        self.outputs = [self._it.get_output_details(k) for k in range(outputs)]
+        self.input, self.output = self.inputs[0], self.outputs[0]
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        arr = np.asarray(tensor, dtype=self.input["dtype"]).reshape(self.input["shape"])
-        self._it.set_input(arr, 0)
+        return self.invoke_all([tensor])[0]
+
+    def invoke_all(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        """One inference: raw values of each input tensor in, of each output tensor out."""
+        for k, (tensor, d) in enumerate(zip(tensors, self.inputs, strict=True)):
+            self._it.set_input(np.asarray(tensor, dtype=d["dtype"]).reshape(d["shape"]), k)
         self._it.invoke()
-        return np.array(self._it.get_output(0), copy=True)
+        return [np.array(self._it.get_output(k), copy=True) for k in range(len(self.outputs))]
 
     def invoke_float(self, values: np.ndarray) -> np.ndarray:
         """Quantize, run, dequantize; float models pass straight through."""

@@ -11,8 +11,10 @@ the new image) and SOTA (the model is swapped between two inferences).
 
 HTTP on loopback:
     GET  /info   -> board, firmware version, model hash, tensors, inference count
-    POST /infer  {"input": [int, ...]} (raw tensor) or {"values": [float, ...]}
-                 -> {"output": [...], "values": [...], "latency_us": n}
+    POST /infer  {"input": [int, ...]} (raw tensor) or {"values": [float, ...]} (a one-input
+                 model), or {"inputs": [{"input": [...]} | {"values": [...]}, ...]} (one per input)
+                 -> {"output": [...], "values": [...] (the first output),
+                     "outputs": [{"name", "output", "values"}, ...], "latency_us": n}
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tinymlaas.edge.tensors import elements, laid_out, pack, packed_bytes, unpack
 from tinymlaas.edge.tflm import Tflm, dequantize, quantize
 
 MODEL_MEMBER = "firmware/model.tflite"
@@ -62,8 +65,10 @@ class Model:
 
     @classmethod
     def load(cls, model: bytes, spec: dict[str, Any]) -> Model:
-        return cls(Tflm(model, spec["arena_bytes"]), spec["model_sha256"], spec["arena_bytes"],
-                   spec["inputs"], spec["outputs"], spec.get("name", ""))
+        """The model in TFLM; its specs get each tensor's place in the packed form."""
+        ins, outs = laid_out(spec["inputs"]), laid_out(spec["outputs"])
+        return cls(Tflm(model, spec["arena_bytes"], inputs=len(ins), outputs=len(outs)),
+                   spec["model_sha256"], spec["arena_bytes"], ins, outs, spec.get("name", ""))
 
 
 @dataclass
@@ -82,18 +87,6 @@ class Runtime:
     def __post_init__(self) -> None:
         m = self.image.manifest
         self.model = Model.load(self.image.model, {**m, "name": m.get("module", {}).get("name", "")})
-
-    @property
-    def inp(self) -> dict[str, Any]:
-        return self.model.inputs[0]
-
-    @property
-    def out(self) -> dict[str, Any]:
-        return self.model.outputs[0]
-
-    @property
-    def tflm(self) -> Tflm:
-        return self.model.tflm
 
     def swap(self, model: Model) -> Model:
         """Serve ``model`` from the next inference on; returns the one it replaced."""
@@ -114,61 +107,81 @@ class Runtime:
         }
 
     def infer(self, request: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
+        """One inference on a request body (see the module's docstring)."""
         with self._lock:
             model = self.model
-            tensor = _tensor(model, request)
+            tensors = _tensors(model, request)
             t0 = time.perf_counter_ns()
-            out = model.tflm.invoke(tensor)
+            outs = model.tflm.invoke_all(tensors)
             latency_us = (time.perf_counter_ns() - t0) // 1000
             self.inferences += 1
         for listener in self.listeners if notify else ():
-            listener(tensor.tobytes(), out.tobytes(), int(latency_us))
-        spec = model.outputs[0]
-        values = (
-            dequantize(out, spec["scale"], spec["zero_point"])
-            if spec.get("scale") is not None else out.astype(np.float64)
-        )
-        return {"output": out.ravel().tolist(), "values": values.ravel().tolist(),
+            listener(pack(model.inputs, tensors), pack(model.outputs, outs), int(latency_us))
+        outputs = []
+        for spec, out in zip(model.outputs, outs, strict=True):
+            values = (dequantize(out, spec["scale"], spec["zero_point"])
+                      if spec.get("scale") is not None else out.astype(np.float64))
+            outputs.append({"name": spec["name"], "output": out.ravel().tolist(),
+                            "values": values.ravel().tolist()})
+        return {"output": outputs[0]["output"], "values": outputs[0]["values"], "outputs": outputs,
                 "latency_us": int(latency_us), "model_sha256": model.sha256}
 
     def self_test(self) -> dict[str, Any]:
         """One inference on zeros: the image runs its model (a health check, not counted)."""
         with self._lock:
-            zeros = [0] * int(np.prod(self.model.inputs[0]["shape"]))
-        return self.infer({"input": zeros}, notify=False)
+            zeros = [{"input": [0] * elements(spec)} for spec in self.model.inputs]
+        return self.infer({"inputs": zeros}, notify=False)
 
     def infer_bytes(self, raw: bytes) -> tuple[bytes, int]:
-        """A raw input tensor (bytes, as LwM2M carries it) -> raw output and latency."""
+        """Packed input tensors (bytes, as LwM2M carries them) -> packed outputs and latency."""
         with self._lock:
-            dtype = np.dtype(self.model.tflm.input["dtype"])
-        if len(raw) % dtype.itemsize:
-            raise ValueError(f"input of {len(raw)} bytes is not a whole number of {dtype.name}")
-        reply = self.infer({"input": np.frombuffer(raw, dtype=dtype).tolist()}, notify=False)
-        out = np.asarray(reply["output"], dtype=self.model.tflm.output["dtype"])
-        return out.tobytes(), reply["latency_us"]
+            specs = self.model.inputs
+        if len(raw) != packed_bytes(specs):
+            raise ValueError(f"input of {len(raw)} bytes; the model takes {packed_bytes(specs)} "
+                             f"({', '.join(s['name'] for s in specs)})")
+        reply = self.infer({"inputs": [{"input": t.tolist()} for t in unpack(specs, raw)]}, notify=False)
+        with self._lock:
+            outs = self.model.outputs
+        return pack(outs, [o["output"] for o in reply["outputs"]]), reply["latency_us"]
 
 
-def _tensor(model: Model, request: dict[str, Any]) -> np.ndarray:
-    dtype = model.tflm.input["dtype"]
-    inp = model.inputs[0]
-    n = int(np.prod(inp["shape"]))
+def _tensor(spec: dict[str, Any], request: dict[str, Any]) -> np.ndarray:
+    """One input tensor from ``{"input": raw values}`` or ``{"values": floats to quantize}``."""
+    dtype = np.dtype(spec["dtype"])
     if "input" in request:
-        raw = np.asarray(request["input"], dtype=np.int64).ravel()
-        info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-        if info is not None and (raw.min(initial=0) < info.min or raw.max(initial=0) > info.max):
-            raise ValueError(f"input values must fit {np.dtype(dtype).name}")
+        raw = np.asarray(request["input"], dtype=np.float64).ravel()
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if raw.size and (raw.min() < info.min or raw.max() > info.max or np.any(raw != np.round(raw))):
+                raise ValueError(f"input values of {spec['name']!r} must be {dtype.name} integers")
         tensor = raw.astype(dtype)
     elif "values" in request:
         vals = np.asarray(request["values"], dtype=np.float64).ravel()
-        tensor = (
-            quantize(vals, inp["scale"], inp["zero_point"], dtype)
-            if inp.get("scale") is not None else vals.astype(dtype)
-        )
+        tensor = (quantize(vals, spec["scale"], spec["zero_point"], dtype)
+                  if spec.get("scale") is not None else vals.astype(dtype))
     else:
-        raise ValueError("body must have 'input' (raw tensor) or 'values' (floats)")
-    if tensor.size != n:
-        raise ValueError(f"input has {tensor.size} elements; the model takes {n}")
+        raise ValueError("each input needs 'input' (raw tensor) or 'values' (floats)")
+    if tensor.size != elements(spec):
+        raise ValueError(f"input {spec['name']!r} has {tensor.size} elements; the model takes "
+                         f"{elements(spec)}")
     return tensor
+
+
+def _tensors(model: Model, request: dict[str, Any]) -> list[np.ndarray]:
+    """Every input tensor: ``{"inputs": [one object per input]}``, or for a one-input model its
+    object alone."""
+    if "inputs" in request:
+        given = request["inputs"]
+        if not isinstance(given, list) or not all(isinstance(g, dict) for g in given):
+            raise ValueError("'inputs' must be a list of objects, one per input tensor")
+        if len(given) != len(model.inputs):
+            raise ValueError(f"the model takes {len(model.inputs)} input tensors, not {len(given)}")
+        return [_tensor(spec, g) for spec, g in zip(model.inputs, given, strict=True)]
+    if "input" not in request and "values" not in request:
+        raise ValueError("body must have 'input' (raw tensor), 'values' (floats) or 'inputs'")
+    if len(model.inputs) != 1:
+        raise ValueError(f"the model takes {len(model.inputs)} input tensors: send 'inputs'")
+    return [_tensor(model.inputs[0], request)]
 
 
 def make_handler(runtime: Runtime) -> type[BaseHTTPRequestHandler]:

@@ -135,7 +135,7 @@ class X86Modules:
         loaded = Model.load(model, spec)
         import numpy as np
 
-        loaded.tflm.invoke(np.zeros(loaded.inputs[0]["shape"], dtype=loaded.tflm.input["dtype"]))
+        loaded.tflm.invoke_all([np.zeros(s["shape"], dtype=s["dtype"]) for s in loaded.inputs])
         return loaded
 
     async def install(self, package: Path) -> None:

@@ -62,6 +62,10 @@ def create_endpoint(store: Store, req: EndpointCreate) -> Endpoint:
     if not model.info.inputs or model.info.inputs[0].scale is None:
         raise InvalidInput(f"model '{model.name}:{model.version}' is not quantized: devices run int8 models, "
                            "and a hybrid device escalates what its int8 model is unsure of")
+    if len(model.info.inputs) != 1 or len(model.info.outputs) != 1:
+        raise InvalidInput(f"model '{model.name}:{model.version}' has {len(model.info.inputs)} inputs and "
+                           f"{len(model.info.outputs)} outputs: a hybrid device escalates a classifier's "
+                           "one input, judged by its one output")
     variants = _variants(store, model)
     if Variant(req.variant) not in variants:
         raise InvalidInput(f"model '{model.name}:{model.version}' has no {req.variant} variant "

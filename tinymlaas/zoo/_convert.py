@@ -21,11 +21,18 @@ def seed_everything(seed: int) -> Any:
     return tf
 
 
-def to_int8_tflite(model: Any, representative: np.ndarray) -> bytes:
-    """Convert a Keras model with int8 weights, activations, input and output."""
+def to_int8_tflite(model: Any, representative: np.ndarray | dict[str, np.ndarray]) -> bytes:
+    """Convert a Keras model with int8 weights, activations, inputs and outputs. A model with
+    several inputs gets its representative rows by input name (the converter orders its inputs
+    its own way)."""
     import tensorflow as tf
 
-    def dataset() -> Iterator[list[np.ndarray]]:
+    def dataset() -> Iterator[list[np.ndarray] | dict[str, np.ndarray]]:
+        if isinstance(representative, dict):
+            n = len(next(iter(representative.values())))
+            for i in range(n):
+                yield {k: v[i][np.newaxis].astype(np.float32) for k, v in representative.items()}
+            return
         for row in representative:
             yield [row[np.newaxis].astype(np.float32)]
 

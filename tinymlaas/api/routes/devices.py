@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tinymlaas.api.deps import OrchestratorDep, RegistryDep, RunnerDep, StoreDep
 from tinymlaas.api.handlers import problems
@@ -24,7 +24,7 @@ from tinymlaas.fleet.models import (
     RegisteredDevice,
     RegisteredDeviceDetail,
 )
-from tinymlaas.models import InferenceReport, JoinInfo, QueuedRequest
+from tinymlaas.models import InferenceReport, JoinInfo, QueuedRequest, TensorInput
 from tinymlaas.services import devices as service
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -98,13 +98,17 @@ async def device_history(endpoint: str, registry: RegistryDep, user: Viewer,
 class InferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: list[float] | None = None
-    values: list[float] | None = None
+    input: list[float] | None = Field(None, description="raw values of a one-input model's tensor")
+    values: list[float] | None = Field(None, description="real values for a one-input model, quantized "
+                                                          "with its input scale")
+    inputs: list[TensorInput] | None = Field(None, description="every input tensor of a model with "
+                                                                "several, in its order or by name")
 
     @model_validator(mode="after")
     def one_of(self) -> InferRequest:
-        if (self.input is None) == (self.values is None):
-            raise ValueError("give either 'input' (raw tensor values) or 'values' (floats to quantize)")
+        if sum(x is not None for x in (self.input, self.values, self.inputs)) != 1:
+            raise ValueError("give one of 'input' (raw tensor values), 'values' (floats to quantize) "
+                             "or 'inputs' (one of those per input tensor)")
         return self
 
 
@@ -115,7 +119,8 @@ class InferRequest(BaseModel):
 async def infer(endpoint: str, body: InferRequest, orch: OrchestratorDep, runner: RunnerDep, store: StoreDep,
                 user: Scientist) -> InferenceReport | JSONResponse:
     """One inference on the device, through the orchestration protocol."""
-    out = await service.infer_or_queue(orch, runner, store, endpoint, values=body.values, raw=body.input)
+    out = await service.infer_or_queue(orch, runner, store, endpoint, values=body.values, raw=body.input,
+                                       inputs=body.inputs)
     if isinstance(out, QueuedRequest):
         return JSONResponse(out.model_dump(mode="json"), status_code=202)
     return out

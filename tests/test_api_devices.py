@@ -82,4 +82,10 @@ def test_credentials_lifecycle(secure: TestClient, tmp_path: Path) -> None:
 
 def test_infer_body_is_checked(plain: TestClient) -> None:
     r = plain.post("/devices/dev/infer", json={})
+    assert r.status_code == 422 and "give one of 'input'" in r.text
+    r = plain.post("/devices/dev/infer", json={"values": [1.0], "inputs": [{"values": [1.0]}]})
+    assert r.status_code == 422 and "give one of 'input'" in r.text
+    r = plain.post("/devices/dev/infer", json={"inputs": [{"values": [1.0], "input": [1]}]})
     assert r.status_code == 422 and "either 'input'" in r.text
+    r = plain.post("/devices/dev/infer", json={"inputs": [{"values": [1.0], "scale": 2}]})
+    assert r.status_code == 422 and "scale" in r.text

@@ -46,7 +46,8 @@ def test_several_inputs_and_outputs(sensor_fusion: bytes, tmp_path: Path) -> Non
     oracle = Tflm(sensor_fusion, inputs=2, outputs=2)
     motion, context = np.linspace(-2, 2, 8), np.array([30.0, 14.0, 0.5])
     reply = rt.infer({"inputs": [{"values": motion.tolist()}, {"values": context.tolist()}]})
-    xs = [quantize(v, s["scale"], s["zero_point"], np.int8) for v, s in zip((motion, context), ins)]
+    xs = [quantize(v, s["scale"], s["zero_point"], np.int8)
+          for v, s in zip((motion, context), ins, strict=True)]
     want = oracle.invoke_all(xs)
     assert [o["output"] for o in reply["outputs"]] == [w.ravel().tolist() for w in want]
     assert [o["name"] for o in reply["outputs"]] == [s["name"] for s in outs]

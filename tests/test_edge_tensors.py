@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymlaas.edge.tensors import laid_out, pack, packed_bytes, unpack
+from tinymlaas.edge.tensors import laid_out, named, pack, packed_bytes, unpack
 from tinymlaas.errors import InvalidInput
 
 DTYPES = ["int8", "int16", "int32", "float32", "uint8"]
@@ -51,3 +51,13 @@ def test_wrong_counts_and_sizes_are_refused_by_name() -> None:
         laid_out([{"name": "z", "dtype": "complex64", "shape": [1]}])
     with pytest.raises(ValueError, match="4 bytes do not hold the 2 tensors"):
         unpack(specs, bytes(4))
+
+
+def test_a_devices_tensors_take_the_modules_names_only_where_they_match() -> None:
+    device = {"inputs": [{"name": "input0", "dtype": "int8", "shape": [1, 2]}],
+              "outputs": [{"name": "output0", "dtype": "int8", "shape": [1, 3]}]}
+    module = {"inputs": [{"name": "x", "shape": [1, 2]}], "outputs": [{"name": "y", "shape": [1, 4]}]}
+    got = named(device, module)
+    assert [got["inputs"][0]["name"], got["outputs"][0]["name"]] == ["x", "output0"]
+    assert device["inputs"][0]["name"] == "input0"  # the device's own description is left alone
+    assert named(device, {}) == device

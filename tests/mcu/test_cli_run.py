@@ -48,7 +48,7 @@ def test_run_refuses_an_input_that_is_not_whole_inputs(echo_firmware: EchoFirmwa
     np.save(x, np.zeros(shape, dtype=np.int8))
     r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x))
     assert r.returncode == 2, r.stdout
-    assert r.stderr.strip() == (f"error: tensor 'input0' takes 4 values per inference; the input of "
+    assert r.stderr.strip() == (f"error: tensor 'x' takes 4 values per inference; the input of "
                                 f"shape {why} is neither one tensor nor one per row (N x 4)")
 
 
@@ -58,7 +58,7 @@ def test_run_refuses_more_inputs_than_the_model_takes(echo_firmware: EchoFirmwar
     np.save(x, np.zeros(4, dtype=np.int8))
     r = _run(str(elf), "--target", "lm3s6965evb", "--input", str(x), "--input", str(x))
     assert r.returncode == 2, r.stdout
-    assert r.stderr.strip() == "error: the model takes 1 input tensors (input0); 2 were given"
+    assert r.stderr.strip() == "error: the model takes 1 input tensors (x); 2 were given"
 
 
 def test_run_refuses_firmware_built_for_another_board(echo_firmware: EchoFirmware, tmp_path: Path) -> None:
@@ -75,3 +75,35 @@ def test_run_refuses_firmware_built_for_another_board(echo_firmware: EchoFirmwar
         2, f"error: {bare} was built for board 'microbit', not 'lm3s6965evb'")
     r = _run(str(x), "--target", "lm3s6965evb", "--input", str(x))
     assert r.returncode == 2 and "is not an ARM ELF image" in r.stderr
+
+
+def test_run_takes_one_array_per_input_and_prints_every_output(sensor_fusion: bytes, tmp_path: Path) -> None:
+    """A model with two inputs and two outputs (aot, Cortex-M3): one .npy per input, each quantized
+    with the device's own scale for it; every output of every row, bit-exact with TFLM."""
+    import json
+
+    from tinymlaas.builders.local import LocalBuilder
+    from tinymlaas.config import Settings
+    from tinymlaas.edge.tflm import Tflm, quantize
+    from tinymlaas.services.compile import compile_model
+    from tinymlaas.targets import get_board
+    from tinymlaas.zoo.fusion import samples
+
+    board = get_board(Settings().targets_dir, "lm3s6965evb")
+    module = compile_model(sensor_fusion, board, tmp_path / "module", compiler="aot")
+    LocalBuilder().build(tmp_path / "module", board, tmp_path / "fw")
+    motion, context, _, _ = samples(3, 5)
+    np.save(tmp_path / "motion.npy", motion)
+    np.save(tmp_path / "context.npy", context)
+    r = _run(str(tmp_path / "fw"), "-t", board.name, "-i", str(tmp_path / "motion.npy"),
+             "-i", str(tmp_path / "context.npy"), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["inferences"]
+    oracle = Tflm(sensor_fusion, inputs=2, outputs=2)
+    assert len(rows) == 3
+    for row, m, c in zip(rows, motion, context, strict=True):
+        xs = [quantize(v, t.scale, t.zero_point, np.int8) for v, t in zip((m, c), module.inputs, strict=True)]
+        want = oracle.invoke_all(xs)
+        assert [o["output"] for o in row["outputs"]] == [w.ravel().tolist() for w in want]
+        assert [o["name"] for o in row["outputs"]] == [t.name for t in module.outputs]  # the build's
+        assert row["instructions"] > 100

@@ -237,6 +237,10 @@ def test_the_operator_builds_a_model_deploys_it_to_a_running_device_and_watches_
         caps = page.get_by_role("region", name="Capabilities, read now")
         expect(caps).to_contain_text("x86-64")
         expect(caps).to_contain_text("hello_world")
+        tensors = caps.get_by_role("table", name=re.compile("The model's tensors"))
+        expect(tensors.get_by_role("row")).to_have_count(3)  # the header, one input, one output
+        expect(tensors.get_by_role("row").nth(1)).to_contain_text("input 0")
+        expect(tensors.get_by_role("row").nth(1)).to_contain_text("int8")
         page.get_by_role("button", name="Issue").click()
         detail = api.post(f"/devices/{x86_device}/credentials").json()["detail"]  # what the API says
         expect(page.get_by_role("alert")).to_contain_text(detail)
@@ -305,6 +309,9 @@ def test_the_data_scientist_labels_samples_with_the_keyboard(browser: Browser, s
         expect(page.get_by_test_id("unlabelled")).to_have_text("12")
         with page.expect_response(lambda r: "/rows?" in r.url):
             page.get_by_label("Show").select_option("unlabelled")
+        # The answer is in; wait until htmx has swapped it in, or a key goes to the old rows.
+        page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, "
+                               ".htmx-settling, .htmx-added')")
         first = page.get_by_role("checkbox").first
         first.focus()
         page.keyboard.press("4")  # the sample in focus is a 4; the next one gets the focus

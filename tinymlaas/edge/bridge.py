@@ -53,6 +53,7 @@ from tinymlaas.edge.lwm2m.client import Instance, LwM2MClient, client_security
 from tinymlaas.edge.lwm2m.vocab import Bridged, Dev, Obj, Tiny
 from tinymlaas.edge.package import unpack
 from tinymlaas.edge.signing import read_trust, unwrap
+from tinymlaas.edge.tensors import named
 from tinymlaas.edge.uart import Banner, UartClient
 
 log = logging.getLogger("tinymlaas.bridge")
@@ -165,16 +166,9 @@ class Mcu:
             raise
 
     def tensors(self) -> dict[str, Any]:
-        """Input/output specs as the MCU itself reported them (TENSOR), whatever it runs; named as the
-        compiled module names them when the bridge knows which module that is."""
-        specs = {which: [dict(spec) for spec in self.specs[which]] for which in ("inputs", "outputs")}
-        for which in ("inputs", "outputs"):
-            known = self.module.get(which) or []
-            if len(known) == len(specs[which]):
-                for spec, mine in zip(specs[which], known, strict=True):
-                    if mine.get("name") and list(mine.get("shape", [])) == spec["shape"]:
-                        spec["name"] = mine["name"]
-        return specs
+        """Input/output specs as the MCU itself reported them (TENSOR), whatever it runs; named as
+        the compiled module names them when the bridge knows which module that is."""
+        return named(self.specs, self.module)
 
     def flash_image(self, elf: Path) -> None:
         """Flash ``elf`` and restart the MCU on it, on trial (``elf`` is the image itself: restart

@@ -73,3 +73,16 @@ def unpack(specs: Sequence[dict[str, Any]], raw: bytes) -> list[np.ndarray]:
                          f"({packed_bytes(specs)} bytes)")
     return [np.frombuffer(raw, dtype=np.dtype(s["dtype"]), count=elements(s), offset=s["offset"]).copy()
             for s in specs]
+
+
+def named(specs: dict[str, list[dict[str, Any]]], module: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A device's own tensor specs, named as the compiled ``module`` (its manifest) names them
+    where its tensors match the device's (count and shapes); a firmware reports no names."""
+    out = {which: [dict(spec) for spec in specs.get(which, [])] for which in ("inputs", "outputs")}
+    for which, mine in out.items():
+        known = module.get(which) or []
+        if len(known) == len(mine):
+            for spec, theirs in zip(mine, known, strict=True):
+                if theirs.get("name") and list(theirs.get("shape", [])) == spec["shape"]:
+                    spec["name"] = theirs["name"]
+    return out

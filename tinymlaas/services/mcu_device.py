@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinymlaas.config import EmulatorSettings, get_settings
-from tinymlaas.edge.tensors import elements, pack, unpack
+from tinymlaas.edge.tensors import elements, named, pack, unpack
 from tinymlaas.edge.tflm import dequantize, quantize
 from tinymlaas.edge.uart import Banner, Inference, UartClient
 from tinymlaas.errors import InvalidInput, NotFound
@@ -168,7 +168,10 @@ class McuDevice:
         return self.client.info()
 
     def tensors(self) -> dict[str, list[dict[str, Any]]]:
-        return self.client.tensors()
+        """Every tensor as the firmware describes it, named as its build's module names them."""
+        manifest = self.firmware.parent / "manifest.json"
+        module = json.loads(manifest.read_text()).get("module") or {} if manifest.is_file() else {}
+        return named(self.client.tensors(), module)
 
     def infer(self, tensor: bytes | np.ndarray) -> Inference:
         return self.client.infer(tensor)

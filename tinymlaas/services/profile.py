@@ -18,6 +18,7 @@ import numpy as np
 
 from tinymlaas.config import Settings
 from tinymlaas.datasets.models import BoardProfile, Profile, ProfileRequest
+from tinymlaas.edge.tensors import packed_bytes
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import Board, FirmwareManifest, Job
@@ -113,7 +114,7 @@ def _board(settings: Settings, model: bytes, board: Board, work: Path) -> BoardP
         return row
     row.fits = True
     row.flash_bytes, row.ram_bytes = fw.sizes.get("flash"), fw.sizes.get("ram")
-    _measure(board, built / "firmware", module.inputs[0].nbytes, row)
+    _measure(board, built / "firmware", packed_bytes([t.model_dump() for t in module.inputs]), row)
     shutil.rmtree(work, ignore_errors=True)
     row.seconds = round(time.monotonic() - start, 2)
     return row

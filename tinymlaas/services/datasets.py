@@ -192,10 +192,13 @@ def sample_data(store: Store, ref: str, key: str, fmt: str = "npy") -> tuple[byt
 
 
 def _input_spec(caps: DeviceCapabilities) -> dict[str, Any]:
-    spec: dict[str, Any] | None = ((caps.tensors or {}).get("inputs") or [None])[0]
-    if spec is None:
+    specs: list[dict[str, Any]] = (caps.tensors or {}).get("inputs") or []
+    if not specs:
         raise InvalidInput(f"device '{caps.endpoint}' does not describe its input tensor")
-    return spec
+    if len(specs) > 1:
+        raise InvalidInput(f"the model on '{caps.endpoint}' takes {len(specs)} input tensors; a dataset "
+                           "collects samples of a model with one")
+    return specs[0]
 
 
 def report_sample(report: InferenceReport, tensor: dict[str, Any], ds: Dataset) -> np.ndarray:

@@ -163,6 +163,36 @@ def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
 
 
 @pytest.mark.distributed
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_build_whose_message_the_broker_lost_is_sent_again(cluster: Cluster, redis_url: str) -> None:
+    """Redis restarted without its data while a build waited for a worker: the store still has it
+    queued, so after a lease the reaper sends it again and a worker started later builds it."""
+    import redis
+
+    from tinymlaas.images import ensure_all
+
+    ensure_all(Settings())
+    api = cluster.start_instance("api-a").client()
+    tflite = get_recipe("hello_world").load(Settings().zoo_dir)
+    model = api.post("/models", files={"file": ("m.tflite", tflite)},
+                     data={"name": "hello_world"}).json()["id"]
+    job_id = build(api, model)
+    client = redis.Redis.from_url(redis_url)
+    assert client.hlen("tinymlaas:jobs.msgs") == 1
+    client.flushall()  # the broker's data is gone; the job is still queued in the store
+    wait_for("the lost message to be sent again", lambda: client.hlen("tinymlaas:jobs.msgs") == 1,
+             timeout=LEASE_S * 4)
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "queued" and "the broker lost the message of attempt 1" in job["step"], job
+    cluster.start_worker("w1")
+    wait_for(f"job {job_id}", ended(api, job_id))
+    assert api.get(f"/jobs/{job_id}").json()["state"] == "succeeded"
+    assert cluster.owner(job_id) == (None, 1)  # one attempt, run once
+
+
+@pytest.mark.distributed
 @pytest.mark.lwm2m
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

@@ -69,6 +69,26 @@ class JobQueue:
         except (redis.RedisError, dramatiq.errors.ConnectionError) as exc:
             raise BrokerUnavailable(f"the job broker does not answer ({type(exc).__name__}: {exc})") from exc
 
+    def held(self) -> set[tuple[str, int]]:
+        """(job id, attempt) of every message the broker holds for the workers: queued, or
+        delivered and not yet acknowledged (a worker acknowledges when its job has ended)."""
+        import dramatiq
+        import redis
+
+        try:
+            raw = self.broker.client.hvals(f"{NAMESPACE}:{QUEUE}.msgs")
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"the job broker does not answer ({type(exc).__name__}: {exc})") from exc
+        out = set()
+        for data in raw:
+            try:
+                job_id, attempt = dramatiq.Message.decode(data if isinstance(data, bytes) else
+                                                          str(data).encode()).args
+                out.add((str(job_id), int(attempt)))
+            except (ValueError, TypeError, dramatiq.errors.DecodeError):
+                continue  # not a message of ours
+        return out
+
     def close(self) -> None:
         self.broker.close()
 
@@ -92,14 +112,16 @@ class BrokerRunner(JobRunner):
         return self.store.job(job.id)
 
     def reap(self) -> list[Reaped]:
-        return reap_and_resend(self.store, self.queue)
+        return reap_and_resend(self.store, self.queue, self.lease_s)
 
     async def drain(self, timeout: float = 30.0) -> None:
         await super().drain(timeout)
         self.queue.close()
 
 
-def reap_and_resend(store: Store, queue: JobQueue) -> list[Reaped]:
+def reap_and_resend(store: Store, queue: JobQueue, lease_s: float) -> list[Reaped]:
+    """Jobs whose worker died: sent again or failed; jobs waiting for a worker longer than a lease
+    whose message the broker lost: sent again."""
     reaped = store.leases.reap(can_send=True)
     for r in reaped:
         if r.retry:
@@ -108,7 +130,11 @@ def reap_and_resend(store: Store, queue: JobQueue) -> list[Reaped]:
         else:
             log.warning("job %s failed: %s", r.job_id, r.reason)
     abandon(store, reaped)
-    return reaped
+    lost = store.leases.resend_unheld(queue.held(), lease_s)
+    for r in lost:
+        log.warning("job %s: %s", r.job_id, r.reason)
+        queue.send(r.job_id, r.attempt)
+    return reaped + lost
 
 
 class Worker:
@@ -177,7 +203,7 @@ class Worker:
             running = dict(self._running)
         for job_id in self.store.leases.renew(self.name, list(running), self.lease_s):
             running[job_id][1].set()
-        reap_and_resend(self.store, self.queue)
+        reap_and_resend(self.store, self.queue, self.lease_s)
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``: take jobs; then finish the running ones (leases still renewed)."""

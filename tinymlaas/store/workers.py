@@ -174,6 +174,30 @@ class JobLeases:
                                   call=TaskCall.model_validate(lease.task) if lease.task else None))
         return out
 
+    def resend_unheld(self, held: set[tuple[str, int]], older_than_s: float) -> list[Reaped]:
+        """Workers' jobs queued for longer than ``older_than_s`` whose message the broker no longer
+        holds (``held``: the (job, attempt) pairs of the messages it does; a Redis that lost its
+        data, say): their step says so; the caller sends them again. A message that was not lost
+        after all is delivered twice, and the second delivery's claim finds the attempt taken."""
+        t = _now()
+        out: list[Reaped] = []
+        with self.store.tx() as db:
+            rows = db.execute(
+                select(JobLeaseRow, JobRow).join(JobRow, JobRow.id == JobLeaseRow.job_id)
+                .where(JobLeaseRow.task.is_not(None), JobLeaseRow.owner.is_(None),
+                       JobRow.state == JobState.queued.value,
+                       JobRow.updated_at < t - timedelta(seconds=older_than_s))
+                .with_for_update(skip_locked=True)).all()
+            for lease, job in rows:
+                attempt = lease.attempts + 1
+                if (job.id, attempt) in held:
+                    continue
+                reason = f"the broker lost the message of attempt {attempt}; sent again"
+                job.step, job.updated_at = reason, t
+                out.append(Reaped(job_id=job.id, attempt=attempt, retry=True, reason=reason,
+                                  call=TaskCall.model_validate(lease.task)))
+        return out
+
     def fail_local(self, owner: str | None, reason: str) -> int:
         """At an instance's start: its in-process jobs of before can never finish. ``owner``
         None: the only instance on this database, so every in-process job (and every job of

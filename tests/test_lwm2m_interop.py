@@ -182,6 +182,18 @@ async def test_our_client_registers_with_its_server_and_answers_it() -> None:
         await client.stop()  # de-registers
         client = None
         assert (await node.expect("unregistered"))["endpoint"] == "tinymlaas-client"
+
+        # Observe: its server asks for plain text; the first value answers, then a change notifies.
+        # Last: its server observes through node-coap's proxy, which does not acknowledge our
+        # confirmable notifications, so our next request would wait (NSTART 1) for that
+        # notification's retransmissions to end.
+        client = LwM2MClient("tinymlaas-observed", f"coap://127.0.0.1:{port}", [device], lifetime=60)
+        await client.start()
+        await node.expect("registered")
+        node.send(cmd="observe", device="tinymlaas-observed", path=[3, 0, 13])
+        assert (await node.expect("observe"))["value"] == "42"
+        device.set(13, 43)
+        assert (await node.expect("notify")) == {"event": "notify", "path": [3, 0, 13], "value": "43"}
     finally:
         if client is not None:
             await client.stop(deregister=False)

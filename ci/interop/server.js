@@ -7,6 +7,8 @@
 //   {"cmd": "write", "device": "ep", "path": [3, 0, 13], "value": "7"}
 //   {"cmd": "execute", "device": "ep", "path": [3, 0, 4]}
 //   {"cmd": "discover", "device": "ep", "path": [3, 0]}
+//   {"cmd": "observe", "device": "ep", "path": [3, 0, 13]}       -> {"event": "observe", "value": ...},
+//                                                                  then {"event": "notify", "value": ...}
 'use strict';
 
 const readline = require('readline');
@@ -59,5 +61,9 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
         else if (c.cmd === 'write') server.write(device.id, o, i, r, c.value, answer);
         else if (c.cmd === 'execute') server.execute(device.id, o, i, r, c.args || '', answer);
         else if (c.cmd === 'discover') server.discover(device.id, o, i, answer);
+        else if (c.cmd === 'observe') {
+            const notify = (value) => say({ event: 'notify', path: c.path, value: String(value) });
+            server.observe(device.id, o, i, r, notify, answer);
+        }
     });
 });

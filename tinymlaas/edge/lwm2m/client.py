@@ -206,7 +206,9 @@ class ClientSite(interfaces.Resource):
             return
         obs = _Observation(path, first.opt.content_format)
         self.observations.add(obs)
-        number = 0
+        # Any first sequence number is valid (RFC 7641); node-coap's servers (lwm2m-node-lib's)
+        # drop a first response whose Observe is 0 and never see the observation start.
+        number = 1
         try:
             first.opt.observe = number
             pipe.add_response(first, is_last=False)

@@ -47,6 +47,7 @@ ACCESS: dict[tuple[str, str], set[Role] | str] = {
     # Pipelines: checking a file is a data scientist's or an operator's; running one deploys (an operator's).
     ("POST", "/pipelines/validate"): S, ("POST", "/pipelines/runs"): OP, ("GET", "/pipelines/runs"): V,
     ("GET", "/pipelines/runs/{run_id}"): V, ("POST", "/pipelines/runs/{run_id}/rerun"): OP,
+    ("POST", "/pipelines/runs/{run_id}/cancel"): OP,
     ("GET", "/users"): A, ("POST", "/users"): A, ("PATCH", "/users/{name}"): A,
     ("POST", "/users/{name}/tokens"): A, ("GET", "/tokens"): A, ("DELETE", "/tokens/{token_id}"): A,
     ("GET", "/datasets"): V, ("POST", "/datasets"): S, ("GET", "/datasets/{ref}"): V,

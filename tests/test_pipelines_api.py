@@ -1,11 +1,14 @@
 """A pipeline on the live service, end to end: iris from the sample generator, a short training
 (TensorFlow), the int8 gate, an x86 build (the local builder), a rollout to a group of simulated
 LwM2M devices that take the real OS image; refused first with every mistake on its line, then
-run, its rollout cancelled by the operator, and re-run from the deploy stage alone."""
+run, its rollout cancelled by the operator, and re-run from the deploy stage alone; then the whole
+run cancelled while its rollout waits, and re-run again to the end."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +135,33 @@ def test_a_pipeline_is_refused_with_its_mistakes_then_runs_and_re_runs_from_the_
         assert again.status_code == 200 and again.json()["attempt"] == 2
         second = waiting_rollout(api, run_id)
         assert second != first
-        assert api.post(f"/rollouts/{second}/approve", json={}).is_success
+
+        # the whole run cancelled while its rollout waits: the rollout stops, the run can go on later
+        assert api.post(f"/pipelines/runs/{run_id}/rerun").status_code == 409  # still running
+        cli = subprocess.run([sys.executable, "-m", "tinymlaas.cli.main", "pipeline", "--url", server.url,
+                              "--token", server.admin_token, "cancel", run_id],
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert cli.returncode == 0, cli.stderr
+        said = " ".join(cli.stdout.split())
+        assert said == (f"pipeline run {run_id} cancelled: deploy: cancelled by admin "
+                        f"('tinymlaas pipeline rerun {run_id}' to go on from there)")
+        stopped = api.get(f"/pipelines/runs/{run_id}").json()
+        assert stopped["state"] == "cancelled" and stopped["error"] == "deploy: cancelled by admin", stopped
+        assert [s["state"] for s in stopped["stages"]] == ["succeeded"] * 4 + ["cancelled"]
+        assert f"rollout {second} cancelled" in " ".join(stage(stopped, "deploy")["log"])
+        assert api.get(f"/rollouts/{second}").json()["state"] == "cancelled"
+        assert api.get(f"/jobs/{stopped['job_id']}").json()["state"] == "cancelled"
+        assert api.post(f"/pipelines/runs/{run_id}/cancel").status_code == 409  # not running
+        assert api.post(f"/pipelines/runs/{run_id}/rerun").json()["attempt"] == 3
+        third = waiting_rollout(api, run_id)
+        assert api.post(f"/rollouts/{third}/approve", json={}).is_success
         done = wait(lambda: (r := api.get(f"/pipelines/runs/{run_id}").json())["state"] != "running" and r,
                     "the re-run ending")
         assert done["state"] == "succeeded", done
         for before, after in zip(failed["stages"][:4], done["stages"][:4], strict=True):
             assert after == before  # not run again: same jobs, same artifacts
         deploy = stage(done, "deploy")
-        assert deploy["attempt"] == 2 and deploy["artifacts"]["rollout_id"] == second
+        assert deploy["attempt"] == 3 and deploy["artifacts"]["rollout_id"] == third
         assert deploy["artifacts"]["devices"] == 2
         assert fleet.version("sim-1") == fleet.version("sim-2") == "2.0.0"
         assert api.get(f"/jobs/{done['job_id']}").json()["state"] == "succeeded"

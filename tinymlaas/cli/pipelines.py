@@ -121,14 +121,31 @@ def rerun(ctx: typer.Context, run_id: str, follow: FollowOpt = False, as_json: J
     _done(r, follow, as_json)
 
 
+@pipeline_app.command("cancel")
+def cancel(ctx: typer.Context, run_id: str, as_json: JsonOpt = False) -> None:
+    """Stop a running run in the stage it is in ('rerun' goes on from there later)."""
+    with _client(ctx) as api:
+        api.call("POST", f"/pipelines/runs/{run_id}/cancel")
+        deadline = time.monotonic() + 60
+        r = api.call("GET", f"/pipelines/runs/{run_id}")
+        while r["state"] == "running" and time.monotonic() < deadline:  # the stage stops its work
+            time.sleep(POLL_S)
+            r = api.call("GET", f"/pipelines/runs/{run_id}")
+    if as_json:
+        print_json(r)
+        return
+    out.print(f"pipeline run {r['id']} {r['state']}: {r['error']} "
+              f"('tinymlaas pipeline rerun {r['id']}' to go on from there)")
+
+
 def _done(r: dict[str, Any], followed: bool, as_json: bool) -> None:
     if as_json:
         print_json(r)
     elif not followed:
         out.print(f"pipeline run {r['id']} (attempt {r['attempt']}) started: "
                   f"{' -> '.join(s['name'] for s in r['stages'])}")
-    if followed and r["state"] == "failed":
-        raise TinyMLaaSError(f"pipeline run {r['id']} failed: {r['error']} "
+    if followed and r["state"] in ("failed", "cancelled"):
+        raise TinyMLaaSError(f"pipeline run {r['id']} {r['state']}: {r['error']} "
                              f"('tinymlaas pipeline rerun {r['id']}' to go on from there)")
     if followed and not as_json:
         out.print(f"pipeline run {r['id']} succeeded: {_artifacts(r)}")

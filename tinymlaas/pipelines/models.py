@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 StageName = Literal["dataset", "train", "quantize", "compile", "deploy"]
-StageState = Literal["pending", "running", "succeeded", "failed"]
-RunState = Literal["running", "succeeded", "failed"]
+StageState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+RunState = Literal["running", "succeeded", "failed", "cancelled"]
 
 
 class PipelineProblem(BaseModel):
@@ -60,7 +60,8 @@ class PipelineRun(BaseModel):
     id: str
     name: str
     state: RunState
-    attempt: int = Field(1, description="1, then one more for each re-run from the failed stage")
+    attempt: int = Field(1, description="1, then one more for each re-run from the failed (or cancelled) "
+                                        "stage")
     job_id: str = Field(description="the current attempt's job, which drives the stages")
     filename: str
     source: str

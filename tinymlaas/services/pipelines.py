@@ -32,7 +32,7 @@ from tinymlaas.config import Settings
 from tinymlaas.datasets.models import TrainingSettings
 from tinymlaas.errors import BuildFailed, Conflict, InvalidInput, TinyMLaaSError
 from tinymlaas.fleet.models import FINAL_STATES, DeviceFacts
-from tinymlaas.jobs import JobRunner
+from tinymlaas.jobs import JobCancelled, JobRunner
 from tinymlaas.models import Board, JobState
 from tinymlaas.pipelines.models import PipelinePlan, PipelineProblem, PipelineRun, PipelineSource, Stage
 from tinymlaas.pipelines.spec import Document, PipelineInvalid, PipelineSpec, TargetSpec, parse, parse_all
@@ -240,21 +240,36 @@ async def start_run(runner: JobRunner, engine: RolloutEngine, source: PipelineSo
     run = await asyncio.to_thread(lambda: store.pipelines.create(
         run_id=uuid.uuid4().hex[:12], name=spec.name, filename=source.filename, source=source.source,
         job_id=job.id, created_by=created_by, stages=spec.stages()))
-    runner.submit_async(job, lambda p: _drive(_Run(runner, engine, spec, run.id, download_base), p))
+    runner.submit_async(job, lambda p: _drive(_Run(runner, engine, spec, run.id, download_base), p),
+                        cancellable=True)
     return run
 
 
 async def rerun(runner: JobRunner, engine: RolloutEngine, run_id: str, *, download_base: str) -> PipelineRun:
-    """The failed run again from the stage that failed; the stages that succeeded are kept."""
+    """The failed (or cancelled) run again from the stage that failed; the stages that succeeded
+    are kept."""
     store = engine.store
     run = await asyncio.to_thread(store.pipelines.get, run_id)
-    if run.state != "failed":
-        raise Conflict(f"pipeline run '{run_id}' is {run.state}; only a failed run is re-run")
+    if run.state not in ("failed", "cancelled"):
+        raise Conflict(f"pipeline run '{run_id}' is {run.state}; only a failed or cancelled run is re-run")
     spec, _ = parse(run.source, run.filename)
     job = await asyncio.to_thread(store.new_job, "pipeline")
     run = await asyncio.to_thread(store.pipelines.rerun, run_id, job.id)
-    runner.submit_async(job, lambda p: _drive(_Run(runner, engine, spec, run.id, download_base), p))
+    runner.submit_async(job, lambda p: _drive(_Run(runner, engine, spec, run.id, download_base), p),
+                        cancellable=True)
     return run
+
+
+async def cancel(runner: JobRunner, store: Store, run_id: str, *, by: str) -> PipelineRun:
+    """Stop a running run: the stage it is in stops its jobs (a training, a rollout; a build
+    finishes on its own) and ends cancelled, the stages after it are not run; re-run it later to
+    go on from that stage."""
+    run = await asyncio.to_thread(store.pipelines.get, run_id)
+    if run.state != "running":
+        raise Conflict(f"pipeline run '{run_id}' is {run.state}; only a running run is cancelled")
+    await asyncio.to_thread(store.pipelines.set, run_id, error=f"cancelled by {by or 'an operator'}")
+    await asyncio.to_thread(runner.cancel, run.job_id)
+    return await asyncio.to_thread(store.pipelines.get, run_id)
 
 
 @dataclass
@@ -267,6 +282,9 @@ class _Run:
     run_id: str
     download_base: str
     made: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the current stage waits for: its jobs, its rollout (stopped if the run is cancelled).
+    jobs: list[str] = field(default_factory=list)
+    rollout: str | None = None
 
     @property
     def store(self) -> Store:
@@ -279,6 +297,7 @@ class _Run:
 
     async def follow(self, stage: str, job_ids: list[str], report: Callable[[float], None]) -> None:
         """Wait for the stage's jobs, logging each new step; a job that did not succeed fails it."""
+        self.jobs = list(job_ids)
         last: dict[str, str] = {}
         while True:
             jobs = await asyncio.to_thread(lambda: [self.store.job(j) for j in job_ids])
@@ -311,8 +330,12 @@ async def _drive(run: _Run, progress: Progress) -> dict[str, Any]:
             progress(f"{name} ({i + 1} of {total})", (i + min(max(fraction, 0.0), 1.0)) / total)
 
         report(0.0)
+        run.jobs, run.rollout = [], None
         try:
             made = await STAGES[name](run, report)
+        except (asyncio.CancelledError, JobCancelled):  # the run was cancelled
+            await _stop_stage(run, name)
+            raise
         except Exception as exc:
             why = exc.message if isinstance(exc, TinyMLaaSError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -323,6 +346,26 @@ async def _drive(run: _Run, progress: Progress) -> dict[str, Any]:
         await run.say(name, "succeeded", state="succeeded", artifacts=made, ended_at=now())
     await asyncio.to_thread(store.pipelines.set, run.run_id, state="succeeded", error=None)
     return {"run_id": run.run_id, "artifacts": run.made}
+
+
+async def _stop_stage(run: _Run, name: str) -> None:
+    """The run was cancelled in stage ``name``: stop what the stage started, say what could not be
+    stopped, and end the stage and the run cancelled."""
+    why = (await asyncio.to_thread(run.store.pipelines.get, run.run_id)).error or "cancelled"
+    for job_id in run.jobs:
+        try:
+            await asyncio.to_thread(run.runner.cancel, job_id)
+            await run.say(name, f"job {job_id} cancelled")
+        except TinyMLaaSError as exc:  # ended already, or a build, which finishes on its own
+            await run.say(name, f"job {job_id} not stopped: {exc.message}")
+    if run.rollout is not None:
+        try:
+            await run.engine.cancel(run.rollout, why)
+            await run.say(name, f"rollout {run.rollout} cancelled")
+        except TinyMLaaSError as exc:
+            await run.say(name, f"rollout {run.rollout} not stopped: {exc.message}")
+    await run.say(name, why, state="cancelled", error=why, ended_at=now())
+    await asyncio.to_thread(run.store.pipelines.set, run.run_id, state="cancelled", error=f"{name}: {why}")
 
 
 # -- the stages -----------------------------------------------------------------------------------
@@ -403,6 +446,7 @@ async def _deploy(run: _Run, report: Callable[[float], None]) -> dict[str, Any]:
     spec = run.spec.rollout(list(run.made["compile"]["builds"].values()))
     creator = (await asyncio.to_thread(store.pipelines.get, run.run_id)).created_by
     rollout = await run.engine.create(spec, download_base=run.download_base, created_by=creator)
+    run.rollout = rollout.id
     await run.say("deploy", f"rollout {rollout.id} to group '{rollout.group}' started: "
                   f"{rollout.devices} device(s) in {len(rollout.waves)} wave(s)", job_id=rollout.job_id,
                   artifacts={"rollout_id": rollout.id})

@@ -147,13 +147,15 @@ class Pipelines:
             return _stage(row)
 
     def rerun(self, run_id: str, job_id: str) -> PipelineRun:
-        """The next attempt of a failed run: its succeeded stages stay, the others start again."""
+        """The next attempt of a failed or cancelled run: its succeeded stages stay, the others start
+        again."""
         from tinymlaas.store import now
 
         with self.store.tx() as db:
             row = self._run(db, run_id)
-            if row.state != "failed":
-                raise Conflict(f"pipeline run '{run_id}' is {row.state}; only a failed run is re-run")
+            if row.state not in ("failed", "cancelled"):
+                raise Conflict(f"pipeline run '{run_id}' is {row.state}; only a failed or cancelled run "
+                               "is re-run")
             row.attempt += 1
             row.state, row.job_id, row.error, row.updated_at = "running", job_id, None, now()
             for s in self._stages(db, run_id):

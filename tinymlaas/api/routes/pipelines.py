@@ -1,5 +1,5 @@
 """ML pipelines: a pipeline file validated (every problem with its line), run as a job graph,
-followed stage by stage, re-run from the stage that failed."""
+followed stage by stage, cancelled, re-run from the stage that failed or was cancelled."""
 
 from __future__ import annotations
 
@@ -46,5 +46,13 @@ def read_run(run_id: str, store: StoreDep, user: Viewer) -> PipelineRun:
 @router.post("/runs/{run_id}/rerun", responses=problems(404, 409))
 async def rerun(run_id: str, request: Request, runner: RunnerDep, engine: RolloutsDep,
                 user: Operator) -> PipelineRun:
-    """Run a failed run again from the stage that failed; the stages that succeeded are not repeated."""
+    """Run a failed or cancelled run again from the stage that failed; the stages that succeeded are
+    not repeated."""
     return await service.rerun(runner, engine, run_id, download_base=str(request.base_url).rstrip("/"))
+
+
+@router.post("/runs/{run_id}/cancel", responses=problems(404, 409))
+async def cancel(run_id: str, runner: RunnerDep, store: StoreDep, user: Operator) -> PipelineRun:
+    """Stop a running run in the stage it is in: that stage's training or rollout is cancelled (a
+    build finishes on its own), the stages after it do not run; `rerun` goes on from that stage."""
+    return await service.cancel(runner, store, run_id, by=user.name)

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from tinymlaas.api.server import BackgroundServer
+from tinymlaas.builders.container import INPUT_LABEL
 from tinymlaas.config import ClusterSettings, Settings
 from tinymlaas.jobs import JobRunner
 from tinymlaas.store import Store
@@ -126,7 +127,7 @@ def test_without_a_broker_jobs_stay_in_the_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # what instances share
 def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
         cluster: Cluster) -> None:
-    from tinymlaas.images import ensure_all
+    from tinymlaas.images import docker_client, ensure_all
 
     ensure_all(Settings())  # the builder image, current
     cluster.start_worker("w1")
@@ -148,6 +149,12 @@ def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
     # A worker killed mid-build: its lease runs out and the build is retried on the other worker.
     job_id = build(api_b, model)
     wait_for("a worker to claim the build", lambda: cluster.owner(job_id)[0] is not None, timeout=30)
+    work = str((cluster.data / "work").resolve())
+
+    def builders() -> list[str]:
+        return [c.name for c in docker_client().containers.list(all=True, filters={"label": INPUT_LABEL})
+                if str(c.labels.get(INPUT_LABEL, "")).startswith(work)]
+    wait_for("its builder container", lambda: bool(builders()), timeout=60)
     victim = cluster.owner(job_id)[0]
     assert victim is not None and api_a.get(f"/jobs/{job_id}").json()["state"] == "running"
     killed_at = time.monotonic()
@@ -160,6 +167,8 @@ def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
     survivor = "w2" if victim == "w1" else "w1"
     assert f"job {job_id} (build) attempt 2: running" in cluster.log(survivor)
     assert retried_after <= LEASE_S * 2 + 1
+    # The killed worker's builder container was removed by the process that reaped its build.
+    assert builders() == []
 
 
 @pytest.mark.distributed

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from tinymlaas.config import Settings
 from tinymlaas.errors import TinyMLaaSError
-from tinymlaas.jobs import TASK_MODULES, JobCancelled, JobRunner, abandon, outcome, run_task
+from tinymlaas.jobs import TASK_MODULES, JobCancelled, JobRunner, abandon, clear_leftovers, outcome, run_task
 from tinymlaas.models import Job, JobState
 from tinymlaas.models_workers import Claim, Reaped, TaskCall
 from tinymlaas.store import Store
@@ -112,17 +112,20 @@ class BrokerRunner(JobRunner):
         return self.store.job(job.id)
 
     def reap(self) -> list[Reaped]:
-        return reap_and_resend(self.store, self.queue, self.lease_s)
+        assert self.settings is not None  # a BrokerRunner is made with them
+        return reap_and_resend(self.store, self.queue, self.lease_s, self.settings)
 
     async def drain(self, timeout: float = 30.0) -> None:
         await super().drain(timeout)
         self.queue.close()
 
 
-def reap_and_resend(store: Store, queue: JobQueue, lease_s: float) -> list[Reaped]:
-    """Jobs whose worker died: sent again or failed; jobs waiting for a worker longer than a lease
-    whose message the broker lost: sent again."""
+def reap_and_resend(store: Store, queue: JobQueue, lease_s: float, settings: Settings) -> list[Reaped]:
+    """Jobs whose worker died: what their attempt left running here removed, then sent again or
+    failed; jobs waiting for a worker longer than a lease whose message the broker lost: sent
+    again."""
     reaped = store.leases.reap(can_send=True)
+    clear_leftovers(settings, reaped)
     for r in reaped:
         if r.retry:
             log.warning("job %s: %s; sending attempt %d", r.job_id, r.reason, r.attempt)
@@ -203,7 +206,7 @@ class Worker:
             running = dict(self._running)
         for job_id in self.store.leases.renew(self.name, list(running), self.lease_s):
             running[job_id][1].set()
-        reap_and_resend(self.store, self.queue, self.lease_s)
+        reap_and_resend(self.store, self.queue, self.lease_s, self.settings)
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``: take jobs; then finish the running ones (leases still renewed)."""

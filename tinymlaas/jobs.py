@@ -59,12 +59,16 @@ class JobCancelled(Exception):
 TaskFn = Callable[["Store", "Settings", dict[str, Any], Progress], dict[str, Any]]
 #: Told when the reaper fails a job of the task for good (e.g. the training record follows).
 AbandonFn = Callable[["Store", dict[str, Any], str], None]
+#: Told when the reaper takes a job of the task from its dead runner, before it is sent again or
+#: failed: removes what the dead attempt left running on this machine; answers how much.
+ReapedFn = Callable[["Settings", dict[str, Any]], int]
 
 
 @dataclass(frozen=True)
 class Task:
     fn: TaskFn
     on_abandon: AbandonFn | None = None
+    on_reaped: ReapedFn | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -72,12 +76,27 @@ TASKS: dict[str, Task] = {}
 TASK_MODULES = ("tinymlaas.services.builds", "tinymlaas.services.training", "tinymlaas.services.evaluation")
 
 
-def task(name: str, *, on_abandon: AbandonFn | None = None) -> Callable[[TaskFn], TaskFn]:
+def task(name: str, *, on_abandon: AbandonFn | None = None,
+         on_reaped: ReapedFn | None = None) -> Callable[[TaskFn], TaskFn]:
     """Register a function a job can run by name, in this process or in a worker."""
     def register(fn: TaskFn) -> TaskFn:
-        TASKS[name] = Task(fn, on_abandon)
+        TASKS[name] = Task(fn, on_abandon, on_reaped)
         return fn
     return register
+
+
+def clear_leftovers(settings: Settings, reaped: list[Reaped]) -> None:
+    """What the reaped jobs' dead attempts left running here (their tasks say how to find it)."""
+    for r in reaped:
+        entry = TASKS.get(r.call.task) if r.call else None
+        if r.call is not None and entry is not None and entry.on_reaped is not None:
+            try:
+                removed = entry.on_reaped(settings, r.call.args)
+            except Exception:  # a cleanup must not stop the reaping
+                log.exception("job %s: removing what its dead attempt left failed", r.job_id)
+                continue
+            if removed:
+                log.warning("job %s: removed %d leftover(s) of its dead attempt", r.job_id, removed)
 
 
 def run_task(store: Store, settings: Settings, call: TaskCall, progress: Progress) -> dict[str, Any]:

@@ -92,7 +92,15 @@ def _builder(store: Store, label: str, board: Board) -> Builder:
     return builder_plugin(label)()
 
 
-@task("build")
+def _leftovers(settings: Settings, args: dict[str, Any]) -> int:
+    """A dead worker's attempt may have left its builder container running (its process was the
+    one to remove it): removed by the reaper, on its machine's engine."""
+    from tinymlaas.services.recovery import remove_builders
+
+    return remove_builders(settings.data_dir / "work", prefix=f"{args['build_id']}.")
+
+
+@task("build", on_reaped=_leftovers)
 def _build_task(store: Store, settings: Settings, args: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """A build from its record alone (any process that shares the store and the data directory)."""
     build = store.build(args["build_id"])

@@ -43,15 +43,16 @@ def recover(store: Store, data_dir: Path, instance: str | None = None) -> None:
             detail=f"{RESTARTED}; what the device runs will be checked when it next reports"))
     containers = 0
     if instance is None:
-        containers = _remove_builders(data_dir / "work")
+        containers = remove_builders(data_dir / "work")
         shutil.rmtree(data_dir / "work", ignore_errors=True)
     if jobs or deployments or containers:
         log.warning("recovered from a stop: %d job(s) failed, %d deployment(s) closed, "
                     "%d builder container(s) removed", jobs, len(deployments), containers)
 
 
-def _remove_builders(work: Path) -> int:
-    """Builder containers that build from this service's work folder: an interrupted build's."""
+def remove_builders(work: Path, prefix: str = "") -> int:
+    """Builder containers on this machine's engine that build from this service's work folder (from
+    its folders whose name starts with ``prefix``): an interrupted build's."""
     try:
         from tinymlaas.images import docker_client
 
@@ -63,7 +64,7 @@ def _remove_builders(work: Path) -> int:
     removed = 0
     root = str(work.resolve())
     for container in client.containers.list(all=True, filters={"label": INPUT_LABEL}):
-        if str(container.labels.get(INPUT_LABEL, "")).startswith(root + "/"):
+        if str(container.labels.get(INPUT_LABEL, "")).startswith(f"{root}/{prefix}"):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
                 removed += 1

@@ -144,6 +144,10 @@ def test_a_run_is_shown_stage_by_stage_and_re_run_from_the_stage_that_failed(ben
     assert f'href="/ui/operator/builds/{build}"' in page and f'href="/ui/fleet/rollouts/{first}"' in page
     assert "Re-run from the failed stage" in page
     assert f'href="{HOME}/runs/{run_id}"' in client.get(HOME).text
+    # Its file, to change and run as a new pipeline.
+    assert f'href="{HOME}?from_run={run_id}"' in page
+    editor = html.unescape(client.get(HOME, params={"from_run": run_id}).text)
+    assert f">{GOOD}</textarea>" in editor and 'value="bench.yaml"' in editor
     # The stream of a run that is over: the graph once, then done.
     events = client.get(f"{url}/events").text
     assert events.count("event: run") == 1 and events.rstrip().endswith("event: done\ndata:")

@@ -26,10 +26,10 @@ from tinymlaas.web.session import PageError, PageViewer
 from tinymlaas.web.site import fragment, page, render
 from tinymlaas.web.sse import DONE, event, stream
 
-router = APIRouter(prefix="/ui/operator/pipelines", include_in_schema=False)
+HOME = "/ui/operator/pipelines"
+router = APIRouter(prefix=HOME, include_in_schema=False)
 OPERATOR = frozenset({Role.operator})
 SCIENTIST = frozenset({Role.data_scientist, Role.operator})
-HOME = "/ui/operator/pipelines"
 #: Past runs listed, newest first.
 LISTED = 100
 

@@ -35,7 +35,25 @@ SHOTS = {  # file: (path, width, height); "{...}" is filled from what content() 
     "training": ("/ui/scientist/trainings/{training}", 1280, 800),
     "evaluation": ("/ui/scientist/models/{model}", 1280, 1200),
     "cost": ("/ui/cfo/cost", 1280, 1100),
+    "pipelines": ("/ui/operator/pipelines", 1280, 1000),
+    "pipeline": ("/ui/operator/pipelines/runs/{pipeline}", 1280, 800),
 }
+#: The pipeline run for the screenshots: hello_world built again and sent to the pilot line.
+PIPELINE = """\
+name: hello-pilot-line
+model: hello_world:1
+compile:
+  version: 2.1.0
+  targets:
+    - board: x86-tflm
+      builder: local
+deploy:
+  group: pilot-line
+  kind: firmware
+  waves: ["2", "rest"]
+"""
+
+
 #: What to do on a page before its screenshot.
 def _compare(page: Page) -> None:
     page.get_by_label("Model").select_option(label="hello_world:1")
@@ -49,13 +67,25 @@ def _focus_a_sample(page: Page) -> None:
     page.get_by_role("checkbox").first.focus()
 
 
-ACTIONS: dict[str, Callable[[Page], None]] = {"cost": _compare, "dataset-phone": _focus_a_sample}
+def _check_a_pipeline(page: Page) -> None:
+    """A file with three mistakes, checked: each problem with its line."""
+    wrong = PIPELINE.replace("version: 2.1.0", "verison: 2.1.0").replace(
+        "builder: local\n", "builder: local\n    - board: esp32\n").replace(
+        "group: pilot-line\n", "group: pilot-lines\n")
+    page.get_by_label("The pipeline, in YAML").fill(wrong)
+    page.get_by_label("File name").fill("pilot-line.yaml")
+    page.get_by_role("button", name="Validate").click()
+    page.get_by_test_id("problems").wait_for()
+
+
+ACTIONS: dict[str, Callable[[Page], None]] = {"cost": _compare, "dataset-phone": _focus_a_sample,
+                                              "pipelines": _check_a_pipeline}
 
 
 def content(fleet: Fleet, work: Path) -> dict[str, str]:
     """For the data scientist's, the operator's and the CFO's pages: a digits dataset (a few samples
     left unlabelled), a model trained on it, evaluated and profiled on two boards, a rollout of
-    firmware to 20 devices."""
+    firmware to 20 devices, then a pipeline that builds hello_world again and rolls it out to them."""
     from tinymlaas.datasets.samples import EXAMPLES
 
     api = fleet.api
@@ -89,7 +119,15 @@ def content(fleet: Fleet, work: Path) -> dict[str, str]:
     while api.get(f"/rollouts/{rollout['id']}").json()["state"] == "running":
         assert time.monotonic() < deadline, "the rollout did not end"
         time.sleep(1)
-    return {"training": training["id"], "model": model, "rollout": rollout["id"]}
+    reply = api.post("/pipelines/runs", json={"source": PIPELINE, "filename": "pilot-line.yaml"})
+    assert reply.status_code == 201, reply.text
+    run = reply.json()
+    while run["state"] == "running":
+        assert time.monotonic() < deadline + 300, "the pipeline did not end"
+        time.sleep(1)
+        run = api.get(f"/pipelines/runs/{run['id']}").json()
+    assert run["state"] == "succeeded", run
+    return {"training": training["id"], "model": model, "rollout": rollout["id"], "pipeline": run["id"]}
 
 
 def main() -> int:

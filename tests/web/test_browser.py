@@ -1,6 +1,6 @@
 """The web app in a real browser (Debian's chromium through Playwright) against a real service:
 logging in, every page without a console error, the docs offline, an operator deploying a model
-to a running x86 device container, the CTO's dry-run."""
+to a running x86 device container, the CTO's dry-run, a pipeline checked, fixed, run and re-run."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.web
 
 PAGES = {"/ui/ceo/": "Fleet dashboard", "/ui/operator/devices": "Devices",
          "/ui/operator/builds": "Builds", "/ui/operator/jobs": "Jobs", "/ui/operator/models": "Models",
+         "/ui/operator/pipelines": "Pipelines",
          "/ui/fleet/registry": "Registry", "/ui/fleet/bridges": "Bridges", "/ui/fleet/groups": "Groups",
          "/ui/fleet/rollouts": "Rollouts", "/ui/fleet/toolchains": "Toolchains",
          "/ui/scientist/datasets": "Datasets", "/ui/scientist/datasets/digits": "digits version 1",
@@ -295,6 +296,10 @@ def test_a_viewer_sees_no_actions(browser: Browser, service: BackgroundServer) -
         expect(t.page.get_by_role("button", name="Start the dry-run")).to_have_count(0)
         t.page.goto("/ui/operator/builds")
         expect(t.page.get_by_role("button", name="Build")).to_have_count(0)
+        t.page.goto("/ui/operator/pipelines")
+        expect(t.page.get_by_role("heading", name="Runs")).to_be_visible()
+        expect(t.page.get_by_role("button", name="Validate")).to_have_count(0)
+        expect(t.page.get_by_role("button", name="Run")).to_have_count(0)
 
 
 
@@ -414,3 +419,93 @@ def test_the_operator_creates_a_group_rollout_and_watches_its_waves(
         expect(rollout.get_by_role("row").filter(has_text="line2-5")).to_contain_text("succeeded")
         assert not t.errors and not t.outside, (t.errors, t.outside)
         assert {d["firmware_version"] for d in api.get("/devices").json()} == {"2.0.0"}
+
+
+#: hello_world built for x86 on this machine (no Docker, seconds), then a rollout to a device that
+#: is registered but never connects: its update fails and the rollout pauses until it is ended.
+PIPELINE = """\
+name: hello-bench
+model: hello_bench:1
+compile:
+  version: 2.0.0
+  targets:
+    - board: x86-tflm
+      builder: local
+deploy:
+  group: bench
+  kind: model
+  waves: ["rest"]
+"""
+
+
+def test_the_operator_fixes_a_pipeline_runs_it_watches_its_stages_and_re_runs_the_failed_one(
+        browser: Browser, service: BackgroundServer) -> None:
+    from tinymlaas.zoo import get_recipe
+
+    wrong = PIPELINE.replace("  version: 2.0.0", "  verison: 2.0.0").replace(
+        "      builder: local\n", "      builder: local\n    - board: esp32\n").replace(
+        "group: bench", "group: bench-b")
+    with service.client() as api:
+        model = get_recipe("hello_world").load(Settings().zoo_dir)
+        assert api.post("/models", files={"file": ("m.tflite", model)}, data={"name": "hello_bench"}
+                        ).status_code == 201
+        assert api.post("/devices", json={"endpoint": "bench-1", "board": "x86-tflm", "tags": ["bench"]}
+                        ).status_code == 201
+        assert api.post("/groups", json={"name": "bench", "tags": ["bench"]}).status_code == 201
+        expected = api.post("/pipelines/validate", json={"source": wrong, "filename": "bench.yaml"}
+                            ).json()["details"]["errors"]
+    assert len(expected) == 3
+    with tab(browser, service.url) as t, service.client() as api:
+        page = t.page
+        log_in(page)
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Pipelines").click()
+        page.get_by_label("The pipeline, in YAML").fill(wrong)
+        page.get_by_label("File name").fill("bench.yaml")
+        page.get_by_role("button", name="Validate").click()
+        problems = page.get_by_test_id("problems")
+        expect(problems.get_by_role("heading")).to_have_text("3 problems in bench.yaml")
+        expect(problems.get_by_role("listitem")).to_have_count(3)
+        for item, e in zip(problems.get_by_role("listitem").all(), expected, strict=True):
+            expect(item).to_contain_text(f"bench.yaml:{e['line']}:{e['column']} {e['field']}: {e['message']}")
+        page.get_by_label("The pipeline, in YAML").fill(PIPELINE)
+        page.get_by_role("button", name="Validate").click()
+        expect(page.get_by_test_id("plan")).to_contain_text("bench.yaml is valid")
+        expect(problems).to_have_count(0)
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/ui/operator/pipelines/runs/\w+$"))
+        run_id = page.url.rsplit("/", 1)[1]
+        expect(page.get_by_test_id("stage-compile-state")).to_have_text("succeeded", timeout=180_000)
+        expect(page.get_by_test_id("stage-deploy-state")).to_have_text("running")
+        deploy = page.get_by_test_id("stage-deploy")
+        expect(deploy).to_contain_text("rollout paused", timeout=60_000)  # its device failed
+        # The operator ends the rollout on its page; the run fails at its deploy stage.
+        deploy.get_by_role("link").first.click()
+        page.get_by_label("Reason").fill("the bench is switched off")
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.get_by_test_id("rollout-state")).to_have_text("cancelled", timeout=30_000)
+        page.go_back()
+        expect(page.get_by_test_id("run-state")).to_have_text("failed", timeout=30_000)
+        expect(page.get_by_test_id("stage-deploy-state")).to_have_text("failed")
+        error = api.get(f"/pipelines/runs/{run_id}").json()["stages"][-1]["error"]
+        assert "cancelled" in error
+        expect(page.get_by_test_id("stage-deploy-error")).to_have_text(error)
+        page.get_by_role("button", name="Re-run from the failed stage").click()
+        expect(page.get_by_test_id("run-attempt")).to_have_text("attempt 2")
+        expect(page.get_by_test_id("run-state")).to_have_text("running")
+        expect(page.get_by_test_id("stage-compile-state")).to_have_text("succeeded")  # kept, not run again
+        expect(page.get_by_test_id("stage-deploy")).to_contain_text("attempt 2")
+        assert api.get(f"/pipelines/runs/{run_id}").json()["attempt"] == 2
+        assert not t.errors and not t.outside, (t.errors, t.outside)
+        rid = wait_for_rollout(api, run_id, "paused")
+        assert api.post(f"/rollouts/{rid}/cancel", json={"reason": "done testing"}).is_success
+
+
+def wait_for_rollout(api: httpx.Client, run_id: str, state: str, timeout: float = 60) -> str:
+    """The id of the run's current rollout, once it is in ``state``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rid = api.get(f"/pipelines/runs/{run_id}").json()["stages"][-1]["artifacts"].get("rollout_id")
+        if rid and api.get(f"/rollouts/{rid}").json()["state"] == state:
+            return str(rid)
+        time.sleep(0.2)
+    raise AssertionError(f"the rollout of run {run_id} was not {state} within {timeout} s")

@@ -95,7 +95,8 @@ def test_a_viewer_sees_pages_but_not_the_operators_actions(web: Web) -> None:
 def test_the_navigation_holds_each_persona_section_and_the_docs(shared_web: Web) -> None:
     assert [s.name for s in sections()] == ["ceo", "operator", "fleet", "scientist", "cto", "cfo"]
     page = shared_web.login("viewer").get("/ui/ceo/").text
-    for link in ("/ui/ceo/", "/ui/operator/devices", "/ui/operator/builds", "/ui/fleet/registry",
+    for link in ("/ui/ceo/", "/ui/operator/devices", "/ui/operator/builds", "/ui/operator/pipelines",
+                 "/ui/fleet/registry",
                  "/ui/fleet/rollouts", "/ui/scientist/datasets", "/ui/scientist/trainings",
                  "/ui/scientist/models", "/ui/cto/dryruns", "/ui/cfo/cost", "/docs"):
         assert f'href="{link}"' in page

@@ -1,5 +1,5 @@
 """The operator's control panel: devices (filters, live capabilities, credentials, deploying a
-build and watching it), builds and jobs with their steps, models."""
+build and watching it), builds and jobs with their steps, models, ML pipelines (:mod:`.pipelines`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tinymlaas.services.builds import start_build
 from tinymlaas.services.deployments import start_deployment
 from tinymlaas.store import Store
 from tinymlaas.targets import load_boards
+from tinymlaas.web.pages.operator import pipelines
 from tinymlaas.web.session import PageError, PageViewer
 from tinymlaas.web.site import Link, Section, fragment, page, render
 from tinymlaas.web.sse import DONE, event, stream
@@ -275,8 +276,11 @@ async def models_page(request: Request, user: PageViewer, store: StoreDep) -> HT
     return page(request, user, "operator/models.html", title="Models", models=models)
 
 
+router.routes.extend(pipelines.router.routes)  # with their full paths, so they are this section's
+
 section = Section(
     name="operator", title="Operations", router=router, order=20,
     templates=Path(__file__).parent / "templates",
     links=(Link("Devices", "/ui/operator/devices"), Link("Builds", "/ui/operator/builds"),
-           Link("Jobs", "/ui/operator/jobs"), Link("Models", "/ui/operator/models")))
+           Link("Jobs", "/ui/operator/jobs"), Link("Models", "/ui/operator/models"),
+           Link("Pipelines", pipelines.HOME)))

@@ -158,14 +158,24 @@ def test_a_run_is_shown_stage_by_stage_and_re_run_from_the_stage_that_failed(ben
     assert again["attempt"] == 2 and again["stages"][0] == run["stages"][0]  # compile kept as it was
     r = client.post(f"{url}/rerun", headers=csrf)  # refused in the API's words
     detail = client.post(f"/pipelines/runs/{run_id}/rerun", headers=csrf).json()["detail"]
-    assert r.status_code == 409 and r.json()["detail"] == detail and "only a failed run is re-run" in detail
-    second = cancel_its_rollout(bench, run_id)
-    assert second != first and "attempt 2" in client.get(url).text
+    assert r.status_code == 409 and r.json()["detail"] == detail
+    assert "only a failed or cancelled run is re-run" in detail
+    assert "Cancel the run" in client.get(url).text  # running: it can be stopped
+    r = client.post(f"{url}/cancel", headers=csrf)
+    assert r.status_code == 204, r.text
+    wait_until(lambda: run_of(bench, run_id)["state"] == "cancelled", 60, "the run stopping")
+    page = client.get(url).text
+    state = dict(re.findall(r'data-testid="stage-(\w+)-state"><span class="state state-(\w+)"', page))
+    assert state == {"compile": "succeeded", "deploy": "cancelled"} and "cancelled by olga" in page
+    assert "Re-run from the cancelled stage" in page and "Cancel the run" not in page
+    r = client.post(f"{url}/cancel", headers=csrf)  # refused in the API's words
+    assert r.status_code == 409 and "only a running run is cancelled" in r.json()["detail"]
 
     bench.login("viewer")
     page = client.get(url).text
-    assert "deploy" in page and "Re-run from the failed stage" not in page
+    assert "deploy" in page and "Re-run from the" not in page
     assert client.post(f"{url}/rerun", headers=bench.csrf()).status_code == 403
+    assert client.post(f"{url}/cancel", headers=bench.csrf()).status_code == 403
 
 
 def test_who_may_check_and_run_a_pipeline(bench: Web) -> None:

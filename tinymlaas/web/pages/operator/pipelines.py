@@ -172,3 +172,10 @@ async def rerun(request: Request, run_id: str, user: Operator, runner: RunnerDep
     """As POST /pipelines/runs/{id}/rerun (refused in its words); the page then follows it again."""
     again = await service.rerun(runner, engine, run_id, download_base=str(request.base_url).rstrip("/"))
     return Response(status_code=204, headers={"HX-Redirect": f"{HOME}/runs/{again.id}"})
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(run_id: str, user: Operator, runner: RunnerDep, store: StoreDep) -> Response:
+    """As POST /pipelines/runs/{id}/cancel (refused in its words); the live page shows it stop."""
+    await service.cancel(runner, store, run_id, by=user.name)
+    return Response(status_code=204)

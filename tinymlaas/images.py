@@ -323,6 +323,9 @@ def ensure_image(
         return False
     except docker.errors.ImageNotFound:
         pass
+    # Built FROM the base, with Debian packages resolved against its package status: a service
+    # with a new data directory has neither file yet.
+    ensure_base(settings, client, progress)
     ctx = assemble_context(src, settings)
     want = context_hash(ctx, image_id(client, BASE_TAG))
     log = settings.data_dir / "images" / f"{src.tag.replace('/', '_')}.log"

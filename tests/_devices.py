@@ -9,11 +9,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tinymlaas import tflite
 from tinymlaas.edge.pull import PullAgent
 from tinymlaas.edge.signing import unwrap
+from tinymlaas.edge.tensors import pack, unpack
 from tinymlaas.edge.tflm import Tflm
 
 
@@ -21,8 +20,8 @@ class TflmRuntime:
     """An InferenceRuntime over the real interpreter, as a device would have it."""
 
     def __init__(self, model: bytes) -> None:
-        self.tflm = Tflm(model)
         self.info = tflite.inspect(model)
+        self.tflm = Tflm(model, inputs=len(self.info.inputs), outputs=len(self.info.outputs))
 
     def capabilities(self) -> dict[int, Any]:
         tensors = {"inputs": [t.model_dump() for t in self.info.inputs],
@@ -31,8 +30,10 @@ class TflmRuntime:
                 6: self.info.sha256, 7: "hello_world", 8: 2048, 15: json.dumps(tensors), 16: "in-process"}
 
     async def infer(self, tensor: bytes) -> tuple[bytes, int, int | None]:
-        out = self.tflm.invoke(np.frombuffer(tensor, dtype=np.int8).reshape(self.tflm.input["shape"]))
-        return out.tobytes(), 7, None
+        """Every input unpacked from the bytes the protocol carries, every output packed back."""
+        ins = [t.model_dump() for t in self.info.inputs]
+        outs = self.tflm.invoke_all(unpack(ins, tensor))
+        return pack([t.model_dump() for t in self.info.outputs], outs), 7, None
 
 
 class InPlaceFirmware:

@@ -116,6 +116,29 @@ def test_a_device_polls_in_is_read_infers_and_takes_firmware(
     assert reply.status_code == 504 and "offline" in reply.json()["detail"]
 
 
+def test_a_model_with_two_inputs_and_two_outputs_over_the_poll(
+        service: tuple[BackgroundServer, httpx.Client], sensor_fusion: bytes, tmp_path: Path) -> None:
+    """Every input packed into the poll's one tensor, every output decoded from the device's."""
+    from tinymlaas import tflite
+    from tinymlaas.edge.tflm import quantize
+
+    server, api = service
+    token = api.post("/devices/pull-2/credentials").json()["token"]
+    info = tflite.inspect(sensor_fusion)
+    with Device(server.url, "pull-2", token, sensor_fusion, tmp_path) as dev:
+        wait_for(dev.agent.connected.is_set)
+        motion, context = np.linspace(-1, 1, 8), np.array([35.0, 3.0, 0.9])
+        report = api.post("/devices/pull-2/infer", json={"inputs": [
+            {"name": info.inputs[1].name, "values": context.tolist()},
+            {"name": info.inputs[0].name, "values": motion.tolist()}]}).json()
+        xs = [quantize(v, t.scale, t.zero_point, np.int8) for v, t in zip((motion, context), info.inputs,
+                                                                          strict=True)]
+        want = Tflm(sensor_fusion, inputs=2, outputs=2).invoke_all(xs)
+        assert [t["raw"] for t in report["inputs"]] == [x.ravel().tolist() for x in xs]
+        assert [t["raw"] for t in report["outputs"]] == [w.ravel().tolist() for w in want]
+        assert [t["name"] for t in report["outputs"]] == [t.name for t in info.outputs]
+
+
 def test_devices_without_the_right_token_are_refused(
         service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:
     server, api = service

@@ -4,6 +4,7 @@ processes, two service instances sharing the database and the data directory."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -243,6 +244,18 @@ def test_a_device_on_one_instance_is_read_through_another_and_moves_when_it_dies
             assert detail.status_code == 200 and detail.json()["device"]["online"], detail.text
             assert detail.json()["device"]["lwm2m"] == "1.1"  # live: only the device's own instance has it
             assert detail.json()["capabilities"]["serial"] == "sn-1"  # read from the device now
+
+            # Its results streamed through B, relayed from A as the device runs them.
+            def stream_one() -> list[str]:
+                with api_b.stream("GET", "/devices/dev-1/results", params={"count": 1}) as reply:
+                    assert reply.status_code == 200, reply.read()
+                    return [line for line in reply.iter_lines() if line.startswith("data: ")]
+            streamed = asyncio.create_task(asyncio.to_thread(stream_one))
+            await asyncio.sleep(1.0)  # the stream is open (an observation on the device)
+            tinyml = next(o for o in device.instances.values() if isinstance(o, TinyMLObject))
+            tinyml.record(b"\x05", b"\x07", 12, None)  # an inference the device ran on its own
+            [event] = await asyncio.wait_for(streamed, 30)
+            assert json.loads(event[len("data: "):])["output"] == [7]
             await asyncio.to_thread(a.stop)  # instance A dies; the device re-registers with B
             await device.stop(deregister=False)
             rebooted, objects = boot("1.0.0")

@@ -104,6 +104,11 @@ def base_inputs_hash() -> str:
 
 def ensure_base(settings: Settings, client: DockerClient, progress: Progress = no_progress) -> bool:
     """Build ``tinymlaas/base`` if its inputs changed; True when it was (re)built."""
+    with _building(settings, BASE_TAG):
+        return _ensure_base(settings, client, progress)
+
+
+def _ensure_base(settings: Settings, client: DockerClient, progress: Progress) -> bool:
     want = base_inputs_hash()
     status_file = settings.data_dir / "images" / "base.dpkg-status"
     if image_label(client, BASE_TAG) == want:
@@ -314,7 +319,9 @@ def current_image(settings: Settings, name: str, client: DockerClient,
 def ensure_image(
     src: ImageSource, settings: Settings, client: DockerClient, progress: Progress = no_progress
 ) -> bool:
-    """Build one image unless its inputs already have one; True when it was built."""
+    """Build one image unless its inputs already have one; True when it was built. One build of
+    an image at a time (boards share builders; processes share the data directory): the others
+    wait for it and find the image built."""
     import docker
 
     ref = image_ref(settings, src.tag, client)
@@ -323,6 +330,31 @@ def ensure_image(
         return False
     except docker.errors.ImageNotFound:
         pass
+    with _building(settings, src.tag):
+        try:
+            client.images.get(ref)
+            return False  # built while this one waited
+        except docker.errors.ImageNotFound:
+            pass
+        return _build_image(src, ref, settings, client, progress)
+
+
+@contextlib.contextmanager
+def _building(settings: Settings, tag: str) -> Iterator[None]:
+    import fcntl
+
+    lock = settings.data_dir / "images" / f"{tag.replace('/', '_')}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_image(src: ImageSource, ref: str, settings: Settings, client: DockerClient,
+                 progress: Progress) -> bool:
     # Built FROM the base, with Debian packages resolved against its package status: a service
     # with a new data directory has neither file yet.
     ensure_base(settings, client, progress)

@@ -106,17 +106,21 @@ class Runtime:
             "inferences": self.inferences,
         }
 
+    def _run(self, model: Model, tensors: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """One inference (the lock held): every output, and the latency in µs."""
+        t0 = time.perf_counter_ns()
+        outs = model.tflm.invoke_all(tensors)
+        self.inferences += 1
+        return outs, (time.perf_counter_ns() - t0) // 1000
+
     def infer(self, request: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
         """One inference on a request body (see the module's docstring)."""
         with self._lock:
             model = self.model
             tensors = _tensors(model, request)
-            t0 = time.perf_counter_ns()
-            outs = model.tflm.invoke_all(tensors)
-            latency_us = (time.perf_counter_ns() - t0) // 1000
-            self.inferences += 1
+            outs, latency_us = self._run(model, tensors)
         for listener in self.listeners if notify else ():
-            listener(pack(model.inputs, tensors), pack(model.outputs, outs), int(latency_us))
+            listener(pack(model.inputs, tensors), pack(model.outputs, outs), latency_us)
         outputs = []
         for spec, out in zip(model.outputs, outs, strict=True):
             values = (dequantize(out, spec["scale"], spec["zero_point"])
@@ -124,25 +128,24 @@ class Runtime:
             outputs.append({"name": spec["name"], "output": out.ravel().tolist(),
                             "values": values.ravel().tolist()})
         return {"output": outputs[0]["output"], "values": outputs[0]["values"], "outputs": outputs,
-                "latency_us": int(latency_us), "model_sha256": model.sha256}
+                "latency_us": latency_us, "model_sha256": model.sha256}
 
     def self_test(self) -> dict[str, Any]:
-        """One inference on zeros: the image runs its model (a health check, not counted)."""
+        """One inference on zeros: the image runs its model (a health check, not published)."""
         with self._lock:
             zeros = [{"input": [0] * elements(spec)} for spec in self.model.inputs]
         return self.infer({"inputs": zeros}, notify=False)
 
     def infer_bytes(self, raw: bytes) -> tuple[bytes, int]:
-        """Packed input tensors (bytes, as LwM2M carries them) -> packed outputs and latency."""
+        """Packed input tensors (bytes, as LwM2M carries them) -> packed outputs and latency, all
+        by the one model that served them (a SOTA swap may come between two inferences)."""
         with self._lock:
-            specs = self.model.inputs
-        if len(raw) != packed_bytes(specs):
-            raise ValueError(f"input of {len(raw)} bytes; the model takes {packed_bytes(specs)} "
-                             f"({', '.join(s['name'] for s in specs)})")
-        reply = self.infer({"inputs": [{"input": t.tolist()} for t in unpack(specs, raw)]}, notify=False)
-        with self._lock:
-            outs = self.model.outputs
-        return pack(outs, [o["output"] for o in reply["outputs"]]), reply["latency_us"]
+            model = self.model
+            if len(raw) != packed_bytes(model.inputs):
+                raise ValueError(f"input of {len(raw)} bytes; the model takes {packed_bytes(model.inputs)} "
+                                 f"({', '.join(s['name'] for s in model.inputs)})")
+            outs, latency_us = self._run(model, unpack(model.inputs, raw))
+        return pack(model.outputs, outs), latency_us
 
 
 def _tensor(spec: dict[str, Any], request: dict[str, Any]) -> np.ndarray:

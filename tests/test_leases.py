@@ -62,13 +62,13 @@ def test_queued_jobs_whose_message_is_gone_are_sent_again_once_a_lease_has_passe
     for job in (held, lost, running):
         store.leases.enqueue(job.id, CALL, cancellable=False, max_attempts=2)
     store.leases.claim(running.id, 1, "w1", lease_s=30)
-    assert store.leases.resend_unheld({(held.id, 1)}, older_than_s=0.2) == []  # too young to judge
+    assert store.leases.resend_unheld(lambda: {(held.id, 1)}, older_than_s=0.2) == []  # too young to judge
     time.sleep(0.3)
-    [again] = store.leases.resend_unheld({(held.id, 1)}, older_than_s=0.2)
+    [again] = store.leases.resend_unheld(lambda: {(held.id, 1)}, older_than_s=0.2)
     assert (again.job_id, again.attempt, again.retry, again.call) == (lost.id, 1, True, CALL)
     assert store.job(lost.id).state == JobState.queued
     assert store.job(lost.id).step == "the broker lost the message of attempt 1; sent again"
-    assert store.leases.resend_unheld({(held.id, 1)}, older_than_s=0.2) == []  # sent just now: not yet
+    assert store.leases.resend_unheld(lambda: {(held.id, 1)}, older_than_s=0.2) == []  # just sent
     assert store.leases.claim(lost.id, 1, "w2", lease_s=30) is not None  # the new message runs it
     store.close()
 

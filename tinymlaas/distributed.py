@@ -133,7 +133,7 @@ def reap_and_resend(store: Store, queue: JobQueue, lease_s: float, settings: Set
         else:
             log.warning("job %s failed: %s", r.job_id, r.reason)
     abandon(store, reaped)
-    lost = store.leases.resend_unheld(queue.held(), lease_s)
+    lost = store.leases.resend_unheld(queue.held, lease_s)
     for r in lost:
         log.warning("job %s: %s", r.job_id, r.reason)
         queue.send(r.job_id, r.attempt)

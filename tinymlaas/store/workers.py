@@ -10,6 +10,7 @@ against the attempt it belongs to).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -174,11 +175,12 @@ class JobLeases:
                                   call=TaskCall.model_validate(lease.task) if lease.task else None))
         return out
 
-    def resend_unheld(self, held: set[tuple[str, int]], older_than_s: float) -> list[Reaped]:
+    def resend_unheld(self, held: Callable[[], set[tuple[str, int]]], older_than_s: float) -> list[Reaped]:
         """Workers' jobs queued for longer than ``older_than_s`` whose message the broker no longer
-        holds (``held``: the (job, attempt) pairs of the messages it does; a Redis that lost its
-        data, say): their step says so; the caller sends them again. A message that was not lost
-        after all is delivered twice, and the second delivery's claim finds the attempt taken."""
+        holds (``held()``: the (job, attempt) pairs of the messages it does, asked only when such
+        jobs exist; a Redis that lost its data, say): their step says so; the caller sends them
+        again. A message that was not lost after all is delivered twice, and the second delivery's
+        claim finds the attempt taken."""
         t = _now()
         out: list[Reaped] = []
         with self.store.tx() as db:
@@ -188,9 +190,10 @@ class JobLeases:
                        JobRow.state == JobState.queued.value,
                        JobRow.updated_at < t - timedelta(seconds=older_than_s))
                 .with_for_update(skip_locked=True)).all()
+            holds = held() if rows else set()
             for lease, job in rows:
                 attempt = lease.attempts + 1
-                if (job.id, attempt) in held:
+                if (job.id, attempt) in holds:
                     continue
                 reason = f"the broker lost the message of attempt {attempt}; sent again"
                 job.step, job.updated_at = reason, t

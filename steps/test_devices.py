@@ -74,13 +74,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
 @pytest.fixture(scope="session")
 def pull_lab(tmp_path_factory: pytest.TempPathFactory, images: dict[str, bool],
              service_databases: Callable[[Path], str]) -> Iterator[Lab]:
-    """The service with the http-pull orchestrator (tokens on)."""
+    """The service with the http-pull orchestrator (tokens on). Polls are held 1 s, not 20: a
+    device that rebooted into new firmware is healthy only once its first poll is answered."""
     base = Settings()
     data = tmp_path_factory.mktemp("pull-service")
     yield from start_lab(base.model_copy(update={
         "data_dir": data, "database_url": service_databases(data), "orchestrator": "http-pull",
         "lwm2m": base.lwm2m.model_copy(update={"port": 0}),
-        "http_pull": base.http_pull.model_copy(update={"security": "token", "update_timeout_s": 60}),
+        "http_pull": base.http_pull.model_copy(update={"security": "token", "update_timeout_s": 60,
+                                                       "poll_wait_s": 1.0}),
     }))
 
 

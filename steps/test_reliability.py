@@ -23,7 +23,7 @@ def fault_lab_of(tmp_path: Path, images: dict[str, bool],
 
     def make(orchestrator: str) -> FaultLab:
         work = tmp_path / orchestrator
-        labs.append(FaultLab(work, orchestrator=orchestrator,
+        labs.append(FaultLab(work, orchestrator=orchestrator, poll_wait_s=1.0,
                              database_url=service_databases(work / "service")).__enter__())
         return labs[-1]
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.reliability, pyt
 def test_devices_and_records_come_through_faults(tmp_path: Path, orchestrator: str,
                                                  kinds: tuple[str, ...]) -> None:
     """Bad images, hangs and crashes have their scenarios (features/lwm2m/x86_rollback.feature)."""
-    with FaultLab(tmp_path, orchestrator=orchestrator, seed=7) as lab:
+    with FaultLab(tmp_path, orchestrator=orchestrator, seed=7, poll_wait_s=1.0) as lab:
         eps = [lab.add_device(f"ci-{i}").endpoint for i in range(2)]
         outcomes = [o for kind in kinds for o in lab.inject(kind, eps)]
     assert len(outcomes) == 2 * len(kinds)

@@ -126,14 +126,17 @@ class FaultLab:
     """A service that can be crashed, its two firmware builds and its devices (``with`` closes all)."""
 
     def __init__(self, work: Path, *, orchestrator: str = "lwm2m", database_url: str | None = None,
-                 trial_s: float = 20.0, soak_s: float = 8.0, seed: int = 0) -> None:
+                 trial_s: float = 20.0, soak_s: float = 8.0, seed: int = 0, poll_wait_s: float = 5.0) -> None:
+        """``poll_wait_s``: how long the service holds an HTTP pull device's poll (a new image is
+        healthy only once its first poll after the reboot is answered)."""
         self.work, self.trial_s, self.soak_s = work, trial_s, soak_s
         self.random = random.Random(seed)
         self.settings = Settings()
         env = {"TINYMLAAS_LWM2M__SECURITY": "oscore", "TINYMLAAS_LWM2M__ACK_TIMEOUT_S": "1.0",
                "TINYMLAAS_LWM2M__UPDATE_TIMEOUT_S": "60", "TINYMLAAS_LWM2M__DOWNLOAD_TIMEOUT_S": "60",
                "TINYMLAAS_HTTP_PULL__SECURITY": "token", "TINYMLAAS_HTTP_PULL__UPDATE_TIMEOUT_S": "60",
-               "TINYMLAAS_HTTP_PULL__OFFLINE_AFTER_S": "15", "TINYMLAAS_HTTP_PULL__POLL_WAIT_S": "5"}
+               "TINYMLAAS_HTTP_PULL__OFFLINE_AFTER_S": "15",
+               "TINYMLAAS_HTTP_PULL__POLL_WAIT_S": str(poll_wait_s)}
         self.service = ServiceProcess(work / "service", orchestrator=orchestrator, database_url=database_url,
                                       env=env)
         self.devices: dict[str, LabDevice] = {}

@@ -121,6 +121,9 @@ class _Tflm:
 HOST_VARIANTS = (HOST_CFLAGS, (*HOST_CFLAGS, "-DAOT_EMULATE_DSP"),
                  (*HOST_CFLAGS, "-DAOT_MUL32_ONLY"))
 HOST_VARIANT_IDS = ["host", "emulated-dsp", "emulated-armv6m"]
+#: Host libraries by the hash of their sources, flags and compiler (the property tests draw the
+#: same examples each run, so a rerun on unchanged generated code skips gcc).
+HOST_CACHE = Settings().data_dir / "cache" / "aot-host"
 
 
 def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0,
@@ -136,7 +139,7 @@ def assert_bit_exact(model: bytes, tmp: Path, samples: int = 6, seed: int = 0,
         oracle: Any = (_TfliteReference(model) if reference or "SPACE_TO_BATCH_ND" in
                        tflite.inspect(model).ops else _Tflm(model))
         rng = np.random.default_rng(seed)
-        with HostModule(tmp, cflags=cflags) as mod:
+        with HostModule(tmp, cflags=cflags, cache=HOST_CACHE) as mod:
             for i in range(samples):
                 xs = []
                 for d in oracle.inputs:

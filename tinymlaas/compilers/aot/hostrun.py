@@ -7,10 +7,12 @@ C source is what the Cortex-M firmware compiles.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import re
 import shutil
 import subprocess
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +51,33 @@ _NP_DTYPES: dict[str, type[np.generic]] = {
     "int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
 
 
+@cache
+def _compiler_identity(gcc: str) -> str:
+    """Which gcc this is: a different compiler must build again."""
+    proc = subprocess.run([gcc, "--version"], capture_output=True, text=True, check=False, timeout=60)
+    return f"{Path(gcc).resolve()}|{proc.stdout}"
+
+
+def _build_key(module_dir: Path, gcc: str, cflags: tuple[str, ...]) -> str:
+    """Every input of the host build: the module's files, the flags and the compiler."""
+    h = hashlib.sha256(_compiler_identity(gcc).encode())
+    h.update("\0".join(cflags).encode())
+    for path in sorted(p for p in module_dir.rglob("*") if p.is_file()):
+        h.update(f"\0{path.relative_to(module_dir)}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:32]
+
+
 class HostModule:
-    """A generated module built as a host shared library; ``invoke`` takes raw tensors."""
+    """A generated module built as a host shared library; ``invoke`` takes raw tensors.
+
+    ``cache``: a folder of libraries built before, by the hash of every input of the build
+    (module files, flags, compiler), so reruns on the same generated code skip gcc; a build
+    that fails is never kept. Each module loads its own copy (a model's static state is per
+    library file)."""
 
     def __init__(self, module_dir: Path, name: str = "model",
-                 cflags: tuple[str, ...] = HOST_CFLAGS) -> None:
+                 cflags: tuple[str, ...] = HOST_CFLAGS, cache: Path | None = None) -> None:
         self.name = name
         macros = header_macros(module_dir / f"{name}.h")
         p = name.upper()
@@ -72,7 +96,16 @@ class HostModule:
         self._tmp = tempfile.TemporaryDirectory(prefix="aot-host-")
         lib = Path(self._tmp.name) / f"lib{name}.so"
         gcc = shutil.which("gcc") or "gcc"
-        _run([gcc, *cflags, "-I", str(module_dir), str(module_dir / f"{name}.c"), "-o", str(lib)])
+        kept = cache / f"lib{name}-{_build_key(module_dir, gcc, cflags)}.so" if cache else None
+        if kept is not None and kept.is_file():
+            shutil.copyfile(kept, lib)
+        else:
+            _run([gcc, *cflags, "-I", str(module_dir), str(module_dir / f"{name}.c"), "-o", str(lib)])
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                part = kept.with_suffix(f".{Path(self._tmp.name).name}.part")
+                shutil.copyfile(lib, part)
+                part.replace(kept)
         self._lib = ctypes.CDLL(str(lib))
         self._fn = getattr(self._lib, f"{name}_invoke")
         self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

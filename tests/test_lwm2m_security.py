@@ -61,6 +61,38 @@ async def test_provisioned_device_registers_and_is_managed_over_oscore(
     await client.stop()
 
 
+async def test_an_answer_that_fails_oscore_is_the_devices_error_and_a_read_is_asked_again() -> None:
+    """An unprotected or replayed answer (a device whose context was just reset) was a 500: it is the
+    device's error (502), and a read, which is safe to repeat, is asked once more."""
+    from types import SimpleNamespace
+
+    from aiocoap.oscore import NotAProtectedMessage
+
+    from tinymlaas.errors import DeviceError
+    from tinymlaas.lwm2m.server import UnacceptableAnswer
+
+    srv = LwM2MServer(LwM2MSettings(port=0))
+    reg = SimpleNamespace(endpoint="dev", address="127.0.0.1:1")
+    failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    failed.set_exception(NotAProtectedMessage("unprotected 4.01", None))
+    with pytest.raises(UnacceptableAnswer, match=r"answered Read /3/0/0 with a message that could not be "
+                                                 r"accepted \(NotAProtectedMessage") as exc:
+        await srv._await(reg, failed, "Read /3/0/0")  # type: ignore[arg-type]
+    assert isinstance(exc.value, DeviceError) and exc.value.status == 502
+
+    asked: list[str] = []
+
+    async def negotiate(*args: object) -> object:
+        asked.append("read")
+        raise UnacceptableAnswer("device 'dev' answered Read /3/0/0 with a message that could not be "
+                                 "accepted")
+    srv.negotiate = negotiate  # type: ignore[method-assign]
+    srv.ready = lambda *a: asyncio.sleep(0, reg)  # type: ignore[method-assign]
+    with pytest.raises(UnacceptableAnswer):
+        await srv.read("dev", "/3/0/0", fmt=0)
+    assert asked == ["read", "read"]
+
+
 async def test_no_wrong_or_foreign_credentials_are_refused(
         secure: tuple[LwM2MServer, CredentialStore], tmp_path: Path) -> None:
     srv, store = secure

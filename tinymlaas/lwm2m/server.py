@@ -60,6 +60,11 @@ def _tuning(settings: LwM2MSettings) -> TransportTuning:
     return Tuning()
 
 
+class UnacceptableAnswer(DeviceError):
+    """The device's answer failed OSCORE (not protected, replayed, undecodable): it may be a device
+    whose security context was just reset, so a safe request is asked once more."""
+
+
 @dataclass(eq=False)
 class Registration:
     """One device's current registration (RFC 9176 / LwM2M 1.1 Registration Interface)."""
@@ -927,6 +932,9 @@ class LwM2MServer:
                                     f"({what}): {exc}") from None
         except coap_error.LibraryShutdown:
             raise DeviceUnreachable("the LwM2M server is shutting down") from None
+        except coap_error.Error as exc:  # an answer that fails OSCORE (unprotected, replayed, ...)
+            raise UnacceptableAnswer(f"device '{reg.endpoint}' answered {what} with a message that could "
+                                     f"not be accepted ({type(exc).__name__}: {exc})") from None
 
     async def exchange(self, reg: Registration, msg: aiocoap.Message, what: str) -> aiocoap.Message:
         """One operation: Block1 for a large payload, Block2 to collect a large answer."""
@@ -998,10 +1006,17 @@ class LwM2MServer:
     async def read(self, endpoint: str, path: str | Path, *, fmt: int | None = None) -> Content:
         p = parse_path(path) if isinstance(path, str) else path
         reg = await self.ready(endpoint, f"Read {path_str(p)}")
-        formats = [fmt] if fmt else self.accepts_for(reg, p)
-        resp, _ = await self.negotiate(reg, "Read", p, formats,
-                                       lambda f: aiocoap.Message(code=Code.GET, accept=f),
-                                       Code.NOT_ACCEPTABLE)
+        formats = [fmt] if fmt is not None else self.accepts_for(reg, p)
+        for attempt in (1, 2):
+            try:
+                resp, _ = await self.negotiate(reg, "Read", p, formats,
+                                               lambda f: aiocoap.Message(code=Code.GET, accept=f),
+                                               Code.NOT_ACCEPTABLE)
+                break
+            except UnacceptableAnswer as exc:  # a read is safe to ask again, with a fresh request
+                if attempt == 2:
+                    raise
+                log.warning("%s; reading again", exc.message)
         return self._decode(reg, resp, p, "Read")
 
     @staticmethod

@@ -266,6 +266,9 @@ class HttpPullOrchestrator(Orchestrator):
             raise Forbidden(refusal)
         rec = self._devices.get(endpoint)
         fresh = rec is None or body.seq is None or body.boot != rec.boot or body.seq >= rec.seq
+        # A device that joins or has just booted is answered at once: it learns that the service
+        # hears it (a new image confirms itself only then) instead of after a held poll.
+        joining = rec is None or rec.told_offline or body.boot != rec.boot
         facts = DeviceFacts.from_capabilities(status)
         if rec is None or rec.told_offline:
             rec = rec or _Record(endpoint, now, now, status)
@@ -292,7 +295,7 @@ class HttpPullOrchestrator(Orchestrator):
                 q.put_nowait(report)
         # Jitter: a fleet that came up together (a power cut) must not poll in lock-step.
         wait = min(body.wait_s, self.settings.poll_wait_s) * random.uniform(0.75, 1.0)
-        if not rec.outbox and wait > 0:
+        if not rec.outbox and wait > 0 and not joining:
             rec.wake.clear()
             rec.polls += 1
             try:

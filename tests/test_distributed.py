@@ -184,12 +184,13 @@ def test_a_build_whose_message_the_broker_lost_is_sent_again(cluster: Cluster, r
     from tinymlaas.images import ensure_all
 
     ensure_all(Settings())
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()  # the session's broker: no message of an earlier test's dead worker
     api = cluster.start_instance("api-a").client()
     tflite = get_recipe("hello_world").load(Settings().zoo_dir)
     model = api.post("/models", files={"file": ("m.tflite", tflite)},
                      data={"name": "hello_world"}).json()["id"]
     job_id = build(api, model)
-    client = redis.Redis.from_url(redis_url)
     assert client.hlen("tinymlaas:jobs.msgs") == 1
     client.flushall()  # the broker's data is gone; the job is still queued in the store
     wait_for("the lost message to be sent again", lambda: client.hlen("tinymlaas:jobs.msgs") == 1,

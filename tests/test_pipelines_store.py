@@ -41,7 +41,7 @@ def test_a_run_keeps_its_stages_and_is_re_run_from_the_failed_one(database_url: 
         assert train.state == "pending" and train.error is None and train.job_ids == ["j-train"]
         assert train.log == ["epoch 2", "epoch 3", "epoch 4"]  # the newest kept
         assert compile_.state == "pending"
-        with pytest.raises(Conflict, match="only a failed run"):
+        with pytest.raises(Conflict, match="only a failed or cancelled run"):
             store.pipelines.rerun("r1", job.id)
 
         store.pipelines.stage("r1", "train", state="running", attempt=2)

@@ -152,9 +152,9 @@ def test_builds_on_two_workers_through_two_instances_and_a_dead_worker(
     wait_for("a worker to claim the build", lambda: cluster.owner(job_id)[0] is not None, timeout=30)
     work = str((cluster.data / "work").resolve())
 
-    def builders() -> list[str]:
-        return [c.name for c in docker_client().containers.list(all=True, filters={"label": INPUT_LABEL})
-                if str(c.labels.get(INPUT_LABEL, "")).startswith(work)]
+    def builders() -> list[str]:  # the list's own labels: a build may end while it is read
+        return [c["Id"] for c in docker_client().api.containers(all=True, filters={"label": INPUT_LABEL})
+                if str((c.get("Labels") or {}).get(INPUT_LABEL, "")).startswith(work)]
     wait_for("its builder container", lambda: bool(builders()), timeout=60)
     victim = cluster.owner(job_id)[0]
     assert victim is not None and api_a.get(f"/jobs/{job_id}").json()["state"] == "running"

@@ -63,9 +63,10 @@ def remove_builders(work: Path, prefix: str = "") -> int:
 
     removed = 0
     root = str(work.resolve())
-    for container in client.containers.list(all=True, filters={"label": INPUT_LABEL}):
-        if str(container.labels.get(INPUT_LABEL, "")).startswith(f"{root}/{prefix}"):
+    # The list's own labels: inspecting each one races with builds that end meanwhile.
+    for container in client.api.containers(all=True, filters={"label": INPUT_LABEL}):
+        if str((container.get("Labels") or {}).get(INPUT_LABEL, "")).startswith(f"{root}/{prefix}"):
             with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+                client.api.remove_container(container["Id"], force=True)
                 removed += 1
     return removed

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tinymlaas.edge.errors import InvalidInput
+from tinymlaas.edge.tflm import quantize
 
 #: Element sizes of the dtypes a device's tensors can have.
 ITEMSIZE = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "int32": 4, "float32": 4, "int64": 8}
@@ -29,6 +30,25 @@ def elements(spec: dict[str, Any]) -> int:
     for d in spec["shape"]:
         n *= max(int(d), 1)
     return n
+
+
+def tensor_from(spec: dict[str, Any], *, values: Sequence[float] | None,
+                raw: Sequence[float] | None) -> np.ndarray:
+    """One tensor's values in its dtype: ``values`` quantized with its scale (a quantized tensor),
+    ``raw`` (or the values of one that is not) taken as they are, refused unless they fit the
+    dtype. The caller checks the count, in its own words."""
+    dtype = np.dtype(spec["dtype"])
+    if values is not None and spec.get("scale") is not None:
+        return quantize(np.asarray(values, dtype=np.float64).ravel(), spec["scale"], spec["zero_point"],
+                        dtype)
+    given = np.asarray(raw if raw is not None else values, dtype=np.float64).ravel()
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if given.size and (given.min() < info.min or given.max() > info.max
+                           or np.any(given != np.round(given))):
+            raise InvalidInput(f"input values of {spec.get('name') or 'the input'!r} must be "
+                               f"{dtype.name} integers")
+    return given.astype(dtype)
 
 
 def laid_out(specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

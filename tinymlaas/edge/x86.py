@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from tinymlaas.edge.tensors import elements, laid_out, pack, packed_bytes, unpack
-from tinymlaas.edge.tflm import Tflm, dequantize, quantize
+from tinymlaas.edge.errors import InvalidInput
+from tinymlaas.edge.tensors import elements, laid_out, pack, packed_bytes, tensor_from, unpack
+from tinymlaas.edge.tflm import Tflm, dequantize
 
 MODEL_MEMBER = "firmware/model.tflite"
 MANIFEST_MEMBER = "firmware/manifest.json"
@@ -150,20 +151,13 @@ class Runtime:
 
 def _tensor(spec: dict[str, Any], request: dict[str, Any]) -> np.ndarray:
     """One input tensor from ``{"input": raw values}`` or ``{"values": floats to quantize}``."""
-    dtype = np.dtype(spec["dtype"])
-    if "input" in request:
-        raw = np.asarray(request["input"], dtype=np.float64).ravel()
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            if raw.size and (raw.min() < info.min or raw.max() > info.max or np.any(raw != np.round(raw))):
-                raise ValueError(f"input values of {spec['name']!r} must be {dtype.name} integers")
-        tensor = raw.astype(dtype)
-    elif "values" in request:
-        vals = np.asarray(request["values"], dtype=np.float64).ravel()
-        tensor = (quantize(vals, spec["scale"], spec["zero_point"], dtype)
-                  if spec.get("scale") is not None else vals.astype(dtype))
-    else:
+    if "input" not in request and "values" not in request:
         raise ValueError("each input needs 'input' (raw tensor) or 'values' (floats)")
+    try:
+        tensor = tensor_from(spec, values=None if "input" in request else request["values"],
+                             raw=request.get("input"))
+    except InvalidInput as exc:  # this device answers 400 with the words
+        raise ValueError(exc.message) from None
     if tensor.size != elements(spec):
         raise ValueError(f"input {spec['name']!r} has {tensor.size} elements; the model takes "
                          f"{elements(spec)}")

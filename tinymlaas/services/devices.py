@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tinymlaas.edge.tensors import elements, pack
-from tinymlaas.edge.tflm import quantize
+from tinymlaas.edge.tensors import elements, pack, tensor_from
 from tinymlaas.errors import InvalidInput, TinyMLaaSError
 from tinymlaas.jobs import JobRunner
 from tinymlaas.models import (
@@ -53,18 +52,7 @@ async def device_detail(orch: Orchestrator, endpoint: str) -> DeviceDetail:
 def _one_tensor(endpoint: str, spec: dict[str, Any], *, values: list[float] | None,
                 raw: list[float] | None) -> np.ndarray:
     """One input tensor: ``values`` quantized with its scale, ``raw`` taken as they are."""
-    dtype = np.dtype(spec["dtype"])
-    if values is not None and spec.get("scale") is not None:
-        tensor = quantize(np.asarray(values), spec["scale"], spec["zero_point"], dtype)
-    else:
-        given = np.asarray(raw if raw is not None else values, dtype=np.float64)
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            if given.size and (given.min() < info.min or given.max() > info.max
-                               or np.any(given != np.round(given))):
-                raise InvalidInput(f"input values of {spec.get('name') or 'the input'!r} must be "
-                                   f"{dtype.name} integers")
-        tensor = given.astype(dtype)
+    tensor = tensor_from(spec, values=values, raw=raw)
     if tensor.size != elements(spec):
         raise InvalidInput(f"input {spec.get('name') or 0!r} of the model on '{endpoint}' takes "
                            f"{elements(spec)} values, not {tensor.size}")

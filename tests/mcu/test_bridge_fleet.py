@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _fleet import wait_until
 from mcu_helpers import EchoFirmware
 
 from tinymlaas.api.server import BackgroundServer
@@ -28,14 +27,6 @@ pytestmark = [pytest.mark.lwm2m, pytest.mark.qemu, pytest.mark.slow]
 BOARD = "lm3s6965evb"
 
 
-def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def children(pid: int) -> list[tuple[int, str]]:
@@ -91,7 +82,7 @@ def test_one_bridge_fronts_two_boards(echo_firmware: EchoFirmware, tmp_path: Pat
                 return dict(b) if ok else None
 
             try:
-                found = wait(listed, 60, "the bridge and its two boards joining")
+                found = wait_until(listed, 60, "the bridge and its two boards joining")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; bridge log: {bridge.logs()[-3000:]}") from None
             assert [(d["endpoint"], d["secure"], d["reported"]["board"]) for d in found["devices"]] == [
@@ -103,9 +94,9 @@ def test_one_bridge_fronts_two_boards(echo_firmware: EchoFirmware, tmp_path: Pat
             # mcu-a's emulator dies: it is down, then the bridge restarts it; mcu-b keeps serving.
             (flasher,) = [pid for pid, cmd in children(bridge.proc.pid) if str(tmp_path / "mcu-a") in cmd]
             os.killpg(flasher, signal.SIGKILL)  # the flasher runs in its own process group
-            wait(lambda: "mcu-a: down: its flasher exited with code" in bridge.logs()
+            wait_until(lambda: "mcu-a: down: its flasher exited with code" in bridge.logs()
                  and bridge.logs().count("MCU restarted: TINYMLAAS READY") == 1, 30, "mcu-a restarted")
-            wait(lambda: api.get("/devices/mcu-a").json()["device"]["health"] == "running", 30,
+            wait_until(lambda: api.get("/devices/mcu-a").json()["device"]["health"] == "running", 30,
                  "the service hearing mcu-a is running again")
             assert api.post("/devices/mcu-a/infer", json={"input": [1, 2, 3, 4]}).status_code == 200
 

@@ -9,6 +9,30 @@ from fastapi.testclient import TestClient
 PASSWORD = "a long enough password"
 
 
+def bench_pipeline(model: str) -> tuple[str, str]:
+    """A pipeline for the pages' tests, and its copy with three mistakes (a misspelt field, a board
+    and a group that do not exist). ``model`` is built for x86 on this machine (no Docker, seconds)
+    and sent to group 'bench', whose device never connects: its update fails, so the rollout
+    pauses until someone ends it."""
+    good = f"""\
+name: hello-bench
+model: {model}
+compile:
+  version: 2.0.0
+  targets:
+    - board: x86-tflm
+      builder: local
+deploy:
+  group: bench
+  kind: model
+  waves: ["rest"]
+"""
+    wrong = good.replace("  version: 2.0.0", "  verison: 2.0.0").replace(
+        "      builder: local\n", "      builder: local\n    - board: esp32\n").replace(
+        "group: bench", "group: bench-b")
+    return good, wrong
+
+
 
 @dataclass
 class Web:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from _browser import launch, tab
-from _web import PASSWORD
+from _web import PASSWORD, bench_pipeline
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tinymlaas.api.server import BackgroundServer
@@ -421,30 +421,14 @@ def test_the_operator_creates_a_group_rollout_and_watches_its_waves(
         assert {d["firmware_version"] for d in api.get("/devices").json()} == {"2.0.0"}
 
 
-#: hello_world built for x86 on this machine (no Docker, seconds), then a rollout to a device that
-#: is registered but never connects: its update fails and the rollout pauses until it is ended.
-PIPELINE = """\
-name: hello-bench
-model: hello_bench:1
-compile:
-  version: 2.0.0
-  targets:
-    - board: x86-tflm
-      builder: local
-deploy:
-  group: bench
-  kind: model
-  waves: ["rest"]
-"""
+PIPELINE, WRONG_PIPELINE = bench_pipeline("hello_bench:1")
 
 
 def test_the_operator_fixes_a_pipeline_runs_it_watches_its_stages_and_re_runs_the_failed_one(
         browser: Browser, service: BackgroundServer) -> None:
     from tinymlaas.zoo import get_recipe
 
-    wrong = PIPELINE.replace("  version: 2.0.0", "  verison: 2.0.0").replace(
-        "      builder: local\n", "      builder: local\n    - board: esp32\n").replace(
-        "group: bench", "group: bench-b")
+    wrong = WRONG_PIPELINE
     with service.client() as api:
         model = get_recipe("hello_world").load(Settings().zoo_dir)
         assert api.post("/models", files={"file": ("m.tflite", model)}, data={"name": "hello_bench"}

@@ -10,29 +10,11 @@ from typing import Any
 
 import pytest
 from _fleet import wait_until
-from _web import Web
+from _web import Web, bench_pipeline
 
 HOME = "/ui/operator/pipelines"
 
-#: hello_world built for x86 on this machine (no Docker, seconds) and sent to a bench device that
-#: never connects: its update fails, so the rollout pauses until someone ends it.
-GOOD = """\
-name: hello-bench
-model: hello_world:1
-compile:
-  version: 2.0.0
-  targets:
-    - board: x86-tflm
-      builder: local
-deploy:
-  group: bench
-  kind: model
-  waves: ["rest"]
-"""
-#: Three mistakes: a misspelt field, a board that does not exist, a group that does not exist.
-WRONG = GOOD.replace("  version: 2.0.0", "  verison: 2.0.0").replace(
-    "      builder: local\n", "      builder: local\n    - board: esp32\n").replace(
-    "group: bench", "group: bench-b")
+GOOD, WRONG = bench_pipeline("hello_world:1")
 
 
 @pytest.fixture

@@ -138,6 +138,19 @@ def test_a_model_with_two_inputs_and_two_outputs_over_the_poll(
         assert [t["raw"] for t in report["outputs"]] == [w.ravel().tolist() for w in want]
         assert [t["name"] for t in report["outputs"]] == [t.name for t in info.outputs]
 
+        # The same from the command line, each input by its name.
+        import subprocess
+        import sys
+
+        cli = subprocess.run(
+            [sys.executable, "-m", "tinymlaas.cli.main", "devices", "--url", server.url, "--token",
+             server.admin_token, "infer", "pull-2", "--json",
+             "--values", f"{info.inputs[1].name}={','.join(map(str, context))}",
+             "--values", f"{info.inputs[0].name}={','.join(map(str, motion))}"],
+            capture_output=True, text=True, timeout=120, check=False)
+        assert cli.returncode == 0, cli.stderr
+        assert [t["raw"] for t in json.loads(cli.stdout)["outputs"]] == [w.ravel().tolist() for w in want]
+
 
 def test_devices_without_the_right_token_are_refused(
         service: tuple[BackgroundServer, httpx.Client], hello_world: bytes, tmp_path: Path) -> None:

@@ -246,6 +246,41 @@ def devices_delete(ctx: typer.Context, endpoint: str,
     out.print(f"'{endpoint}' deleted")
 
 
+@devices_app.command("infer")
+def devices_infer(
+    ctx: typer.Context, endpoint: str,
+    values: Annotated[list[str], typer.Option(
+        "--values", "-v", help="one input tensor: [NAME=]v1,v2,... (repeat for each input, in the model's "
+                               "order or by name)")],
+    raw: Annotated[bool, typer.Option("--raw", help="the numbers are raw tensor values, not real "
+                                                    "values to quantize")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One inference on the device, through the service; every output tensor."""
+    inputs = []
+    for given in values:
+        name, _, numbers = given.rpartition("=")
+        try:
+            tensor = [float(v) for v in numbers.split(",") if v.strip()]
+        except ValueError:
+            raise InvalidInput(f"--values {given!r}: give [NAME=]v1,v2,... with numbers") from None
+        inputs.append({**({"name": name} if name else {}), ("input" if raw else "values"): tensor})
+    with _api(ctx) as api:
+        report = api.call("POST", f"/devices/{endpoint}/infer", json={"inputs": inputs})
+    if as_json:
+        print_json(report)
+        return
+    table = _table("output", "raw", "values", title=f"inference {report['count']} on {endpoint}")
+    for t in report["outputs"]:
+        table.add_row(t["name"], " ".join(map(str, t["raw"])),
+                      " ".join(f"{v:.6g}" for v in t["values"] or []))
+    out.print(table)
+    said = [f"{report['latency_us']:,} µs" if report.get("latency_us") is not None else "",
+            f"{report['instructions']:,} instructions" if report.get("instructions") else ""]
+    if any(said):
+        out.print(", ".join(s for s in said if s))
+
+
 @devices_app.command("history")
 def devices_history(ctx: typer.Context, endpoint: str, limit: int = 50, as_json: JsonOpt = False) -> None:
     """What happened to a device, newest first."""

@@ -561,9 +561,7 @@ def no_run(fleet: Fleet) -> None:
 def run_pipeline(fleet: Fleet, board: str, group: str) -> dict[str, Any]:
     reply = fleet.api.post("/pipelines/runs", json={"source": PIPELINE_FILE.format(board=board, group=group)})
     assert reply.status_code == 201, reply.text
-    run_id = reply.json()["id"]
-    return dict(fleet.wait(lambda: (r := fleet.api.get(f"/pipelines/runs/{run_id}").json())["state"]
-                           != "running" and r, 600, "the pipeline run ending"))
+    return _run_ended(fleet, reply.json()["id"])
 
 
 @then("every stage succeeded, each with its job and what it made")
@@ -589,3 +587,46 @@ def runs_pipeline_model(fleet: Fleet, run: dict[str, Any], ep: str) -> None:
     assert fleet.api.get(f"/devices/{ep}").json()["capabilities"]["model_sha256"] == sha
     assert fleet.wait(lambda: [d["endpoint"] for d in fleet.api.get("/devices", params={"model": sha}).json()]
                       == [ep], 10, "the registry knowing the pipeline's model")
+
+
+def _run_ended(fleet: Fleet, run_id: str) -> dict[str, Any]:
+    return dict(fleet.wait(lambda: (r := fleet.api.get(f"/pipelines/runs/{run_id}").json())["state"]
+                           != "running" and r, 600, "the pipeline run ending"))
+
+
+@when(parsers.parse('I start the pipeline file with board "{board}" and group "{group}" and cancel it while '
+                    'it trains'), target_fixture="run")
+def cancel_while_training(fleet: Fleet, board: str, group: str) -> dict[str, Any]:
+    # a wider network than the other scenario's: a model of its own, which only this group runs
+    source = PIPELINE_FILE.format(board=board, group=group).replace("  width: 8", "  width: 12")
+    reply = fleet.api.post("/pipelines/runs", json={"source": source})
+    assert reply.status_code == 201, reply.text
+    run_id = reply.json()["id"]
+    fleet.wait(lambda: next(s for s in fleet.api.get(f"/pipelines/runs/{run_id}").json()["stages"]
+                            if s["name"] == "train")["state"] == "running", 120, "the training starting")
+    cancelled = fleet.api.post(f"/pipelines/runs/{run_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    return _run_ended(fleet, run_id)
+
+
+@then("the run ends cancelled in its train stage, the dataset stage keeps what it made and nothing after "
+      "it ran")
+def cancelled_in_train(run: dict[str, Any]) -> None:
+    assert run["state"] == "cancelled" and run["error"] == "train: cancelled by admin", run
+    assert [s["state"] for s in run["stages"]] == ["succeeded", "cancelled", "pending", "pending", "pending"]
+    assert run["stages"][0]["artifacts"]["dataset"] == "iris"
+
+
+@when("I run it again", target_fixture="run")
+def run_again(fleet: Fleet, run: dict[str, Any]) -> dict[str, Any]:
+    reply = fleet.api.post(f"/pipelines/runs/{run['id']}/rerun")
+    assert reply.status_code == 200 and reply.json()["attempt"] == 2, reply.text
+    return {**_run_ended(fleet, run["id"]), "before": run}
+
+
+@then("the dataset stage was not run again and every other stage succeeded")
+def went_on(run: dict[str, Any]) -> None:
+    assert run["state"] == "succeeded", run
+    assert [s["state"] for s in run["stages"]] == ["succeeded"] * 5
+    assert run["stages"][0] == run["before"]["stages"][0]  # same job, same artifacts
+    assert [s["attempt"] for s in run["stages"]] == [1, 2, 2, 2, 2]

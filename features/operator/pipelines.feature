@@ -20,3 +20,13 @@ Feature: The IT operator describes a whole ML pipeline in one file
     When I run the pipeline file with board "x86-tflm" and group "line-p"
     Then every stage succeeded, each with its job and what it made
     And "cam-7" runs the model the pipeline trained, and the registry says so
+
+  Scenario: a pipeline I stop while it trains goes on from that stage when I run it again
+    Given the iris measurements as dataset "iris"
+    And "cam-8" is registered tagged "line-r" and runs firmware "1.0.0" in a container
+    And a group "line-r" of the devices tagged "line-r"
+    When I start the pipeline file with board "x86-tflm" and group "line-r" and cancel it while it trains
+    Then the run ends cancelled in its train stage, the dataset stage keeps what it made and nothing after it ran
+    When I run it again
+    Then the dataset stage was not run again and every other stage succeeded
+    And "cam-8" runs the model the pipeline trained, and the registry says so
